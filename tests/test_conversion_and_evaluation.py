@@ -1,0 +1,161 @@
+"""Each quantization mode, the runtimes, and the one evaluate routine."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from zoolite.conversion import QUANTIZATIONS, convert, export_saved_model
+from zoolite.evaluation import LatencyConfig, agreement, evaluate, latency_stats, measure_latency, per_class_report
+from zoolite.runtimes import KerasRuntime, LiteRTRuntime, dequantize, quantize
+
+SIZE, CLASSES = 32, 4
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 128, -127 / 128)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu6")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).integers(0, 256, (24, SIZE, SIZE, 3)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_model, images, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("variants")
+    saved = export_saved_model(tiny_model, directory / "saved_model")
+    paths = {}
+    for mode in QUANTIZATIONS:
+        paths[mode] = directory / f"{mode}.tflite"
+        paths[mode].write_bytes(convert(saved, mode, images[:16]))
+    return paths
+
+
+@pytest.mark.parametrize("mode, io_dtype", [("float32", np.float32), ("dynamic", np.float32),
+                                            ("float16", np.float32), ("int8_fallback", np.float32),
+                                            ("int8", np.int8)])
+def test_each_mode_has_the_promised_input_and_output_types(variants, mode, io_dtype):
+    runtime = LiteRTRuntime(variants[mode])
+    assert runtime.interpreter.get_input_details()[0]["dtype"] == io_dtype
+    assert runtime.interpreter.get_output_details()[0]["dtype"] == io_dtype
+    if mode == "int8":  # integer only: no float tensor anywhere
+        assert {t["dtype"] for t in runtime.interpreter.get_tensor_details()} <= {np.int8, np.int32}
+
+
+@pytest.mark.parametrize("mode, tolerance", [("float32", 1e-5), ("dynamic", 0.05), ("float16", 0.01),
+                                             ("int8_fallback", 0.05), ("int8", 0.05)])
+def test_variants_follow_the_keras_model(tiny_model, variants, images, mode, tolerance):
+    expected = np.asarray(tiny_model(images.astype(np.float32)))
+    got = LiteRTRuntime(variants[mode]).predict(images)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.abs(got - expected).max() <= tolerance
+
+
+def test_integer_only_model_quantizes_input_and_dequantizes_output(variants, images):
+    runtime = LiteRTRuntime(variants["int8"])
+    scale, zero_point = runtime.interpreter.get_input_details()[0]["quantization"]
+    # Calibrated on raw pixels 0..255: one step per pixel value, so the int8 input is exact.
+    assert scale == pytest.approx(1.0, rel=0.01) and zero_point == -128
+    q = quantize(np.array([0.0, 127.0, 255.0, 400.0]), scale, zero_point, np.int8)
+    assert q.tolist() == [-128, -1, 127, 127]  # saturates above the range
+    assert dequantize(np.array([-128, 0, 127], np.int8), 0.5, -128).tolist() == [0.0, 64.0, 127.5]
+
+
+def _constant_model(probabilities):
+    """A model whose output is ``probabilities`` whatever the image: known loss and accuracy."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(len(probabilities), activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    dense.set_weights([np.zeros((3, len(probabilities)), np.float32), np.log(probabilities).astype(np.float32)])
+    return model
+
+
+def test_evaluate_on_a_model_with_known_outputs(images):
+    p = np.array([0.5, 0.25, 0.15, 0.1], np.float32)
+    labels = np.array([0] * 12 + [1] * 6 + [3] * 6)
+    metrics, probs = evaluate(KerasRuntime(_constant_model(p)), images, labels, CLASSES,
+                              LatencyConfig(warmup=2, runs=5), batch_size=7)
+    np.testing.assert_allclose(probs, np.tile(p, (24, 1)), atol=1e-6)
+    assert metrics["accuracy"] == pytest.approx(0.5)
+    assert metrics["loss"] == pytest.approx(-np.mean(np.log(p[labels])), rel=1e-5)
+    assert metrics["top3_accuracy"] == pytest.approx(18 / 24)
+    assert metrics["latency"]["runs"] == 5 and metrics["latency"]["mean_ms"] > 0
+
+
+def test_latency_stats_on_known_timings():
+    stats = latency_stats(np.arange(1, 101) / 1000.0)  # 1..100 ms
+    assert stats["mean_ms"] == pytest.approx(50.5)
+    assert stats["median_ms"] == pytest.approx(50.5)
+    assert stats["p90_ms"] == pytest.approx(90.1)
+    assert stats["p99_ms"] == pytest.approx(99.01)
+    assert stats["min_ms"] == pytest.approx(1.0)
+    assert stats["std_ms"] == pytest.approx(np.std(np.arange(1, 101)))
+
+
+def test_latency_warms_up_then_times_each_call(images):
+    calls = []
+    result = measure_latency(calls.append, images, LatencyConfig(warmup=3, runs=7))
+    assert len(calls) == 1 + 3 + 7 and result["runs"] == 7
+
+
+def test_latency_stops_at_its_time_limit_after_the_minimum_runs(images):
+    import time
+
+    result = measure_latency(lambda x: time.sleep(0.01), images,
+                             LatencyConfig(warmup=0, runs=1000, max_seconds=0.05, min_runs=8))
+    assert result["runs"] == 8
+
+
+def test_agreement_and_per_class_report():
+    reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    assert agreement(reference, reference) == {"top1_agreement": 1.0, "mean_abs_prob_diff": 0.0}
+    perturbed = reference[:, ::-1]
+    assert agreement(perturbed, reference)["top1_agreement"] == 0.0
+    report = per_class_report(reference, np.array([0, 1, 1, 1]), ["a", "b"])
+    assert report["confusion_matrix"] == [[1, 0], [1, 2]]
+    assert report["per_class"]["b"]["recall"] == pytest.approx(2 / 3)
+    assert report["per_class"]["a"]["precision"] == pytest.approx(0.5)
+
+
+def test_shared_calibration_gives_the_converters_own_int8_models(tiny_model, images, variants, tmp_path):
+    """The pipeline calibrates once for both int8 modes; the result must equal TFLiteConverter's."""
+    import tensorflow as tf
+
+    def data():
+        for image in images[:16]:
+            yield [image[None].astype(np.float32)]
+
+    for mode in ("int8_fallback", "int8"):
+        converter = tf.lite.TFLiteConverter.from_keras_model(tiny_model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = data
+        if mode == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = converter.inference_output_type = tf.int8
+        reference = tmp_path / f"{mode}.tflite"
+        reference.write_bytes(converter.convert())
+        theirs, ours = LiteRTRuntime(reference), LiteRTRuntime(variants[mode])
+        assert theirs.interpreter.get_input_details()[0]["quantization"] == \
+            ours.interpreter.get_input_details()[0]["quantization"]
+        np.testing.assert_array_equal(theirs.predict(images), ours.predict(images))
+
+
+def test_litert_batches_of_any_size_match_single_images(variants, images):
+    """Pixels (uint8) and floats give the same answer, and a short batch after a long one too."""
+    for mode in ("float32", "int8"):
+        runtime = LiteRTRuntime(variants[mode])
+        single = np.stack([runtime.predict_one(image) for image in images[:5]])
+        runtime.predict(images[:8])  # allocates batch 8; the next, shorter batch is padded
+        np.testing.assert_array_equal(runtime.predict(images[:5]), single)
+        np.testing.assert_array_equal(runtime.predict(images[:5].astype(np.float32)), single)
+

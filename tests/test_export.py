@@ -1,0 +1,124 @@
+"""``zoolite export``: the bundle loads in LiteRT, model.json matches the model's own tensors, and
+an app following model.json gets the run's predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from zoolite.cli import main
+
+BACKBONE = "efficientnet_lite0"
+
+
+def _interpreter(path: Path) -> Interpreter:
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _matches(card: dict, details: dict) -> None:
+    assert card["name"] == details["name"]
+    assert card["shape"] == details["shape"].tolist()
+    assert card["dtype"] == np.dtype(details["dtype"]).name
+    scale, zero_point = details["quantization"]
+    if card["quantization"] is None:
+        assert not np.issubdtype(details["dtype"], np.integer)
+    else:
+        assert card["quantization"] == {"scale": pytest.approx(scale), "zero_point": zero_point}
+
+
+def _row(results: dict, variant: str) -> dict:
+    return next(r for r in results["backbones"][BACKBONE]["variants"] if r["variant"] == variant)
+
+
+def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path, capsys):
+    run_dir = Path(small_run["run_dir"])
+    target = tmp_path / "app" / "model"
+    assert main(["export", str(run_dir), "--variant", "int8", "--to", str(target)]) == 0
+    assert capsys.readouterr().out.strip() == f"{target}: int8.tflite, labels.txt, model.json"
+    card = json.loads((target / "model.json").read_text())
+    interpreter = _interpreter(target / card["model_file"])
+    model_input, model_output = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    _matches(card["input"], model_input)
+    _matches(card["output"], model_output)
+    assert card["input"]["dtype"] == card["output"]["dtype"] == "int8"
+    assert card["input_size"] == model_input["shape"][1] == 224 and card["input"]["pixel_range"] == [0, 255]
+    assert card["input"]["normalisation_inside_model"] == {"scale": 1 / 128, "offset": -127 / 128,
+                                                           "formula": "pixel * scale + offset"}
+    labels = (target / "labels.txt").read_text().splitlines()
+    assert labels == card["classes"] == small_run["dataset"]["labels"]
+    assert len(labels) == model_output["shape"][-1]
+    row = _row(small_run, "int8")
+    assert card["measured"]["accuracy"] == row["accuracy"]
+    assert card["measured"]["latency_ms"]["mean"] == row["latency"]["mean_ms"]
+    assert card["measured"]["size_bytes"] == (target / "int8.tflite").stat().st_size == row["size_bytes"]
+    assert (card["source"]["run_dir"], card["source"]["file"]) == (str(run_dir.resolve()), row["file"])
+
+    # An app that follows model.json alone gets the probabilities the run measured.
+    images = np.load(run_dir / BACKBONE / "cache" / "test_images.npy")
+    expected = np.load(run_dir / BACKBONE / "measurements" / "int8.probabilities.npy")
+    q_in, q_out = card["input"]["quantization"], card["output"]["quantization"]
+    for image, probabilities in zip(images[:4], expected):
+        pixels = np.clip(np.round(image / q_in["scale"]) + q_in["zero_point"], -128, 127).astype(np.int8)
+        interpreter.set_tensor(model_input["index"], pixels[None])
+        interpreter.invoke()
+        value = interpreter.get_tensor(model_output["index"])[0]
+        np.testing.assert_allclose((value.astype(np.float32) - q_out["zero_point"]) * q_out["scale"],
+                                   probabilities, atol=1e-6)
+
+
+def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(small_run, tmp_path):
+    run_dir = Path(small_run["run_dir"])
+    assert main(["export", str(run_dir), "--variant", "float16", "--to", str(tmp_path / "f16")]) == 0
+    card = json.loads((tmp_path / "f16" / "model.json").read_text())
+    interpreter = _interpreter(tmp_path / "f16" / "float16.tflite")
+    _matches(card["input"], interpreter.get_input_details()[0])
+    assert card["input"]["dtype"] == "float32" and card["input"]["quantization"] is None
+    assert "feed" not in card["input"] and "read" not in card["output"]
+
+    assert main(["export", str(run_dir), "--to", str(tmp_path / "default")]) == 0
+    recommended = small_run["recommendation"]["variant"]
+    assert (tmp_path / "default" / f"{recommended}.tflite").read_bytes() == \
+        (run_dir / small_run["recommendation"]["file"]).read_bytes()
+
+
+def _error_line(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("zoolite: error:"), err
+    return err[0]
+
+
+def test_export_refuses_bad_requests_and_overwrites_nothing(small_run, tmp_path, capsys):
+    run = str(small_run["run_dir"])
+    target = tmp_path / "bundle"
+    line = _error_line(capsys, ["export", run, "--variant", "int4", "--to", str(target)])
+    assert "--variant int4" in line and "choose from: float32, dynamic, float16, int8_fallback, int8" in line
+    assert "not a LiteRT model" in _error_line(capsys, ["export", run, "--variant", "keras", "--to", str(target)])
+    line = _error_line(capsys, ["export", run, "--variant", "int8", "--backbone", "lenet", "--to", str(target)])
+    assert "--backbone lenet" in line and f"choose from: {BACKBONE}" in line
+    assert not target.exists()
+
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    assert "not empty" in _error_line(capsys, ["export", run, "--variant", "int8", "--to", str(target)])
+    assert [p.name for p in target.iterdir()] == ["keep.txt"] and (target / "keep.txt").read_text() == "mine"
+    assert not list(tmp_path.glob(".tmp-*"))
+
+    assert "run folder not found" in _error_line(capsys, ["export", str(tmp_path / "nope"), "--to", str(target)])
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text("{}")
+    assert "did not finish" in _error_line(capsys, ["export", str(unfinished), "--to", str(tmp_path / "x")])
+
+
+def test_export_into_an_empty_folder(small_run, tmp_path):
+    target = tmp_path / "empty"
+    target.mkdir()
+    assert main(["export", str(small_run["run_dir"]), "--variant", "dynamic", "--to", str(target)]) == 0
+    assert sorted(p.name for p in target.iterdir()) == ["dynamic.tflite", "labels.txt", "model.json"]

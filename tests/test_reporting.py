@@ -1,0 +1,277 @@
+"""Reports and the recommendation: report.html as a browser would parse it, the budget logic on
+hand-made results, and ``zoolite report`` re-rendering a run without its models."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from zoolite import reporting
+from zoolite.cli import main
+from zoolite.errors import ZooliteError
+from zoolite.recommend import Budget, recommend
+
+BACKBONE = "efficientnet_lite0"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class _Page(HTMLParser):
+    """Tables (rows of cell texts, with each row's class) and images of an HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.images, self.links = [], [], []
+        self._cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append((attrs.get("class"), []))
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "img":
+            self.images.append(attrs)
+        elif tag in ("link", "script"):
+            self.links.append(attrs)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1][1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def _png_size(src: str) -> tuple[int, int, int]:
+    """(bytes, width, height) of a data-URI PNG; asserts it really is one."""
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix)
+    data = base64.b64decode(src[len(prefix):], validate=True)
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return len(data), width, height
+
+
+def _check_report(run_dir: Path, results: dict) -> _Page:
+    page = _parse(run_dir / "report.html")
+    assert not page.links  # self-contained: no stylesheet or script fetched from elsewhere
+    header, *rows = page.tables[0]
+    assert header[1] == reporting.backbone_cells(results, BACKBONE)[0]
+    assert [cells for _, cells in rows] == reporting.backbone_cells(results, BACKBONE)[1]
+    highlighted = [cells[0] for css, cells in rows if css == "recommended"]
+    assert highlighted == ([results["recommendation"]["variant"]] if results["recommendation"]["variant"] else [])
+    recommended = results["recommendation"]["variant"]
+    # trade-off, training curves, confusion matrices (float model, and the recommended variant), prediction grid
+    assert len(page.images) == 4 + (recommended is not None)
+    for image in page.images:
+        size, width, height = _png_size(image["src"])
+        assert size > 10_000 and width > 300 and height > 200, image["alt"]
+        assert image["alt"]
+    return page
+
+
+def test_report_html_has_the_tables_and_every_plot_embedded(small_run):
+    run_dir = Path(small_run["run_dir"])
+    page = _check_report(run_dir, small_run)
+    alts = " | ".join(image["alt"] for image in page.images)
+    assert "accuracy vs latency" in alts and "training curves" in alts and "float Keras model" in alts
+    assert "test images wrong" in alts
+    html = unescape((run_dir / "report.html").read_text(encoding="utf-8"))
+    assert small_run["recommendation"]["reason"] in html
+    assert small_run["machine"]["cpu"] in html
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Recommendation" in markdown and small_run["recommendation"]["reason"] in markdown
+
+
+def test_report_html_with_two_backbones(small_run, tmp_path):
+    """A second (made-up, faster) backbone: the combined table, and the recommended row in its section."""
+    from zoolite.html_report import html_report
+
+    run_dir = _copy_run(small_run, tmp_path / "run")
+    results = json.loads(json.dumps(small_run))
+    faster = json.loads(json.dumps(results["backbones"][BACKBONE]))
+    for row in faster["variants"]:
+        row["latency"]["mean_ms"] /= 2
+        row["file"] = row["file"].replace(BACKBONE, "faster")
+    results["backbones"]["faster"] = faster
+    results["recommendation"] = recommend(results)
+    assert results["recommendation"]["backbone"] == "faster"
+    (run_dir / "report.html").write_text(html_report(results, run_dir), encoding="utf-8")
+    page = _parse(run_dir / "report.html")
+    combined, first, second = page.tables
+    assert combined[0][1][1:] == [f"{name} {column}" for name in (BACKBONE, "faster")
+                                  for column in ("acc (loss)", "ms", "MB")]
+    assert [css for css, _ in first[1:]].count("recommended") == 0
+    assert [cells[0] for css, cells in second[1:] if css == "recommended"] == [results["recommendation"]["variant"]]
+    # trade-off; per backbone: training curves, float confusion matrix; the recommended variant's matrix;
+    # the prediction grid of efficientnet_lite0 ("faster" has no probabilities on disk).
+    assert len(page.images) == 1 + 2 * 2 + 1 + 1
+    assert all(_png_size(image["src"])[0] > 10_000 for image in page.images)
+    assert (run_dir / "report.html").read_text().count("No prediction grid") == 1
+
+
+def test_run_stores_and_prints_the_recommendation(small_run):
+    saved = json.loads((Path(small_run["run_dir"]) / "results.json").read_text())
+    assert saved["recommendation"] == small_run["recommendation"]
+    assert saved["recommendation"]["budget"] == Budget().to_json()
+    summary = reporting.text_summary(small_run)
+    assert summary.index("Recommendation: ") > summary.index("int8_fallback")
+
+
+# --- the recommendation logic on hand-made results ---------------------------------------------
+
+def _results(backbones: dict[str, list[tuple[str, float, float, float]]]) -> dict:
+    """Results with (variant, accuracy, mean ms, MB) rows per backbone; the first row is the Keras model."""
+    out = {}
+    for name, rows in backbones.items():
+        out[name] = {"variants": [
+            {"variant": v, "file": f"{name}/models/" + ("model.keras" if i == 0 else f"{v}.tflite"),
+             "loss": 1.0 - accuracy, "accuracy": accuracy, "size_bytes": int(mb * 1e6),
+             "latency": {"mean_ms": ms, "p90_ms": ms * 1.2}}
+            for i, (v, accuracy, ms, mb) in enumerate(rows)]}
+    return {"backbones": out}
+
+
+ONE = _results({"b": [("keras", 0.90, 100.0, 14.0), ("float32", 0.90, 8.0, 13.5), ("float16", 0.895, 7.0, 6.8),
+                      ("int8_fallback", 0.87, 3.0, 4.0), ("int8", 0.89, 4.0, 4.0)]})
+
+
+def test_recommends_the_fastest_variant_within_the_accuracy_drop():
+    r = recommend(ONE)  # int8_fallback is fastest but 3 pp worse; int8 is exactly 1 pp worse
+    assert (r["backbone"], r["variant"], r["file"]) == ("b", "int8", "b/models/int8.tflite")
+    assert r["reason"].startswith("int8 is the fastest of the 3 of 4 LiteRT variants within the budget "
+                                  "(accuracy drop ≤ 1 pp)")
+    assert "4.00 ms" in r["reason"] and "-1.0 pp" in r["reason"]
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=3))["variant"] == "int8_fallback"
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=0))["variant"] == "float32"
+
+
+def test_latency_and_size_limits_narrow_the_choice():
+    assert recommend(ONE, Budget(max_size_mb=10))["variant"] == "int8"
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=0.4, max_size_mb=10))["variant"] is None
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=0.5, max_latency_ms=7.5))["variant"] == "float16"
+    limited = recommend(ONE, Budget(max_accuracy_drop_pp=0.5, max_latency_ms=7.0, max_size_mb=6.8))
+    assert limited["variant"] == "float16"  # limits are inclusive
+    assert limited["budget"] == {"max_accuracy_drop_pp": 0.5, "max_latency_ms": 7.0, "max_size_mb": 6.8}
+
+
+def test_nothing_satisfies_says_which_limits_ruled_the_variants_out():
+    r = recommend(ONE, Budget(max_accuracy_drop_pp=0.2, max_latency_ms=3.5))
+    assert r["backbone"] is None and r["variant"] is None and "file" not in r
+    assert r["reason"] == ("No variant satisfies the budget (accuracy drop ≤ 0.2 pp, mean latency ≤ 3.5 ms): "
+                           "of 4 LiteRT variants, 3 exceed the accuracy limit, 3 exceed the latency limit; "
+                           "loosen the budget with `zoolite report RUN_DIR --max-...`.")
+
+
+def test_ties_on_latency_go_to_the_smaller_file():
+    tied = _results({"b": [("keras", 0.9, 50.0, 14.0), ("float16", 0.9, 5.0, 6.8), ("dynamic", 0.9, 5.0, 3.8),
+                           ("float32", 0.9, 5.0, 13.5)]})
+    r = recommend(tied)
+    assert r["variant"] == "dynamic"
+    assert "tied on latency with float16, float32 but smaller" in r["reason"]
+
+
+def test_the_keras_model_is_never_recommended_and_drops_count_from_the_best_float_model():
+    results = _results({
+        "small": [("keras", 0.60, 1.0, 1.0), ("int8", 0.595, 2.0, 0.5)],
+        "large": [("keras", 0.95, 90.0, 30.0), ("int8", 0.80, 3.0, 8.0), ("float16", 0.945, 20.0, 15.0)],
+    })
+    r = recommend(results)  # small int8 is close to its own float model, but 35.5 pp below the best one
+    assert (r["backbone"], r["variant"]) == ("large", "float16")
+    assert r["reason"].startswith("large float16 is the fastest of the 1 of 3 LiteRT variants")
+    assert "-0.5 pp vs the best float Keras model" in r["reason"]
+    assert recommend(results, Budget(max_accuracy_drop_pp=40))["variant"] == "int8"
+    assert recommend(results, Budget(max_latency_ms=10))["variant"] is None
+
+
+@pytest.mark.parametrize("budget, message", [
+    (dict(max_accuracy_drop_pp=-1), "--max-accuracy-drop -1"),
+    (dict(max_latency_ms=0), "--max-latency-ms 0"),
+    (dict(max_size_mb=-2.5), "--max-size-mb -2.5"),
+])
+def test_budget_rejects_impossible_limits(budget, message):
+    with pytest.raises(ZooliteError, match=message):
+        Budget(**budget)
+
+
+# --- zoolite report --------------------------------------------------------------------------------
+
+def _copy_run(small_run, dest: Path, keep_models: bool = False) -> Path:
+    ignore = None if keep_models else shutil.ignore_patterns("models")
+    return Path(shutil.copytree(small_run["run_dir"], dest, ignore=ignore))
+
+
+def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_path, capsys):
+    run_dir = _copy_run(small_run, tmp_path / "run")
+    shutil.rmtree(run_dir / BACKBONE / "cache")  # the prediction grid then decodes the dataset's files
+    (run_dir / "report.html").unlink()
+    measurements = {p: p.stat().st_mtime_ns for p in (run_dir / BACKBONE / "measurements").iterdir()}
+
+    assert main(["report", str(run_dir), "--max-size-mb", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "Recommendation: No variant satisfies the budget (accuracy drop ≤ 1 pp, size ≤ 0.001 MB)" in out
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["recommendation"]["variant"] is None and results["run_dir"] == str(run_dir)
+    assert results["backbones"] == json.loads(json.dumps(small_run["backbones"]))  # nothing recomputed
+    _check_report(run_dir, results)
+    assert not (run_dir / BACKBONE / "models").exists()
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / BACKBONE / "measurements").iterdir()} == measurements
+
+    # Without budget options the run's own budget is kept.
+    assert main(["report", str(run_dir)]) == 0
+    assert json.loads((run_dir / "results.json").read_text())["recommendation"]["budget"]["max_size_mb"] == 0.001
+    assert main(["report", str(run_dir), "--max-accuracy-drop", "100"]) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["recommendation"]["variant"] is not None
+    _check_report(run_dir, results)
+    assert not list(run_dir.glob(".tmp-*"))
+
+
+def _error_line(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("zoolite: error:"), err
+    return err[0]
+
+
+def test_report_refuses_what_is_not_a_finished_run(tmp_path, capsys):
+    assert "run folder not found" in _error_line(capsys, ["report", str(tmp_path / "nope")])
+    assert "not a zoolite run folder" in _error_line(capsys, ["report", str(tmp_path)])
+    (tmp_path / "config.json").write_text("{}")
+    assert "did not finish; finish it with `zoolite run --resume" in _error_line(capsys, ["report", str(tmp_path)])
+    (tmp_path / "COMPLETE").write_text("")
+    (tmp_path / "results.json").write_text("{not json")
+    assert "damaged results file" in _error_line(capsys, ["report", str(tmp_path)])
+    assert "--max-latency-ms 0.0" in _error_line(capsys, ["report", str(tmp_path), "--max-latency-ms", "0"])
+
+
+def test_json_output_is_only_json(small_run, tmp_path):
+    """``--json`` in a real process: stdout parses as JSON, bars and logs go to stderr."""
+    run_dir = _copy_run(small_run, tmp_path / "run", keep_models=True)
+    for name in ("COMPLETE", "results.json", "report.html"):  # an interrupted run, to resume cheaply
+        (run_dir / name).unlink()
+    result = subprocess.run([sys.executable, "-m", "zoolite.cli", "run", "--resume", str(run_dir), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout)
+    assert printed["recommendation"] == small_run["recommendation"]
+    assert (run_dir / "report.html").exists()

@@ -1,0 +1,206 @@
+"""The backbone zoo: every registry entry end to end on tiny real data, the weights options,
+fine-tuning, and several backbones in one run.
+
+Cut down for speed (2 classes x 4 photos, 1 epoch, 2 calibration images, 1 timed call);
+the conversions to the five LiteRT variants are what takes the time.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import copy_sample
+from zoolite.backbones import BACKBONES, build_feature_extractor, get_backbone
+from zoolite.cli import main
+from zoolite.evaluation import LatencyConfig
+from zoolite.pipeline import RunConfig, run
+from zoolite.progress import Progress
+from zoolite.runtimes import load_keras_model, open_runtime
+from zoolite.training import TrainConfig
+
+VARIANTS = ["keras", "float32", "dynamic", "float16", "int8_fallback", "int8"]
+SLOW = {"xception", "inception_resnet_v2"}
+# One run holds these two, fine-tuning the first: it serves the fine-tuning and the
+# several-backbones tests as well as those two entries' own test.
+PAIR = ("efficientnet_lite0", "scratch_cnn")
+FINE_TUNE_LAYERS = 4  # efficientnet_lite0's top_conv, top_bn, top_relu6, avg_pool
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return copy_sample(tmp_path_factory.mktemp("zoo") / "data", classes=("cane", "gatto"), per_class=4)
+
+
+def _run(data: Path, runs_dir: Path, backbones, weights=None, **train) -> dict:
+    config = RunConfig(data=str(data), backbones=backbones, weights=weights, runs_dir=str(runs_dir),
+                       representative_images=2, tensorboard=False,
+                       train=TrainConfig(epochs=1, validation_freq=1, start_from_epoch=0, **train),
+                       latency=LatencyConfig(warmup=0, runs=1, min_runs=1))
+    return run(config, progress=Progress(False))
+
+
+@pytest.fixture(scope="module")
+def pair_run(tiny_data, tmp_path_factory) -> dict:
+    return _run(tiny_data, tmp_path_factory.mktemp("pair-runs"), PAIR, fine_tune_layers=FINE_TUNE_LAYERS,
+                fine_tune_learning_rate=1e-4)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BACKBONES])
+def test_backbone_trains_and_converts_to_every_variant(name, tiny_data, tmp_path, request):
+    spec = get_backbone(name)
+    weights = "none" if spec.keras_weights_file else None  # tests stay offline: no downloads
+    if name in PAIR:
+        results = request.getfixturevalue("pair_run")
+    else:
+        results = _run(tiny_data, tmp_path, (name,), weights=weights)
+    run_dir = Path(results["run_dir"])
+    backbone = results["backbones"][name]
+    if weights == "none":
+        assert f"weights: RANDOM, not pretrained (--weights none);" in (run_dir / "report.md").read_text()
+    assert [row["variant"] for row in backbone["variants"]] == VARIANTS
+    assert backbone["training"]["head"]["epochs_run"] == 1
+    for row in backbone["variants"]:
+        assert 0 <= row["accuracy"] <= 1 and np.isfinite(row["loss"]), row["variant"]
+        runtime, _ = open_runtime(run_dir / row["file"])
+        assert runtime.input_size == spec.input_size, row["variant"]
+        assert runtime.n_classes == 2
+    sizes = {row["variant"]: row["size_bytes"] for row in backbone["variants"]}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+    if spec.pretrained:  # the head was trained on the cached output of the frozen extractor
+        features = np.load(run_dir / name / "cache" / "train_features.npy")
+        assert features.shape == (results["split"]["train"], spec.feature_dim)
+
+
+# Ground truth for the normalisation inside each keras.applications extractor: Keras's
+# own preprocess_input. ResNet50's is caffe-style BGR; its first convolution is flipped
+# to take RGB instead (checked end to end below).
+KERAS_PREPROCESSING = {
+    "mobilenet": ("mobilenet", False), "mobilenet_v2": ("mobilenet_v2", False),
+    "efficientnet_b0": ("efficientnet", False), "resnet50": ("resnet50", True),
+    "xception": ("xception", False), "inception_resnet_v2": ("inception_resnet_v2", False),
+}
+
+
+def test_every_keras_application_is_checked_against_its_preprocessing():
+    assert set(KERAS_PREPROCESSING) == {n for n, s in BACKBONES.items() if s.keras_weights_file}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_PREPROCESSING))
+def test_normalisation_matches_keras_preprocess_input(name):
+    module, bgr = KERAS_PREPROCESSING[name]
+    spec = get_backbone(name)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype(np.float32)
+    ours = np.asarray(keras.layers.Rescaling(spec.scale, spec.offset)(pixels))
+    expected = np.asarray(getattr(keras.applications, module).preprocess_input(pixels.copy()))
+    np.testing.assert_allclose(ours, expected[..., ::-1] if bgr else expected, rtol=1e-5, atol=1e-4)
+
+
+def _saved_no_top_weights(constructor: str, size: int, path: Path) -> tuple[keras.Model, Path]:
+    """A no-top model of ``constructor`` with random weights, every array made distinct, saved to ``path``."""
+    model = getattr(keras.applications, constructor)(weights=None, include_top=False, pooling="avg",
+                                                      input_shape=(size, size, 3))
+    rng = np.random.default_rng(1)
+    model.set_weights([w + rng.uniform(0.01, 0.02, w.shape).astype(w.dtype) for w in model.get_weights()])
+    model.save_weights(path)
+    return model, path
+
+
+def test_weights_file_is_loaded_into_the_extractor(tmp_path):
+    saved, path = _saved_no_top_weights("MobileNet", 224, tmp_path / "mobilenet_no_top.weights.h5")
+    extractor = build_feature_extractor(get_backbone("mobilenet"), str(path))
+    loaded = extractor.layers[-1].get_weights()
+    assert len(loaded) == len(saved.get_weights())
+    for got, want in zip(loaded, saved.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_resnet50_takes_rgb_like_keras_takes_preprocessed_bgr(tmp_path):
+    """Mean subtraction inside the model plus the flipped first convolution give Keras's own features."""
+    keras_model, path = _saved_no_top_weights("ResNet50", 224, tmp_path / "resnet50_no_top.weights.h5")
+    extractor = build_feature_extractor(get_backbone("resnet50"), str(path))
+    rgb = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
+    expected = np.asarray(keras_model(keras.applications.resnet50.preprocess_input(rgb.copy()), training=False))
+    got = np.asarray(extractor(rgb, training=False))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_a_weights_file_of_another_architecture_is_one_line(tiny_data, tmp_path, capsys):
+    _, path = _saved_no_top_weights("MobileNet", 224, tmp_path / "mobilenet_no_top.weights.h5")
+    assert main(["run", "--data", str(tiny_data), "--backbones", "mobilenet_v2", "--weights", str(path),
+                 "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(path) in err and "mobilenet_v2" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_offline_keras_application_stops_before_any_work(tiny_data, tmp_path, monkeypatch, capsys):
+    """No network and an empty Keras cache: one line naming the backbone, the file and both ways out."""
+    from keras.src.backend import config as keras_config
+
+    fetched = []
+
+    def offline(url, *args, **kwargs):
+        fetched.append(url if isinstance(url, str) else url.full_url)
+        raise urllib.error.URLError("network disabled by the test")
+
+    # Keras reads KERAS_HOME once at import, so its cache folder is pointed at an empty one directly.
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "empty-keras-home"))
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    runs = tmp_path / "runs"
+    # scratch_cnn needs no weights, but the run must not start it before mobilenet's fail.
+    assert main(["run", "--data", str(tiny_data), "--backbones", "scratch_cnn,mobilenet", "--out", str(runs)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("zoolite: error: mobilenet: ")
+    assert "mobilenet_1_0_224_tf_no_top.h5" in err
+    assert "--weights PATH" in err and "efficientnet_lite0" in err
+    assert fetched and fetched[0].endswith("mobilenet_1_0_224_tf_no_top.h5")
+    assert not runs.exists()
+
+
+def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
+    run_dir = Path(pair_run["run_dir"])
+    backbone = pair_run["backbones"]["efficientnet_lite0"]
+    assert set(backbone["training"]) == {"head", "fine_tune"}
+    assert backbone["training"]["fine_tune"]["epochs_run"] == 1
+    assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in backbone["weights"]
+    assert "fine_tuning" in backbone["timings"]
+    assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in (run_dir / "report.md").read_text()
+    assert set(pair_run["backbones"]["scratch_cnn"]["training"]) == {"head"}  # nothing pretrained to fine-tune
+
+    model = load_keras_model(run_dir / "efficientnet_lite0" / "models" / "model.keras")
+    tuned = model.get_layer("efficientnet_lite0_features").layers[-1]
+    original = build_feature_extractor(get_backbone("efficientnet_lite0")).layers[-1]
+    cut = len(original.layers) - FINE_TUNE_LAYERS
+    changed = []
+    for i, (before, after) in enumerate(zip(original.layers, tuned.layers)):
+        assert before.name == after.name
+        if isinstance(before, keras.layers.BatchNormalization):  # inference mode: statistics kept
+            for stat in ("moving_mean", "moving_variance"):
+                np.testing.assert_array_equal(getattr(after, stat).numpy(), getattr(before, stat).numpy())
+        for w0, w1 in zip(before.trainable_weights, after.trainable_weights):
+            if not np.array_equal(w0.numpy(), w1.numpy()):
+                changed.append((i, before.name, w0.name))
+    assert changed and all(i >= cut for i, _, _ in changed), changed
+    assert {name for _, name, _ in changed} == {"top_conv", "top_bn"}
+
+
+def test_several_backbones_get_one_combined_table(pair_run):
+    report = (Path(pair_run["run_dir"]) / "report.md").read_text()
+    for name in PAIR:
+        assert f"## {name}\n" in report
+    combined = report.split("## All backbones\n", 1)[1].strip().split("\n\n")[0].splitlines()
+    header = [c.strip() for c in combined[0].strip("|").split("|")]
+    assert header == ["Variant"] + [f"{n} {c}" for n in PAIR for c in ("acc (loss)", "ms", "MB")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in combined[2:]]
+    assert [r[0] for r in rows] == VARIANTS
+    for r in rows:
+        for k, name in enumerate(PAIR):
+            measured = next(v for v in pair_run["backbones"][name]["variants"] if v["variant"] == r[0])
+            assert r[1 + 3 * k].startswith(f"{measured['accuracy'] * 100:.1f}% ({measured['loss']:.3f})")
+            assert r[3 + 3 * k] == f"{measured['size_bytes'] / 1e6:.1f}"

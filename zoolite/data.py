@@ -1,0 +1,315 @@
+"""The dataset stage: scan a folder-per-class image folder, split it, and stream its images.
+
+A dataset is a folder with one sub-folder per class. Scanning opens every image once
+to find the ones that cannot be used (empty, truncated, not an image, too large,
+unreadable); they are skipped and listed, never fatal, unless a class ends up empty.
+The split is stratified by class and seeded, and saved as file lists. Images are
+streamed with ``tf.data`` in the order given and decoded with Pillow, which (unlike
+``tf.io.decode_image``) also reads WebP, TIFF, CMYK and 16-bit files and applies the
+EXIF orientation of phone photos.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from zoolite.errors import ZooliteError
+
+# The reference dataset's Italian folder names, shown in English.
+ANIMALS10_LABELS = {
+    "cane": "dog", "cavallo": "horse", "elefante": "elephant", "farfalla": "butterfly",
+    "gallina": "chicken", "gatto": "cat", "mucca": "cow", "pecora": "sheep",
+    "ragno": "spider", "scoiattolo": "squirrel",
+}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# Files and folders that operating systems and archivers drop into folders; ignored without a word.
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "icon\r", "__macosx"})
+# Larger images are refused as possible decompression bombs (Pillow's own default).
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# Pillow only warns about images between its limit and twice that. Make that an error for
+# the whole process: images are checked in threads, and warnings.catch_warnings is not
+# thread-safe.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+LOOP_REASON = "linked folder already scanned or containing the dataset (a symbolic link loop); not followed"
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Dataset:
+    """What a scan found: classes (folder names, display labels) and usable files."""
+
+    root: Path
+    class_dirs: list[str]
+    labels: list[str]
+    files: list[tuple[str, int]]  # (path relative to root, class index)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.class_dirs, 0)
+        for _, label in self.files:
+            counts[self.class_dirs[label]] += 1
+        return counts
+
+
+@dataclass
+class Split:
+    """A stratified train/val/test split as file lists relative to the dataset root."""
+
+    train: list[tuple[str, int]]
+    val: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+    seed: int
+    fractions: tuple[float, float, float]
+
+    def subset(self, name: str) -> list[tuple[str, int]]:
+        return getattr(self, name)
+
+    def to_json(self) -> dict:
+        return {"seed": self.seed, "fractions": list(self.fractions),
+                **{name: [list(item) for item in self.subset(name)] for name in SPLITS}}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Split":
+        return cls(*([tuple(item) for item in obj[name]] for name in SPLITS),
+                   seed=obj["seed"], fractions=tuple(obj["fractions"]))
+
+
+def load_label_map(path: str | Path | None) -> dict[str, str]:
+    """The folder-name -> label map: Animals-10's by default, or a JSON object from ``path``."""
+    if path is None:
+        return dict(ANIMALS10_LABELS)
+    try:
+        mapping = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ZooliteError(f"{path}: label map file not found; pass a JSON file like "
+                           '{"cane": "dog"}') from None
+    except (OSError, ValueError) as e:
+        raise ZooliteError(f"{path}: not a readable JSON label map ({e}); expected an object "
+                           'like {"cane": "dog"}') from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ZooliteError(f'{path}: the label map must be a JSON object like {{"cane": "dog"}}')
+    return mapping
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in SYSTEM_FILES
+
+
+def _walk_files(class_dir: Path, seen: set[str], root_real: str):
+    """Yield (file, None) for each non-hidden file under ``class_dir``, sub-folders included,
+    and (folder, reason) for a folder that is not scanned.
+
+    A linked folder is not followed when it leads to a folder in ``seen`` (scanned already,
+    or another class) or to one that contains the dataset: that is a loop.
+    """
+    unreadable = []
+    for folder, dirs, files in os.walk(class_dir, onerror=unreadable.append, followlinks=True):
+        followed = []
+        for name in sorted(d for d in dirs if not _is_hidden(d)):
+            real = os.path.realpath(os.path.join(folder, name))
+            if real in seen or os.path.commonpath([real, root_real]) == real:
+                yield Path(folder, name), LOOP_REASON
+            else:
+                seen.add(real)
+                followed.append(name)
+        dirs[:] = followed
+        for name in sorted(files):
+            if not _is_hidden(name):
+                yield Path(folder, name), None
+    for error in unreadable:
+        yield Path(error.filename), f"folder cannot be read ({error.strerror}); fix its permissions"
+
+
+def _printable(name: str) -> str:
+    """``name`` with bytes that are not UTF-8 shown as escapes (\\xe9), so it can be printed and saved."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_image(path: Path) -> str | None:
+    """Return why ``path`` cannot be used as an image, or None if it decodes completely."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file (a pipe, socket or device)"
+        if info.st_size == 0:
+            return "empty file (0 bytes)"
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                return (f"image too large ({image.width}x{image.height} pixels, over "
+                        f"{MAX_PIXELS:,}); downsize it")
+            image.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reads it all
+            image.load()
+    except PermissionError:
+        return "cannot be read (permission denied); fix its permissions"
+    except FileNotFoundError:
+        return "file not found (a broken symbolic link?)"
+    except UnidentifiedImageError:
+        return "not an image (content not recognised)"
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return f"image too large (over {MAX_PIXELS:,} pixels); downsize it"
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        return f"damaged or truncated image ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return None
+
+
+def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
+                 workers: int | None = None) -> Dataset:
+    """Find the classes and usable images under ``root``; list the files that are skipped.
+
+    Raises ZooliteError when the folder is missing, or fewer than two classes have images.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise ZooliteError(f"{root}: data folder not found; pass --data DIR with one sub-folder per class")
+    if not root.is_dir():
+        raise ZooliteError(f"{root}: not a folder; pass --data DIR with one sub-folder per class")
+    label_map = ANIMALS10_LABELS if label_map is None else label_map
+    class_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    if not class_dirs:
+        raise ZooliteError(f"{root}: no class folders in it; put each class's images in a "
+                           "sub-folder named after the class")
+    for folder in (root, *(root / name for name in class_dirs)):
+        if _printable(str(folder)) != str(folder):
+            raise ZooliteError(f"{_printable(str(folder))}: folder name is not valid UTF-8; rename it")
+
+    root_real = os.path.realpath(root)
+    seen = {os.path.realpath(root / name) for name in class_dirs}
+    candidates, skipped = [], []  # skipped: (relative path, reason, class index)
+    for label, name in enumerate(class_dirs):
+        for path, problem in _walk_files(root / name, seen, root_real):
+            relative = path.relative_to(root).as_posix()
+            if problem:
+                skipped.append((f"{_printable(relative)}/", problem, label))
+            elif _printable(relative) != relative:  # it could not be saved in the run's file lists
+                skipped.append((_printable(relative), "file name is not valid UTF-8; rename it", label))
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                candidates.append((path, relative, label))
+            else:
+                skipped.append((relative, f"not an image file extension ({path.suffix or 'none'})", label))
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        problems = list(pool.map(check_image, (path for path, _, _ in candidates)))
+    files = []
+    for (_, relative, label), problem in zip(candidates, problems):
+        if problem:
+            skipped.append((relative, problem, label))
+        else:
+            files.append((relative, label))
+
+    dataset = Dataset(root, class_dirs, [label_map.get(d, d) for d in class_dirs], files,
+                      sorted((relative, reason) for relative, reason, _ in skipped))
+    empty = [name for name, n in dataset.counts().items() if n == 0]
+    if empty:
+        label = class_dirs.index(empty[0])
+        reasons = sorted((relative, reason) for relative, reason, i in skipped if i == label)
+        raise ZooliteError(f"{root / empty[0]}: class folder has no usable images"
+                           + (f" ({len(reasons)} skipped, e.g. {reasons[0][0]}: {reasons[0][1]})"
+                              if reasons else "")
+                           + "; add images or remove the folder"
+                           + (f" (also empty: {', '.join(empty[1:])})" if len(empty) > 1 else ""))
+    if len(class_dirs) < 2:
+        raise ZooliteError(f"{root}: only one class folder ({class_dirs[0]}); a classifier "
+                           "needs at least two")
+    return dataset
+
+
+def check_fractions(fractions) -> tuple[float, float, float]:
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or fractions[0] <= 0 \
+            or fractions[2] <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ZooliteError(f"--split {','.join(map(str, fractions))}: give three train,val,test "
+                           "fractions that sum to 1, train and test above 0 (e.g. 0.7,0.15,0.15)")
+    return fractions
+
+
+def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> Split:
+    """Split per class (stratified), reproducibly for a given seed.
+
+    Every class gets at least one test image, and one validation image when the
+    validation fraction is above zero.
+    """
+    fractions = check_fractions(fractions)
+    by_class: dict[int, list[str]] = {}
+    for path, label in dataset.files:
+        by_class.setdefault(label, []).append(path)
+    rng = np.random.default_rng(seed)
+    parts = {name: [] for name in SPLITS}
+    for label in sorted(by_class):
+        paths = sorted(by_class[label])
+        n = len(paths)
+        n_test = max(1, round(n * fractions[2]))
+        n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
+        if n - n_test - n_val < 1:
+            raise ZooliteError(
+                f"{dataset.root / dataset.class_dirs[label]}: only {n} usable image(s); each class "
+                f"needs at least {2 + (n_val > 0)} for the train/val/test split; add images")
+        order = [paths[i] for i in rng.permutation(n)]
+        parts["test"] += [(p, label) for p in order[:n_test]]
+        parts["val"] += [(p, label) for p in order[n_test:n_test + n_val]]
+        parts["train"] += [(p, label) for p in order[n_test + n_val:]]
+    return Split(parts["train"], parts["val"], parts["test"], seed, fractions)
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Decode an image file as upright RGB, resized to ``size`` x ``size``: uint8 (size, size, 3)."""
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))  # JPEG: let the decoder downscale by up to 8x first
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit: keep the top 8 bits
+            image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255)
+                                    .astype(np.uint8))
+        image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def image_batches(paths: list[str | Path], size: int, batch_size: int = 32, labels=None,
+                  shuffle_seed: int | None = None):
+    """A ``tf.data`` pipeline of uint8 image batches (with ``labels`` batches, if given).
+
+    Images are decoded in parallel and come in the order of ``paths``, or reshuffled
+    every epoch when ``shuffle_seed`` is set.
+    """
+    import tensorflow as tf
+
+    def decode(path):
+        image = tf.numpy_function(lambda p: load_image(p.decode(), size), [path], tf.uint8)
+        image.set_shape((size, size, 3))
+        return image
+
+    paths = [str(p) for p in paths]
+    dataset = tf.data.Dataset.from_tensor_slices(paths if labels is None else (paths, labels))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if labels is None:
+        dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda p, y: (decode(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def cache_images(paths: list[str | Path], size: int, out: Path, progress=None) -> np.ndarray:
+    """Decode ``paths`` once into a uint8 ``.npy`` on disk and return it memory-mapped."""
+    from zoolite import storage
+
+    with storage.atomic_path(out) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                          shape=(len(paths), size, size, 3))
+        start = 0
+        for batch in image_batches(paths, size):
+            array[start:start + len(batch)] = batch.numpy()
+            start += len(batch)
+            if progress:
+                progress(len(batch))
+        array.flush()
+        del array
+    return np.load(out, mmap_mode="r")

@@ -1,0 +1,174 @@
+"""The evaluation stage: one routine measures every variant, the Keras model included.
+
+Accuracy and loss are computed over the whole test split in batches (Keras's own
+``CategoricalCrossentropy`` and ``CategoricalAccuracy``, used standalone). Latency is
+measured separately, the way an app sees it: one image at a time, after warm-up,
+each call timed with ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from zoolite.errors import ZooliteError
+
+
+@dataclass
+class LatencyConfig:
+    """``warmup`` untimed single-image calls, then up to ``runs`` timed ones (cycling the images).
+
+    Like LiteRT's benchmark tool, timing also stops once ``max_seconds`` have been spent,
+    provided ``min_runs`` calls are in, so a slow model does not stall the run.
+    """
+
+    warmup: int = 10
+    runs: int = 100
+    max_seconds: float = 5.0
+    min_runs: int = 20
+
+    def __post_init__(self):
+        if self.warmup < 0 or self.runs < 1 or self.min_runs < 1 or self.max_seconds <= 0:
+            raise ZooliteError(f"--warmup {self.warmup} / --runs {self.runs} / --max-latency-seconds "
+                               f"{self.max_seconds}: warm-up must be 0 or more, timed runs at least 1, "
+                               "the time limit above 0")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def latency_stats(seconds) -> dict[str, float]:
+    """Summary of per-call times (seconds in, milliseconds out)."""
+    ms = np.asarray(seconds, np.float64) * 1000.0
+    if ms.size == 0:
+        raise ValueError("no timings")
+    return {
+        "mean_ms": float(ms.mean()),
+        "median_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "std_ms": float(ms.std()),
+        "min_ms": float(ms.min()),
+        "runs": int(ms.size),
+    }
+
+
+def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None) -> dict[str, float]:
+    """Time ``predict_one`` on single images: the first call, then warm-up, then timed calls.
+
+    ``progress`` is told of each timed call, outside the timed span.
+    """
+    n = len(images)
+    start = time.perf_counter()
+    predict_one(images[0])
+    first = time.perf_counter() - start
+    for i in range(config.warmup):
+        predict_one(images[i % n])
+    times = []
+    spent = 0.0
+    for i in range(config.runs):
+        image = images[i % n]
+        start = time.perf_counter()
+        predict_one(image)
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+        if progress:
+            progress(1)
+        if spent > config.max_seconds and len(times) >= config.min_runs:
+            break
+    return {"first_inference_ms": first * 1000.0, **latency_stats(times)}
+
+
+def predict_all(runtime, images: np.ndarray, batch_size: int = 32, progress=None) -> np.ndarray:
+    """Probabilities for every image, computed ``batch_size`` at a time."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start:start + batch_size])
+        out.append(runtime.predict(batch))
+        if progress:
+            progress(len(batch))
+    return np.concatenate(out).astype(np.float32)
+
+
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_classes: int,
+                           top_k: int = 3) -> dict:
+    """Loss, top-1 and top-k accuracy, with Keras's own loss and metric objects."""
+    import keras
+
+    y_true = np.eye(n_classes, dtype=np.float32)[labels]
+    loss = keras.losses.CategoricalCrossentropy()(y_true, probabilities)
+    accuracy = keras.metrics.CategoricalAccuracy()
+    accuracy.update_state(y_true, probabilities)
+    k = min(top_k, n_classes)
+    top = keras.metrics.TopKCategoricalAccuracy(k=k)
+    top.update_state(y_true, probabilities)
+    return {"loss": float(loss), "accuracy": float(accuracy.result()),
+            f"top{k}_accuracy": float(top.result())}
+
+
+def evaluate(runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
+             latency: LatencyConfig | None = None, batch_size: int = 32, progress=None, timing_progress=None):
+    """Measure one runtime on the test images; return (metrics dict, probabilities).
+
+    ``progress`` advances per predicted image, ``timing_progress`` per timed call.
+    """
+    latency = latency or LatencyConfig()
+    labels = np.asarray(labels, dtype=int)
+    start = time.perf_counter()
+    probabilities = predict_all(runtime, images, batch_size, progress)
+    eval_seconds = time.perf_counter() - start
+    metrics = classification_metrics(probabilities, labels, n_classes)
+    metrics["latency"] = measure_latency(runtime.predict_one, images, latency, timing_progress)
+    metrics["threads"] = runtime.threads
+    metrics["backend"] = runtime.backend
+    metrics["eval_seconds"] = eval_seconds
+    return metrics, probabilities
+
+
+def multiply_accumulates(model) -> int:
+    """Multiply-accumulates of one inference (batch 1) of a Keras model: its convolutions and
+    dense layers, nested models included; what bounds latency from below."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_accumulates(layer)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            _, h, w, c = layer.output.shape
+            total += kh * kw * h * w * c
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            _, h, w, c = layer.output.shape
+            total += kh * kw * layer.input.shape[-1] // layer.groups * h * w * c
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def agreement(probabilities: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How closely a variant follows the reference (float) model on the same images."""
+    return {
+        "top1_agreement": float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
+        "mean_abs_prob_diff": float(np.mean(np.abs(probabilities - reference))),
+    }
+
+
+def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
+    """Confusion matrix (rows: true, columns: predicted) and precision/recall/F1 per class."""
+    n = len(class_names)
+    predicted = probabilities.argmax(1)
+    confusion = np.zeros((n, n), dtype=int)
+    np.add.at(confusion, (np.asarray(labels, int), predicted), 1)
+    per_class = {}
+    for i, name in enumerate(class_names):
+        tp = confusion[i, i]
+        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
+        recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                           "support": int(confusion[i].sum())}
+    return {"confusion_matrix": confusion.tolist(), "per_class": per_class}

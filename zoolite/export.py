@@ -1,0 +1,127 @@
+"""``zoolite export``: one LiteRT model of a run, bundled with what an app needs to use it.
+
+The bundle is the ``.tflite`` file, ``labels.txt`` (one class per line, in output order)
+and ``model.json``: input size, dtype, pixel range and layout, the normalisation the
+model does itself, the quantization scale/zero point of input and output (read from
+the ``.tflite`` file itself), the class names, and the accuracy and latency measured.
+The bundle is assembled in a temporary folder and renamed into place, so the target
+is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from zoolite import storage
+from zoolite.errors import ZooliteError
+from zoolite.reporting import load_results
+
+
+def _tensor(details: dict) -> dict:
+    """Shape, dtype and (for an integer tensor) the scale and zero point of one tensor."""
+    scale, zero_point = details["quantization"]
+    integer = np.issubdtype(details["dtype"], np.integer)
+    return {"name": details["name"], "shape": [int(n) for n in details["shape"]],
+            "dtype": np.dtype(details["dtype"]).name,
+            "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if integer else None}
+
+
+def _choose(results: dict, backbone: str | None, variant: str | None) -> tuple[str, dict]:
+    """The backbone name and results row to export; one-line errors list the valid choices."""
+    recommendation = results.get("recommendation") or {}
+    names = list(results["backbones"])
+    if backbone is None:
+        if variant is None and recommendation.get("backbone"):
+            backbone = recommendation["backbone"]
+        elif len(names) == 1:
+            backbone = names[0]
+        else:
+            raise ZooliteError(f"this run has several backbones; pass --backbone, one of: {', '.join(names)}")
+    if backbone not in results["backbones"]:
+        raise ZooliteError(f"--backbone {backbone}: not in this run; choose from: {', '.join(names)}")
+    rows = {row["variant"]: row for row in results["backbones"][backbone]["variants"]
+            if row["file"].endswith(".tflite")}
+    if variant is None:
+        if recommendation.get("backbone") != backbone:
+            raise ZooliteError(f"no recommended variant for {backbone} under the run's budget; pass --variant, "
+                               f"one of: {', '.join(rows)}")
+        variant = recommendation["variant"]
+    if variant not in rows:
+        raise ZooliteError(f"--variant {variant}: not a LiteRT model of {backbone} in this run; choose from: "
+                           f"{', '.join(rows)}")
+    return backbone, rows[variant]
+
+
+def _check_target(target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise ZooliteError(f"--to {target}: is a file; pass a new folder")
+    if target.is_dir() and any(target.iterdir()):
+        raise ZooliteError(f"--to {target}: folder is not empty; pass a new or empty folder "
+                           "(nothing is overwritten)")
+
+
+def model_card(results: dict, backbone: str, row: dict, runtime, run_dir: Path) -> dict:
+    """The contents of model.json for ``row``'s model, opened as the LiteRT ``runtime``."""
+    from zoolite.backbones import get_backbone
+    from zoolite.conversion import QUANTIZATIONS
+
+    spec = get_backbone(backbone)
+    model_input = _tensor(runtime.interpreter.get_input_details()[0])
+    model_output = _tensor(runtime.interpreter.get_output_details()[0])
+    size = model_input["shape"][1]
+    model_input.update({
+        "layout": "NHWC (batch, height, width, channels)", "channels": "RGB", "pixel_range": [0, 255],
+        "preprocessing": f"decode as upright RGB (EXIF orientation applied), resize to {size}x{size} "
+                         "(bilinear), no cropping, no normalisation",
+        "normalisation_inside_model": {"scale": spec.scale, "offset": np.asarray(spec.offset).tolist(),
+                                       "formula": "pixel * scale + offset"},
+    })
+    if model_input["quantization"]:
+        limits = np.iinfo(model_input["dtype"])
+        model_input["feed"] = f"value = clip(round(pixel / scale) + zero_point, {limits.min}, {limits.max})"
+    model_output["meaning"] = "class probabilities (softmax), in the order of labels.txt"
+    if model_output["quantization"]:
+        model_output["read"] = "probability = (value - zero_point) * scale"
+    m = results["machine"]
+    return {
+        "model_file": Path(row["file"]).name, "labels_file": "labels.txt",
+        "classes": results["dataset"]["labels"], "backbone": backbone, "input_size": size,
+        "variant": row["variant"], "quantization": QUANTIZATIONS.get(row["variant"], row["variant"]),
+        "input": model_input, "output": model_output,
+        "measured": {
+            "test_images": results["split"]["test"], "accuracy": row["accuracy"], "loss": row["loss"],
+            **{key: value for key, value in row.items() if key.startswith("top") and key.endswith("_accuracy")},
+            "latency_ms": {key.removesuffix("_ms"): value for key, value in row["latency"].items()
+                           if key.endswith("_ms")},
+            "latency_method": "1 image per call after warm-up, wall clock (time.perf_counter)",
+            "threads": row.get("threads"), "cpu": m["cpu"], "cores": m["cores"], "size_bytes": row["size_bytes"],
+        },
+        "source": {"run_dir": str(run_dir.resolve()), "file": row["file"],
+                   "zoolite": m["zoolite"], "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    }
+
+
+def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
+           backbone: str | None = None) -> Path:
+    """Copy one LiteRT model of a finished run into the new folder ``to``, with labels.txt and model.json.
+
+    ``variant`` and ``backbone`` default to the run's recommendation.
+    """
+    from zoolite.runtimes import open_runtime
+
+    run_dir, target = Path(run_dir), Path(to)
+    results = load_results(run_dir)
+    backbone, row = _choose(results, backbone, variant)
+    _check_target(target)
+    model_path = run_dir / row["file"]
+    runtime, _ = open_runtime(model_path)
+    card = model_card(results, backbone, row, runtime, run_dir)
+    with storage.atomic_dir(target) as staging:  # replaces an empty folder; a non-empty one was refused
+        shutil.copyfile(model_path, staging / card["model_file"])
+        storage.write_text(staging / "labels.txt", "\n".join(card["classes"]) + "\n")
+        storage.write_json(staging / "model.json", card)
+    return target

@@ -1,0 +1,155 @@
+"""report.html: one self-contained page per run (styles inline, plots embedded as base64 PNG).
+
+Drawn from the results dict plus files already in the run folder (test-set
+probabilities, decoded test images), so it can be re-rendered without recomputing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+from pathlib import Path
+
+import numpy as np
+
+from zoolite import plots
+from zoolite.reporting import backbone_cells, caption, combined_cells
+
+# Test images shown in the prediction grid of each backbone.
+GRID_IMAGES = 24
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto; max-width: 1180px;
+       padding: 24px 32px; color: #1d2327; line-height: 1.45; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 40px; border-bottom: 2px solid #e3e6e8; padding-bottom: 4px; }
+h3 { margin-top: 28px; }
+.sub, .caption, .note { color: #58636b; font-size: 0.92em; }
+.box { border-left: 6px solid #2e7d32; background: #edf7ee; padding: 12px 18px; margin: 18px 0; }
+.box.none { border-color: #ef6c00; background: #fff3e0; }
+.box strong { font-size: 1.1em; }
+table { border-collapse: collapse; margin: 10px 0; font-size: 0.92em; }
+th, td { border-bottom: 1px solid #dde1e3; padding: 5px 10px; text-align: right; white-space: nowrap; }
+th { background: #f3f5f6; white-space: normal; vertical-align: bottom; }
+th:first-child, td:first-child { text-align: left; }
+.wide { overflow-x: auto; }
+tr.recommended td { background: #e3f2e4; font-weight: 600; }
+img { max-width: 100%; height: auto; display: block; margin: 10px 0; }
+.pair { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.pair img { max-width: calc(50% - 6px); }
+code { background: #f3f5f6; padding: 1px 4px; border-radius: 3px; }
+code.command { display: block; white-space: nowrap; overflow-x: auto; margin-top: 4px; padding: 4px 8px; }
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _table(header: list[str], rows: list[list[str]], highlight: int | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        f"<tr{' class=recommended' if i == highlight else ''}>" + "".join(f"<td>{escape(c)}</td>" for c in row)
+        + "</tr>" for i, row in enumerate(rows))
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _recommendation_box(recommendation: dict, run_dir: Path, several_backbones: bool) -> str:
+    if not recommendation.get("variant"):
+        return f'<div class="box none"><strong>Nothing to recommend.</strong> {escape(recommendation["reason"])}</div>'
+    backbone = f" --backbone {recommendation['backbone']}" if several_backbones else ""
+    command = f"zoolite export {run_dir}{backbone} --variant {recommendation['variant']} --to DIR"
+    return (f'<div class="box"><strong>Recommended: <code>{escape(recommendation["file"])}</code></strong><br>'
+            f'{escape(recommendation["reason"])}<br><span class="note">To bundle it for an app with labels.txt '
+            f'and model.json:</span><code class="command">{escape(command)}</code></div>')
+
+
+def _test_images(run_dir: Path, results: dict, backbone: str, indices) -> list | None:
+    """The chosen test images: decoded from the run's cache, else from the dataset; None if gone."""
+    cache = run_dir / backbone / "cache" / "test_images.npy"
+    if cache.exists():
+        images = np.load(cache, mmap_mode="r")
+        return [np.asarray(images[i]) for i in indices]
+    from zoolite.data import load_image
+
+    test = json.loads((run_dir / "split.json").read_text())["test"]
+    paths = [Path(results["dataset"]["root"]) / test[i][0] for i in indices]
+    if not all(p.is_file() for p in paths):
+        return None
+    return [load_image(p, results["backbones"][backbone]["input_size"]) for p in paths]
+
+
+def _prediction_grid(run_dir: Path, results: dict, backbone: str, variant: str) -> str:
+    probabilities_path = run_dir / backbone / "measurements" / f"{variant}.probabilities.npy"
+    split_path = run_dir / "split.json"
+    if not (probabilities_path.exists() and split_path.exists()):
+        return f'<p class="note">No prediction grid: {probabilities_path.name} or split.json is missing.</p>'
+    probabilities = np.load(probabilities_path)
+    labels = np.array([label for _, label in json.loads(split_path.read_text())["test"]], dtype=int)
+    order = plots.prediction_order(labels, probabilities)[:GRID_IMAGES]
+    images = _test_images(run_dir, results, backbone, order)
+    if images is None:
+        return '<p class="note">No prediction grid: the decoded test images and the dataset are both gone.</p>'
+    wrong = int((probabilities.argmax(1) != labels).sum())
+    title = (f"{backbone} {variant}: {wrong} of {len(labels)} test images wrong"
+             + (" (shown first)" if wrong else "") + f"; {len(order)} shown")
+    png = plots.prediction_grid(images, labels[order], probabilities[order], results["dataset"]["labels"], title)
+    return _img(png, title)
+
+
+def _backbone_section(run_dir: Path, results: dict, name: str, recommendation: dict) -> list[str]:
+    backbone = results["backbones"][name]
+    variants = [row["variant"] for row in backbone["variants"]]
+    recommended = recommendation.get("variant") if recommendation.get("backbone") == name else None
+    header, rows = backbone_cells(results, name)
+    parts = [f"<h2>{escape(name)}</h2>", f'<p class="caption">{escape(caption(results, name))}</p>',
+             _table(header, rows, variants.index(recommended) if recommended else None)]
+    curves = plots.training_curves(backbone["training"], f"{name}: training")
+    parts += ["<h3>Training</h3>", _img(curves, f"{name} training curves") if curves
+              else '<p class="note">No training history recorded.</p>']
+    class_names = results["dataset"]["labels"]
+    shown = [variants[0]] + ([recommended] if recommended and recommended != variants[0] else [])
+    matrices = []
+    for variant in shown:
+        row = backbone["variants"][variants.index(variant)]
+        title = (f"{name} {variant} ({'float Keras model' if variant == variants[0] else 'recommended'}): "
+                 f"accuracy {row['accuracy'] * 100:.1f}%")
+        matrices.append(_img(plots.confusion_matrix(row["confusion_matrix"], class_names, title), title))
+    parts += ["<h3>Confusion matrices (test split)</h3>", f'<div class="pair">{"".join(matrices)}</div>',
+              "<h3>Test images and predictions</h3>", _prediction_grid(run_dir, results, name, shown[-1])]
+    return parts
+
+
+def html_report(results: dict, run_dir: str | Path) -> str:
+    run_dir = Path(run_dir)
+    d, split, m = results["dataset"], results["split"], results["machine"]
+    recommendation = results.get("recommendation", {})
+    names = list(results["backbones"])
+    body = [f"<h1>zoolite run: {escape(', '.join(names))}</h1>",
+            f'<p class="sub">{escape(str(run_dir))}</p>']
+    if recommendation:
+        body.append(_recommendation_box(recommendation, run_dir, len(names) > 1))
+    body += [f"<p>Dataset <code>{escape(d['root'])}</code>: {d['images']} images in {len(d['labels'])} classes "
+             f"({escape(', '.join(d['labels']))}); split {split['train']}/{split['val']}/{split['test']} "
+             f"(train/val/test, seed {split['seed']}); {len(d['skipped'])} file(s) skipped.</p>",
+             "<h2>Accuracy, latency and size</h2>",
+             _img(plots.tradeoff(results, recommendation), "accuracy vs latency of every variant"),
+             '<p class="note">Up and to the left is better. Below a dashed line a variant loses more accuracy '
+             "than the budget allows; the Keras model is the float reference, not a file an app ships.</p>"]
+    if len(names) > 1:
+        body += ["<h3>All backbones</h3>", _table(*combined_cells(results))]
+    for name in names:
+        body += _backbone_section(run_dir, results, name, recommendation)
+    if d["skipped"]:
+        body += ["<h2>Skipped files</h2>",
+                 _table(["File", "Reason"], [[s["file"], s["reason"]] for s in d["skipped"]])]
+    body += ["<h2>Machine</h2>",
+             f"<p>{escape(m['cpu'])}, {m['cores']} cores, {escape(m['os'])}; Python {m['python']}, "
+             f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, LiteRT {m['ai_edge_litert']}. "
+             f"The run took {results['timings']['total']:.0f} s.</p>",
+             f"<p>Command: <code>{escape(m['command'])}</code></p>"]
+    if results["config"].get("tensorboard"):
+        body.append(f'<p class="note">Training logs: <code>tensorboard --logdir {escape(str(run_dir))}</code></p>')
+    title = f"zoolite run: {', '.join(names)}"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{_STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,197 @@
+"""The report's figures, drawn with matplotlib and returned as PNG bytes.
+
+Figures are made with ``matplotlib.figure.Figure`` directly (no pyplot), so no GUI
+backend or global state is involved; PNGs are rendered by Agg.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
+
+from zoolite.reporting import variant_rows
+
+DPI = 110
+COLOURS = [f"C{i}" for i in range(10)]
+WRONG, RIGHT = "#c62828", "#2e7d32"
+# Marker area (points^2) of the largest file in the trade-off plot.
+MAX_MARKER_AREA = 900.0
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")  # trims empty margins
+    return buffer.getvalue()
+
+
+def _marker_area(size_mb: float, largest_mb: float) -> float:
+    return max(40.0, MAX_MARKER_AREA * size_mb / largest_mb)
+
+
+def _label_points(ax, points: list[dict], largest_mb: float) -> None:
+    """Name each point. Points close on both axes (often variants of equal accuracy) get their
+    labels alternately above and below, further out the more crowded it gets, with a leader line."""
+    accuracies = [p["accuracy"] for p in points]
+    near_accuracy = max(0.08 * (max(accuracies) - min(accuracies)), 1e-3)
+    previous, level = None, 0
+    for p in sorted(points, key=lambda p: p["mean_ms"]):
+        crowded = previous and p["mean_ms"] < previous["mean_ms"] * 1.35 \
+            and abs(p["accuracy"] - previous["accuracy"]) < near_accuracy
+        level = level + 1 if crowded else 0
+        previous = p
+        radius = np.sqrt(_marker_area(p["size_mb"], largest_mb)) / 2  # scatter's area is diameter squared
+        offset = (radius + 11 + 12 * (level // 2)) * (1 if level % 2 == 0 else -1)
+        ax.annotate(p["variant"], (p["mean_ms"], p["accuracy"] * 100), xytext=(0, offset),
+                    textcoords="offset points", ha="center", va="center", fontsize=9, zorder=4,
+                    arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.6, "shrinkA": 0,
+                                "shrinkB": radius} if level > 1 else None)
+
+
+def tradeoff(results: dict, recommendation: dict | None = None) -> bytes:
+    """Accuracy vs mean single-image latency (log scale), one point per variant, area = file size."""
+    fig = Figure(figsize=(10, 6.5), layout="constrained")
+    ax = fig.add_subplot()
+    tables = {name: variant_rows(b) for name, b in results["backbones"].items()}
+    largest = max(r["size_mb"] for rows in tables.values() for r in rows)
+    budget = (recommendation or {}).get("budget", {})
+    for colour, (name, rows) in zip(itertools.cycle(COLOURS), tables.items()):
+        ax.scatter([r["mean_ms"] for r in rows], [r["accuracy"] * 100 for r in rows],
+                   s=[_marker_area(r["size_mb"], largest) for r in rows], color=colour, alpha=0.55,
+                   edgecolors="black", linewidths=0.6, label=name, zorder=3)
+        if "max_accuracy_drop_pp" in budget:
+            floor = rows[0]["accuracy"] * 100 - budget["max_accuracy_drop_pp"]
+            ax.axhline(floor, color=colour, linestyle="--", linewidth=1,
+                       label=f"{name}: accuracy floor ({budget['max_accuracy_drop_pp']:g} pp below float)")
+    _label_points(ax, [r for rows in tables.values() for r in rows], largest)
+    if budget.get("max_latency_ms") is not None:
+        ax.axvline(budget["max_latency_ms"], color="grey", linestyle=":", linewidth=1.5,
+                   label=f"latency limit {budget['max_latency_ms']:g} ms")
+    if recommendation and recommendation.get("variant"):
+        ring = (np.sqrt(_marker_area(recommendation["size_mb"], largest)) + 9) ** 2
+        ax.scatter([recommendation["mean_ms"]], [recommendation["accuracy"] * 100], s=ring,
+                   facecolors="none", edgecolors="black", linewidths=2, label="recommended", zorder=5)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    ax.margins(x=0.12, y=0.25)
+    ax.set_xlabel("mean latency per image, ms (log scale; 1 image per call)")
+    ax.set_ylabel("test accuracy, %")
+    ax.set_title("Accuracy vs latency; marker area = file size (MB)")
+    ax.grid(True, which="major", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    data_entries = len(handles)
+    # A key for the marker areas, with round sizes spanning the files.
+    keys = sorted({float(f"{s:.1g}") for s in (largest / 10, largest / 3, largest)})
+    handles += [ax.scatter([], [], s=_marker_area(s, largest), color="lightgrey", edgecolors="black",
+                           linewidths=0.6) for s in keys]
+    labels += [f"file of {s:g} MB" for s in keys]
+    legend = fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=9, labelspacing=1.3,
+                        handletextpad=2, columnspacing=2.5, borderpad=1)
+    for handle in legend.legend_handles[:data_entries]:  # their data's marker size would mean nothing here
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([60])
+    return _png(fig)
+
+
+def _stage_series(history: dict) -> list[tuple[str, dict, int]]:
+    """(stage, its history, epoch offset) for head training then fine-tuning, end to end."""
+    out, offset = [], 0
+    for stage in ("head", "fine_tune"):
+        if stage in history:
+            out.append((stage, history[stage], offset))
+            offset += len(history[stage]["loss"])
+    return out
+
+
+def training_curves(history: dict, title: str) -> bytes | None:
+    """Loss and accuracy per epoch, train and validation, with the kept and the stopping epoch marked."""
+    stages = _stage_series(history)
+    if not stages:
+        return None
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, metric, label in zip(axes, ("loss", "accuracy"), ("cross-entropy loss", "accuracy")):
+        for i, (stage, h, offset) in enumerate(stages):
+            epochs = np.arange(1, len(h[metric]) + 1) + offset
+            stage_name = [stage.replace("_", "-")] if len(stages) > 1 else []
+            style = "-" if i == 0 else "-."
+            ax.plot(epochs, h[metric], color="C0", linestyle=style, label=", ".join(["train", *stage_name]))
+            val = h.get(f"val_{metric}", [])
+            if val:  # Keras validates every validation_freq-th epoch only
+                freq = h.get("validation_freq", 1)
+                every = [f"every {freq} epochs"] if freq > 1 else []
+                ax.plot(offset + freq * np.arange(1, len(val) + 1), val, color="C1", marker="o", markersize=4,
+                        linestyle=style, label=", ".join(["validation", *stage_name, *every]))
+            if h.get("best_epoch"):
+                ax.axvline(offset + h["best_epoch"], color=RIGHT, linestyle="--", linewidth=1,
+                           label=f"best val_loss, weights kept (epoch {offset + h['best_epoch']})")
+            if h.get("stopped_epoch"):
+                ax.axvline(offset + h["stopped_epoch"], color=WRONG, linestyle=":", linewidth=1.5,
+                           label=f"early stop (epoch {offset + h['stopped_epoch']})")
+            if offset:
+                ax.axvline(offset + 0.5, color="grey", linewidth=1, label="fine-tuning starts")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=9)
+    fig.suptitle(title)
+    return _png(fig)
+
+
+def confusion_matrix(matrix, class_names: list[str], title: str) -> bytes:
+    """Counts, coloured by the share of each true class (row), so rare classes show up too."""
+    counts = np.asarray(matrix, dtype=int)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    n = len(class_names)
+    side = max(3.5, 1.2 + 0.38 * n)
+    fig = Figure(figsize=(side + 0.8, side), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=9,
+                    color="white" if shares[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    return _png(fig)
+
+
+def prediction_order(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Test images wrong first (most confident mistakes first), then right ones, least confident first."""
+    predicted = probabilities.argmax(1)
+    confidence = probabilities.max(1)
+    wrong = predicted != labels
+    return np.lexsort((np.where(wrong, -confidence, confidence), ~wrong))
+
+
+def prediction_grid(images, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str],
+                    title: str, columns: int = 6) -> bytes:
+    """Thumbnails titled with the true label and the prediction (red when wrong)."""
+    rows = -(-len(images) // columns)
+    fig = Figure(figsize=(columns * 1.9, rows * 2.2 + 0.5), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat[len(images):]:
+        ax.axis("off")
+    for ax, image, label, probs in zip(axes.flat, images, labels, probabilities):
+        predicted = int(probs.argmax())
+        colour = WRONG if predicted != label else RIGHT
+        ax.imshow(np.asarray(image))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():  # a thick red frame makes mistakes stand out
+            spine.set(color=colour, linewidth=3 if predicted != label else 0.5)
+        ax.set_title(f"true: {class_names[label]}\npredicted: {class_names[predicted]} {probs[predicted]:.0%}",
+                     fontsize=8, color=colour)
+    fig.suptitle(title)
+    return _png(fig)

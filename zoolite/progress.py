@@ -1,0 +1,20 @@
+"""Progress bars (counts and ETA, on stderr) for the long steps; silenced by ``--quiet``."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from tqdm import tqdm
+
+
+class Progress:
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    @contextlib.contextmanager
+    def bar(self, title: str, total: int, unit: str = "img"):
+        """Yield a callable that advances the bar by n."""
+        with tqdm(total=total, desc=title, unit=unit, file=sys.stderr, disable=not self.enabled,
+                  dynamic_ncols=True, leave=True) as bar:
+            yield bar.update

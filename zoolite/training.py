@@ -1,0 +1,174 @@
+"""The training stage: the reference recipe, made fast by training the head on cached features.
+
+With a frozen base, the base's output for an image never changes, so it is computed
+once per image (:func:`extract_features`) and the new dense head is trained on those
+vectors; base and head are then assembled into one raw-pixels-in, probabilities-out
+model for export. Models that must see images while training (a network trained from
+scratch, fine-tuning, later augmentation) take the same recipe through :func:`fit` on
+an image pipeline instead (:func:`labelled_batches`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from zoolite import storage
+from zoolite.errors import ZooliteError
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe: the reference project's, with a learning rate tuned for small data.
+
+    ``start_from_epoch`` has Keras's meaning: that many epochs pass before early
+    stopping watches ``val_loss``. The learning rate is kept for the first epoch and
+    multiplied by ``exp(-lr_decay)`` every epoch after.
+    """
+
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 3e-3  # measured: lower test loss than 1e-3 on small sets, same accuracy
+    validation_freq: int = 3
+    patience: int = 2
+    start_from_epoch: int = 3
+    lr_decay: float = 0.15
+    dropout: float = 0.2
+    fine_tune_layers: int = 0
+    fine_tune_learning_rate: float = 1e-5
+
+    def __post_init__(self):
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
+                    "validation_freq": self.validation_freq,
+                    "learning_rate": self.learning_rate,
+                    "fine_tune_learning_rate": self.fine_tune_learning_rate}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ZooliteError(f"--{name.replace('_', '-')} {value}: must be above 0")
+        non_negative = {"patience": self.patience, "start_from_epoch": self.start_from_epoch,
+                        "lr_decay": self.lr_decay, "fine_tune_layers": self.fine_tune_layers}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ZooliteError(f"--{name.replace('_', '-')} {value}: must be 0 or more")
+        if not 0 <= self.dropout < 1:
+            raise ZooliteError(f"--dropout {self.dropout}: must be in [0, 1)")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class _EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's EarlyStopping, quiet on the epochs that have no validation (validation_freq > 1)."""
+
+    def get_monitor_value(self, logs):
+        return (logs or {}).get(self.monitor)
+
+
+def recipe_callbacks(config: TrainConfig, log_dir: Path | None = None) -> list:
+    """Early stopping on val_loss restoring the best weights, the learning-rate decay, logs."""
+    decay = math.exp(-config.lr_decay)
+    callbacks = [
+        _EarlyStopping(monitor="val_loss", patience=config.patience,
+                       start_from_epoch=config.start_from_epoch, restore_best_weights=True),
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr if epoch < 1 else lr * decay),
+    ]
+    if log_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
+    return callbacks
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: float | None = None,
+        log_dir: Path | None = None, verbose: int = 1, shuffle: bool = True) -> dict[str, list[float]]:
+    """Train ``model`` with the recipe; ``train``/``val`` are (x, one-hot y) arrays or datasets.
+
+    ``shuffle`` applies to arrays (a dataset brings its own order).
+
+    Returns the history (per-epoch lists) plus ``best_epoch`` and ``stopped_epoch``.
+    """
+    compile_model(model, learning_rate or config.learning_rate)
+    callbacks = recipe_callbacks(config, log_dir)
+    x, y = train if isinstance(train, tuple) else (train, None)
+    history = model.fit(x, y, batch_size=config.batch_size if y is not None else None,
+                        epochs=config.epochs, validation_data=val,
+                        validation_freq=config.validation_freq, callbacks=callbacks,
+                        shuffle=shuffle, verbose=verbose)
+    early_stopping = callbacks[0]
+    result = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    result["epochs_run"] = len(history.epoch)
+    result["best_epoch"] = early_stopping.best_epoch + 1 if early_stopping.best_weights is not None else None
+    result["stopped_epoch"] = early_stopping.stopped_epoch + 1 if early_stopping.stopped_epoch else None
+    result["validation_freq"] = config.validation_freq
+    return result
+
+
+def one_hot(labels, n_classes: int) -> np.ndarray:
+    return np.eye(n_classes, dtype=np.float32)[np.asarray(labels, dtype=int)]
+
+
+def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
+    """The new classifier: (optional dropout then) a dense softmax layer over the features."""
+    inputs = keras.Input((feature_dim,), name="features")
+    x = keras.layers.Dropout(dropout, name="head_dropout")(inputs) if dropout else inputs
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def extract_features(extractor: keras.Model, batches, n_images: int, out: Path,
+                     progress=None) -> np.ndarray:
+    """Run the frozen ``extractor`` once over ``batches`` of images into a ``.npy`` on disk."""
+    with storage.atomic_path(out) as tmp:
+        features = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.float32, shape=(n_images, extractor.output_shape[-1]))
+        start = 0
+        for batch in batches:
+            features[start:start + len(batch)] = extractor.predict_on_batch(np.asarray(batch, np.float32))
+            start += len(batch)
+            if progress:
+                progress(len(batch))
+        features.flush()
+        del features
+    return np.load(out, mmap_mode="r")
+
+
+def assemble(extractor: keras.Model, head: keras.Model, name: str = "classifier") -> keras.Model:
+    """One model: raw pixels in, class probabilities out."""
+    inputs = keras.Input(extractor.input_shape[1:], name="pixels")
+    return keras.Model(inputs, head(extractor(inputs)), name=name)
+
+
+def set_base_trainable(extractor: keras.Model, top_layers: int | None) -> None:
+    """Freeze the base, or unfreeze its top ``top_layers`` layers (None: all of them).
+
+    BatchNorm layers stay in inference mode either way: the extractor calls its base
+    with ``training=False``.
+    """
+    base = extractor.layers[-1]
+    base.trainable = True
+    layers = base.layers
+    cut = 0 if top_layers is None else max(0, len(layers) - top_layers)
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= cut
+    extractor.trainable = top_layers != 0
+
+
+def labelled_batches(items: list[tuple[str, int]], root: Path, size: int, n_classes: int,
+                     batch_size: int, shuffle_seed: int | None = None):
+    """A ``tf.data`` pipeline of (float32 pixels, one-hot labels) for training on images."""
+    import tensorflow as tf
+
+    from zoolite.data import image_batches
+
+    return image_batches([root / p for p, _ in items], size, batch_size,
+                         labels=one_hot([label for _, label in items], n_classes),
+                         shuffle_seed=shuffle_seed).map(lambda x, y: (tf.cast(x, tf.float32), y))
