@@ -105,3 +105,20 @@ def test_errors_reach_the_shell_as_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("zoolite: error:")
     assert "Traceback" not in result.stderr
+
+
+def test_an_image_that_vanishes_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
+    import zoolite.data
+
+    data = copy_sample(tmp_path / "d", per_class=6)
+    victim = sorted((data / "gatto").iterdir())[0]
+    real_load = zoolite.data.load_image
+
+    def load_after_deletion(path, size):  # the file is deleted after the scan, before decoding
+        if str(path) == str(victim):
+            raise FileNotFoundError(f"No such file: {path}")
+        return real_load(path, size)
+
+    monkeypatch.setattr(zoolite.data, "load_image", load_after_deletion)
+    line = _error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"])
+    assert str(victim) in line and "--resume" in line

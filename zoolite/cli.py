@@ -162,7 +162,8 @@ def _run(args) -> int:
     else:
         train = TrainConfig(**{name: getattr(args, name) for name in vars(TrainConfig())})
         config = RunConfig(
-            data=args.data or str(SAMPLE_DATA), backbones=args.backbones or RunConfig().backbones,
+            data=args.data or str(SAMPLE_DATA),
+            backbones=RunConfig().backbones if args.backbones is None else args.backbones,
             weights=args.weights, runs_dir=args.out, seed=args.seed, split=args.split, labels=args.labels,
             representative_images=args.representative_images, threads=args.threads,
             quantizations=args.quantizations, tensorboard=args.tensorboard, train=train,
@@ -286,6 +287,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="zoolite: %(message)s", stream=sys.stderr)
     # zoolite's own notes at INFO; libraries' (TensorFlow's "Assets written to ...") from WARNING up.
     log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's concern
     try:
         return args.handler(args)
     except ZooliteError as e:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import logging
 import shutil
 import time
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tensorflow import errors as tf_errors
 
 from zoolite import reporting, storage
 from zoolite.backbones import BACKBONES, DEFAULT_BACKBONE, build_feature_extractor, describe_weights, get_backbone, \
@@ -394,6 +396,12 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None,
     except KeyboardInterrupt as interrupt:
         interrupt.run_dir = run_dir
         raise
+    except tf_errors.OpError as e:  # the image pipeline: a file vanished or changed during the run
+        # TensorFlow wraps the Python error of the decoding function; its last line names the file.
+        causes = [line.strip() for line in e.message.splitlines() if re.match(r"\s*\w+(Error|Exception): ", line)]
+        raise ZooliteError(f"reading an image failed mid-run ({(causes or [e.message])[-1][:200]}); if the "
+                           f"data folder changed, restore it and finish with `zoolite run --resume {run_dir}`") \
+            from None
 
 
 __all__ = ["RunConfig", "run", "SAMPLE_DATA", "BACKBONES"]

@@ -148,17 +148,20 @@ def assemble(extractor: keras.Model, head: keras.Model, name: str = "classifier"
 
 
 def set_base_trainable(extractor: keras.Model, top_layers: int | None) -> None:
-    """Freeze the base, or unfreeze its top ``top_layers`` layers (None: all of them).
+    """Freeze the base, or unfreeze its top ``top_layers`` layers (None: all of them, from scratch).
 
-    BatchNorm layers stay in inference mode either way: the extractor calls its base
-    with ``training=False``.
+    When fine-tuning, BatchNorm layers stay frozen, which in Keras 3 also keeps them in
+    inference mode (moving statistics untouched). The extractor's ``training=False`` call
+    is not enough: ``fit`` passes ``training=True`` down to nested models
+    (keras-team/keras#20285).
     """
     base = extractor.layers[-1]
     base.trainable = True
     layers = base.layers
     cut = 0 if top_layers is None else max(0, len(layers) - top_layers)
     for i, layer in enumerate(layers):
-        layer.trainable = i >= cut
+        frozen_batch_norm = top_layers is not None and isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = i >= cut and not frozen_batch_norm
     extractor.trainable = top_layers != 0
 
 

@@ -170,7 +170,8 @@ def build_feature_extractor(spec: BackboneSpec, weights: str | None = "imagenet"
         raise
     inputs = keras.Input((spec.input_size, spec.input_size, 3), name="pixels")
     x = keras.layers.Rescaling(spec.scale, spec.offset, name="normalise")(inputs)
-    # A pretrained base keeps BatchNorm in inference mode even when fine-tuned; a network
-    # trained from scratch needs its BatchNorm to learn.
+    # A pretrained base runs BatchNorm in inference mode when called for features (under
+    # fit(), Keras 3 overrides this: fine-tuning freezes BatchNorm layers instead, see
+    # training.set_base_trainable); a network trained from scratch needs its BatchNorm to learn.
     outputs = base(x, training=False) if spec.pretrained else base(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_features")
