@@ -22,7 +22,6 @@ import argparse
 import os
 import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
