@@ -16,7 +16,7 @@ run: $(INSTALLED)
 	$(BIN)/zoolite run $(ARGS)
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

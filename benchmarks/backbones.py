@@ -50,7 +50,7 @@ def _percent(value: float | None) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    from zoolite.reporting import _plain
+    from zoolite.reporting import plain_table
 
     reference = next(r for r in rows if r["name"] == REFERENCE)
     header = ["Backbone", "Input", "Params", "Accuracy", "int8 acc", "int8 ms", "int8 p90", "int8 MB",
@@ -59,7 +59,7 @@ def _table(rows: list[dict]) -> str:
               _percent(r["int8_accuracy"]), f"{r['int8_ms']:.2f}", f"{r['int8_p90_ms']:.2f}", f"{r['int8_mb']:.2f}",
               f"{r['int8_ms'] / reference['int8_ms']:.2f}x", f"{r['int8_mb'] / reference['int8_mb']:.2f}x",
               r["weights"]] for r in rows]
-    return _plain(header, cells)
+    return plain_table(header, cells)
 
 
 def main() -> None:

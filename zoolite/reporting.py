@@ -82,13 +82,13 @@ def _cells(r: dict) -> list[str]:
             f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%"]
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _plain(header: list[str], rows: list[list[str]]) -> str:
+def plain_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return "\n".join(fmt.format(*row) for row in [header, *rows])
@@ -111,7 +111,7 @@ def backbone_cells(results: dict, backbone: str) -> tuple[list[str], list[list[s
 
 
 def backbone_table(results: dict, backbone: str, markdown: bool = False) -> str:
-    return (_markdown if markdown else _plain)(*backbone_cells(results, backbone))
+    return (markdown_table if markdown else plain_table)(*backbone_cells(results, backbone))
 
 
 def combined_cells(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -132,7 +132,7 @@ def combined_cells(results: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def combined_table(results: dict, markdown: bool = False) -> str:
-    return (_markdown if markdown else _plain)(*combined_cells(results))
+    return (markdown_table if markdown else plain_table)(*combined_cells(results))
 
 
 def text_summary(results: dict) -> str:

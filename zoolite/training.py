@@ -102,7 +102,7 @@ def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: floa
     history = model.fit(x, y, batch_size=config.batch_size if y is not None else None,
                         epochs=config.epochs, validation_data=val,
                         validation_freq=config.validation_freq, callbacks=callbacks,
-                        shuffle=shuffle, verbose=verbose)
+                        shuffle=shuffle and y is not None, verbose=verbose)
     early_stopping = callbacks[0]
     result = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     result["epochs_run"] = len(history.epoch)
