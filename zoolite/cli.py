@@ -35,8 +35,8 @@ def _add_budget_options(parser: argparse.ArgumentParser, run_defaults: bool) -> 
     default_drop = Budget().max_accuracy_drop_pp
     unset = "" if run_defaults else " Without any of these three options, the run's own budget is kept."
     parser.add_argument("--max-accuracy-drop", type=float, metavar="PP", default=default_drop if run_defaults else None,
-                        help="recommend only variants at most PP percentage points less accurate than the float "
-                             f"Keras model (default: {default_drop:g})")
+                        help="recommend only variants at most PP percentage points less accurate than the "
+                             f"run's best float Keras model (default: {default_drop:g})")
     parser.add_argument("--max-latency-ms", type=float, metavar="MS",
                         help="recommend only variants with a mean latency per image of at most MS (default: no limit)")
     parser.add_argument("--max-size-mb", type=float, metavar="MB",

@@ -6,19 +6,19 @@ run directory is marked complete only at the very end.
 
 Layout of a run directory::
 
-    config.json  dataset.json  split.json  labels.txt  results.json  results.csv  report.md
+    config.json  dataset.json  split.json  labels.txt  results.json  results.csv
+    report.md  report.html  INCOMPLETE (while running) / COMPLETE (at the end)
     <backbone>/models/{model.keras, float32.tflite, ..., int8.tflite, labels.txt}
-    <backbone>/history.json  <backbone>/head.weights.h5  <backbone>/measurements/
-    <backbone>/cache/  (decoded test images, features; reusable intermediate files)
-    COMPLETE
+    <backbone>/history.json  <backbone>/measurements/  <backbone>/tensorboard/
+    <backbone>/cache/  (decoded test images, features: reusable intermediate files)
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import re
 import logging
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field

@@ -65,7 +65,13 @@ class KerasRuntime:
 
 class LiteRTRuntime:
     """A ``.tflite`` model in ``ai_edge_litert``'s Interpreter, with its default XNNPACK delegate
-    unless ``xnnpack`` is False (then LiteRT's builtin kernels only)."""
+    unless ``xnnpack`` is False (then LiteRT's builtin kernels only).
+
+    The interpreter stays at batch 1. Resizing its input to a batch of 32 was measured
+    slower per image than batch-1 calls under XNNPACK on a 2-core x86 CPU (0.5-0.7x, see
+    ``benchmarks/floor.py``), and every resize re-plans the delegate; so :meth:`predict`
+    runs the images one by one.
+    """
 
     kind = "litert"
 
@@ -89,7 +95,6 @@ class LiteRTRuntime:
         self._output = self.interpreter.get_output_details()[0]
         self.input_size = int(self._input["shape"][1])
         self.n_classes = int(self._output["shape"][-1])
-        self._batch = 1
         self._pixel_table = None
 
     @property
@@ -103,12 +108,6 @@ class LiteRTRuntime:
     @property
     def input_dtype(self):
         return self._input["dtype"]
-
-    def _resize(self, batch: int) -> None:
-        if batch != self._batch:
-            self.interpreter.resize_tensor_input(self._input["index"], [batch, *self._input["shape"][1:]])
-            self.interpreter.allocate_tensors()
-            self._batch = batch
 
     def _quantize_input(self, images: np.ndarray) -> np.ndarray:
         scale, zero_point = self._input["quantization"]
@@ -131,15 +130,9 @@ class LiteRTRuntime:
         return dequantize(y, scale, zero_point) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        n = len(images)
-        if 1 < n < self._batch:  # a short last batch: pad it rather than re-plan the whole graph
-            images = np.concatenate([images, np.repeat(images[-1:], self._batch - n, axis=0)])
-        else:
-            self._resize(n)
-        return self._run(images)[:n]
+        return np.stack([self.predict_one(image) for image in images])
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
-        self._resize(1)
         return self._run(image[None])[0]
 
 
