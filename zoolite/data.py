@@ -301,15 +301,5 @@ def cache_images(paths: list[str | Path], size: int, out: Path, progress=None) -
     """Decode ``paths`` once into a uint8 ``.npy`` on disk and return it memory-mapped."""
     from zoolite import storage
 
-    with storage.atomic_path(out) as tmp:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                          shape=(len(paths), size, size, 3))
-        start = 0
-        for batch in image_batches(paths, size):
-            array[start:start + len(batch)] = batch.numpy()
-            start += len(batch)
-            if progress:
-                progress(len(batch))
-        array.flush()
-        del array
-    return np.load(out, mmap_mode="r")
+    batches = (batch.numpy() for batch in image_batches(paths, size))
+    return storage.write_npy_stream(out, batches, len(paths), (size, size, 3), np.uint8, progress)

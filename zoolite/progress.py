@@ -14,7 +14,16 @@ class Progress:
 
     @contextlib.contextmanager
     def bar(self, title: str, total: int, unit: str = "img"):
-        """Yield a callable that advances the bar by n."""
+        """Yield a callable that advances the bar by n.
+
+        The rate and ETA count from the first step, not from when the bar is shown: a bar
+        may wait for another one to finish first.
+        """
         with tqdm(total=total, desc=title, unit=unit, file=sys.stderr, disable=not self.enabled,
                   dynamic_ncols=True, leave=True) as bar:
-            yield bar.update
+            def advance(n: int = 1) -> None:
+                if bar.n == 0:
+                    bar.reset(total)  # restarts the clock
+                bar.update(n)
+
+            yield advance

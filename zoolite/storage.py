@@ -95,6 +95,24 @@ def write_npy(path: str | Path, array) -> Path:
     return Path(path)
 
 
+def write_npy_stream(path: str | Path, batches, n_rows: int, row_shape: tuple, dtype, progress=None):
+    """Write ``batches`` (arrays of rows, ``n_rows`` in all) into a ``.npy`` on disk without holding
+    them in memory; return the finished file memory-mapped."""
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n_rows, *row_shape))
+        start = 0
+        for batch in batches:
+            array[start:start + len(batch)] = batch
+            start += len(batch)
+            if progress:
+                progress(len(batch))
+        array.flush()
+        del array
+    return np.load(path, mmap_mode="r")
+
+
 def atomic_save_weights(model, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.unlink()  # Keras refuses to overwrite silently in some versions

@@ -127,18 +127,9 @@ def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.
 def extract_features(extractor: keras.Model, batches, n_images: int, out: Path,
                      progress=None) -> np.ndarray:
     """Run the frozen ``extractor`` once over ``batches`` of images into a ``.npy`` on disk."""
-    with storage.atomic_path(out) as tmp:
-        features = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.float32, shape=(n_images, extractor.output_shape[-1]))
-        start = 0
-        for batch in batches:
-            features[start:start + len(batch)] = extractor.predict_on_batch(np.asarray(batch, np.float32))
-            start += len(batch)
-            if progress:
-                progress(len(batch))
-        features.flush()
-        del features
-    return np.load(out, mmap_mode="r")
+    features = (extractor.predict_on_batch(np.asarray(batch, np.float32)) for batch in batches)
+    return storage.write_npy_stream(out, features, n_images, (extractor.output_shape[-1],), np.float32,
+                                    progress)
 
 
 def assemble(extractor: keras.Model, head: keras.Model, name: str = "classifier") -> keras.Model:
