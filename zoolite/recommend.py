@@ -99,5 +99,6 @@ def recommend(results: dict, budget: Budget | None = None) -> dict:
     out["reason"] = (f"{name} is the fastest of {which} LiteRT variants within the budget "
                      f"({budget.describe()}): {best['mean_ms']:.2f} ms mean per image, "
                      f"{best['size_mb']:.2f} MB{tie_note}, accuracy {best['accuracy'] * 100:.1f}% "
+                     # 0.0 - x: no "-0.0" for a variant exactly as accurate as the reference
                      f"({0.0 - best['drop_pp']:+.1f} pp vs the {'best ' if several else ''}float Keras model).")
     return out
