@@ -1,7 +1,11 @@
-"""Shared fixtures: small real data (a slice of the bundled sample) and one small pipeline run."""
+"""Shared fixtures: small real data (a slice of the bundled sample) and one small pipeline run,
+made once for the whole session even when pytest-xdist spreads the tests over several workers."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -12,12 +16,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DATA = Path(__file__).parent / "data"
 SAMPLE = Path(__file__).parents[1] / "zoolite" / "sample" / "animals10"
+BACKBONE = "efficientnet_lite0"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Converted weights go to a per-session cache, so tests never depend on ~/.cache."""
-    os.environ["ZOOLITE_CACHE"] = str(tmp_path_factory.mktemp("zoolite-cache"))
+def _private_cache(shared_dir):
+    """Converted weights go to a cache private to this test session (shared by its workers), so
+    tests never depend on ~/.cache and the weights are ported once."""
+    os.environ["ZOOLITE_CACHE"] = str(shared_dir / "zoolite-cache")
 
 
 def copy_sample(dest: Path, classes=("cane", "gatto", "ragno"), per_class: int = 8) -> Path:
@@ -35,16 +41,43 @@ def small_dataset(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory):
-    """One real pipeline run on 3 classes x 10 photos, with settings cut down for speed."""
-    from zoolite.evaluation import LatencyConfig
-    from zoolite.pipeline import RunConfig, run
-    from zoolite.progress import Progress
-    from zoolite.training import TrainConfig
+def shared_dir(tmp_path_factory, worker_id) -> Path:
+    """A folder every xdist worker of this session sees (the base temp folder's parent is shared)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
 
-    root = tmp_path_factory.mktemp("small-run")
-    data = copy_sample(root / "data", per_class=10)
-    config = RunConfig(data=str(data), runs_dir=str(root / "runs"), representative_images=8,
-                       train=TrainConfig(epochs=4, validation_freq=1, start_from_epoch=0),
-                       latency=LatencyConfig(warmup=1, runs=3))
-    return run(config, progress=Progress(False))
+
+@contextlib.contextmanager
+def made_once(folder: Path):
+    """Yield True to the one process that must make ``folder``'s contents, False to the others once
+    it is done: an exclusive lock on a file beside it, and a marker written when it is finished."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder.with_suffix(".done")
+        yield not done.exists()
+        done.touch()
+
+
+SMALL_RUN_OPTIONS = {"representative_images": 8, "epochs": 4, "validation_freq": 1, "start_from_epoch": 0,
+                     "warmup": 1, "runs": 3}
+
+
+@pytest.fixture(scope="session")
+def small_run(shared_dir):
+    """One real pipeline run on 3 classes x 10 photos, with settings cut down for speed; made once
+    per session and read back (as results.json) by the other workers."""
+    from zoolite.config import RunConfig
+    from zoolite.pipeline import run
+    from zoolite.progress import Progress
+    from zoolite.results import load
+
+    root = shared_dir / "small-run"
+    with made_once(root) as first:
+        if first:
+            shutil.rmtree(root, ignore_errors=True)
+            data = copy_sample(root / "data", per_class=10)
+            config = RunConfig.from_options(data=str(data), runs_dir=str(root / "runs"), **SMALL_RUN_OPTIONS)
+            results = run(config, progress=Progress(False))
+            (root / "run_dir.json").write_text(json.dumps(results.run_dir))
+    return load(json.loads((root / "run_dir.json").read_text()))

@@ -25,9 +25,9 @@ import pytest
 from PIL import Image
 
 from conftest import copy_sample
+from zoolite import targets
 from zoolite.backbones import BACKBONES
 from zoolite.cli import main
-from zoolite.conversion import QUANTIZATIONS
 from zoolite.data import LOOP_REASON, load_image, scan_dataset
 
 # zoolite.data makes this warning an error for the whole process (as the command runs);
@@ -147,7 +147,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """Tiny classifiers as .keras and .tflite, each with its labels.txt, plus models to refuse."""
     import keras
 
-    from zoolite.conversion import convert, export_saved_model
+    from zoolite.targets.litert import convert, export_saved_model
 
     root = tmp_path_factory.mktemp("models")
 
@@ -436,7 +436,7 @@ def test_evaluate_matches_classes_by_label_not_by_folder_order(models, messy, la
 
 @pytest.mark.parametrize("argv, valid", [
     (["--backbones", "lenet"], BACKBONES),
-    (["--quantizations", "float32,int4"], QUANTIZATIONS),
+    (["--quantizations", "float32,int4"], targets.CONVERTED),
 ])
 def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
     line = _fails(capsys, ["run", "--out", tmp_path / "runs", *argv])
@@ -447,15 +447,15 @@ def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "0"], "--batch-size 0: must be above 0"),
     (["--learning-rate", "-0.1"], "--learning-rate -0.1: must be above 0"),
-    (["--patience", "-1"], "--patience -1: must be 0 or more"),
+    (["--patience", "-1"], "--patience -1: must be at least 0"),
     (["--dropout", "1.5"], "--dropout 1.5: must be in [0, 1)"),
-    (["--split", "0.5,0.5"], "give three train,val,test fractions that sum to 1"),
+    (["--split", "0.5,0.5"], "--split 0.5,0.5: must be three train,val,test fractions that sum to 1"),
     (["--split", "0.7,0.3,0"], "train and test above 0"),
     (["--split", "0.8,0.3,-0.1"], "sum to 1"),
     (["--representative-images", "0"], "--representative-images 0: must be at least 1"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
-    (["--runs", "0"], "timed runs at least 1"),
-    (["--warmup", "-1"], "warm-up must be 0 or more"),
+    (["--runs", "0"], "--runs 0: must be at least 1"),
+    (["--warmup", "-1"], "--warmup -1: must be at least 0"),
 ])
 def test_out_of_range_options_are_refused_before_any_work(tmp_path, capsys, argv, message):
     assert message in _fails(capsys, ["run", "--out", tmp_path / "runs", *argv])

@@ -23,8 +23,8 @@ def _error_line(capsys, argv) -> str:
 
 
 def test_predict_prints_top3_for_keras_and_litert_models(small_run, capsys):
-    models = Path(small_run["run_dir"]) / "efficientnet_lite0" / "models"
-    image = next((Path(small_run["dataset"]["root"]) / "ragno").iterdir())
+    models = Path(small_run.run_dir) / "efficientnet_lite0" / "models"
+    image = next((Path(small_run.dataset["root"]) / "ragno").iterdir())
     for model in ("model.keras", "int8.tflite"):
         assert main(["predict", str(models / model), str(image)]) == 0
         line = capsys.readouterr().out.strip()
@@ -45,7 +45,7 @@ def test_predict_rejects_bad_model_files(tmp_path, capsys, content, message):
 
 
 def test_predict_rejects_a_truncated_model(small_run, tmp_path, capsys):
-    source = Path(small_run["run_dir"]) / "efficientnet_lite0" / "models"
+    source = Path(small_run.run_dir) / "efficientnet_lite0" / "models"
     model = tmp_path / "int8.tflite"
     model.write_bytes((source / "int8.tflite").read_bytes()[:50_000])
     (tmp_path / "labels.txt").write_text((source / "labels.txt").read_text())
@@ -53,7 +53,7 @@ def test_predict_rejects_a_truncated_model(small_run, tmp_path, capsys):
 
 
 def test_predict_rejects_a_non_image(small_run, tmp_path, capsys):
-    model = Path(small_run["run_dir"]) / "efficientnet_lite0" / "models" / "int8.tflite"
+    model = Path(small_run.run_dir) / "efficientnet_lite0" / "models" / "int8.tflite"
     text = tmp_path / "photo.jpg"
     text.write_text("hello")
     assert "not an image" in _error_line(capsys, ["predict", str(model), str(text)])
@@ -72,10 +72,10 @@ def test_run_rejects_unusable_data(tmp_path, capsys, make, message):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backbones", "lenet"], "unknown backbone"),
+    (["--backbones", "lenet"], "--backbones lenet: must be known backbones; choose from: efficientnet_lite0"),
     (["--epochs", "-1"], "--epochs -1"),
     (["--split", "0.5,0.5,0.5"], "sum to 1"),
-    (["--quantizations", "int4"], "unknown quantization"),
+    (["--quantizations", "int4"], "--quantizations int4: must be known quantizations; choose from: float32"),
 ])
 def test_run_rejects_bad_options(tmp_path, capsys, argv, message):
     assert message in _error_line(capsys, ["run", "--out", str(tmp_path), *argv])

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import copy_sample
+from zoolite.config import RunConfig
 from zoolite.data import Split, load_image, scan_dataset, split_dataset
 from zoolite.errors import ZooliteError
 
@@ -81,8 +82,8 @@ def test_split_is_stratified_deterministic_and_disjoint(tmp_path):
 
 @pytest.mark.parametrize("fractions", [(0.5, 0.2, 0.2), (0.8, 0.3, -0.1), (1.0, 0.0, 0.0)])
 def test_split_rejects_bad_fractions(small_dataset, fractions):
-    with pytest.raises(ZooliteError, match="sum to 1"):
-        split_dataset(scan_dataset(small_dataset), fractions)
+    with pytest.raises(ZooliteError, match="--split .*: must be three train,val,test fractions that sum to 1"):
+        RunConfig(data=str(small_dataset), split=fractions)
 
 
 def test_split_rejects_classes_too_small_to_split(tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+from conftest import BACKBONE
 from zoolite.cli import main
-
-BACKBONE = "efficientnet_lite0"
+from zoolite.layout import RunLayout
 
 
 def _interpreter(path: Path) -> Interpreter:
@@ -32,12 +32,8 @@ def _matches(card: dict, details: dict) -> None:
         assert card["quantization"] == {"scale": pytest.approx(scale), "zero_point": zero_point}
 
 
-def _row(results: dict, variant: str) -> dict:
-    return next(r for r in results["backbones"][BACKBONE]["variants"] if r["variant"] == variant)
-
-
 def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path, capsys):
-    run_dir = Path(small_run["run_dir"])
+    run_dir = Path(small_run.run_dir)
     target = tmp_path / "app" / "model"
     assert main(["export", str(run_dir), "--variant", "int8", "--to", str(target)]) == 0
     assert capsys.readouterr().out.strip() == f"{target}: int8.tflite, labels.txt, model.json"
@@ -51,17 +47,18 @@ def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path,
     assert card["input"]["normalisation_inside_model"] == {"scale": 1 / 128, "offset": -127 / 128,
                                                            "formula": "pixel * scale + offset"}
     labels = (target / "labels.txt").read_text().splitlines()
-    assert labels == card["classes"] == small_run["dataset"]["labels"]
+    assert labels == card["classes"] == small_run.labels
     assert len(labels) == model_output["shape"][-1]
-    row = _row(small_run, "int8")
-    assert card["measured"]["accuracy"] == row["accuracy"]
-    assert card["measured"]["latency_ms"]["mean"] == row["latency"]["mean_ms"]
-    assert card["measured"]["size_bytes"] == (target / "int8.tflite").stat().st_size == row["size_bytes"]
-    assert (card["source"]["run_dir"], card["source"]["file"]) == (str(run_dir.resolve()), row["file"])
+    int8 = small_run.backbones[BACKBONE].variant("int8")
+    assert card["measured"]["accuracy"] == int8.accuracy
+    assert card["measured"]["latency_ms"]["mean"] == int8.latency.mean_ms
+    assert card["measured"]["size_bytes"] == (target / "int8.tflite").stat().st_size == int8.size_bytes
+    assert (card["source"]["run_dir"], card["source"]["file"]) == (str(run_dir.resolve()), int8.file)
 
     # An app that follows model.json alone gets the probabilities the run measured.
-    images = np.load(run_dir / BACKBONE / "cache" / "test_images.npy")
-    expected = np.load(run_dir / BACKBONE / "measurements" / "int8.probabilities.npy")
+    layout = RunLayout(run_dir).backbone(BACKBONE)
+    images = np.load(layout.images("test"))
+    expected = np.load(layout.probabilities("int8"))
     q_in, q_out = card["input"]["quantization"], card["output"]["quantization"]
     for image, probabilities in zip(images[:4], expected):
         pixels = np.clip(np.round(image / q_in["scale"]) + q_in["zero_point"], -128, 127).astype(np.int8)
@@ -73,7 +70,7 @@ def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path,
 
 
 def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(small_run, tmp_path):
-    run_dir = Path(small_run["run_dir"])
+    run_dir = Path(small_run.run_dir)
     assert main(["export", str(run_dir), "--variant", "float16", "--to", str(tmp_path / "f16")]) == 0
     card = json.loads((tmp_path / "f16" / "model.json").read_text())
     interpreter = _interpreter(tmp_path / "f16" / "float16.tflite")
@@ -82,9 +79,9 @@ def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(
     assert "feed" not in card["input"] and "read" not in card["output"]
 
     assert main(["export", str(run_dir), "--to", str(tmp_path / "default")]) == 0
-    recommended = small_run["recommendation"]["variant"]
+    recommended = small_run.recommendation.variant
     assert (tmp_path / "default" / f"{recommended}.tflite").read_bytes() == \
-        (run_dir / small_run["recommendation"]["file"]).read_bytes()
+        (run_dir / small_run.recommended()[1].file).read_bytes()
 
 
 def _error_line(capsys, argv) -> str:
@@ -95,11 +92,11 @@ def _error_line(capsys, argv) -> str:
 
 
 def test_export_refuses_bad_requests_and_overwrites_nothing(small_run, tmp_path, capsys):
-    run = str(small_run["run_dir"])
+    run = str(small_run.run_dir)
     target = tmp_path / "bundle"
     line = _error_line(capsys, ["export", run, "--variant", "int4", "--to", str(target)])
     assert "--variant int4" in line and "choose from: float32, dynamic, float16, int8_fallback, int8" in line
-    assert "not a LiteRT model" in _error_line(capsys, ["export", run, "--variant", "keras", "--to", str(target)])
+    assert "not a shippable model" in _error_line(capsys, ["export", run, "--variant", "keras", "--to", str(target)])
     line = _error_line(capsys, ["export", run, "--variant", "int8", "--backbone", "lenet", "--to", str(target)])
     assert "--backbone lenet" in line and f"choose from: {BACKBONE}" in line
     assert not target.exists()
@@ -120,5 +117,5 @@ def test_export_refuses_bad_requests_and_overwrites_nothing(small_run, tmp_path,
 def test_export_into_an_empty_folder(small_run, tmp_path):
     target = tmp_path / "empty"
     target.mkdir()
-    assert main(["export", str(small_run["run_dir"]), "--variant", "dynamic", "--to", str(target)]) == 0
+    assert main(["export", str(small_run.run_dir), "--variant", "dynamic", "--to", str(target)]) == 0
     assert sorted(p.name for p in target.iterdir()) == ["dynamic.tflite", "labels.txt", "model.json"]

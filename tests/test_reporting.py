@@ -4,6 +4,7 @@ hand-made results, and ``zoolite report`` re-rendering a run without its models.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import shutil
 import struct
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from zoolite import reporting
+from conftest import BACKBONE
+from zoolite import reporting, tables
 from zoolite.cli import main
+from zoolite.config import Budget, RunConfig
 from zoolite.errors import ZooliteError
-from zoolite.recommend import Budget, recommend
-
-BACKBONE = "efficientnet_lite0"
+from zoolite.recommend import recommend
+from zoolite.results import Backbone, Latency, Run, Variant, load
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -71,15 +73,15 @@ def _png_size(src: str) -> tuple[int, int, int]:
     return len(data), width, height
 
 
-def _check_report(run_dir: Path, results: dict) -> _Page:
+def _check_report(run_dir: Path, results: Run) -> _Page:
     page = _parse(run_dir / "report.html")
     assert not page.links  # self-contained: no stylesheet or script fetched from elsewhere
     header, *rows = page.tables[0]
-    assert header[1] == reporting.backbone_cells(results, BACKBONE)[0]
-    assert [cells for _, cells in rows] == reporting.backbone_cells(results, BACKBONE)[1]
+    assert header[1] == tables.backbone_cells(results, BACKBONE)[0]
+    assert [cells for _, cells in rows] == tables.backbone_cells(results, BACKBONE)[1]
     highlighted = [cells[0] for css, cells in rows if css == "recommended"]
-    assert highlighted == ([results["recommendation"]["variant"]] if results["recommendation"]["variant"] else [])
-    recommended = results["recommendation"]["variant"]
+    recommended = results.recommendation.variant
+    assert highlighted == ([recommended] if recommended else [])
     # trade-off, training curves, confusion matrices (float model, and the recommended variant), prediction grid
     assert len(page.images) == 4 + (recommended is not None)
     for image in page.images:
@@ -90,16 +92,16 @@ def _check_report(run_dir: Path, results: dict) -> _Page:
 
 
 def test_report_html_has_the_tables_and_every_plot_embedded(small_run):
-    run_dir = Path(small_run["run_dir"])
+    run_dir = Path(small_run.run_dir)
     page = _check_report(run_dir, small_run)
     alts = " | ".join(image["alt"] for image in page.images)
     assert "accuracy vs latency" in alts and "training curves" in alts and "float Keras model" in alts
     assert "test images wrong" in alts
     html = unescape((run_dir / "report.html").read_text(encoding="utf-8"))
-    assert small_run["recommendation"]["reason"] in html
-    assert small_run["machine"]["cpu"] in html
+    assert small_run.recommendation.reason in html
+    assert small_run.machine["cpu"] in html
     markdown = (run_dir / "report.md").read_text(encoding="utf-8")
-    assert "## Recommendation" in markdown and small_run["recommendation"]["reason"] in markdown
+    assert "## Recommendation" in markdown and small_run.recommendation.reason in markdown
 
 
 def test_report_html_with_two_backbones(small_run, tmp_path):
@@ -107,21 +109,23 @@ def test_report_html_with_two_backbones(small_run, tmp_path):
     from zoolite.html_report import html_report
 
     run_dir = _copy_run(small_run, tmp_path / "run")
-    results = json.loads(json.dumps(small_run))
-    faster = json.loads(json.dumps(results["backbones"][BACKBONE]))
-    for row in faster["variants"]:
-        row["latency"]["mean_ms"] /= 2
-        row["file"] = row["file"].replace(BACKBONE, "faster")
-    results["backbones"]["faster"] = faster
-    results["recommendation"] = recommend(results)
-    assert results["recommendation"]["backbone"] == "faster"
-    (run_dir / "report.html").write_text(html_report(results, run_dir), encoding="utf-8")
+    results = copy.deepcopy(small_run)
+    results.run_dir = str(run_dir)
+    faster = copy.deepcopy(results.backbones[BACKBONE])
+    faster.name = "faster"
+    for v in faster.variants:
+        v.latency.mean_ms /= 2
+        v.file = v.file.replace(BACKBONE, "faster")
+    results.backbones["faster"] = faster
+    results.recommendation = recommend(results)
+    assert results.recommendation.backbone == "faster"
+    (run_dir / "report.html").write_text(html_report(results), encoding="utf-8")
     page = _parse(run_dir / "report.html")
     combined, first, second = page.tables
     assert combined[0][1][1:] == [f"{name} {column}" for name in (BACKBONE, "faster")
                                   for column in ("acc (loss)", "ms", "MB")]
     assert [css for css, _ in first[1:]].count("recommended") == 0
-    assert [cells[0] for css, cells in second[1:] if css == "recommended"] == [results["recommendation"]["variant"]]
+    assert [cells[0] for css, cells in second[1:] if css == "recommended"] == [results.recommendation.variant]
     # trade-off; per backbone: training curves, float confusion matrix; the recommended variant's matrix;
     # the prediction grid of efficientnet_lite0 ("faster" has no probabilities on disk).
     assert len(page.images) == 1 + 2 * 2 + 1 + 1
@@ -130,8 +134,8 @@ def test_report_html_with_two_backbones(small_run, tmp_path):
 
 
 def test_run_stores_and_prints_the_recommendation(small_run):
-    saved = json.loads((Path(small_run["run_dir"]) / "results.json").read_text())
-    assert saved["recommendation"] == small_run["recommendation"]
+    saved = json.loads((Path(small_run.run_dir) / "results.json").read_text())
+    assert saved["recommendation"]["variant"] == small_run.recommendation.variant is not None
     assert saved["recommendation"]["budget"] == Budget().to_json()
     summary = reporting.text_summary(small_run)
     assert summary.index("Recommendation: ") > summary.index("int8_fallback")
@@ -139,16 +143,20 @@ def test_run_stores_and_prints_the_recommendation(small_run):
 
 # --- the recommendation logic on hand-made results ---------------------------------------------
 
-def _results(backbones: dict[str, list[tuple[str, float, float, float]]]) -> dict:
+def _results(backbones: dict[str, list[tuple[str, float, float, float]]]) -> Run:
     """Results with (variant, accuracy, mean ms, MB) rows per backbone; the first row is the Keras model."""
-    out = {}
-    for name, rows in backbones.items():
-        out[name] = {"variants": [
-            {"variant": v, "file": f"{name}/models/" + ("model.keras" if i == 0 else f"{v}.tflite"),
-             "loss": 1.0 - accuracy, "accuracy": accuracy, "size_bytes": int(mb * 1e6),
-             "latency": {"mean_ms": ms, "p90_ms": ms * 1.2}}
-            for i, (v, accuracy, ms, mb) in enumerate(rows)]}
-    return {"backbones": out}
+    def variant(backbone: str, i: int, name: str, accuracy: float, ms: float, mb: float) -> Variant:
+        return Variant(variant=name, family="keras" if i == 0 else "litert", mode=name,
+                       role="reference" if i == 0 else "shippable",
+                       file=f"{backbone}/models/" + ("model.keras" if i == 0 else f"{name}.tflite"),
+                       size_bytes=int(mb * 1e6), load_ms=1.0, loss=1.0 - accuracy, accuracy=accuracy, top_k=3,
+                       top_k_accuracy=1.0, latency=Latency(ms, ms, ms * 1.2, ms * 1.3, 0.1, ms, 10),
+                       threads="2", backend="test", eval_seconds=1.0, input_dtype="float32")
+
+    return Run(run_dir="run", machine={}, config=RunConfig(), dataset={}, split={}, timings={}, backbones={
+        name: Backbone(name, 224, 1280, "ImageNet", "test", True, {}, {},
+                       [variant(name, i, *row) for i, row in enumerate(rows)])
+        for name, rows in backbones.items()})
 
 
 ONE = _results({"b": [("keras", 0.90, 100.0, 14.0), ("float32", 0.90, 8.0, 13.5), ("float16", 0.895, 7.0, 6.8),
@@ -157,37 +165,37 @@ ONE = _results({"b": [("keras", 0.90, 100.0, 14.0), ("float32", 0.90, 8.0, 13.5)
 
 def test_recommends_the_fastest_variant_within_the_accuracy_drop():
     r = recommend(ONE)  # int8_fallback is fastest but 3 pp worse; int8 is exactly 1 pp worse
-    assert (r["backbone"], r["variant"], r["file"]) == ("b", "int8", "b/models/int8.tflite")
-    assert r["reason"].startswith("int8 is the fastest of the 3 of 4 LiteRT variants within the budget "
-                                  "(accuracy drop ≤ 1 pp)")
-    assert "4.00 ms" in r["reason"] and "-1.0 pp" in r["reason"]
-    assert recommend(ONE, Budget(max_accuracy_drop_pp=3))["variant"] == "int8_fallback"
-    assert recommend(ONE, Budget(max_accuracy_drop_pp=0))["variant"] == "float32"
+    assert (r.backbone, r.variant) == ("b", "int8")
+    assert r.reason.startswith("int8 is the fastest of the 3 of 4 shippable variants within the budget "
+                               "(accuracy drop ≤ 1 pp)")
+    assert "4.00 ms" in r.reason and "-1.0 pp" in r.reason
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=3)).variant == "int8_fallback"
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=0)).variant == "float32"
 
 
 def test_latency_and_size_limits_narrow_the_choice():
-    assert recommend(ONE, Budget(max_size_mb=10))["variant"] == "int8"
-    assert recommend(ONE, Budget(max_accuracy_drop_pp=0.4, max_size_mb=10))["variant"] is None
-    assert recommend(ONE, Budget(max_accuracy_drop_pp=0.5, max_latency_ms=7.5))["variant"] == "float16"
+    assert recommend(ONE, Budget(max_size_mb=10)).variant == "int8"
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=0.4, max_size_mb=10)).variant is None
+    assert recommend(ONE, Budget(max_accuracy_drop_pp=0.5, max_latency_ms=7.5)).variant == "float16"
     limited = recommend(ONE, Budget(max_accuracy_drop_pp=0.5, max_latency_ms=7.0, max_size_mb=6.8))
-    assert limited["variant"] == "float16"  # limits are inclusive
-    assert limited["budget"] == {"max_accuracy_drop_pp": 0.5, "max_latency_ms": 7.0, "max_size_mb": 6.8}
+    assert limited.variant == "float16"  # limits are inclusive
+    assert limited.budget == Budget(0.5, 7.0, 6.8)
 
 
 def test_nothing_satisfies_says_which_limits_ruled_the_variants_out():
     r = recommend(ONE, Budget(max_accuracy_drop_pp=0.2, max_latency_ms=3.5))
-    assert r["backbone"] is None and r["variant"] is None and "file" not in r
-    assert r["reason"] == ("No variant satisfies the budget (accuracy drop ≤ 0.2 pp, mean latency ≤ 3.5 ms): "
-                           "of 4 LiteRT variants, 3 exceed the accuracy limit, 3 exceed the latency limit; "
-                           "loosen the budget with `zoolite report RUN_DIR --max-...`.")
+    assert r.backbone is None and r.variant is None
+    assert r.reason == ("No variant satisfies the budget (accuracy drop ≤ 0.2 pp, mean latency ≤ 3.5 ms): "
+                        "of 4 shippable variants, 3 exceed the accuracy limit, 3 exceed the latency limit; "
+                        "loosen the budget with `zoolite report RUN_DIR --max-...`.")
 
 
 def test_ties_on_latency_go_to_the_smaller_file():
     tied = _results({"b": [("keras", 0.9, 50.0, 14.0), ("float16", 0.9, 5.0, 6.8), ("dynamic", 0.9, 5.0, 3.8),
                            ("float32", 0.9, 5.0, 13.5)]})
     r = recommend(tied)
-    assert r["variant"] == "dynamic"
-    assert "tied on latency with float16, float32 but smaller" in r["reason"]
+    assert r.variant == "dynamic"
+    assert "tied on latency with float16, float32 but smaller" in r.reason
 
 
 def test_the_keras_model_is_never_recommended_and_drops_count_from_the_best_float_model():
@@ -196,11 +204,11 @@ def test_the_keras_model_is_never_recommended_and_drops_count_from_the_best_floa
         "large": [("keras", 0.95, 90.0, 30.0), ("int8", 0.80, 3.0, 8.0), ("float16", 0.945, 20.0, 15.0)],
     })
     r = recommend(results)  # small int8 is close to its own float model, but 35.5 pp below the best one
-    assert (r["backbone"], r["variant"]) == ("large", "float16")
-    assert r["reason"].startswith("large float16 is the fastest of the 1 of 3 LiteRT variants")
-    assert "-0.5 pp vs the best float Keras model" in r["reason"]
-    assert recommend(results, Budget(max_accuracy_drop_pp=40))["variant"] == "int8"
-    assert recommend(results, Budget(max_latency_ms=10))["variant"] is None
+    assert (r.backbone, r.variant) == ("large", "float16")
+    assert r.reason.startswith("large float16 is the fastest of the 1 of 3 shippable variants")
+    assert "-0.5 pp vs the best float model" in r.reason
+    assert recommend(results, Budget(max_accuracy_drop_pp=40)).variant == "int8"
+    assert recommend(results, Budget(max_latency_ms=10)).variant is None
 
 
 @pytest.mark.parametrize("budget, message", [
@@ -217,7 +225,7 @@ def test_budget_rejects_impossible_limits(budget, message):
 
 def _copy_run(small_run, dest: Path, keep_models: bool = False) -> Path:
     ignore = None if keep_models else shutil.ignore_patterns("models")
-    return Path(shutil.copytree(small_run["run_dir"], dest, ignore=ignore))
+    return Path(shutil.copytree(small_run.run_dir, dest, ignore=ignore))
 
 
 def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_path, capsys):
@@ -229,9 +237,9 @@ def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_
     assert main(["report", str(run_dir), "--max-size-mb", "0.001"]) == 0
     out = capsys.readouterr().out
     assert "Recommendation: No variant satisfies the budget (accuracy drop ≤ 1 pp, size ≤ 0.001 MB)" in out
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["recommendation"]["variant"] is None and results["run_dir"] == str(run_dir)
-    assert results["backbones"] == json.loads(json.dumps(small_run["backbones"]))  # nothing recomputed
+    results = load(run_dir)
+    assert results.recommendation.variant is None and results.run_dir == str(run_dir)
+    assert results.backbones == small_run.backbones  # nothing recomputed
     _check_report(run_dir, results)
     assert not (run_dir / BACKBONE / "models").exists()
     assert {p: p.stat().st_mtime_ns for p in (run_dir / BACKBONE / "measurements").iterdir()} == measurements
@@ -240,8 +248,8 @@ def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_
     assert main(["report", str(run_dir)]) == 0
     assert json.loads((run_dir / "results.json").read_text())["recommendation"]["budget"]["max_size_mb"] == 0.001
     assert main(["report", str(run_dir), "--max-accuracy-drop", "100"]) == 0
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["recommendation"]["variant"] is not None
+    results = load(run_dir)
+    assert results.recommendation.variant is not None
     _check_report(run_dir, results)
     assert not list(run_dir.glob(".tmp-*"))
 
@@ -261,7 +269,8 @@ def test_report_refuses_what_is_not_a_finished_run(tmp_path, capsys):
     (tmp_path / "COMPLETE").write_text("")
     (tmp_path / "results.json").write_text("{not json")
     assert "damaged results file" in _error_line(capsys, ["report", str(tmp_path)])
-    assert "--max-latency-ms 0.0" in _error_line(capsys, ["report", str(tmp_path), "--max-latency-ms", "0"])
+    assert "--max-latency-ms 0.0: must be above 0" in _error_line(capsys, ["report", str(tmp_path),
+                                                                           "--max-latency-ms", "0"])
 
 
 def test_json_output_is_only_json(small_run, tmp_path):
@@ -273,5 +282,41 @@ def test_json_output_is_only_json(small_run, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
-    assert printed["recommendation"] == small_run["recommendation"]
+    assert printed["schema_version"] == 2
+    assert printed["recommendation"]["variant"] == small_run.recommendation.variant
     assert (run_dir / "report.html").exists()
+
+
+def test_the_plot_draws_the_budget_floor_from_the_best_float_model(monkeypatch):
+    """With two backbones, the dashed accuracy floor is the one the recommendation applies: one line,
+    below the *best* float model, not one per backbone from its own float model."""
+    from matplotlib.axes import Axes
+
+    from zoolite import plots
+
+    results = _results({"small": [("keras", 0.60, 1.0, 1.0), ("int8", 0.595, 2.0, 0.5)],
+                        "large": [("keras", 0.95, 90.0, 30.0), ("float16", 0.945, 20.0, 15.0)]})
+    results.recommendation = recommend(results, Budget(max_accuracy_drop_pp=2))
+    floors = []
+    monkeypatch.setattr(Axes, "axhline", lambda self, y=0, **kw: floors.append((y, kw.get("label"))))
+    plots.tradeoff(results)
+    assert floors == [(pytest.approx(93.0), "accuracy floor (2 pp below the best float model)")]
+    assert results.recommendation.budget.accuracy_floor(results.best_reference_accuracy) == pytest.approx(0.93)
+
+
+def test_results_of_zoolite_0_1_are_upgraded_and_newer_ones_refused(tmp_path, capsys):
+    """A run folder written by zoolite 0.1 (results.json without a schema version) re-renders; a
+    results file of a newer schema is refused in one line."""
+    run_dir = Path(shutil.copytree(Path(__file__).parent / "data" / "run-v0.1", tmp_path / "old"))
+    assert main(["report", str(run_dir)]) == 0
+    results = load(run_dir)
+    backbone = results.backbones[BACKBONE]
+    assert backbone.reference.variant == "keras" and backbone.reference.other_latency["tf_function"].mean_ms > 0
+    assert [v.role for v in backbone.variants].count("reference") == 1
+    assert backbone.variant("int8").agreement.top1_agreement > 0 and backbone.variant("int8").top_k == 3
+    assert json.loads((run_dir / "results.json").read_text())["schema_version"] == 2
+    assert results.recommendation.variant in [v.variant for v in backbone.shippable]
+
+    saved = json.loads((run_dir / "results.json").read_text())
+    (run_dir / "results.json").write_text(json.dumps({**saved, "schema_version": 99}))
+    assert "written by a newer zoolite (results schema 99" in _error_line(capsys, ["report", str(run_dir)])

@@ -1,8 +1,9 @@
 """Nothing lost, and reproducible: a killed run, `zoolite run --resume`, and the same seed twice.
 
 A real run is started in a subprocess with the configuration of the session's ``small_run``
-and in the same runs folder, killed with SIGKILL once its first LiteRT model is written,
-then finished with ``zoolite run --resume``. ``small_run`` is the uninterrupted run with
+and in the same runs folder, and kills itself with SIGKILL right after the stage that writes
+its first LiteRT model (so the kill always lands at the same point), then is finished with
+``zoolite run --resume``. ``small_run`` is the uninterrupted run with
 the same data, options and seed, trained in another process: the resumed run must match
 it exactly (split, head weights, every variant's figures).
 """
@@ -11,27 +12,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import BACKBONE
 from zoolite import storage
 from zoolite.cli import main
-from zoolite.runtimes import load_keras_model
+from zoolite.results import Run
+from zoolite.targets.keras import load_keras_model
 
-BACKBONE = "efficientnet_lite0"
+KILLED_AFTER = "convert_float32"
 # Written before the kill (head trained, first model converted): the resumed run must reuse them.
 FINISHED_BEFORE_KILL = [f"{BACKBONE}/cache/train_features.npy", f"{BACKBONE}/models/model.keras",
                         f"{BACKBONE}/models/float32.tflite", "split.json", "config.json"]
-START_RUN = ("import json, sys\n"
-             "from zoolite.pipeline import RunConfig, run\n"
+START_RUN = ("import json, os, signal, sys\n"
+             "from zoolite.config import RunConfig\n"
+             "from zoolite.pipeline import run\n"
              "from zoolite.progress import Progress\n"
-             "run(RunConfig.from_json(json.load(open(sys.argv[1]))), progress=Progress(False))\n")
+             "def kill_after(stage):\n"
+             "    if stage == sys.argv[2]:\n"
+             "        os.kill(os.getpid(), signal.SIGKILL)\n"
+             "run(RunConfig.from_json(json.load(open(sys.argv[1]))), progress=Progress(False), after_stage=kill_after)\n")
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -39,34 +44,19 @@ def _digests(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _wait_for_first_model(runs: Path, earlier: Path, process: subprocess.Popen, log: Path) -> Path:
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        found = [p for p in runs.glob(f"*/{BACKBONE}/models/float32.tflite") if p.parents[2] != earlier]
-        if found:
-            return found[0].parents[2]
-        assert process.poll() is None, f"the run ended before it could be killed:\n{log.read_text()}"
-        time.sleep(0.05)
-    raise AssertionError("no float32.tflite within 10 minutes")
-
-
 @pytest.fixture(scope="module")
 def killed_and_resumed(small_run, tmp_path_factory):
-    earlier = Path(small_run["run_dir"])
+    earlier = Path(small_run.run_dir)
     runs = earlier.parent
     work = tmp_path_factory.mktemp("resume")
     config = work / "config.json"
-    config.write_text(json.dumps(small_run["config"]))
+    config.write_text(json.dumps(small_run.config.to_json()))
     earlier_before = _digests(earlier)
 
-    log = work / "killed.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-c", START_RUN, str(config)], stdout=stderr, stderr=stderr)
-        try:
-            run_dir = _wait_for_first_model(runs, earlier, process, log)
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+    killed = subprocess.run([sys.executable, "-c", START_RUN, str(config), KILLED_AFTER], capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    [run_dir] = [d for d in runs.iterdir() if d != earlier]
     after_kill = {
         "earlier": _digests(earlier), "complete": storage.is_complete(run_dir),
         "marker": (run_dir / storage.INCOMPLETE_MARKER).read_text(), "incomplete_runs": storage.incomplete_runs(runs),
@@ -79,7 +69,7 @@ def killed_and_resumed(small_run, tmp_path_factory):
                              capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
     return {"earlier": earlier, "earlier_before": earlier_before, "run_dir": run_dir, "after_kill": after_kill,
-            "results": json.loads(resumed.stdout)}
+            "results": Run.from_json(json.loads(resumed.stdout))}
 
 
 def test_a_killed_run_leaves_earlier_runs_untouched_and_itself_marked_incomplete(killed_and_resumed):
@@ -95,14 +85,13 @@ def test_resume_continues_from_the_last_finished_stage(killed_and_resumed):
     run_dir, results = killed_and_resumed["run_dir"], killed_and_resumed["results"]
     now = {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest() for name in FINISHED_BEFORE_KILL}
     assert now == killed_and_resumed["after_kill"]["finished"]  # reused, not redone
-    timings = results["backbones"][BACKBONE]["timings"]
-    assert "training" not in timings and "convert_float32" not in timings
+    timings = results.backbones[BACKBONE].timings
+    assert "training" not in timings and "convert_float32" not in timings and "features_train" not in timings
     assert "convert_dynamic" in timings and "evaluate_float32" in timings
     assert storage.is_complete(run_dir) and not (run_dir / storage.INCOMPLETE_MARKER).exists()
     assert not list(run_dir.rglob(f"{storage.TEMPORARY_PREFIX}*"))
     assert list((run_dir / BACKBONE / "tensorboard" / "head" / "train").glob("events.out.tfevents.*"))
-    assert json.loads((run_dir / "results.json").read_text())["backbones"][BACKBONE]["variants"] \
-        == results["backbones"][BACKBONE]["variants"]
+    assert Run.from_json(json.loads((run_dir / "results.json").read_text())).backbones == results.backbones
 
 
 def test_the_same_seed_gives_the_same_split_weights_and_figures(killed_and_resumed, small_run):
@@ -113,10 +102,10 @@ def test_the_same_seed_gives_the_same_split_weights_and_figures(killed_and_resum
     assert len(weights[0]) == len(weights[1])
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
-    figures = ["variant", "loss", "accuracy", "top3_accuracy", "confusion_matrix", "per_class",
-               "agreement_with_keras", "size_bytes"]
-    expected = [{k: row[k] for k in figures} for row in small_run["backbones"][BACKBONE]["variants"]]
-    got = [{k: row[k] for k in figures} for row in killed_and_resumed["results"]["backbones"][BACKBONE]["variants"]]
+    figures = ["variant", "loss", "accuracy", "top_k_accuracy", "confusion_matrix", "per_class", "agreement",
+               "size_bytes"]
+    expected = [{k: getattr(v, k) for k in figures} for v in small_run.backbones[BACKBONE].variants]
+    got = [{k: getattr(v, k) for k in figures} for v in killed_and_resumed["results"].backbones[BACKBONE].variants]
     assert got == expected
 
 
@@ -127,9 +116,9 @@ def test_ctrl_c_names_the_incomplete_run_to_resume(small_run, tmp_path, monkeypa
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline._BackboneRun, "train", interrupted)
+    monkeypatch.setattr(pipeline._BackboneStages, "train", interrupted)
     runs = tmp_path / "runs"
-    code = main(["run", "--data", small_run["dataset"]["root"], "--out", str(runs), "--quiet"])
+    code = main(["run", "--data", small_run.dataset["root"], "--out", str(runs), "--quiet"])
     err = capsys.readouterr().err
     [run_dir] = list(runs.iterdir())
     assert code == 130 and "Traceback" not in err

@@ -1,8 +1,10 @@
-"""The backbone zoo: every registry entry end to end on tiny real data, the weights options,
-fine-tuning, and several backbones in one run.
+"""The backbone zoo: every registry entry's builder, normalisation and conversion; the weights
+options; fine-tuning; and several backbones in one run.
 
-Cut down for speed (2 classes x 4 photos, 1 epoch, 2 calibration images, 1 timed call);
-the conversions to the five LiteRT variants are what takes the time.
+Each entry is built (random weights: tests stay offline), given a small head, converted to
+LiteRT and compared with Keras, without running the whole pipeline per entry. One real
+run of two backbones (2 classes x 4 photos, 1 epoch) serves the fine-tuning and the
+several-backbones tests.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import numpy as np
 import pytest
 
 from conftest import copy_sample
-from zoolite.backbones import BACKBONES, build_feature_extractor, get_backbone, resolve_weights
+from zoolite.backbones import BACKBONES, build_feature_extractor, describe_weights, get_backbone, resolve_weights
 from zoolite.cli import main
-from zoolite.evaluation import LatencyConfig
-from zoolite.pipeline import RunConfig, run
+from zoolite.config import RunConfig
+from zoolite.layout import RunLayout
+from zoolite.pipeline import run
 from zoolite.progress import Progress
-from zoolite.runtimes import load_keras_model, open_runtime
-from zoolite.training import TrainConfig
+from zoolite.targets import TARGETS
+from zoolite.targets.keras import load_keras_model
+from zoolite.targets.litert import LiteRTRuntime, convert, export_saved_model
+from zoolite.training import assemble, build_head
 
-VARIANTS = ["keras", "float32", "dynamic", "float16", "int8_fallback", "int8"]
 SLOW = {"xception", "inception_resnet_v2"}
 # One run holds these two, fine-tuning the first: it serves the fine-tuning and the
-# several-backbones tests as well as those two entries' own test.
+# several-backbones tests.
 PAIR = ("efficientnet_lite0", "scratch_cnn")
+PAIR_VARIANTS = ["keras", "float32", "int8"]
 FINE_TUNE_LAYERS = 4  # efficientnet_lite0's top_conv, top_bn, top_relu6, avg_pool
 
 
@@ -37,44 +42,41 @@ def tiny_data(tmp_path_factory) -> Path:
     return copy_sample(tmp_path_factory.mktemp("zoo") / "data", classes=("cane", "gatto"), per_class=4)
 
 
-def _run(data: Path, runs_dir: Path, backbones, weights=None, **train) -> dict:
-    config = RunConfig(data=str(data), backbones=backbones, weights=weights, runs_dir=str(runs_dir),
-                       representative_images=2, tensorboard=False,
-                       train=TrainConfig(epochs=1, validation_freq=1, start_from_epoch=0, **train),
-                       latency=LatencyConfig(warmup=0, runs=1, min_runs=1))
+@pytest.fixture(scope="module")
+def pair_run(tiny_data, tmp_path_factory):
+    config = RunConfig.from_options(
+        data=str(tiny_data), backbones=PAIR, runs_dir=str(tmp_path_factory.mktemp("pair-runs")),
+        representative_images=2, tensorboard=False, quantizations=tuple(PAIR_VARIANTS[1:]), epochs=1,
+        validation_freq=1, start_from_epoch=0, fine_tune_layers=FINE_TUNE_LAYERS, fine_tune_learning_rate=1e-4,
+        warmup=0, runs=1, min_runs=1)
     return run(config, progress=Progress(False))
 
 
-@pytest.fixture(scope="module")
-def pair_run(tiny_data, tmp_path_factory) -> dict:
-    return _run(tiny_data, tmp_path_factory.mktemp("pair-runs"), PAIR, fine_tune_layers=FINE_TUNE_LAYERS,
-                fine_tune_learning_rate=1e-4)
-
-
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BACKBONES])
-def test_backbone_trains_and_converts_to_every_variant(name, tiny_data, tmp_path, request):
+def test_backbone_builds_and_converts_to_a_litert_model_that_follows_keras(name, tmp_path):
+    """Raw pixels in at the entry's own size, its feature vector out; with a head, the LiteRT file
+    gives Keras's probabilities, so the normalisation inside the model survives conversion."""
     spec = get_backbone(name)
-    weights = "none" if spec.keras_weights_file else None  # tests stay offline: no downloads
-    if name in PAIR:
-        results = request.getfixturevalue("pair_run")
-    else:
-        results = _run(tiny_data, tmp_path, (name,), weights=weights)
-    run_dir = Path(results["run_dir"])
-    backbone = results["backbones"][name]
-    if weights == "none":
-        assert "weights: RANDOM, not pretrained (--weights none);" in (run_dir / "report.md").read_text()
-    assert [row["variant"] for row in backbone["variants"]] == VARIANTS
-    assert backbone["training"]["head"]["epochs_run"] == 1
-    for row in backbone["variants"]:
-        assert 0 <= row["accuracy"] <= 1 and np.isfinite(row["loss"]), row["variant"]
-    for row in backbone["variants"][1:]:  # the LiteRT files take the native input size the model was built at
-        runtime, _ = open_runtime(run_dir / row["file"])
-        assert (runtime.input_size, runtime.n_classes) == (spec.input_size, 2), row["variant"]
-    sizes = {row["variant"]: row["size_bytes"] for row in backbone["variants"]}
-    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
-    if spec.pretrained:  # the head was trained on the cached output of the frozen extractor
-        features = np.load(run_dir / name / "cache" / "train_features.npy")
-        assert features.shape == (results["split"]["train"], spec.feature_dim)
+    extractor = build_feature_extractor(spec, resolve_weights(spec, "none"))
+    assert extractor.input_shape == (None, spec.input_size, spec.input_size, 3)
+    assert extractor.output_shape == (None, spec.feature_dim)
+    keras.utils.set_random_seed(0)
+    model = assemble(extractor, build_head(spec.feature_dim, 2, 0.0))
+    model.get_layer("head").layers[-1].kernel.assign(  # big enough logits that the classes really differ
+        np.random.default_rng(0).normal(0, 1, (spec.feature_dim, 2)).astype(np.float32))
+    path = tmp_path / "float32.tflite"
+    path.write_bytes(convert(export_saved_model(model, tmp_path / "saved_model"), "float32"))
+    runtime = LiteRTRuntime(path)
+    assert (runtime.input_size, runtime.n_classes) == (spec.input_size, 2)
+    pixels = np.random.default_rng(1).integers(0, 256, (2, spec.input_size, spec.input_size, 3)).astype(np.uint8)
+    expected = np.asarray(model(pixels.astype(np.float32), training=False))
+    np.testing.assert_allclose(runtime.predict(pixels), expected, atol=2e-4)
+
+
+def test_random_weights_are_said_plainly():
+    assert describe_weights(get_backbone("mobilenet"), resolve_weights(get_backbone("mobilenet"), "none")) \
+        == "RANDOM, not pretrained (--weights none)"
+    assert describe_weights(get_backbone("scratch_cnn"), None) == "none (trained from scratch)"
 
 
 # Ground truth for the normalisation inside each keras.applications extractor: Keras's
@@ -165,16 +167,16 @@ def test_offline_keras_application_stops_before_any_work(tiny_data, tmp_path, mo
 
 
 def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
-    run_dir = Path(pair_run["run_dir"])
-    backbone = pair_run["backbones"]["efficientnet_lite0"]
-    assert set(backbone["training"]) == {"head", "fine_tune"}
-    assert backbone["training"]["fine_tune"]["epochs_run"] == 1
-    assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in backbone["weights"]
-    assert "fine_tuning" in backbone["timings"]
-    assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in (run_dir / "report.md").read_text()
-    assert set(pair_run["backbones"]["scratch_cnn"]["training"]) == {"head"}  # nothing pretrained to fine-tune
+    layout = RunLayout(Path(pair_run.run_dir))
+    backbone = pair_run.backbones["efficientnet_lite0"]
+    assert set(backbone.training) == {"head", "fine_tune"}
+    assert backbone.training["fine_tune"]["epochs_run"] == 1
+    assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in backbone.weights
+    assert "fine_tuning" in backbone.timings
+    assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in layout.report_md.read_text()
+    assert set(pair_run.backbones["scratch_cnn"].training) == {"head"}  # nothing pretrained to fine-tune
 
-    model = load_keras_model(run_dir / "efficientnet_lite0" / "models" / "model.keras")
+    model = load_keras_model(layout.backbone("efficientnet_lite0").model(TARGETS["keras"]))
     tuned = model.get_layer("efficientnet_lite0_features").layers[-1]
     original = build_feature_extractor(get_backbone("efficientnet_lite0")).layers[-1]
     cut = len(original.layers) - FINE_TUNE_LAYERS
@@ -190,16 +192,21 @@ def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
 
 
 def test_several_backbones_get_one_combined_table(pair_run):
-    report = (Path(pair_run["run_dir"]) / "report.md").read_text()
+    report = RunLayout(Path(pair_run.run_dir)).report_md.read_text()
     for name in PAIR:
         assert f"## {name}\n" in report
     combined = report.split("## All backbones\n", 1)[1].strip().split("\n\n")[0].splitlines()
     header = [c.strip() for c in combined[0].strip("|").split("|")]
     assert header == ["Variant"] + [f"{n} {c}" for n in PAIR for c in ("acc (loss)", "ms", "MB")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in combined[2:]]
-    assert [r[0] for r in rows] == VARIANTS
+    assert [r[0] for r in rows] == PAIR_VARIANTS
     for r in rows:
         for k, name in enumerate(PAIR):
-            measured = next(v for v in pair_run["backbones"][name]["variants"] if v["variant"] == r[0])
-            assert r[1 + 3 * k].startswith(f"{measured['accuracy'] * 100:.1f}% ({measured['loss']:.3f})")
-            assert r[3 + 3 * k] == f"{measured['size_bytes'] / 1e6:.1f}"
+            measured = pair_run.backbones[name].variant(r[0])
+            assert r[1 + 3 * k].startswith(f"{measured.accuracy * 100:.1f}% ({measured.loss:.3f})")
+            assert r[3 + 3 * k] == f"{measured.size_bytes / 1e6:.1f}"
+    scratch = pair_run.backbones["scratch_cnn"]
+    features = np.load(RunLayout(Path(pair_run.run_dir)).backbone("efficientnet_lite0").features("train"))
+    assert features.shape == (pair_run.split["train"], 1280)  # the head trained on the frozen base's output
+    assert not RunLayout(Path(pair_run.run_dir)).backbone("scratch_cnn").features("train").exists()
+    assert scratch.training["head"]["epochs_run"] == 1

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from zoolite.config import DEFAULT_FRACTIONS
 from zoolite.errors import ZooliteError
 
 # The reference dataset's Italian folder names, shown in English.
@@ -40,7 +41,6 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 # thread-safe.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 LOOP_REASON = "linked folder already scanned or containing the dataset (a symbolic link loop); not followed"
-DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 SPLITS = ("train", "val", "test")
 
 
@@ -223,22 +223,12 @@ def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
     return dataset
 
 
-def check_fractions(fractions) -> tuple[float, float, float]:
-    fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or fractions[0] <= 0 \
-            or fractions[2] <= 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ZooliteError(f"--split {','.join(map(str, fractions))}: give three train,val,test "
-                           "fractions that sum to 1, train and test above 0 (e.g. 0.7,0.15,0.15)")
-    return fractions
-
-
 def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> Split:
     """Split per class (stratified), reproducibly for a given seed.
 
     Every class gets at least one test image, and one validation image when the
     validation fraction is above zero.
     """
-    fractions = check_fractions(fractions)
     by_class: dict[int, list[str]] = {}
     for path, label in dataset.files:
         by_class.setdefault(label, []).append(path)

@@ -9,53 +9,28 @@ each call timed with ``time.perf_counter``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
+from zoolite.results import Agreement, Latency
 
 
-@dataclass
-class LatencyConfig:
-    """``warmup`` untimed single-image calls, then up to ``runs`` timed ones (cycling the images).
-
-    Like LiteRT's benchmark tool, timing also stops once ``max_seconds`` have been spent,
-    provided ``min_runs`` calls are in, so a slow model does not stall the run.
-    """
-
-    warmup: int = 10
-    runs: int = 100
-    max_seconds: float = 5.0
-    min_runs: int = 20
-
-    def __post_init__(self):
-        if self.warmup < 0 or self.runs < 1 or self.min_runs < 1 or self.max_seconds <= 0:
-            raise ZooliteError(f"--warmup {self.warmup} / --runs {self.runs} / --max-latency-seconds "
-                               f"{self.max_seconds}: warm-up must be 0 or more, timed runs at least 1, "
-                               "the time limit above 0")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def latency_stats(seconds) -> dict[str, float]:
+def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
     """Summary of per-call times (seconds in, milliseconds out)."""
     ms = np.asarray(seconds, np.float64) * 1000.0
     if ms.size == 0:
         raise ValueError("no timings")
-    return {
-        "mean_ms": float(ms.mean()),
-        "median_ms": float(np.percentile(ms, 50)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "std_ms": float(ms.std()),
-        "min_ms": float(ms.min()),
-        "runs": int(ms.size),
-    }
+    return Latency(mean_ms=float(ms.mean()), median_ms=float(np.percentile(ms, 50)),
+                   p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
+                   std_ms=float(ms.std()), min_ms=float(ms.min()), runs=int(ms.size),
+                   first_inference_ms=first_inference_ms)
 
 
-def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None) -> dict[str, float]:
+def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None) -> Latency:
     """Time ``predict_one`` on single images: the first call, then warm-up, then timed calls.
 
     ``progress`` is told of each timed call, outside the timed span.
@@ -78,7 +53,7 @@ def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, prog
             progress(1)
         if spent > config.max_seconds and len(times) >= config.min_runs:
             break
-    return {"first_inference_ms": first * 1000.0, **latency_stats(times)}
+    return latency_stats(times, first * 1000.0)
 
 
 def predict_all(runtime, images: np.ndarray, batch_size: int = 32, progress=None) -> np.ndarray:
@@ -104,15 +79,16 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_clas
     k = min(top_k, n_classes)
     top = keras.metrics.TopKCategoricalAccuracy(k=k)
     top.update_state(y_true, probabilities)
-    return {"loss": float(loss), "accuracy": float(accuracy.result()),
-            f"top{k}_accuracy": float(top.result())}
+    return {"loss": float(loss), "accuracy": float(accuracy.result()), "top_k": k,
+            "top_k_accuracy": float(top.result())}
 
 
 def evaluate(runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
              latency: LatencyConfig | None = None, batch_size: int = 32, progress=None, timing_progress=None):
     """Measure one runtime on the test images; return (metrics dict, probabilities).
 
-    ``progress`` advances per predicted image, ``timing_progress`` per timed call.
+    The metrics are :class:`~zoolite.results.Variant` fields. ``progress`` advances per
+    predicted image, ``timing_progress`` per timed call.
     """
     latency = latency or LatencyConfig()
     labels = np.asarray(labels, dtype=int)
@@ -121,9 +97,10 @@ def evaluate(runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
     eval_seconds = time.perf_counter() - start
     metrics = classification_metrics(probabilities, labels, n_classes)
     metrics["latency"] = measure_latency(runtime.predict_one, images, latency, timing_progress)
-    metrics["threads"] = runtime.threads
-    metrics["backend"] = runtime.backend
-    metrics["eval_seconds"] = eval_seconds
+    metrics["other_latency"] = {name: measure_latency(call, images, latency)
+                                for name, call in runtime.other_calls().items()}
+    metrics.update(threads=runtime.threads, backend=runtime.backend, eval_seconds=eval_seconds,
+                   input_dtype=runtime.input_dtype, **runtime.details())
     return metrics, probabilities
 
 
@@ -149,12 +126,10 @@ def multiply_accumulates(model) -> int:
     return int(total)
 
 
-def agreement(probabilities: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+def agreement(probabilities: np.ndarray, reference: np.ndarray) -> Agreement:
     """How closely a variant follows the reference (float) model on the same images."""
-    return {
-        "top1_agreement": float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
-        "mean_abs_prob_diff": float(np.mean(np.abs(probabilities - reference))),
-    }
+    return Agreement(top1_agreement=float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
+                     mean_abs_prob_diff=float(np.mean(np.abs(probabilities - reference))))
 
 
 def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
@@ -172,3 +147,49 @@ def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names:
         per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
                            "support": int(confusion[i].sum())}
     return {"confusion_matrix": confusion.tolist(), "per_class": per_class}
+
+
+@dataclass
+class ModelEvaluation:
+    """A model file measured on a labelled folder (``zoolite evaluate``)."""
+
+    model: str
+    images: int
+    classes: list[str]
+    skipped: list[tuple[str, str]]
+    metrics: dict  # Variant fields: loss, accuracy, top_k, top_k_accuracy, latency, threads, ...
+
+    def summary(self) -> str:
+        m, latency = self.metrics, self.metrics["latency"]
+        return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
+                f"skipped\nloss {m['loss']:.4f}  accuracy {m['accuracy'] * 100:.1f}%  top-{m['top_k']} accuracy "
+                f"{m['top_k_accuracy'] * 100:.1f}%  latency mean {latency.mean_ms:.2f} ms, p90 "
+                f"{latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})")
+
+
+def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path | None = None,
+                   label_map: str | Path | None = None, threads: int | None = None,
+                   latency: LatencyConfig | None = None) -> ModelEvaluation:
+    """Measure a model file on a folder with one sub-folder per class, with the one evaluate routine.
+
+    The folder's classes must be the model's (from ``labels_file``, default the labels.txt beside it).
+    """
+    import tempfile
+
+    from zoolite.data import cache_images, load_label_map, scan_dataset
+    from zoolite.targets import open_classifier
+
+    runtime, labels, labels_path = open_classifier(model, labels_file, threads)
+    dataset = scan_dataset(data, load_label_map(label_map))
+    if sorted(dataset.labels) != sorted(labels):
+        raise ZooliteError(f"{data}: its classes ({', '.join(dataset.labels)}) are not the model's "
+                           f"({', '.join(labels)}, from {labels_path}); pass a folder with one sub-folder "
+                           "per class the model was trained on")
+    model_index = [labels.index(label) for label in dataset.labels]
+    targets = np.array([model_index[label] for _, label in dataset.files])
+    with tempfile.TemporaryDirectory(prefix="zoolite-evaluate-") as tmp:  # decoded once, on disk
+        images = cache_images([dataset.root / p for p, _ in dataset.files], runtime.input_size,
+                              Path(tmp) / "images.npy")
+        metrics, _ = evaluate(runtime, images, targets, len(labels), latency)
+        del images
+    return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), metrics)

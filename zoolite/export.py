@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from zoolite import storage
 from zoolite.errors import ZooliteError
-from zoolite.reporting import load_results
+from zoolite.results import Backbone, Run, Variant, load
 
 
 def _tensor(details: dict) -> dict:
@@ -30,30 +31,31 @@ def _tensor(details: dict) -> dict:
             "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if integer else None}
 
 
-def _choose(results: dict, backbone: str | None, variant: str | None) -> tuple[str, dict]:
-    """The backbone name and results row to export; one-line errors list the valid choices."""
-    recommendation = results.get("recommendation") or {}
-    names = list(results["backbones"])
+def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Backbone, Variant]:
+    """The backbone and variant to export; one-line errors list the valid choices."""
+    recommendation = results.recommendation
+    recommended = recommendation.backbone if recommendation else None
+    names = list(results.backbones)
     if backbone is None:
-        if variant is None and recommendation.get("backbone"):
-            backbone = recommendation["backbone"]
+        if variant is None and recommended:
+            backbone = recommended
         elif len(names) == 1:
             backbone = names[0]
         else:
             raise ZooliteError(f"this run has several backbones; pass --backbone, one of: {', '.join(names)}")
-    if backbone not in results["backbones"]:
+    if backbone not in results.backbones:
         raise ZooliteError(f"--backbone {backbone}: not in this run; choose from: {', '.join(names)}")
-    rows = {row["variant"]: row for row in results["backbones"][backbone]["variants"]
-            if row["file"].endswith(".tflite")}
+    chosen = results.backbones[backbone]
+    shippable = [v.variant for v in chosen.shippable]
     if variant is None:
-        if recommendation.get("backbone") != backbone:
+        if recommended != backbone:
             raise ZooliteError(f"no recommended variant for {backbone} under the run's budget; pass --variant, "
-                               f"one of: {', '.join(rows)}")
-        variant = recommendation["variant"]
-    if variant not in rows:
-        raise ZooliteError(f"--variant {variant}: not a LiteRT model of {backbone} in this run; choose from: "
-                           f"{', '.join(rows)}")
-    return backbone, rows[variant]
+                               f"one of: {', '.join(shippable)}")
+        variant = recommendation.variant
+    if variant not in shippable:
+        raise ZooliteError(f"--variant {variant}: not a shippable model of {backbone} in this run; choose from: "
+                           f"{', '.join(shippable)}")
+    return chosen, chosen.variant(variant)
 
 
 def _check_target(target: Path) -> None:
@@ -64,12 +66,12 @@ def _check_target(target: Path) -> None:
                            "(nothing is overwritten)")
 
 
-def model_card(results: dict, backbone: str, row: dict, runtime, run_dir: Path) -> dict:
-    """The contents of model.json for ``row``'s model, opened as the LiteRT ``runtime``."""
+def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> dict:
+    """The contents of model.json for ``variant``'s model, opened as the LiteRT ``runtime``."""
     from zoolite.backbones import get_backbone
-    from zoolite.conversion import QUANTIZATIONS
+    from zoolite.targets import get_target
 
-    spec = get_backbone(backbone)
+    spec = get_backbone(backbone.name)
     model_input = _tensor(runtime.interpreter.get_input_details()[0])
     model_output = _tensor(runtime.interpreter.get_output_details()[0])
     size = model_input["shape"][1]
@@ -86,21 +88,21 @@ def model_card(results: dict, backbone: str, row: dict, runtime, run_dir: Path) 
     model_output["meaning"] = "class probabilities (softmax), in the order of labels.txt"
     if model_output["quantization"]:
         model_output["read"] = "probability = (value - zero_point) * scale"
-    m = results["machine"]
+    m = results.machine
     return {
-        "model_file": Path(row["file"]).name, "labels_file": "labels.txt",
-        "classes": results["dataset"]["labels"], "backbone": backbone, "input_size": size,
-        "variant": row["variant"], "quantization": QUANTIZATIONS.get(row["variant"], row["variant"]),
+        "model_file": Path(variant.file).name, "labels_file": "labels.txt",
+        "classes": results.labels, "backbone": backbone.name, "input_size": size,
+        "variant": variant.variant, "quantization": get_target(variant.variant).description,
         "input": model_input, "output": model_output,
         "measured": {
-            "test_images": results["split"]["test"], "accuracy": row["accuracy"], "loss": row["loss"],
-            **{key: value for key, value in row.items() if key.startswith("top") and key.endswith("_accuracy")},
-            "latency_ms": {key.removesuffix("_ms"): value for key, value in row["latency"].items()
-                           if key.endswith("_ms")},
+            "test_images": results.split["test"], "accuracy": variant.accuracy, "loss": variant.loss,
+            f"top{variant.top_k}_accuracy": variant.top_k_accuracy,
+            "latency_ms": {key.removesuffix("_ms"): value for key, value in asdict(variant.latency).items()
+                           if key.endswith("_ms") and value is not None},
             "latency_method": "1 image per call after warm-up, wall clock (time.perf_counter)",
-            "threads": row.get("threads"), "cpu": m["cpu"], "cores": m["cores"], "size_bytes": row["size_bytes"],
+            "threads": variant.threads, "cpu": m["cpu"], "cores": m["cores"], "size_bytes": variant.size_bytes,
         },
-        "source": {"run_dir": str(run_dir.resolve()), "file": row["file"],
+        "source": {"run_dir": str(Path(results.run_dir).resolve()), "file": variant.file,
                    "zoolite": m["zoolite"], "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
 
@@ -111,15 +113,14 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
 
     ``variant`` and ``backbone`` default to the run's recommendation.
     """
-    from zoolite.runtimes import open_runtime
+    from zoolite.targets import open_model
 
-    run_dir, target = Path(run_dir), Path(to)
-    results = load_results(run_dir)
-    backbone, row = _choose(results, backbone, variant)
+    results, target = load(run_dir), Path(to)
+    backbone, variant = _choose(results, backbone, variant)
     _check_target(target)
-    model_path = run_dir / row["file"]
-    runtime, _ = open_runtime(model_path)
-    card = model_card(results, backbone, row, runtime, run_dir)
+    model_path = Path(results.run_dir) / variant.file
+    runtime, _ = open_model(model_path)
+    card = model_card(results, backbone, variant, runtime)
     with storage.atomic_dir(target) as staging:  # replaces an empty folder; a non-empty one was refused
         shutil.copyfile(model_path, staging / card["model_file"])
         storage.write_text(staging / "labels.txt", "\n".join(card["classes"]) + "\n")

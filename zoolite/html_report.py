@@ -1,6 +1,6 @@
 """report.html: one self-contained page per run (styles inline, plots embedded as base64 PNG).
 
-Drawn from the results dict plus files already in the run folder (test-set
+Drawn from the results model plus files already in the run folder (test-set
 probabilities, decoded test images), so it can be re-rendered without recomputing.
 """
 
@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from zoolite import plots
-from zoolite.reporting import backbone_cells, caption, combined_cells
+from zoolite.layout import RunLayout
+from zoolite.results import Run
+from zoolite.tables import backbone_cells, caption, combined_cells
 
 # Test images shown in the prediction grid of each backbone.
 GRID_IMAGES = 24
@@ -54,102 +56,98 @@ def _table(header: list[str], rows: list[list[str]], highlight: int | None = Non
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _recommendation_box(recommendation: dict, run_dir: Path, several_backbones: bool) -> str:
-    if not recommendation.get("variant"):
-        return f'<div class="box none"><strong>Nothing to recommend.</strong> {escape(recommendation["reason"])}</div>'
-    backbone = f" --backbone {recommendation['backbone']}" if several_backbones else ""
-    command = f"zoolite export {run_dir}{backbone} --variant {recommendation['variant']} --to DIR"
-    return (f'<div class="box"><strong>Recommended: <code>{escape(recommendation["file"])}</code></strong><br>'
-            f'{escape(recommendation["reason"])}<br><span class="note">To bundle it for an app with labels.txt '
+def _recommendation_box(results: Run) -> str:
+    recommendation, chosen = results.recommendation, results.recommended()
+    if not chosen:
+        return f'<div class="box none"><strong>Nothing to recommend.</strong> {escape(recommendation.reason)}</div>'
+    backbone = f" --backbone {recommendation.backbone}" if len(results.backbones) > 1 else ""
+    command = f"zoolite export {results.run_dir}{backbone} --variant {recommendation.variant} --to DIR"
+    return (f'<div class="box"><strong>Recommended: <code>{escape(chosen[1].file)}</code></strong><br>'
+            f'{escape(recommendation.reason)}<br><span class="note">To bundle it for an app with labels.txt '
             f'and model.json:</span><code class="command">{escape(command)}</code></div>')
 
 
-def _test_images(run_dir: Path, results: dict, backbone: str, indices) -> list | None:
+def _test_images(layout: RunLayout, results: Run, backbone: str, indices) -> list | None:
     """The chosen test images: decoded from the run's cache, else from the dataset; None if gone."""
-    cache = run_dir / backbone / "cache" / "test_images.npy"
+    cache = layout.backbone(backbone).images("test")
     if cache.exists():
         images = np.load(cache, mmap_mode="r")
         return [np.asarray(images[i]) for i in indices]
     from zoolite.data import load_image
 
-    test = json.loads((run_dir / "split.json").read_text())["test"]
-    paths = [Path(results["dataset"]["root"]) / test[i][0] for i in indices]
+    test = json.loads(layout.split.read_text())["test"]
+    paths = [Path(results.dataset["root"]) / test[i][0] for i in indices]
     if not all(p.is_file() for p in paths):
         return None
-    return [load_image(p, results["backbones"][backbone]["input_size"]) for p in paths]
+    return [load_image(p, results.backbones[backbone].input_size) for p in paths]
 
 
-def _prediction_grid(run_dir: Path, results: dict, backbone: str, variant: str) -> str:
-    probabilities_path = run_dir / backbone / "measurements" / f"{variant}.probabilities.npy"
-    split_path = run_dir / "split.json"
-    if not (probabilities_path.exists() and split_path.exists()):
+def _prediction_grid(layout: RunLayout, results: Run, backbone: str, variant: str) -> str:
+    probabilities_path = layout.backbone(backbone).probabilities(variant)
+    if not (probabilities_path.exists() and layout.split.exists()):
         return f'<p class="note">No prediction grid: {probabilities_path.name} or split.json is missing.</p>'
     probabilities = np.load(probabilities_path)
-    labels = np.array([label for _, label in json.loads(split_path.read_text())["test"]], dtype=int)
+    labels = np.array([label for _, label in json.loads(layout.split.read_text())["test"]], dtype=int)
     order = plots.prediction_order(labels, probabilities)[:GRID_IMAGES]
-    images = _test_images(run_dir, results, backbone, order)
+    images = _test_images(layout, results, backbone, order)
     if images is None:
         return '<p class="note">No prediction grid: the decoded test images and the dataset are both gone.</p>'
     wrong = int((probabilities.argmax(1) != labels).sum())
     title = (f"{backbone} {variant}: {wrong} of {len(labels)} test images wrong"
              + (" (shown first)" if wrong else "") + f"; {len(order)} shown")
-    png = plots.prediction_grid(images, labels[order], probabilities[order], results["dataset"]["labels"], title)
+    png = plots.prediction_grid(images, labels[order], probabilities[order], results.labels, title)
     return _img(png, title)
 
 
-def _backbone_section(run_dir: Path, results: dict, name: str, recommendation: dict) -> list[str]:
-    backbone = results["backbones"][name]
-    variants = [row["variant"] for row in backbone["variants"]]
-    recommended = recommendation.get("variant") if recommendation.get("backbone") == name else None
+def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
+    backbone = results.backbones[name]
+    chosen = results.recommended()
+    recommended = chosen[1] if chosen and chosen[0] is backbone else None
     header, rows = backbone_cells(results, name)
     parts = [f"<h2>{escape(name)}</h2>", f'<p class="caption">{escape(caption(results, name))}</p>',
-             _table(header, rows, variants.index(recommended) if recommended else None)]
-    curves = plots.training_curves(backbone["training"], f"{name}: training")
+             _table(header, rows, backbone.variants.index(recommended) if recommended else None)]
+    curves = plots.training_curves(backbone.training, f"{name}: training")
     parts += ["<h3>Training</h3>", _img(curves, f"{name} training curves") if curves
               else '<p class="note">No training history recorded.</p>']
-    class_names = results["dataset"]["labels"]
-    shown = [variants[0]] + ([recommended] if recommended and recommended != variants[0] else [])
+    shown = [(backbone.reference, "float Keras model")] + ([(recommended, "recommended")] if recommended else [])
     matrices = []
-    for variant in shown:
-        row = backbone["variants"][variants.index(variant)]
-        title = (f"{name} {variant} ({'float Keras model' if variant == variants[0] else 'recommended'}): "
-                 f"accuracy {row['accuracy'] * 100:.1f}%")
-        matrices.append(_img(plots.confusion_matrix(row["confusion_matrix"], class_names, title), title))
+    for variant, role in shown:
+        title = f"{name} {variant.variant} ({role}): accuracy {variant.accuracy * 100:.1f}%"
+        matrices.append(_img(plots.confusion_matrix(variant.confusion_matrix, results.labels, title), title))
     parts += ["<h3>Confusion matrices (test split)</h3>", f'<div class="pair">{"".join(matrices)}</div>',
-              "<h3>Test images and predictions</h3>", _prediction_grid(run_dir, results, name, shown[-1])]
+              "<h3>Test images and predictions</h3>", _prediction_grid(layout, results, name, shown[-1][0].variant)]
     return parts
 
 
-def html_report(results: dict, run_dir: str | Path) -> str:
-    run_dir = Path(run_dir)
-    d, split, m = results["dataset"], results["split"], results["machine"]
-    recommendation = results.get("recommendation", {})
-    names = list(results["backbones"])
+def html_report(results: Run) -> str:
+    layout = RunLayout(Path(results.run_dir))
+    d, split, m = results.dataset, results.split, results.machine
+    names = list(results.backbones)
     body = [f"<h1>zoolite run: {escape(', '.join(names))}</h1>",
-            f'<p class="sub">{escape(str(run_dir))}</p>']
-    if recommendation:
-        body.append(_recommendation_box(recommendation, run_dir, len(names) > 1))
+            f'<p class="sub">{escape(results.run_dir)}</p>']
+    if results.recommendation:
+        body.append(_recommendation_box(results))
     body += [f"<p>Dataset <code>{escape(d['root'])}</code>: {d['images']} images in {len(d['labels'])} classes "
              f"({escape(', '.join(d['labels']))}); split {split['train']}/{split['val']}/{split['test']} "
              f"(train/val/test, seed {split['seed']}); {len(d['skipped'])} file(s) skipped.</p>",
              "<h2>Accuracy, latency and size</h2>",
-             _img(plots.tradeoff(results, recommendation), "accuracy vs latency of every variant"),
-             '<p class="note">Up and to the left is better. Below a dashed line a variant loses more accuracy '
+             _img(plots.tradeoff(results), "accuracy vs latency of every variant"),
+             '<p class="note">Up and to the left is better. Below the dashed line a variant loses more accuracy '
              "than the budget allows; the Keras model is the float reference, not a file an app ships.</p>"]
     if len(names) > 1:
         body += ["<h3>All backbones</h3>", _table(*combined_cells(results))]
     for name in names:
-        body += _backbone_section(run_dir, results, name, recommendation)
+        body += _backbone_section(layout, results, name)
     if d["skipped"]:
         body += ["<h2>Skipped files</h2>",
                  _table(["File", "Reason"], [[s["file"], s["reason"]] for s in d["skipped"]])]
     body += ["<h2>Machine</h2>",
              f"<p>{escape(m['cpu'])}, {m['cores']} cores, {escape(m['os'])}; Python {m['python']}, "
              f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, LiteRT {m['ai_edge_litert']}. "
-             f"The run took {results['timings']['total']:.0f} s.</p>",
+             f"The run took {results.timings['total']:.0f} s.</p>",
              f"<p>Command: <code>{escape(m['command'])}</code></p>"]
-    if results["config"].get("tensorboard"):
-        body.append(f'<p class="note">Training logs: <code>tensorboard --logdir {escape(str(run_dir))}</code></p>')
+    if results.config.tensorboard:
+        body.append(f'<p class="note">Training logs: <code>tensorboard --logdir {escape(results.run_dir)}</code></p>')
     title = f"zoolite run: {', '.join(names)}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{_STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
-from zoolite.reporting import variant_rows
+from zoolite.results import Run
 
 DPI = 110
 COLOURS = [f"C{i}" for i in range(10)]
@@ -51,28 +51,33 @@ def _label_points(ax, points: list[dict], largest_mb: float) -> None:
                                 "shrinkB": radius} if level > 1 else None)
 
 
-def tradeoff(results: dict, recommendation: dict | None = None) -> bytes:
-    """Accuracy vs mean single-image latency (log scale), one point per variant, area = file size."""
+def tradeoff(results: Run) -> bytes:
+    """Accuracy vs mean single-image latency (log scale), one point per variant, area = file size;
+    the budget's accuracy floor (the same rule the recommendation applies) as a dashed line."""
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     ax = fig.add_subplot()
-    tables = {name: variant_rows(b) for name, b in results["backbones"].items()}
-    largest = max(r["size_mb"] for rows in tables.values() for r in rows)
-    budget = (recommendation or {}).get("budget", {})
-    for colour, (name, rows) in zip(itertools.cycle(COLOURS), tables.items()):
+    points = {name: [{"variant": v.variant, "accuracy": v.accuracy, "mean_ms": v.latency.mean_ms,
+                      "size_mb": v.size_mb} for v in b.variants] for name, b in results.backbones.items()}
+    largest = max(p["size_mb"] for rows in points.values() for p in rows)
+    for colour, (name, rows) in zip(itertools.cycle(COLOURS), points.items()):
         ax.scatter([r["mean_ms"] for r in rows], [r["accuracy"] * 100 for r in rows],
                    s=[_marker_area(r["size_mb"], largest) for r in rows], color=colour, alpha=0.55,
                    edgecolors="black", linewidths=0.6, label=name, zorder=3)
-        if "max_accuracy_drop_pp" in budget:
-            floor = rows[0]["accuracy"] * 100 - budget["max_accuracy_drop_pp"]
-            ax.axhline(floor, color=colour, linestyle="--", linewidth=1,
-                       label=f"{name}: accuracy floor ({budget['max_accuracy_drop_pp']:g} pp below float)")
-    _label_points(ax, [r for rows in tables.values() for r in rows], largest)
-    if budget.get("max_latency_ms") is not None:
-        ax.axvline(budget["max_latency_ms"], color="grey", linestyle=":", linewidth=1.5,
-                   label=f"latency limit {budget['max_latency_ms']:g} ms")
-    if recommendation and recommendation.get("variant"):
-        ring = (np.sqrt(_marker_area(recommendation["size_mb"], largest)) + 9) ** 2
-        ax.scatter([recommendation["mean_ms"]], [recommendation["accuracy"] * 100], s=ring,
+    recommendation = results.recommendation
+    budget = recommendation.budget if recommendation else None
+    if budget:
+        floor = budget.accuracy_floor(results.best_reference_accuracy) * 100
+        best = "the best float model" if len(points) > 1 else "the float model"
+        ax.axhline(floor, color="black", linestyle="--", linewidth=1,
+                   label=f"accuracy floor ({budget.max_accuracy_drop_pp:g} pp below {best})")
+    _label_points(ax, [p for rows in points.values() for p in rows], largest)
+    if budget and budget.max_latency_ms is not None:
+        ax.axvline(budget.max_latency_ms, color="grey", linestyle=":", linewidth=1.5,
+                   label=f"latency limit {budget.max_latency_ms:g} ms")
+    chosen = results.recommended()
+    if chosen:
+        ring = (np.sqrt(_marker_area(chosen[1].size_mb, largest)) + 9) ** 2
+        ax.scatter([chosen[1].latency.mean_ms], [chosen[1].accuracy * 100], s=ring,
                    facecolors="none", edgecolors="black", linewidths=2, label="recommended", zorder=5)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))

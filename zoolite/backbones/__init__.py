@@ -101,7 +101,6 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in [
     BackboneSpec("scratch_cnn", _scratch, 128, 1 / 255, 0.0, 256, "none (trained from scratch)",
                  pretrained=False),
 ]}
-DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def get_backbone(name: str) -> BackboneSpec:

@@ -1,0 +1,233 @@
+"""The results model: what a run measured, as typed data with a schema version.
+
+Every consumer (the recommendation, tables, plots, report.html, export, the CLI and
+notebooks) reads these classes, never dicts by position. ``results.json`` is their JSON
+form; :func:`load` is the one place that reads it: it upgrades files of older schema
+versions and refuses anything else in one line.
+
+    Run ── backbones: {name: Backbone} ── variants: [Variant]   (the reference first)
+        └─ recommendation: Recommendation
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from zoolite.config import Budget, RunConfig
+from zoolite.errors import ZooliteError
+
+SCHEMA_VERSION = 2
+MB = 1e6
+
+
+@dataclass
+class Latency:
+    """Single-image call times, in milliseconds."""
+
+    mean_ms: float
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    std_ms: float
+    min_ms: float
+    runs: int
+    first_inference_ms: float | None = None
+
+
+@dataclass
+class Agreement:
+    """How closely a variant follows the reference model on the same images."""
+
+    top1_agreement: float
+    mean_abs_prob_diff: float
+
+
+@dataclass
+class Variant:
+    """One measured model file: a target (runtime family x mode) of one backbone."""
+
+    variant: str  # the target's name, e.g. "int8"
+    family: str  # "keras", "litert"
+    mode: str
+    role: str  # "reference" (the float model others are compared with) or "shippable"
+    file: str  # relative to the run folder
+    size_bytes: int
+    load_ms: float
+    loss: float
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    latency: Latency
+    threads: str
+    backend: str
+    eval_seconds: float
+    input_dtype: str
+    params: int | None = None
+    other_latency: dict[str, Latency] = field(default_factory=dict)  # e.g. Keras as a tf.function
+    agreement: Agreement | None = None  # with the backbone's reference
+    confusion_matrix: list[list[int]] = field(default_factory=list)
+    per_class: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def shippable(self) -> bool:
+        return self.role == "shippable"
+
+    @property
+    def size_mb(self) -> float:
+        return self.size_bytes / MB
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Variant":
+        obj = dict(obj)
+        obj["latency"] = Latency(**obj["latency"])
+        obj["other_latency"] = {k: Latency(**v) for k, v in obj.get("other_latency", {}).items()}
+        obj["agreement"] = Agreement(**obj["agreement"]) if obj.get("agreement") else None
+        return cls(**obj)
+
+
+@dataclass
+class Backbone:
+    """One backbone's training and its variants, the reference first."""
+
+    name: str
+    input_size: int
+    feature_dim: int
+    weights: str  # what it started from, as reports say it
+    weights_source: str
+    pretrained: bool
+    training: dict  # Keras history per stage ("head", "fine_tune")
+    timings: dict[str, float]
+    variants: list[Variant]
+
+    @property
+    def reference(self) -> Variant:
+        return next(v for v in self.variants if v.role == "reference")
+
+    @property
+    def shippable(self) -> list[Variant]:
+        return [v for v in self.variants if v.shippable]
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.variant == name), None)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Backbone":
+        return cls(**{**obj, "variants": [Variant.from_json(v) for v in obj["variants"]]})
+
+
+@dataclass
+class Recommendation:
+    """Which variant to ship under ``budget``; ``variant`` is None when nothing satisfies it,
+    and ``reason`` (one sentence) says why, either way."""
+
+    budget: Budget
+    reason: str
+    backbone: str | None = None
+    variant: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Recommendation":
+        return cls(Budget(**obj["budget"]), obj["reason"], obj.get("backbone"), obj.get("variant"))
+
+
+@dataclass
+class Run:
+    """Everything one run measured, with the machine and options it was measured with."""
+
+    run_dir: str
+    machine: dict
+    config: RunConfig
+    dataset: dict  # root, labels, counts, images, skipped
+    split: dict  # seed and the train/val/test counts
+    timings: dict[str, float]
+    backbones: dict[str, Backbone]
+    recommendation: Recommendation | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def labels(self) -> list[str]:
+        return self.dataset["labels"]
+
+    @property
+    def best_reference_accuracy(self) -> float:
+        """The accuracy the budget is measured from: the run's most accurate float model, so a
+        weak backbone cannot win by staying close to its own float model."""
+        return max(b.reference.accuracy for b in self.backbones.values())
+
+    def recommended(self) -> tuple[Backbone, Variant] | None:
+        r = self.recommendation
+        if r is None or r.variant is None:
+            return None
+        backbone = self.backbones[r.backbone]
+        return backbone, backbone.variant(r.variant)
+
+    def to_json(self) -> dict:
+        return {"schema_version": self.schema_version, **{k: v for k, v in asdict(self).items()
+                                                          if k != "schema_version"}}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Run":
+        return cls(
+            run_dir=obj["run_dir"], machine=obj["machine"], config=RunConfig.from_json(obj["config"]),
+            dataset=obj["dataset"], split=obj["split"], timings=obj["timings"],
+            backbones={name: Backbone.from_json(b) for name, b in obj["backbones"].items()},
+            recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None)
+
+
+def _upgrade_v1(obj: dict) -> dict:
+    """zoolite 0.1's results.json (no schema_version): untyped rows, the Keras model first."""
+    for name, backbone in obj["backbones"].items():
+        backbone["name"] = name
+        rows = backbone["variants"]
+        params = rows[0].get("params")
+        for row in rows:
+            keras = row["variant"] == "keras"
+            top_k = next(key for key in row if key.startswith("top") and key.endswith("_accuracy"))
+            row.update({
+                "family": "keras" if keras else "litert", "mode": "float32" if keras else row["variant"],
+                "role": "reference" if keras else "shippable", "top_k": int(top_k[3:-9]),
+                "top_k_accuracy": row.pop(top_k), "input_dtype": row.get("input_dtype", "float32"),
+                "params": params, "agreement": row.pop("agreement_with_keras", None),
+                "other_latency": {"tf_function": row.pop("latency_tf_function")} if "latency_tf_function" in row else {},
+            })
+            row.pop("size_vs_float32_tflite", None)
+    budget = (obj.get("recommendation") or {}).get("budget") or obj["config"].get("budget", {})
+    obj["recommendation"] = {"budget": budget, **{k: (obj.get("recommendation") or {}).get(k)
+                                                  for k in ("reason", "backbone", "variant")}}
+    obj["config"].setdefault("budget", budget)
+    return obj
+
+
+def load(run_dir: str | Path) -> Run:
+    """The results of a finished run folder (any schema version this zoolite reads); a one-line
+    error for anything else."""
+    from zoolite.layout import RunLayout
+
+    layout = RunLayout(Path(run_dir))
+    path = layout.results
+    if not layout.root.is_dir():
+        raise ZooliteError(f"{layout.root}: run folder not found; pass a folder under runs/")
+    if not layout.is_complete() or not path.is_file():
+        if layout.config.is_file() or layout.incomplete_marker.exists():
+            raise ZooliteError(f"{layout.root}: this run did not finish; finish it with "
+                               f"`zoolite run --resume {layout.root}`")
+        raise ZooliteError(f"{layout.root}: not a zoolite run folder (no results.json); pass a folder under runs/")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ZooliteError(f"{path}: damaged results file ({e}); re-run with `zoolite run`") from None
+    if not isinstance(obj, dict) or not obj.get("backbones"):
+        raise ZooliteError(f"{path}: not zoolite results (no backbones); pass a folder under runs/")
+    version = obj.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ZooliteError(f"{path}: written by a newer zoolite (results schema {version}, this one reads up to "
+                           f"{SCHEMA_VERSION}); upgrade zoolite to read it")
+    try:
+        run = Run.from_json(_upgrade_v1(obj) if version == 1 else obj)
+    except (KeyError, TypeError, ValueError, StopIteration) as e:
+        raise ZooliteError(f"{path}: damaged results file (schema {version}: {type(e).__name__} {e}); "
+                           "re-run with `zoolite run`") from None
+    run.run_dir = str(layout.root)  # the folder may have moved since the run
+    return run

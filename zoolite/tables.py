@@ -1,0 +1,80 @@
+"""The results tables: each backbone's variants with their ratios to the float reference, and
+all backbones side by side; as plain text (the CLI), Markdown (report.md) or cells (report.html)."""
+
+from __future__ import annotations
+
+from zoolite.results import Backbone, Run
+
+
+def variant_rows(backbone: Backbone) -> list[dict]:
+    """The table rows of one backbone: each variant's figures and its ratios to the reference."""
+    reference = backbone.reference
+    return [{
+        "variant": v.variant, "loss": v.loss, "accuracy": v.accuracy,
+        "accuracy_delta_pp": (v.accuracy - reference.accuracy) * 100,
+        "mean_ms": v.latency.mean_ms, "p90_ms": v.latency.p90_ms,
+        "speedup": reference.latency.mean_ms / v.latency.mean_ms,
+        "size_mb": v.size_mb, "size_ratio": v.size_bytes / reference.size_bytes,
+    } for v in backbone.variants]
+
+
+_COLUMNS = ["Variant", "Loss", "Accuracy", "Δ acc", "Mean ms", "p90 ms", "Speed-up", "Size MB", "Size"]
+
+
+def _cells(r: dict) -> list[str]:
+    return [r["variant"], f"{r['loss']:.4f}", f"{r['accuracy'] * 100:.1f}%",
+            f"{r['accuracy_delta_pp']:+.1f} pp", f"{r['mean_ms']:.2f}", f"{r['p90_ms']:.2f}",
+            f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%"]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plain_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(fmt.format(*row) for row in [header, *rows])
+
+
+def caption(results: Run, backbone: str) -> str:
+    b = results.backbones[backbone]
+    litert_threads = sorted({v.threads for v in b.variants if v.family == "litert"})
+    m = results.machine
+    latency = results.config.latency
+    return (f"{backbone}, {b.input_size}px, weights: {b.weights}; test split {results.split['test']} "
+            f"images; latency: 1 image per call, {latency.warmup} warm-up + up to {latency.runs} timed "
+            f"calls, LiteRT threads {', '.join(litert_threads) or '-'}; {m['cpu']}, {m['cores']} cores. "
+            "Ratios vs the float Keras model.")
+
+
+def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of one backbone's table, one row per variant."""
+    return _COLUMNS, [_cells(r) for r in variant_rows(results.backbones[backbone])]
+
+
+def backbone_table(results: Run, backbone: str, markdown: bool = False) -> str:
+    return (markdown_table if markdown else plain_table)(*backbone_cells(results, backbone))
+
+
+def combined_cells(results: Run) -> tuple[list[str], list[list[str]]]:
+    """Variants as rows, one column group per backbone: accuracy (loss), mean latency, size."""
+    names = list(results.backbones)
+    header = ["Variant"] + [f"{n} {c}" for n in names for c in ("acc (loss)", "ms", "MB")]
+    per_backbone = {n: {r["variant"]: r for r in variant_rows(results.backbones[n])} for n in names}
+    variants = list(dict.fromkeys(v for n in names for v in per_backbone[n]))
+    rows = []
+    for variant in variants:
+        row = [variant]
+        for n in names:
+            r = per_backbone[n].get(variant)
+            row += ([f"{r['accuracy'] * 100:.1f}% ({r['loss']:.3f})", f"{r['mean_ms']:.1f}", f"{r['size_mb']:.1f}"]
+                    if r else ["-", "-", "-"])
+        rows.append(row)
+    return header, rows
+
+
+def combined_table(results: Run, markdown: bool = False) -> str:
+    return (markdown_table if markdown else plain_table)(*combined_cells(results))

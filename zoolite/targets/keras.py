@@ -1,0 +1,75 @@
+"""The Keras family: the trained model itself, the float reference every variant is compared with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from zoolite.errors import ZooliteError
+
+
+class KerasRuntime:
+    """A Keras model called as ``model(x, training=False)``, or through a compiled ``tf.function``."""
+
+    def __init__(self, model, compiled: bool = False):
+        self.model = model
+        self.compiled = compiled
+        self.input_size = int(model.input_shape[1])
+        self.n_classes = int(model.output_shape[-1])
+        self.input_dtype = "float32"
+        if compiled:
+            import tensorflow as tf
+
+            self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        else:
+            self._call = lambda x: model(x, training=False)
+
+    threads = "TensorFlow default (all cores)"
+
+    @property
+    def backend(self) -> str:
+        return f"Keras {'tf.function' if self.compiled else 'eager'} on TensorFlow (oneDNN)"
+
+    def details(self) -> dict:
+        """What the results record besides the shared measurements."""
+        return {"params": int(self.model.count_params())}
+
+    def other_calls(self) -> dict:
+        """Other ways to call the same model whose latency is worth knowing: what a careful
+        Python user would call, the model compiled as a ``tf.function``."""
+        return {"tf_function": KerasRuntime(self.model, compiled=True).predict_one}
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Batched, through Keras's compiled batch inference."""
+        return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)), np.float32)
+
+    def predict_one(self, image: np.ndarray) -> np.ndarray:
+        """One image as an app calls it: ``model(x, training=False)``, or the tf.function."""
+        return np.asarray(self._call(np.asarray(image, np.float32)[None]), np.float32)[0]
+
+
+def load_keras_model(path: str | Path):
+    """Load a ``.keras`` file in Keras's safe mode: a file with code in it (Lambda) is refused."""
+    import keras
+
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except ValueError as e:
+        if "lambda" in str(e).lower() or "safe_mode" in str(e):
+            raise ZooliteError(f"{path}: refused: the model contains Python code (a Lambda layer) "
+                               "that could run anything; rebuild it without Lambda layers") from None
+        raise ZooliteError(f"{path}: not a loadable Keras model ({str(e).splitlines()[0][:120]}); "
+                           "re-create it with `zoolite run`") from None
+    except Exception as e:  # zip, HDF5 and deserialisation errors of a damaged file
+        raise ZooliteError(f"{path}: not a loadable Keras model ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:120] if str(e) else 'damaged file'}); "
+                           "re-create it with `zoolite run`") from None
+
+
+def open(path: Path, threads: int | None = None) -> KerasRuntime:  # noqa: A001 (the family interface)
+    from zoolite.targets import check_image_classifier
+
+    model = load_keras_model(path)
+    check_image_classifier(path, [t.shape for t in model.inputs], [t.shape for t in model.outputs])
+    return KerasRuntime(model)

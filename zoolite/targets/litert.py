@@ -1,0 +1,241 @@
+"""The LiteRT (TFLite) family: ``TFLiteConverter`` in every post-training quantization mode, and
+``ai_edge_litert``'s Interpreter to run the files as apps do.
+
+The Keras model is exported once as a SavedModel and every mode converts from that
+export (cheaper than re-tracing the Keras model five times). The int8 modes are
+calibrated on a representative set of training images, fed as raw pixels exactly as
+at inference; they share one calibration (:func:`calibrate`), which is the slow part,
+and differ only in the final quantization step (:func:`quantize_calibrated`).
+Opening a file imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from zoolite.errors import ZooliteError
+
+
+# --- conversion (TensorFlow) -----------------------------------------------------------------
+
+def export_saved_model(model, directory: Path) -> Path:
+    """Export ``model``'s inference function as a SavedModel (the converters' common source)."""
+    model.export(str(directory), format="tf_saved_model", verbose=False)
+    return directory
+
+
+def _converter(saved_model: Path):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+
+
+def convert(saved_model: Path, mode: str, representative: np.ndarray | None = None) -> bytes:
+    """Convert a SavedModel to a LiteRT flatbuffer with the quantization ``mode``.
+
+    ``representative`` (N, H, W, 3) raw pixels calibrate the int8 modes.
+    """
+    import tensorflow as tf
+
+    if mode in INT8_MODES:
+        return quantize_calibrated(calibrate(saved_model, representative), mode)
+    converter = _converter(saved_model)
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+INT8_MODES = ("int8_fallback", "int8")
+
+
+def calibrate(saved_model: Path, representative: np.ndarray, progress=None) -> bytes:
+    """The float model with activation ranges recorded on ``representative`` images.
+
+    This is the first half of what ``TFLiteConverter`` does for int8 quantization; it
+    stops there (its ``_experimental_calibrate_only`` switch) so that both int8 modes
+    can be quantized from one calibration. A test checks the result is identical to
+    the converter's own int8 output. ``progress`` is called once per image.
+    """
+    import tensorflow as tf
+
+    if representative is None or len(representative) == 0:
+        raise ValueError("int8 quantization needs representative images")
+
+    def calibration_data():
+        for image in representative:
+            if progress:
+                progress(1)
+            yield [np.asarray(image, np.float32)[None]]
+
+    converter = _converter(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration_data
+    converter._experimental_calibrate_only = True
+    return converter.convert()
+
+
+def quantize_calibrated(calibrated: bytes, mode: str) -> bytes:
+    """Quantize a calibrated model: float input/output (int8_fallback) or int8 ones (int8).
+
+    Integer-only is then checked, not assumed: a model with any float tensor left is refused.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    io_type = tf.int8 if mode == "int8" else tf.float32
+    model = tflite_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type)
+    if mode == "int8":
+        from ai_edge_litert.interpreter import Interpreter
+
+        float_tensors = [t["name"] for t in Interpreter(model_content=bytes(model)).get_tensor_details()
+                         if t["dtype"] not in (np.int8, np.int32)]
+        if float_tensors:
+            raise RuntimeError(f"integer-only quantization left non-integer tensors ({float_tensors[0]}, ...); "
+                               "this model needs the int8_fallback mode")
+    return bytes(model)
+
+
+class Converter:
+    """Every LiteRT target of one trained Keras model, sharing one SavedModel export and one
+    calibration; a context manager that removes the export when done.
+
+    ``representative()`` returns the calibration images (asked for only if a calibrated
+    target is converted); ``stage(name, total, unit)`` is the pipeline's timed progress step.
+    """
+
+    def __init__(self, model, workdir: Path, representative: Callable[[], np.ndarray], stage):
+        self.model, self.saved_model, self.representative, self.stage = model, workdir / "saved_model", \
+            representative, stage
+        self._exported = False
+        self._calibrated: bytes | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.saved_model, ignore_errors=True)
+
+    def _export(self) -> Path:
+        if not self._exported:
+            shutil.rmtree(self.saved_model, ignore_errors=True)  # a partial export from an interrupted run
+            with self.stage("export_saved_model", 1, "model"):
+                export_saved_model(self.model, self.saved_model)
+            self._exported = True
+        return self.saved_model
+
+    def convert(self, target, out: Path) -> None:
+        """Write ``target``'s file to ``out`` (atomically)."""
+        from zoolite import storage
+
+        saved_model = self._export()
+        if target.mode in INT8_MODES and self._calibrated is None:  # one calibration serves both int8 modes
+            images = self.representative()
+            with self.stage("calibrate_int8", len(images), "img") as step:
+                self._calibrated = calibrate(saved_model, images, step)
+        with self.stage(f"convert_{target.name}", 1, "model") as step:
+            storage.write_bytes(out, quantize_calibrated(self._calibrated, target.mode)
+                                if target.mode in INT8_MODES else convert(saved_model, target.mode))
+            step(1)
+
+
+# --- inference (ai_edge_litert, NumPy) -------------------------------------------------------
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """Real values to a quantized integer tensor: round(x / scale) + zero_point, saturated."""
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((q.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+class LiteRTRuntime:
+    """A ``.tflite`` model in ``ai_edge_litert``'s Interpreter, with its default XNNPACK delegate
+    unless ``xnnpack`` is False (then LiteRT's builtin kernels only).
+
+    The interpreter stays at batch 1. Resizing its input to a batch of 32 was measured
+    slower per image than batch-1 calls under XNNPACK on a 2-core x86 CPU (0.5-0.7x, see
+    ``benchmarks/floor.py``), and every resize re-plans the delegate; so :meth:`predict`
+    runs the images one by one.
+    """
+
+    def __init__(self, path: str | Path, num_threads: int | None = None, xnnpack: bool = True):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        from zoolite.targets import check_image_classifier
+
+        self.path = Path(path)
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self.xnnpack = xnnpack
+        resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=self.num_threads,
+                                           experimental_op_resolver_type=resolver)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ZooliteError(f"{path}: not a valid LiteRT model ({str(e).splitlines()[0][:120]}); "
+                               "re-create it with `zoolite run`") from None
+        check_image_classifier(path, [d["shape"] for d in self.interpreter.get_input_details()],
+                               [d["shape"] for d in self.interpreter.get_output_details()])
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.input_size = int(self._input["shape"][1])
+        self.n_classes = int(self._output["shape"][-1])
+        self.input_dtype = np.dtype(self._input["dtype"]).name
+        self._pixel_table = None
+
+    @property
+    def threads(self) -> str:
+        return str(self.num_threads)
+
+    @property
+    def backend(self) -> str:
+        return "LiteRT + XNNPACK delegate" if self.xnnpack else "LiteRT builtin kernels"
+
+    def details(self) -> dict:
+        return {}
+
+    def other_calls(self) -> dict:
+        return {}
+
+    def _quantize_input(self, images: np.ndarray) -> np.ndarray:
+        scale, zero_point = self._input["quantization"]
+        dtype = self._input["dtype"]
+        if images.dtype == np.uint8:  # pixels: a 256-entry table is exact and ~10x faster than arithmetic
+            if self._pixel_table is None:
+                self._pixel_table = quantize(np.arange(256, dtype=np.float32), scale, zero_point, dtype)
+            return self._pixel_table[images]
+        return quantize(np.asarray(images, np.float32), scale, zero_point, dtype)
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        if np.issubdtype(self._input["dtype"], np.integer):
+            x = self._quantize_input(np.asarray(images))
+        else:
+            x = np.asarray(images, self._input["dtype"])
+        self.interpreter.set_tensor(self._input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self._output["index"])
+        scale, zero_point = self._output["quantization"]
+        return dequantize(y, scale, zero_point) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.stack([self.predict_one(image) for image in images])
+
+    def predict_one(self, image: np.ndarray) -> np.ndarray:
+        return self._run(image[None])[0]
+
+
+def open(path: Path, threads: int | None = None) -> LiteRTRuntime:  # noqa: A001 (the family interface)
+    return LiteRTRuntime(path, threads)
+
+
+__all__ = ["Converter", "LiteRTRuntime", "calibrate", "convert", "export_saved_model", "quantize_calibrated",
+           "quantize", "dequantize", "open"]
