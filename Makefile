@@ -16,6 +16,7 @@ run: $(INSTALLED)
 	$(BIN)/zoolite run $(ARGS)
 
 test: $(INSTALLED)
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
 clean:

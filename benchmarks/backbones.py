@@ -22,23 +22,28 @@ import argparse
 import os
 import tempfile
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+if TYPE_CHECKING:
+    from zoolite.results import Run
 
 PRETRAINED = ("efficientnet_lite0", "efficientnet_lite2", "scratch_cnn")
 RANDOM = ("mobilenet", "inception_resnet_v2")
 REFERENCE = "efficientnet_lite0"
 
 
-def _rows(results: dict, accuracy_meaningful: bool) -> list[dict]:
-    from zoolite.reporting import variant_rows
+def _rows(results: Run, accuracy_meaningful: bool) -> list[dict]:
+    from zoolite.tables import variant_rows
 
     out = []
-    for name, backbone in results["backbones"].items():
+    for name, backbone in results.backbones.items():
         rows = {r["variant"]: r for r in variant_rows(backbone)}
-        out.append({"name": name, "weights": backbone["weights"], "input": backbone["input_size"],
-                    "params": backbone["variants"][0]["params"],
-                    "accuracy": rows["keras"]["accuracy"] if accuracy_meaningful else None,
+        reference = backbone.reference
+        out.append({"name": name, "weights": backbone.weights, "input": backbone.input_size,
+                    "params": reference.params,
+                    "accuracy": rows[reference.variant]["accuracy"] if accuracy_meaningful else None,
                     "int8_accuracy": rows["int8"]["accuracy"] if accuracy_meaningful else None,
                     "int8_ms": rows["int8"]["mean_ms"], "int8_p90_ms": rows["int8"]["p90_ms"],
                     "int8_mb": rows["int8"]["size_mb"]})
@@ -50,7 +55,7 @@ def _percent(value: float | None) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    from zoolite.reporting import plain_table
+    from zoolite.tables import plain_table
 
     reference = next(r for r in rows if r["name"] == REFERENCE)
     header = ["Backbone", "Input", "Params", "Accuracy", "int8 acc", "int8 ms", "int8 p90", "int8 MB",
@@ -68,9 +73,9 @@ def main() -> None:
     parser.add_argument("--out", help="folder for the two run directories (default: a temporary one)")
     args = parser.parse_args()
 
-    from zoolite.pipeline import RunConfig, run
+    from zoolite.config import RunConfig, TrainConfig
+    from zoolite.pipeline import run
     from zoolite.progress import Progress
-    from zoolite.training import TrainConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.out or tmp
@@ -80,21 +85,21 @@ def main() -> None:
         pretrained = run(pretrained_config, progress=Progress(False))
         random = run(random_config, progress=Progress(False))
 
-        machine = pretrained["machine"]
-        split = pretrained["split"]
+        machine = pretrained.machine
+        split = pretrained.split
         print(f"Backbones on {args.data}: {split['train']}/{split['val']}/{split['test']} train/val/test images "
               f"(seed {split['seed']}); {machine['cpu']}, {machine['cores']} cores, LiteRT threads "
-              f"{pretrained['backbones'][REFERENCE]['variants'][-1].get('threads', '?')}.")
+              f"{pretrained.backbones[REFERENCE].variant('int8').threads}.")
         print("Accuracy: the float Keras model on the test split; int8: the integer-only LiteRT model. "
               "Latency: mean and p90 ms per single-image call.\n")
         print(_table(_rows(pretrained, True) + _rows(random, False)))
         print(f"\n{', '.join(RANDOM)}: RANDOM WEIGHTS (--weights none), so latency and size only; their "
               "ImageNet weights cannot be downloaded here.")
-        lite, scratch = (pretrained["backbones"][n]["variants"][0]["accuracy"] for n in (REFERENCE, "scratch_cnn"))
+        lite, scratch = (pretrained.backbones[n].reference.accuracy for n in (REFERENCE, "scratch_cnn"))
         print(f"Transfer learning buys {(lite - scratch) * 100:+.1f} pp of test accuracy ({REFERENCE} "
               f"{lite * 100:.1f}% vs scratch_cnn {scratch * 100:.1f}%, {split['test']} test images).")
         print("Latency figures are noisy: other jobs share this machine's cores.")
-        print(f"Run folders: {pretrained['run_dir']}, {random['run_dir']}"
+        print(f"Run folders: {pretrained.run_dir}, {random.run_dir}"
               + ("" if args.out else " (temporary, removed on exit)"))
 
 

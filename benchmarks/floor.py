@@ -22,11 +22,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from zoolite.results import Backbone
 
 ROWS, DEPTH, COLUMNS = 256, 1024, 1024  # one matmul: 268M multiply-accumulates
 
@@ -36,8 +40,9 @@ def matmul_throughput(directory: Path, threads: int) -> dict[str, float]:
     import keras
     from ai_edge_litert.interpreter import Interpreter
 
-    from zoolite.conversion import convert, export_saved_model
-    from zoolite.evaluation import LatencyConfig, measure_latency
+    from zoolite.config import LatencyConfig
+    from zoolite.evaluation import measure_latency
+    from zoolite.targets.litert import convert, export_saved_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((ROWS, DEPTH), batch_size=1)
@@ -54,7 +59,7 @@ def matmul_throughput(directory: Path, threads: int) -> dict[str, float]:
             np.random.default_rng(0).integers(-128, 128, (1, ROWS, DEPTH), dtype=np.int8)
         interpreter.set_tensor(tensor["index"], x)
         stats = measure_latency(lambda _, run=interpreter.invoke: run(), sample, LatencyConfig(warmup=10, runs=100))
-        throughput[mode] = ROWS * DEPTH * COLUMNS / (stats["median_ms"] / 1000)
+        throughput[mode] = ROWS * DEPTH * COLUMNS / (stats.median_ms / 1000)
     return throughput
 
 
@@ -62,7 +67,7 @@ def resized_batch_seconds(path: Path, images: np.ndarray, threads: int, batch: i
     """Seconds to run ``images`` through a LiteRT interpreter resized to ``batch`` (last batch padded)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from zoolite.runtimes import quantize
+    from zoolite.targets.litert import quantize
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     tensor = interpreter.get_input_details()[0]
@@ -81,16 +86,17 @@ def resized_batch_seconds(path: Path, images: np.ndarray, threads: int, batch: i
     return time.perf_counter() - start
 
 
-def batched_vs_single(run_dir: Path, backbone: str, variants: list[dict], threads: int) -> None:
+def batched_vs_single(run_dir: Path, backbone: Backbone, threads: int) -> None:
     from zoolite.evaluation import predict_all
-    from zoolite.runtimes import open_runtime
+    from zoolite.layout import RunLayout
+    from zoolite.targets import open_model
 
-    images = np.load(run_dir / backbone / "cache" / "test_images.npy")
+    images = np.load(RunLayout(run_dir).backbone(backbone.name).images("test"))
     print(f"\nEvaluating the {len(images)} test images: zoolite's evaluation vs one image at a time")
     print(f"  {'variant':<14}{'zoolite s':>11}{'single s':>11}{'speed-up':>10}{'resized-32 s':>14}  same predictions")
     totals = [0.0, 0.0]
-    for row in variants:
-        runtime, _ = open_runtime(run_dir / row["file"], threads)
+    for row in backbone.variants:
+        runtime, _ = open_model(run_dir / row.file, threads)
         runtime.predict_one(images[0])
         start = time.perf_counter()
         single = np.stack([runtime.predict_one(image) for image in images])
@@ -99,12 +105,12 @@ def batched_vs_single(run_dir: Path, backbone: str, variants: list[dict], thread
         start = time.perf_counter()
         batched = predict_all(runtime, images, batch_size=32)
         batched_s = time.perf_counter() - start
-        resized = "" if row["file"].endswith(".keras") else \
-            f"{resized_batch_seconds(run_dir / row['file'], images, threads):.2f}"
+        resized = "" if row.family == "keras" else \
+            f"{resized_batch_seconds(run_dir / row.file, images, threads):.2f}"
         totals[0] += batched_s
         totals[1] += single_s
         same = bool((batched.argmax(1) == single.argmax(1)).all())
-        print(f"  {row['variant']:<14}{batched_s:>11.2f}{single_s:>11.2f}{single_s / batched_s:>9.1f}x{resized:>14}  "
+        print(f"  {row.variant:<14}{batched_s:>11.2f}{single_s:>11.2f}{single_s / batched_s:>9.1f}x{resized:>14}  "
               f"{'yes' if same else 'NO'} (max prob diff {np.abs(batched - single).max():.1e})")
     print(f"  {'all variants':<14}{totals[0]:>11.2f}{totals[1]:>11.2f}{totals[1] / totals[0]:>9.1f}x  "
           "(target >= 3x)")
@@ -116,40 +122,41 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
 
+    from zoolite.config import DEFAULT_BACKBONE, RunConfig
     from zoolite.evaluation import multiply_accumulates
-    from zoolite.pipeline import RunConfig, run
+    from zoolite.pipeline import run
     from zoolite.progress import Progress
-    from zoolite.runtimes import load_keras_model
+    from zoolite.targets.keras import load_keras_model
 
     with tempfile.TemporaryDirectory() as tmp:
         throughput = matmul_throughput(Path(tmp), args.threads)
         results = run(RunConfig(data=args.data, runs_dir=str(Path(tmp) / "runs"), threads=args.threads),
                       progress=Progress(False))
-        run_dir = Path(results["run_dir"])
-        backbone = "efficientnet_lite0"
-        variants = results["backbones"][backbone]["variants"]
-        macs = multiply_accumulates(load_keras_model(run_dir / variants[0]["file"]))
+        run_dir = Path(results.run_dir)
+        backbone = results.backbones[DEFAULT_BACKBONE]
+        reference = backbone.reference
+        macs = multiply_accumulates(load_keras_model(run_dir / reference.file))
 
         print(f"LiteRT matmul ({ROWS}x{DEPTH} @ {DEPTH}x{COLUMNS}), {args.threads} threads: "
               f"float32 {throughput['float32'] / 1e9:.1f} GMAC/s, int8 {throughput['int8'] / 1e9:.1f} GMAC/s")
         floors = {kind: macs / throughput[kind] * 1000 for kind in throughput}
-        print(f"{backbone}: {macs / 1e6:.0f} M multiply-accumulates; floor float32 {floors['float32']:.2f} ms, "
+        print(f"{backbone.name}: {macs / 1e6:.0f} M multiply-accumulates; floor float32 {floors['float32']:.2f} ms, "
               f"int8 {floors['int8']:.2f} ms\n")
-        keras_ms = variants[0]["latency"]["mean_ms"]
+        keras_ms = reference.latency.mean_ms
         print(f"  {'variant':<14}{'mean ms':>9}{'p90 ms':>9}{'floor':>8}{'x floor':>9}{'vs Keras':>10}  accuracy")
-        for row in variants:
-            kind = "int8" if row["variant"].startswith("int8") else "float32"
-            mean = row["latency"]["mean_ms"]
-            print(f"  {row['variant']:<14}{mean:>9.2f}{row['latency']['p90_ms']:>9.2f}{kind:>8}"
-                  f"{mean / floors[kind]:>8.1f}x{keras_ms / mean:>9.1f}x  {row['accuracy'] * 100:.1f}%")
-        tf_function = variants[0]["latency_tf_function"]["mean_ms"]
+        for row in backbone.variants:
+            kind = "int8" if row.variant.startswith("int8") else "float32"
+            mean = row.latency.mean_ms
+            print(f"  {row.variant:<14}{mean:>9.2f}{row.latency.p90_ms:>9.2f}{kind:>8}"
+                  f"{mean / floors[kind]:>8.1f}x{keras_ms / mean:>9.1f}x  {row.accuracy * 100:.1f}%")
+        tf_function = reference.other_latency["tf_function"].mean_ms
         print(f"  {'keras (tf.function)':<14}{tf_function:>9.2f}")
-        int8 = next(r for r in variants if r["variant"] == "int8")["latency"]["mean_ms"]
+        int8 = backbone.variant("int8").latency.mean_ms
         print(f"\nTargets: int8 at {int8 / floors['int8']:.1f}x its floor (<= 3x); "
               f"int8 {keras_ms / int8:.1f}x faster than Keras eager (>= 5x; reference project: 2.1x), "
               f"{tf_function / int8:.1f}x faster than Keras tf.function")
-        batched_vs_single(run_dir, backbone, variants, args.threads)
-        print("\nMachine:", json.dumps(results["machine"]))
+        batched_vs_single(run_dir, backbone, args.threads)
+        print("\nMachine:", json.dumps(results.machine))
 
 
 if __name__ == "__main__":

@@ -26,10 +26,11 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from zoolite.backbones import DEFAULT_BACKBONE, build_feature_extractor, get_backbone
+    from zoolite.backbones import build_feature_extractor, get_backbone
+    from zoolite.config import DEFAULT_BACKBONE, TrainConfig
     from zoolite.data import image_batches, scan_dataset, split_dataset
     from zoolite.evaluation import classification_metrics
-    from zoolite.training import TrainConfig, build_head, extract_features, fit, one_hot
+    from zoolite.training import build_head, extract_features, fit, one_hot
 
     dataset = scan_dataset(args.data)
     split = split_dataset(dataset, seed=0)

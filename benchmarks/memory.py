@@ -16,7 +16,6 @@ Epochs, latency runs and calibration images are cut so it finishes in about 15 m
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from zoolite.config import DEFAULT_BACKBONE  # light: neither of these imports TensorFlow
+from zoolite.results import load
 
 TARGET_GB = 3.0
 CLASSES = ["cane", "cavallo", "elefante", "farfalla", "gallina", "gatto", "mucca", "pecora", "ragno", "scoiattolo"]
@@ -87,9 +89,9 @@ def measure(data: Path, out: Path, log: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"zoolite run failed on {data} (exit {os.waitstatus_to_exitcode(status)}); see {log}")
     [run_dir] = set(out.iterdir()) - before
-    results = json.loads((run_dir / "results.json").read_text())
-    return {"images": results["dataset"]["images"], "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,
-            "timings": results["backbones"]["efficientnet_lite0"]["timings"], "run_dir": run_dir}
+    results = load(run_dir)
+    return {"images": results.dataset["images"], "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,
+            "timings": results.backbones[DEFAULT_BACKBONE].timings, "run_dir": run_dir}
 
 
 def main() -> None:
@@ -107,7 +109,7 @@ def main() -> None:
           f"({sum(p.stat().st_size for p in large.rglob('*.jpg')) / 1e6:.0f} MB)", flush=True)
 
     rows = [measure(data, args.dir / "runs", args.dir / f"run-{data.name}.log") for data in (small, large)]
-    print(f"\n`zoolite run {' '.join(RUN_OPTIONS)}` (efficientnet_lite0, 224 px), one process per run:")
+    print(f"\n`zoolite run {' '.join(RUN_OPTIONS)}` ({DEFAULT_BACKBONE}, 224 px), one process per run:")
     print(f"{'images':>8} {'wall s':>8} {'peak RSS GB':>12} {'features s':>11} {'images/s':>9}")
     for row in rows:
         features = sum(v for k, v in row["timings"].items() if k.startswith("features_"))

@@ -18,39 +18,47 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+if TYPE_CHECKING:
+    from zoolite.results import Run
+
 
 def bundled_sample_run(out: Path) -> None:
+    from zoolite.config import DEFAULT_BACKBONE
+    from zoolite.results import load
+
     zoolite = Path(sys.executable).with_name("zoolite")
     start = time.perf_counter()
     subprocess.run([str(zoolite), "run", "--out", str(out), "--quiet"], check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    run_dir = next(out.iterdir())
-    results = json.loads((run_dir / "results.json").read_text())
-    stages = results["backbones"]["efficientnet_lite0"]["timings"]
+    results = load(next(out.iterdir()))
+    stages = results.backbones[DEFAULT_BACKBONE].timings
     print(f"`zoolite run` on the bundled sample: {wall:.1f} s wall (target <= 60 s)")
-    print(f"  process start-up and imports ~{wall - results['timings']['total']:.1f} s; "
-          f"scan {results['timings'].get('scan', 0):.1f} s")
+    print(f"  process start-up and imports ~{wall - results.timings['total']:.1f} s; "
+          f"scan {results.timings.get('scan', 0):.1f} s")
     for name, seconds in stages.items():
         print(f"  {name:<24} {seconds:6.1f} s")
 
 
-def head_training_ratio(results: dict, epochs: int) -> None:
+def head_training_ratio(results: Run, epochs: int) -> None:
     import keras
     import numpy as np
 
     from zoolite.backbones import build_feature_extractor, get_backbone
+    from zoolite.config import DEFAULT_BACKBONE, TrainConfig
     from zoolite.data import Split
-    from zoolite.training import TrainConfig, assemble, build_head, fit, labelled_batches, one_hot
+    from zoolite.layout import RunLayout
+    from zoolite.training import assemble, build_head, fit, labelled_batches, one_hot
 
-    run_dir = Path(results["run_dir"])
-    split = Split.from_json(json.loads((run_dir / "split.json").read_text()))
-    root = Path(results["dataset"]["root"])
-    n_classes = len(results["dataset"]["labels"])
-    spec = get_backbone("efficientnet_lite0")
-    cache = run_dir / spec.name / "cache"
+    layout = RunLayout(Path(results.run_dir))
+    split = Split.from_json(json.loads(layout.split.read_text()))
+    root = Path(results.dataset["root"])
+    n_classes = len(results.labels)
+    spec = get_backbone(DEFAULT_BACKBONE)
+    backbone_layout = layout.backbone(spec.name)
     labels = {s: one_hot([label for _, label in split.subset(s)], n_classes) for s in ("train", "val")}
     # Same epochs for both: early stopping cannot cut either short.
     config = TrainConfig(epochs=epochs, patience=epochs)
@@ -64,7 +72,7 @@ def head_training_ratio(results: dict, epochs: int) -> None:
         return time.perf_counter() - start, history["val_accuracy"][-1]
 
     def cached(head):
-        features = {s: np.load(cache / f"{s}_features.npy") for s in ("train", "val")}
+        features = {s: np.load(backbone_layout.features(s)) for s in ("train", "val")}
         return head, (features["train"], labels["train"]), (features["val"], labels["val"])
 
     def through_backbone(head):
@@ -90,7 +98,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=9, help="epochs for the head-training comparison")
     args = parser.parse_args()
 
-    from zoolite.pipeline import RunConfig, run
+    from zoolite.config import RunConfig
+    from zoolite.pipeline import run
     from zoolite.progress import Progress
     from zoolite.reporting import text_summary
 

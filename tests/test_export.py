@@ -4,6 +4,7 @@ an app following model.json gets the run's predictions."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from ai_edge_litert.interpreter import Interpreter
 from conftest import BACKBONE
 from zoolite.cli import main
 from zoolite.layout import RunLayout
+from zoolite.targets import TARGETS
 
 
 def _interpreter(path: Path) -> Interpreter:
@@ -80,8 +82,11 @@ def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(
 
     assert main(["export", str(run_dir), "--to", str(tmp_path / "default")]) == 0
     recommended = small_run.recommendation.variant
-    assert (tmp_path / "default" / f"{recommended}.tflite").read_bytes() == \
-        (run_dir / small_run.recommended()[1].file).read_bytes()
+    # an app client takes float32 or uint8 input: an int8 recommendation ships as its uint8 twin
+    shipped = "uint8" if recommended == "int8" else recommended
+    layout = RunLayout(run_dir).backbone(BACKBONE)
+    assert (tmp_path / "default" / f"{shipped}.tflite").read_bytes() == \
+        layout.model(TARGETS[shipped]).read_bytes()
 
 
 def _error_line(capsys, argv) -> str:
@@ -95,7 +100,7 @@ def test_export_refuses_bad_requests_and_overwrites_nothing(small_run, tmp_path,
     run = str(small_run.run_dir)
     target = tmp_path / "bundle"
     line = _error_line(capsys, ["export", run, "--variant", "int4", "--to", str(target)])
-    assert "--variant int4" in line and "choose from: float32, dynamic, float16, int8_fallback, int8" in line
+    assert "--variant int4" in line and "choose from: float32, dynamic, float16, int8_fallback, int8, uint8" in line
     assert "not a shippable model" in _error_line(capsys, ["export", run, "--variant", "keras", "--to", str(target)])
     line = _error_line(capsys, ["export", run, "--variant", "int8", "--backbone", "lenet", "--to", str(target)])
     assert "--backbone lenet" in line and f"choose from: {BACKBONE}" in line
@@ -119,3 +124,24 @@ def test_export_into_an_empty_folder(small_run, tmp_path):
     target.mkdir()
     assert main(["export", str(small_run.run_dir), "--variant", "dynamic", "--to", str(target)]) == 0
     assert sorted(p.name for p in target.iterdir()) == ["dynamic.tflite", "labels.txt", "model.json"]
+
+
+def test_an_integer_only_recommendation_is_exported_as_its_uint8_twin(small_run, tmp_path, capsys):
+    """Whichever integer model won, apps get the one whose input they accept; int8 asked for by name
+    is exported, with one line naming the clients that refuse it."""
+    import copy
+
+    from zoolite import reporting
+    from zoolite.results import Recommendation
+
+    results = copy.deepcopy(small_run)
+    run_dir = Path(shutil.copytree(small_run.run_dir, tmp_path / "run"))
+    results.run_dir = str(run_dir)
+    results.recommendation = Recommendation(results.config.budget, "int8 won (made up)", BACKBONE, "int8")
+    reporting.write_reports(results)
+    assert main(["export", str(run_dir), "--to", str(tmp_path / "app")]) == 0
+    assert sorted(p.name for p in (tmp_path / "app").iterdir()) == ["labels.txt", "model.json", "uint8.tflite"]
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--variant", "int8", "--to", str(tmp_path / "int8")]) == 0
+    warning = capsys.readouterr().err.strip()
+    assert "\n" not in warning and "int8.tflite takes int8 input" in warning and "--variant uint8" in warning

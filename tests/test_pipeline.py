@@ -14,15 +14,16 @@ from zoolite import storage
 from zoolite.layout import RunLayout
 from zoolite.targets import TARGETS, open_model
 
-VARIANTS = ["keras", "float32", "dynamic", "float16", "int8_fallback", "int8"]
+VARIANTS = list(TARGETS)
 
 
 def test_run_writes_every_variant_and_report(small_run):
     layout = RunLayout(Path(small_run.run_dir))
     backbone = small_run.backbones[BACKBONE]
     assert [v.variant for v in backbone.variants] == VARIANTS
+    assert VARIANTS == ["keras", "float32", "dynamic", "float16", "int8_fallback", "int8", "uint8"]
     assert [(v.family, v.role) for v in backbone.variants] == \
-        [("keras", "reference")] + [("litert", "shippable")] * 5
+        [("keras", "reference")] + [("litert", "shippable")] * 6
     models = layout.backbone(BACKBONE).models
     for name in ["model.keras", *(f"{v}.tflite" for v in VARIANTS[1:]), "labels.txt"]:
         assert (models / name).stat().st_size > 0, name

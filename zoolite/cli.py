@@ -8,12 +8,15 @@ never as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import sys
+import tempfile
 import time
+import warnings
 
 from zoolite.config import Budget, LatencyConfig, RunConfig, TrainConfig, fields_with_flags, flag_of
 from zoolite.errors import ZooliteError
@@ -154,9 +157,8 @@ def _export(args) -> int:
 def _predict(args) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from zoolite.data import check_image, load_image
+    from zoolite.evaluation import top_classes
     from zoolite.targets import open_classifier
 
     if args.top < 1:
@@ -167,7 +169,7 @@ def _predict(args) -> int:
         if problem:
             raise ZooliteError(f"{image}: {problem}; pass an image file (JPEG, PNG, ...)")
         probs = runtime.predict_one(load_image(image, runtime.input_size))
-        top = np.argsort(-probs, kind="stable")[:args.top]  # ties: the first class, as argmax and apps do
+        top = top_classes(probs, args.top)
         print(f"{image}: " + ", ".join(f"{labels[i]} {probs[i]:.3f}" for i in top))
     return 0
 
@@ -188,13 +190,46 @@ def _evaluate(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _native_logs_aside():
+    """Set aside what libraries' C++ code writes straight to the process's stderr (TensorFlow's
+    absl and oneDNN notices, the MLIR quantizer's lines, XNNPACK's INFO): file descriptor 2 goes
+    to a temporary file while the command runs. Python's ``sys.stderr`` (zoolite's messages,
+    progress bars, errors) keeps the terminal."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    python_stderr = sys.stderr
+    try:
+        python_stderr.fileno()
+        sys.stderr = open(terminal, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    except (AttributeError, OSError, ValueError):  # already captured elsewhere (a test, a notebook)
+        pass
+    with tempfile.TemporaryFile() as native:
+        os.dup2(native.fileno(), 2)
+        try:
+            yield
+        finally:
+            if sys.stderr is not python_stderr:
+                sys.stderr.close()
+            sys.stderr = python_stderr
+            os.dup2(terminal, 2)
+            os.close(terminal)
+
+
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="zoolite: %(message)s", stream=sys.stderr)
-    # zoolite's own notes at INFO; libraries' (TensorFlow's "Assets written to ...") from WARNING up.
-    log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's concern
+    with contextlib.nullcontext() if args.debug else _native_logs_aside():
+        if not args.debug:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+            warnings.filterwarnings("ignore", module="tensorflow")  # converter notes, not the user's concern
+        logging.basicConfig(level=logging.WARNING, format="zoolite: %(message)s", stream=sys.stderr, force=True)
+        # zoolite's own notes at INFO; libraries' (TensorFlow's "Assets written to ...") from WARNING up.
+        log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's concern
+        return _handle(args)
+
+
+def _handle(args) -> int:
     try:
         return args.handler(args)
     except ZooliteError as e:

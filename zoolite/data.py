@@ -287,9 +287,23 @@ def image_batches(paths: list[str | Path], size: int, batch_size: int = 32, labe
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def cache_images(paths: list[str | Path], size: int, out: Path, progress=None) -> np.ndarray:
-    """Decode ``paths`` once into a uint8 ``.npy`` on disk and return it memory-mapped."""
+def cache_images(paths: list[str | Path], size: int, out: Path, progress=None, batch_size: int = 32) -> np.ndarray:
+    """Decode ``paths`` once, in order, into a uint8 ``.npy`` on disk and return it memory-mapped.
+
+    Decoding runs on a thread pool (Pillow releases the GIL), not ``tf.data``, so that measuring
+    a ``.tflite`` file needs no TensorFlow.
+    """
     from zoolite import storage
 
-    batches = (batch.numpy() for batch in image_batches(paths, size))
-    return storage.write_npy_stream(out, batches, len(paths), (size, size, 3), np.uint8, progress)
+    def decode(path):
+        try:
+            return load_image(path, size)
+        except (OSError, ValueError) as e:
+            raise ZooliteError(f"{path}: could not be read any more ({e}); if the data folder changed, restore "
+                               "it and try again (`zoolite run --resume RUN_DIR` finishes an interrupted run)") \
+                from None
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        batches = (np.stack(list(pool.map(decode, paths[start:start + batch_size])))
+                   for start in range(0, len(paths), batch_size))
+        return storage.write_npy_stream(out, batches, len(paths), (size, size, 3), np.uint8, progress)

@@ -1,7 +1,8 @@
 """``zoolite export``: one LiteRT model of a run, bundled with what an app needs to use it.
 
-The bundle is the ``.tflite`` file, ``labels.txt`` (one class per line, in output order)
-and ``model.json``: input size, dtype, pixel range and layout, the normalisation the
+The bundle is the ``.tflite`` file (with the TFLite metadata it got at conversion: labels
+and normalisation, so MediaPipe Tasks and the Android Task Library need no glue),
+``labels.txt`` (one class per line, in output order, for scripts) and ``model.json``: input size, dtype, pixel range and layout, the normalisation the
 model does itself, the quantization scale/zero point of input and output (read from
 the ``.tflite`` file itself), the class names, and the accuracy and latency measured.
 The bundle is assembled in a temporary folder and renamed into place, so the target
@@ -10,6 +11,7 @@ is either complete or absent.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import asdict
@@ -20,6 +22,9 @@ import numpy as np
 from zoolite import storage
 from zoolite.errors import ZooliteError
 from zoolite.results import Backbone, Run, Variant, load
+from zoolite.targets import APP_INPUT_DTYPES, get_target
+
+log = logging.getLogger(__name__)
 
 
 def _tensor(details: dict) -> dict:
@@ -52,6 +57,11 @@ def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Ba
             raise ZooliteError(f"no recommended variant for {backbone} under the run's budget; pass --variant, "
                                f"one of: {', '.join(shippable)}")
         variant = recommendation.variant
+        if get_target(variant).input_dtype not in APP_INPUT_DTYPES and "uint8" in shippable:
+            # The same integer-only model with the input type app clients take (raw pixels).
+            log.info("the recommended %s model takes %s input, which app clients refuse; exporting its uint8 twin",
+                     variant, get_target(variant).input_dtype)
+            variant = "uint8"
     if variant not in shippable:
         raise ZooliteError(f"--variant {variant}: not a shippable model of {backbone} in this run; choose from: "
                            f"{', '.join(shippable)}")
@@ -69,7 +79,6 @@ def _check_target(target: Path) -> None:
 def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> dict:
     """The contents of model.json for ``variant``'s model, opened as the LiteRT ``runtime``."""
     from zoolite.backbones import get_backbone
-    from zoolite.targets import get_target
 
     spec = get_backbone(backbone.name)
     model_input = _tensor(runtime.interpreter.get_input_details()[0])
@@ -111,7 +120,8 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
            backbone: str | None = None) -> Path:
     """Copy one LiteRT model of a finished run into the new folder ``to``, with labels.txt and model.json.
 
-    ``variant`` and ``backbone`` default to the run's recommendation.
+    ``variant`` and ``backbone`` default to the run's recommendation; an integer-only
+    recommendation is exported as its ``uint8`` twin, whose input app clients accept.
     """
     from zoolite.targets import open_model
 
@@ -121,6 +131,10 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
     model_path = Path(results.run_dir) / variant.file
     runtime, _ = open_model(model_path)
     card = model_card(results, backbone, variant, runtime)
+    if card["input"]["dtype"] not in APP_INPUT_DTYPES:
+        log.warning("%s takes %s input: MediaPipe Tasks, the Android Task Library and LiteRT.js refuse it; for "
+                    "those apps export --variant uint8 (the same integer-only model, taking raw uint8 pixels)",
+                    card["model_file"], card["input"]["dtype"])
     with storage.atomic_dir(target) as staging:  # replaces an empty folder; a non-empty one was refused
         shutil.copyfile(model_path, staging / card["model_file"])
         storage.write_text(staging / "labels.txt", "\n".join(card["classes"]) + "\n")

@@ -30,7 +30,7 @@ from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
 from zoolite.results import Backbone, Run, Variant
-from zoolite.targets import REFERENCE, TARGETS, Target, open_model
+from zoolite.targets import REFERENCE, TARGETS, About, Target, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, extract_features, fit, labelled_batches, one_hot, \
     set_base_trainable
@@ -81,9 +81,10 @@ def _load_npy(path: Path) -> Callable[[], np.ndarray]:
 class _BackboneStages:
     """The model, variants and measurements stages of one backbone."""
 
-    def __init__(self, spec, config: RunConfig, split: Split, root: Path, labels: list[str],
+    def __init__(self, spec, weights: str | None, config: RunConfig, split: Split, root: Path, labels: list[str],
                  layout: BackboneLayout, stages: Stages):
-        self.spec, self.config, self.split, self.root, self.labels = spec, config, split, root, labels
+        self.spec, self.weights, self.config, self.split, self.root, self.labels = \
+            spec, weights, config, split, root, labels
         self.layout, self.stages = layout.make(), stages
         self.n_classes = len(labels)
 
@@ -168,9 +169,17 @@ class _BackboneStages:
             files[target] = self.layout.model(target)
             if not files[target].exists():
                 by_family.setdefault(target.family, []).append(target)
+        version = reporting.package_version("zoolite")
+        about = About(
+            name=f"zoolite {self.spec.name} classifier",
+            description=f"Classifies {self.spec.input_size}x{self.spec.input_size} RGB photos (raw 0-255 pixels; "
+                        f"normalised inside the model) into {self.n_classes} classes: {', '.join(self.labels)}. "
+                        f"Transfer learning from {self.spec.name} ({describe_weights(self.spec, self.weights)}) "
+                        f"on {Path(self.root).name}, by zoolite {version}.",
+            labels=list(self.labels), version=version)
         for family, missing in by_family.items():
             with family.implementation().Converter(model, self.layout.cache, self._representative,
-                                                   self.stages.step) as converter:
+                                                   self.stages.step, about) as converter:
                 for target in missing:
                     converter.convert(target, files[target])
         return files
@@ -307,7 +316,8 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
         backbones = {}
         for spec in specs:
             stage_timings: dict[str, float] = {}
-            stages = _BackboneStages(spec, config, split, root, labels, layout.backbone(spec.name),
+            stages = _BackboneStages(spec, weights[spec.name], config, split, root, labels,
+                                     layout.backbone(spec.name),
                                      Stages(progress, stage_timings, f"{spec.name}: ", after_stage))
             storage.write_text(stages.layout.labels, "\n".join(labels) + "\n")
             model, history = stages.train(extractors[spec.name])

@@ -31,7 +31,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(module: str) -> str | None:
+def package_version(module: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -45,9 +45,9 @@ def machine_info(command: str | None = None) -> dict:
     return {
         "cpu": _cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
         "python": platform.python_version(),
-        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
-        "keras": _version("keras"), "ai_edge_litert": _version("ai-edge-litert"),
-        "zoolite": _version("zoolite"),
+        "tensorflow": package_version("tensorflow-cpu") or package_version("tensorflow"),
+        "keras": package_version("keras"), "ai_edge_litert": package_version("ai-edge-litert"),
+        "zoolite": package_version("zoolite"),
         "command": command or " ".join(sys.argv),
     }
 

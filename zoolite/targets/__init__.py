@@ -23,8 +23,20 @@ from zoolite.errors import ZooliteError
 
 
 @dataclass(frozen=True)
+class About:
+    """What a model is, as its files describe it (TFLite metadata, model cards)."""
+
+    name: str
+    description: str
+    labels: list[str]
+    version: str  # zoolite's
+
+
+@dataclass(frozen=True)
 class Family:
-    """A runtime family: ``module`` implements ``open(path, threads)`` and ``Converter``."""
+    """A runtime family: ``module`` implements ``open(path, threads)``, ``embedded_labels(path)``
+    (the labels a file carries itself, or None) and, for families with converted targets,
+    ``Converter(model, workdir, representative, stage, about)``."""
 
     name: str
     suffix: str
@@ -48,6 +60,7 @@ class Target:
     description: str
     shippable: bool = True  # False: the float reference, measured but not handed to apps
     calibrated: bool = False  # needs representative training images
+    input_dtype: str = "float32"  # what an app feeds it; MediaPipe and LiteRT.js take float32 or uint8
 
     @property
     def role(self) -> str:
@@ -70,11 +83,16 @@ TARGETS: dict[str, Target] = {target.name: target for target in [
     Target("float16", LITERT, "float16", "float16 weights, float32 compute on CPU"),
     Target("int8_fallback", LITERT, "int8_fallback",
            "int8 weights and activations, float ops where int8 is missing, float input/output", calibrated=True),
-    Target("int8", LITERT, "int8", "integer only: int8 weights, activations, input and output", calibrated=True),
+    Target("int8", LITERT, "int8", "integer only: int8 weights, activations, input and output", calibrated=True,
+           input_dtype="int8"),
+    Target("uint8", LITERT, "uint8", "integer only, uint8 input and output: raw pixels go in as they are "
+           "(scale 1, zero point 0)", calibrated=True, input_dtype="uint8"),
 ]}
 REFERENCE = TARGETS["keras"]
 # What --quantizations chooses from: every converted target.
 CONVERTED = {name: target for name, target in TARGETS.items() if target.shippable}
+# The input types app clients accept (MediaPipe Tasks, the Android Task Library, LiteRT.js).
+APP_INPUT_DTYPES = ("float32", "uint8")
 
 
 def get_target(name: str) -> Target:
@@ -130,16 +148,25 @@ def read_labels(path: Path) -> list[str]:
 
 
 def open_classifier(model: str | Path, labels_file: str | Path | None = None, threads: int | None = None):
-    """A model file's runtime and its labels (``labels_file``, else the labels.txt beside it),
-    checked against each other; returns (runtime, labels, labels path)."""
+    """A model file's runtime and its labels, checked against each other; returns (runtime,
+    labels, where the labels came from). The labels are ``labels_file`` if given, else those in
+    the file's own metadata, else the labels.txt beside it."""
     runtime, _ = open_model(model, threads)
-    labels_path = Path(labels_file) if labels_file else Path(model).parent / "labels.txt"
-    if not labels_path.is_file():
-        raise ZooliteError(f"{labels_path}: labels file not found" + (
-            "; pass an existing labels.txt" if labels_file else
-            " next to the model; keep labels.txt from the run folder beside it, or pass --labels-file"))
-    labels = read_labels(labels_path)
+    model = Path(model)
+    labels, source = None, None
+    if labels_file:
+        source = Path(labels_file)
+        if not source.is_file():
+            raise ZooliteError(f"{source}: labels file not found; pass an existing labels.txt")
+    else:
+        labels = FAMILIES[model.suffix].implementation().embedded_labels(model)
+        source = f"{model} (its metadata)" if labels else model.parent / "labels.txt"
+        if labels is None and not source.is_file():
+            raise ZooliteError(f"{source}: labels file not found next to the model, and {model.name} carries no "
+                               "labels of its own; keep labels.txt from the run folder beside it, or pass "
+                               "--labels-file")
+    labels = labels or read_labels(source)
     if runtime.n_classes != len(labels):
-        raise ZooliteError(f"{model}: the model has {runtime.n_classes} outputs but {labels_path} lists "
+        raise ZooliteError(f"{model}: the model has {runtime.n_classes} outputs but {source} lists "
                            f"{len(labels)} labels; use the labels.txt of the same run")
-    return runtime, labels, labels_path
+    return runtime, labels, source

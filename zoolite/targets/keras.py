@@ -67,6 +67,11 @@ def load_keras_model(path: str | Path):
                            "re-create it with `zoolite run`") from None
 
 
+def embedded_labels(path: Path) -> None:
+    """A .keras file carries no labels: they are in the labels.txt beside it."""
+    return None
+
+
 def open(path: Path, threads: int | None = None) -> KerasRuntime:  # noqa: A001 (the family interface)
     from zoolite.targets import check_image_classifier
 

@@ -1,12 +1,13 @@
 """The LiteRT (TFLite) family: ``TFLiteConverter`` in every post-training quantization mode, and
 ``ai_edge_litert``'s Interpreter to run the files as apps do.
 
-The Keras model is exported once as a SavedModel and every mode converts from that
-export (cheaper than re-tracing the Keras model five times). The int8 modes are
-calibrated on a representative set of training images, fed as raw pixels exactly as
-at inference; they share one calibration (:func:`calibrate`), which is the slow part,
-and differ only in the final quantization step (:func:`quantize_calibrated`).
-Opening a file imports no TensorFlow.
+The Keras model is exported once as a SavedModel with its batch fixed at 1 (static
+shapes, as apps and LiteRT.js need), and every mode converts from that export. The
+integer modes are calibrated on a representative set of training images, fed as raw
+pixels exactly as at inference; they share one calibration (:func:`calibrate`), which is
+the slow part, and differ only in the final quantization step (:func:`quantize_calibrated`).
+Every file gets its TFLite metadata (labels, normalisation) when it is written, so the
+file that is measured is the file that ships. Opening a file imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from zoolite.errors import ZooliteError
 # --- conversion (TensorFlow) -----------------------------------------------------------------
 
 def export_saved_model(model, directory: Path) -> Path:
-    """Export ``model``'s inference function as a SavedModel (the converters' common source)."""
-    model.export(str(directory), format="tf_saved_model", verbose=False)
+    """Export ``model``'s inference function for one image at a time (batch 1) as a SavedModel,
+    the converters' common source."""
+    import tensorflow as tf
+
+    model.export(str(directory), format="tf_saved_model", verbose=False,
+                 input_signature=[tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="pixels")])
     return directory
 
 
@@ -42,7 +47,7 @@ def convert(saved_model: Path, mode: str, representative: np.ndarray | None = No
     """
     import tensorflow as tf
 
-    if mode in INT8_MODES:
+    if mode in INTEGER_MODES:
         return quantize_calibrated(calibrate(saved_model, representative), mode)
     converter = _converter(saved_model)
     if mode != "float32":
@@ -52,27 +57,36 @@ def convert(saved_model: Path, mode: str, representative: np.ndarray | None = No
     return converter.convert()
 
 
-INT8_MODES = ("int8_fallback", "int8")
+# mode -> the type of its input and output; all three share one calibration.
+INTEGER_MODES = {"int8_fallback": "float32", "int8": "int8", "uint8": "uint8"}
 
 
 def calibrate(saved_model: Path, representative: np.ndarray, progress=None) -> bytes:
     """The float model with activation ranges recorded on ``representative`` images.
 
     This is the first half of what ``TFLiteConverter`` does for int8 quantization; it
-    stops there (its ``_experimental_calibrate_only`` switch) so that both int8 modes
+    stops there (its ``_experimental_calibrate_only`` switch) so that every integer mode
     can be quantized from one calibration. A test checks the result is identical to
     the converter's own int8 output. ``progress`` is called once per image.
+
+    The input's range is the pixel range 0..255 by definition, not by what the sample
+    happens to contain: when no image has a 0 and a 255, one pixel of the first image is
+    set to each, so the uint8 input takes raw pixels as they are (scale 1, zero point 0).
     """
     import tensorflow as tf
 
     if representative is None or len(representative) == 0:
         raise ValueError("int8 quantization needs representative images")
+    images = [np.asarray(image, np.float32) for image in representative]
+    if min(i.min() for i in images) > 0 or max(i.max() for i in images) < 255:
+        images[0] = images[0].copy()
+        images[0][0, 0], images[0][-1, -1] = 0.0, 255.0
 
     def calibration_data():
-        for image in representative:
+        for image in images:
             if progress:
                 progress(1)
-            yield [np.asarray(image, np.float32)[None]]
+            yield [image[None]]
 
     converter = _converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -82,24 +96,30 @@ def calibrate(saved_model: Path, representative: np.ndarray, progress=None) -> b
 
 
 def quantize_calibrated(calibrated: bytes, mode: str) -> bytes:
-    """Quantize a calibrated model: float input/output (int8_fallback) or int8 ones (int8).
+    """Quantize a calibrated model, with float input/output (int8_fallback), int8 ones (int8) or
+    uint8 ones (uint8).
 
-    Integer-only is then checked, not assumed: a model with any float tensor left is refused.
+    Integer-only is then checked, not assumed: a model with any float tensor left is refused,
+    and so is a uint8 input that is not the raw pixels (scale 1, zero point 0).
     """
     import tensorflow as tf
     from tensorflow.lite.python import convert as tflite_convert
 
-    io_type = tf.int8 if mode == "int8" else tf.float32
-    model = tflite_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type)
-    if mode == "int8":
+    io_type = getattr(tf, INTEGER_MODES[mode])
+    model = bytes(tflite_convert.mlir_quantize(calibrated, input_data_type=io_type, output_data_type=io_type))
+    if mode != "int8_fallback":
         from ai_edge_litert.interpreter import Interpreter
 
-        float_tensors = [t["name"] for t in Interpreter(model_content=bytes(model)).get_tensor_details()
-                         if t["dtype"] not in (np.int8, np.int32)]
+        interpreter = Interpreter(model_content=model)
+        float_tensors = [t["name"] for t in interpreter.get_tensor_details()
+                         if t["dtype"] not in (np.int8, np.uint8, np.int32)]
         if float_tensors:
             raise RuntimeError(f"integer-only quantization left non-integer tensors ({float_tensors[0]}, ...); "
                                "this model needs the int8_fallback mode")
-    return bytes(model)
+        if mode == "uint8" and interpreter.get_input_details()[0]["quantization"] != (1.0, 0):
+            raise RuntimeError(f"the uint8 input is quantized as {interpreter.get_input_details()[0]['quantization']}, "
+                               "not as raw pixels (scale 1, zero point 0)")
+    return model
 
 
 class Converter:
@@ -107,12 +127,13 @@ class Converter:
     calibration; a context manager that removes the export when done.
 
     ``representative()`` returns the calibration images (asked for only if a calibrated
-    target is converted); ``stage(name, total, unit)`` is the pipeline's timed progress step.
+    target is converted); ``stage(name, total, unit)`` is the pipeline's timed progress step;
+    ``about`` says what the model is, for the metadata written into every file.
     """
 
-    def __init__(self, model, workdir: Path, representative: Callable[[], np.ndarray], stage):
-        self.model, self.saved_model, self.representative, self.stage = model, workdir / "saved_model", \
-            representative, stage
+    def __init__(self, model, workdir: Path, representative: Callable[[], np.ndarray], stage, about):
+        self.model, self.saved_model, self.representative, self.stage, self.about = \
+            model, workdir / "saved_model", representative, stage, about
         self._exported = False
         self._calibrated: bytes | None = None
 
@@ -134,14 +155,19 @@ class Converter:
         """Write ``target``'s file to ``out`` (atomically)."""
         from zoolite import storage
 
+        from zoolite.metadata import add_metadata
+
         saved_model = self._export()
-        if target.mode in INT8_MODES and self._calibrated is None:  # one calibration serves both int8 modes
+        if target.mode in INTEGER_MODES and self._calibrated is None:  # one calibration serves them all
             images = self.representative()
             with self.stage("calibrate_int8", len(images), "img") as step:
                 self._calibrated = calibrate(saved_model, images, step)
         with self.stage(f"convert_{target.name}", 1, "model") as step:
-            storage.write_bytes(out, quantize_calibrated(self._calibrated, target.mode)
-                                if target.mode in INT8_MODES else convert(saved_model, target.mode))
+            model = quantize_calibrated(self._calibrated, target.mode) if target.mode in INTEGER_MODES \
+                else convert(saved_model, target.mode)
+            storage.write_bytes(out, add_metadata(
+                model, name=self.about.name, description=f"{self.about.description} Variant {target.name}: "
+                f"{target.description}.", labels=self.about.labels, version=self.about.version))
             step(1)
 
 
@@ -237,5 +263,13 @@ def open(path: Path, threads: int | None = None) -> LiteRTRuntime:  # noqa: A001
     return LiteRTRuntime(path, threads)
 
 
+def embedded_labels(path: Path) -> list[str] | None:
+    """The labels in the file's TFLite metadata; None for a file without metadata (another tool's)."""
+    from zoolite.metadata import read_metadata
+
+    info = read_metadata(path)
+    return list(info.labels) if info else None
+
+
 __all__ = ["Converter", "LiteRTRuntime", "calibrate", "convert", "export_saved_model", "quantize_calibrated",
-           "quantize", "dequantize", "open"]
+           "quantize", "dequantize", "open", "embedded_labels"]
