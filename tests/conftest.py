@@ -59,14 +59,23 @@ def made_once(folder: Path):
         done.touch()
 
 
+def unlabelled_photos(dest: Path) -> Path:
+    """Photos of none of the run's classes, flat and nested, plus a file that is not an image."""
+    copy_sample(dest, classes=("cavallo", "elefante"), per_class=4)
+    copy_sample(dest / "more", classes=("mucca",), per_class=4)
+    (dest / "notes.jpg").write_text("not a photo")
+    return dest
+
+
 SMALL_RUN_OPTIONS = {"representative_images": 8, "epochs": 4, "validation_freq": 1, "start_from_epoch": 0,
                      "warmup": 1, "runs": 3}
 
 
 @pytest.fixture(scope="session")
 def small_run(shared_dir):
-    """One real pipeline run on 3 classes x 10 photos, with settings cut down for speed; made once
-    per session and read back (as results.json) by the other workers."""
+    """One real pipeline run on 3 classes x 10 photos (6 test images) and 12 unlabelled photos, with
+    settings cut down for speed; made once per session and read back (as results.json) by the
+    other workers."""
     from zoolite.config import RunConfig
     from zoolite.pipeline import run
     from zoolite.progress import Progress
@@ -77,7 +86,9 @@ def small_run(shared_dir):
         if first:
             shutil.rmtree(root, ignore_errors=True)
             data = copy_sample(root / "data", per_class=10)
-            config = RunConfig.from_options(data=str(data), runs_dir=str(root / "runs"), **SMALL_RUN_OPTIONS)
+            config = RunConfig.from_options(data=str(data), runs_dir=str(root / "runs"),
+                                            unlabelled=str(unlabelled_photos(root / "unlabelled")),
+                                            **SMALL_RUN_OPTIONS)
             results = run(config, progress=Progress(False))
             (root / "run_dir.json").write_text(json.dumps(results.run_dir))
     return load(json.loads((root / "run_dir.json").read_text()))

@@ -495,3 +495,17 @@ def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, mess
     run_dir.mkdir()
     make(run_dir)
     assert message in _fails(capsys, ["run", "--resume", run_dir, "--quiet"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda folder: None, "--unlabelled {folder}: folder not found"),
+    (lambda folder: folder.mkdir(), "--unlabelled {folder}: no usable images in it; pass a folder of photos"),
+    (lambda folder: (folder.mkdir(), (folder / "a.jpg").write_text("text"), (folder / "b.png").write_bytes(b"")),
+     "--unlabelled {folder}: no usable images in it (2 skipped, e.g. a.jpg: not an image"),
+])
+def test_unusable_unlabelled_folders_are_refused_before_any_work(small_dataset, tmp_path, capsys, make, message):
+    folder = tmp_path / "photos"
+    make(folder)
+    line = _fails(capsys, ["run", "--data", small_dataset, "--unlabelled", folder, "--out", tmp_path / "runs"])
+    assert message.format(folder=folder) in line
+    assert not (tmp_path / "runs").exists()

@@ -111,3 +111,40 @@ def test_agreement_with_itself_and_with_a_perturbed_copy(small_run):
     dense.set_weights([kernel[:, [1, 0, 2]], bias[[1, 0, 2]]])
     result = agreement(KerasRuntime(model).predict(images), reference)
     assert 0.0 < result.top1_agreement < 1.0 and result.mean_abs_prob_diff > 0.01
+
+
+def test_every_figure_carries_its_uncertainty(small_run):
+    backbone = small_run.backbones[BACKBONE]
+    for v in backbone.variants:
+        assert v.accuracy_interval.low <= v.accuracy <= v.accuracy_interval.high, v.variant
+        assert v.accuracy_interval.high - v.accuracy_interval.low > 0.3  # 6 test images say little
+        assert v.top_k_interval.low <= v.top_k_accuracy <= v.top_k_interval.high
+        latency = v.latency
+        assert len(latency.samples_ms) == latency.runs
+        assert latency.median_interval.low <= latency.median_ms <= latency.median_interval.high
+        assert v.paired.n == small_run.split["test"] == 6
+        assert v.paired.variant_accuracy == pytest.approx(v.accuracy)
+    reference = backbone.reference.paired
+    assert (reference.only_variant_right, reference.only_reference_right, reference.mcnemar_p) == (0, 0, 1.0)
+    printed = (Path(small_run.run_dir) / "report.md").read_text()
+    assert "Accuracy [95% CI]" in printed and "Won/lost (p)" in printed
+
+
+def test_six_test_images_cannot_decide_on_accuracy_and_the_recommendation_says_so(small_run):
+    assert "accuracy cannot be decided: only 6 test images (at least 10 are needed for any conclusion)" \
+        in small_run.recommendation.reason
+
+
+def test_fidelity_on_the_unlabelled_photos(small_run):
+    """12 photos of none of the classes (the text file among them skipped), split by the float
+    model's confidence; the float32 file follows the float model on every one of them."""
+    assert small_run.unlabelled["photos"] == 12
+    assert [s["file"] for s in small_run.unlabelled["skipped"]] == ["notes.jpg"]
+    backbone = small_run.backbones[BACKBONE]
+    for v in backbone.variants:
+        rows = v.fidelity["unlabelled"]
+        assert rows[0]["group"] == "all" and rows[0]["n"] == 12
+        assert sum(r["n"] for r in rows[1:]) == 12
+    assert backbone.variant("float32").fidelity["unlabelled"][0]["agreement"] == 1.0
+    html = (Path(small_run.run_dir) / "report.html").read_text()
+    assert "Fidelity to the float model on the unlabelled photos" in html and "flip easily and mean little" in html

@@ -114,14 +114,17 @@ def test_report_html_with_two_backbones(small_run, tmp_path):
     faster = copy.deepcopy(results.backbones[BACKBONE])
     faster.name = "faster"
     for v in faster.variants:
-        v.latency.mean_ms /= 2
+        v.latency.mean_ms, v.latency.median_ms = v.latency.mean_ms / 2, v.latency.median_ms / 2
+        v.latency.samples_ms = [ms / 2 for ms in v.latency.samples_ms]
         v.file = v.file.replace(BACKBONE, "faster")
     results.backbones["faster"] = faster
     results.recommendation = recommend(results)
     assert results.recommendation.backbone == "faster"
     (run_dir / "report.html").write_text(html_report(results), encoding="utf-8")
     page = _parse(run_dir / "report.html")
-    combined, first, second = page.tables
+    combined, *others = page.tables
+    first, second = [t for t in others if "Accuracy [95% CI]" in t[0][1]]  # each backbone's main table
+    assert sum("Top-1 agreement [95% CI]" in t[0][1] for t in others) == 2 * 2  # test and unlabelled photos
     assert combined[0][1][1:] == [f"{name} {column}" for name in (BACKBONE, "faster")
                                   for column in ("acc (loss)", "ms", "MB")]
     assert [css for css, _ in first[1:]].count("recommended") == 0
@@ -153,7 +156,7 @@ def _results(backbones: dict[str, list[tuple[str, float, float, float]]]) -> Run
                        top_k_accuracy=1.0, latency=Latency(ms, ms, ms * 1.2, ms * 1.3, 0.1, ms, 10),
                        threads="2", backend="test", eval_seconds=1.0, input_dtype="float32")
 
-    return Run(run_dir="run", machine={}, config=RunConfig(), dataset={}, split={}, timings={}, backbones={
+    return Run(run_dir="run", machine={}, config=RunConfig(), dataset={}, split={"test": 40}, timings={}, backbones={
         name: Backbone(name, 224, 1280, "ImageNet", "test", True, {}, {},
                        [variant(name, i, *row) for i, row in enumerate(rows)])
         for name, rows in backbones.items()})
@@ -166,9 +169,9 @@ ONE = _results({"b": [("keras", 0.90, 100.0, 14.0), ("float32", 0.90, 8.0, 13.5)
 def test_recommends_the_fastest_variant_within_the_accuracy_drop():
     r = recommend(ONE)  # int8_fallback is fastest but 3 pp worse; int8 is exactly 1 pp worse
     assert (r.backbone, r.variant) == ("b", "int8")
-    assert r.reason.startswith("int8 is the fastest of the 3 of 4 shippable variants within the budget "
-                               "(accuracy drop ≤ 1 pp)")
-    assert "4.00 ms" in r.reason and "-1.0 pp" in r.reason
+    assert r.reason.startswith("int8: 4.00 ms median per image, 4.00 MB, accuracy 89.0%, -1.0 pp vs the float model. "
+                               "Of the 3 (of 4) shippable variants within the budget (accuracy drop ≤ 1 pp), it is "
+                               "clearly faster than the others.")
     assert recommend(ONE, Budget(max_accuracy_drop_pp=3)).variant == "int8_fallback"
     assert recommend(ONE, Budget(max_accuracy_drop_pp=0)).variant == "float32"
 
@@ -186,8 +189,9 @@ def test_nothing_satisfies_says_which_limits_ruled_the_variants_out():
     r = recommend(ONE, Budget(max_accuracy_drop_pp=0.2, max_latency_ms=3.5))
     assert r.backbone is None and r.variant is None
     assert r.reason == ("No variant satisfies the budget (accuracy drop ≤ 0.2 pp, mean latency ≤ 3.5 ms): "
-                        "of 4 shippable variants, 3 exceed the accuracy limit, 3 exceed the latency limit; "
-                        "loosen the budget with `zoolite report RUN_DIR --max-...`.")
+                        "of 4 shippable variants, 3 exceed the accuracy limit, 3 exceed the latency limit (with 40 "
+                        "test images a drop below 15 pp cannot be detected); loosen the budget with "
+                        "`zoolite report RUN_DIR --max-...`.")
 
 
 def test_ties_on_latency_go_to_the_smaller_file():
@@ -195,7 +199,7 @@ def test_ties_on_latency_go_to_the_smaller_file():
                            ("float32", 0.9, 5.0, 13.5)]})
     r = recommend(tied)
     assert r.variant == "dynamic"
-    assert "tied on latency with float16, float32 but smaller" in r.reason
+    assert "as fast as float16, float32 within timing noise, and the smallest of them" in r.reason
 
 
 def test_the_keras_model_is_never_recommended_and_drops_count_from_the_best_float_model():
@@ -205,8 +209,8 @@ def test_the_keras_model_is_never_recommended_and_drops_count_from_the_best_floa
     })
     r = recommend(results)  # small int8 is close to its own float model, but 35.5 pp below the best one
     assert (r.backbone, r.variant) == ("large", "float16")
-    assert r.reason.startswith("large float16 is the fastest of the 1 of 3 shippable variants")
-    assert "-0.5 pp vs the best float model" in r.reason
+    assert r.reason.startswith("large float16: 20.00 ms median per image")
+    assert "-0.5 pp vs the best float model" in r.reason and "Of the 1 (of 3) shippable variants" in r.reason
     assert recommend(results, Budget(max_accuracy_drop_pp=40)).variant == "int8"
     assert recommend(results, Budget(max_latency_ms=10)).variant is None
 

@@ -85,7 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--backbone", help="which backbone's model, when the run has several "
                                            "(default: the recommended one)")
     export.add_argument("--to", required=True, metavar="DIR", help="new or empty folder to write the bundle to")
+    export.add_argument("--web", action="store_true", help="also write a static web page that runs the model in "
+                                                           "a browser with LiteRT.js (open it with `zoolite serve`)")
     export.set_defaults(handler=_export)
+
+    serve = sub.add_parser("serve", help="serve a folder written by `export --web` on 127.0.0.1, with the headers "
+                                         "the page needs for threads; Ctrl-C stops it")
+    serve.add_argument("directory", metavar="DIR")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
+    serve.set_defaults(handler=_serve)
 
     predict = sub.add_parser("predict", help="top-3 labels of images with a .keras or .tflite model")
     predict.add_argument("model")
@@ -149,8 +157,23 @@ def _report(args) -> int:
 def _export(args) -> int:
     from zoolite.export import export
 
-    target = export(args.run_dir, args.to, variant=args.variant, backbone=args.backbone)
+    target = export(args.run_dir, args.to, variant=args.variant, backbone=args.backbone, web=args.web)
     print(f"{target}: " + ", ".join(sorted(p.name for p in target.iterdir())))
+    if args.web:
+        print(f"open it in a browser: zoolite serve {target}")
+    return 0
+
+
+def _serve(args) -> int:
+    from zoolite.serve import serve
+
+    def ready(url: str) -> None:
+        print(f"Serving {args.directory} at {url} (Ctrl-C to stop)", flush=True)
+
+    try:
+        serve(args.directory, args.port, on_ready=ready)
+    except KeyboardInterrupt:  # before the server listened
+        pass
     return 0
 
 

@@ -226,6 +226,9 @@ class RunConfig:
         Check(_split_ok, lambda: "three train,val,test fractions that sum to 1, train and test above 0 "
                                  "(e.g. 0.7,0.15,0.15)"), parse=_numbers)
     labels: str | None = option(None, "JSON map from folder names to labels (default: Animals-10's)")
+    unlabelled: str | None = option(None, "a folder of photos without labels (any layout, any subject): adds "
+                                          "each variant's agreement with the float model on them to the report "
+                                          "and to the recommendation's evidence")
     representative_images: int = option(200, "training images that calibrate int8 quantization", AT_LEAST_1)
     threads: int | None = option(None, "LiteRT threads (default: all cores)", AT_LEAST_1, optional=True)
     quantizations: tuple[str, ...] = option(tuple(), "comma-separated LiteRT variants (default: all)",

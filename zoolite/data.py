@@ -162,6 +162,49 @@ def check_image(path: Path) -> str | None:
     return None
 
 
+def _usable_images(root: Path, folders: list[tuple[int, Path]], workers: int | None = None):
+    """Every image file under the ``(label, folder)`` pairs, each opened once: returns the usable
+    ones as (path relative to ``root``, label) and the skipped ones as (relative path, reason, label)."""
+    root_real = os.path.realpath(root)
+    seen = {os.path.realpath(folder) for _, folder in folders}
+    candidates, skipped = [], []
+    for label, folder in folders:
+        for path, problem in _walk_files(folder, seen, root_real):
+            relative = path.relative_to(root).as_posix()
+            if problem:
+                skipped.append((f"{_printable(relative)}/", problem, label))
+            elif _printable(relative) != relative:  # it could not be saved in the run's file lists
+                skipped.append((_printable(relative), "file name is not valid UTF-8; rename it", label))
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                candidates.append((path, relative, label))
+            else:
+                skipped.append((relative, f"not an image file extension ({path.suffix or 'none'})", label))
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        problems = list(pool.map(check_image, (path for path, _, _ in candidates)))
+    files = []
+    for (_, relative, label), problem in zip(candidates, problems):
+        if problem:
+            skipped.append((relative, problem, label))
+        else:
+            files.append((relative, label))
+    return files, skipped
+
+
+def scan_photos(root: str | Path, option: str = "--unlabelled") -> tuple[list[str], list[tuple[str, str]]]:
+    """The usable images anywhere under ``root`` (flat or nested, no classes), relative to it, and
+    the skipped files with their reasons. Raises ZooliteError when there are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ZooliteError(f"{option} {root}: folder not found; pass a folder of photos (any layout)")
+    files, skipped = _usable_images(root, [(0, root)])
+    skipped = sorted((relative, reason) for relative, reason, _ in skipped)
+    if not files:
+        raise ZooliteError(f"{option} {root}: no usable images in it" + (
+            f" ({len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else "")
+            + "; pass a folder of photos")
+    return sorted(path for path, _ in files), skipped
+
+
 def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
                  workers: int | None = None) -> Dataset:
     """Find the classes and usable images under ``root``; list the files that are skipped.
@@ -182,30 +225,7 @@ def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
         if _printable(str(folder)) != str(folder):
             raise ZooliteError(f"{_printable(str(folder))}: folder name is not valid UTF-8; rename it")
 
-    root_real = os.path.realpath(root)
-    seen = {os.path.realpath(root / name) for name in class_dirs}
-    candidates, skipped = [], []  # skipped: (relative path, reason, class index)
-    for label, name in enumerate(class_dirs):
-        for path, problem in _walk_files(root / name, seen, root_real):
-            relative = path.relative_to(root).as_posix()
-            if problem:
-                skipped.append((f"{_printable(relative)}/", problem, label))
-            elif _printable(relative) != relative:  # it could not be saved in the run's file lists
-                skipped.append((_printable(relative), "file name is not valid UTF-8; rename it", label))
-            elif path.suffix.lower() in IMAGE_SUFFIXES:
-                candidates.append((path, relative, label))
-            else:
-                skipped.append((relative, f"not an image file extension ({path.suffix or 'none'})", label))
-
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        problems = list(pool.map(check_image, (path for path, _, _ in candidates)))
-    files = []
-    for (_, relative, label), problem in zip(candidates, problems):
-        if problem:
-            skipped.append((relative, problem, label))
-        else:
-            files.append((relative, label))
-
+    files, skipped = _usable_images(root, list(enumerate(root / name for name in class_dirs)), workers)
     dataset = Dataset(root, class_dirs, [label_map.get(d, d) for d in class_dirs], files,
                       sorted((relative, reason) for relative, reason, _ in skipped))
     empty = [name for name, n in dataset.counts().items() if n == 0]

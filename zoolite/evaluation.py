@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoolite import stats
 from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
 from zoolite.results import Agreement, Latency
@@ -27,7 +28,8 @@ def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
     return Latency(mean_ms=float(ms.mean()), median_ms=float(np.percentile(ms, 50)),
                    p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
                    std_ms=float(ms.std()), min_ms=float(ms.min()), runs=int(ms.size),
-                   first_inference_ms=first_inference_ms)
+                   first_inference_ms=first_inference_ms, samples_ms=ms.tolist(),
+                   median_interval=stats.median_interval(ms), mean_interval=stats.mean_interval(ms))
 
 
 def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None) -> Latency:
@@ -69,7 +71,7 @@ def predict_all(runtime, images: np.ndarray, batch_size: int = 32, progress=None
 
 def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_classes: int,
                            top_k: int = 3) -> dict:
-    """Loss, top-1 and top-k accuracy, computed as Keras's ``CategoricalCrossentropy``,
+    """Loss, top-1 and top-k accuracy (with 95% Wilson intervals), computed as Keras's ``CategoricalCrossentropy``,
     ``CategoricalAccuracy`` and ``TopKCategoricalAccuracy`` do (probabilities renormalised and
     clipped to [1e-7, 1 - 1e-7]; a tie at the k-th place counts as in the top k), in NumPy so
     that evaluating a ``.tflite`` file needs no TensorFlow."""
@@ -78,8 +80,11 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_clas
     p = np.clip(p / p.sum(axis=1, keepdims=True), 1e-7, 1 - 1e-7)
     target = p[np.arange(len(labels)), labels]
     k = min(top_k, n_classes)
-    return {"loss": float(np.mean(-np.log(target))), "accuracy": float(np.mean(p.argmax(1) == labels)),
-            "top_k": k, "top_k_accuracy": float(np.mean((p > target[:, None]).sum(1) < k))}
+    right, in_top_k = int(np.sum(p.argmax(1) == labels)), int(np.sum((p > target[:, None]).sum(1) < k))
+    return {"loss": float(np.mean(-np.log(target))), "accuracy": right / len(labels),
+            "accuracy_interval": stats.proportion_interval(right, len(labels)),
+            "top_k": k, "top_k_accuracy": in_top_k / len(labels),
+            "top_k_interval": stats.proportion_interval(in_top_k, len(labels))}
 
 
 def evaluate(runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,

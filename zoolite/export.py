@@ -5,6 +5,8 @@ and normalisation, so MediaPipe Tasks and the Android Task Library need no glue)
 ``labels.txt`` (one class per line, in output order, for scripts) and ``model.json``: input size, dtype, pixel range and layout, the normalisation the
 model does itself, the quantization scale/zero point of input and output (read from
 the ``.tflite`` file itself), the class names, and the accuracy and latency measured.
+With ``web=True`` (``--web``) the bundle also gets the static web page that runs the
+model in a browser with LiteRT.js (:mod:`zoolite.web`; served by ``zoolite serve``).
 The bundle is assembled in a temporary folder and renamed into place, so the target
 is either complete or absent.
 """
@@ -68,6 +70,17 @@ def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Ba
     return chosen, chosen.variant(variant)
 
 
+def _check_web(backbone: Backbone, variant: Variant) -> None:
+    """Refuse, before anything is written, a variant whose input type LiteRT.js cannot feed."""
+    from zoolite.web import WEB_INPUT_DTYPES
+
+    dtype = get_target(variant.variant).input_dtype
+    if dtype not in WEB_INPUT_DTYPES:
+        working = [v.variant for v in backbone.shippable if get_target(v.variant).input_dtype in WEB_INPUT_DTYPES]
+        raise ZooliteError(f"--variant {variant.variant}: takes {dtype} input, which LiteRT.js cannot run in the "
+                           f"web page; for --web choose from: {', '.join(working) or 'none in this run'}")
+
+
 def _check_target(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise ZooliteError(f"--to {target}: is a file; pass a new folder")
@@ -117,16 +130,20 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
 
 
 def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
-           backbone: str | None = None) -> Path:
+           backbone: str | None = None, web: bool = False) -> Path:
     """Copy one LiteRT model of a finished run into the new folder ``to``, with labels.txt and model.json.
 
     ``variant`` and ``backbone`` default to the run's recommendation; an integer-only
     recommendation is exported as its ``uint8`` twin, whose input app clients accept.
+    ``web`` adds the web page and the LiteRT.js runtime (:func:`zoolite.web.write_site`);
+    a variant the page cannot run is refused before anything is written.
     """
     from zoolite.targets import open_model
 
     results, target = load(run_dir), Path(to)
     backbone, variant = _choose(results, backbone, variant)
+    if web:
+        _check_web(backbone, variant)
     _check_target(target)
     model_path = Path(results.run_dir) / variant.file
     runtime, _ = open_model(model_path)
@@ -139,4 +156,8 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
         shutil.copyfile(model_path, staging / card["model_file"])
         storage.write_text(staging / "labels.txt", "\n".join(card["classes"]) + "\n")
         storage.write_json(staging / "model.json", card)
+        if web:
+            from zoolite.web import write_site
+
+            write_site(staging)
     return target

@@ -106,6 +106,7 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     header, rows = backbone_cells(results, name)
     parts = [f"<h2>{escape(name)}</h2>", f'<p class="caption">{escape(caption(results, name))}</p>',
              _table(header, rows, backbone.variants.index(recommended) if recommended else None)]
+    parts += _fidelity_section(results, backbone)
     curves = plots.training_curves(backbone.training, f"{name}: training")
     parts += ["<h3>Training</h3>", _img(curves, f"{name} training curves") if curves
               else '<p class="note">No training history recorded.</p>']
@@ -116,6 +117,33 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
         matrices.append(_img(plots.confusion_matrix(variant.confusion_matrix, results.labels, title), title))
     parts += ["<h3>Confusion matrices (test split)</h3>", f'<div class="pair">{"".join(matrices)}</div>',
               "<h3>Test images and predictions</h3>", _prediction_grid(layout, results, name, shown[-1][0].variant)]
+    return parts
+
+
+def _fidelity_section(results: Run, backbone) -> list[str]:
+    """Top-1 agreement with the float model and the mean total-variation distance of the outputs,
+    by the float model's confidence, on the test images and the --unlabelled photos."""
+    parts = []
+    for images, title in (("test", f"the {results.split['test']} test images"),
+                          ("unlabelled", "the unlabelled photos")):
+        rows = [(v.variant, r) for v in backbone.variants if not v.role == "reference"
+                for r in v.fidelity.get(images, [])]
+        if not rows:
+            continue
+        cells = [[variant, r["group"], str(r["n"]),
+                  "-" if r["agreement"] is None else
+                  f"{r['agreement'] * 100:.1f}% [{r['agreement_low'] * 100:.1f}, {r['agreement_high'] * 100:.1f}]",
+                  "-" if r["mean_total_variation"] is None else f"{r['mean_total_variation']:.4f}"]
+                 for variant, r in rows]
+        parts += [f"<h3>Fidelity to the float model on {escape(title)}</h3>",
+                  _table(["Variant", "Float model's confidence", "n", "Top-1 agreement [95% CI]", "Mean total variation"], cells)]
+    if parts and results.unlabelled:
+        u = results.unlabelled
+        parts.append(f'<p class="note">Unlabelled photos: <code>{escape(u["root"])}</code>, {u["photos"]} used, '
+                     f'{len(u["skipped"])} skipped. No labels are needed: these figures say how faithfully each variant '
+                     "reproduces the float model. Photos of none of the classes make the float model unsure, and "
+                     "unsure answers flip easily and mean little; a changed answer where the float model is "
+                     "confident (max probability ≥ 0.8) is what the recommendation counts.</p>")
     return parts
 
 

@@ -39,6 +39,10 @@ class BackboneLayout:
     def probabilities(self, variant: str) -> Path:
         return self.measurements / f"{variant}.probabilities.npy"
 
+    def unlabelled_probabilities(self, variant: str) -> Path:
+        """On the photos of ``--unlabelled``."""
+        return self.measurements / f"{variant}.unlabelled.npy"
+
     def images(self, subset: str) -> Path:
         """Decoded images at the backbone's input size (``test``, ``representative``)."""
         return self.cache / f"{subset}_images.npy"

@@ -20,12 +20,13 @@ from typing import Callable
 import numpy as np
 from tensorflow import errors as tf_errors
 
-from zoolite import reporting, storage
+from zoolite import reporting, stats, storage
 from zoolite.backbones import build_feature_extractor, describe_weights, get_backbone, resolve_weights
 from zoolite.config import RunConfig
-from zoolite.data import Split, cache_images, image_batches, load_label_map, scan_dataset, split_dataset
+from zoolite.data import Split, cache_images, image_batches, load_label_map, scan_dataset, scan_photos, \
+    split_dataset
 from zoolite.errors import ZooliteError
-from zoolite.evaluation import agreement, evaluate, per_class_report
+from zoolite.evaluation import agreement, evaluate, per_class_report, predict_all
 from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
@@ -82,9 +83,10 @@ class _BackboneStages:
     """The model, variants and measurements stages of one backbone."""
 
     def __init__(self, spec, weights: str | None, config: RunConfig, split: Split, root: Path, labels: list[str],
-                 layout: BackboneLayout, stages: Stages):
+                 layout: BackboneLayout, stages: Stages, unlabelled: list[Path]):
         self.spec, self.weights, self.config, self.split, self.root, self.labels = \
             spec, weights, config, split, root, labels
+        self.unlabelled = unlabelled  # photos of --unlabelled, if given
         self.layout, self.stages = layout.make(), stages
         self.n_classes = len(labels)
 
@@ -184,7 +186,12 @@ class _BackboneStages:
                     converter.convert(target, files[target])
         return files
 
-    def _measure(self, target: Target, path: Path, images: np.ndarray, labels: np.ndarray) -> tuple:
+    def _measure(self, target: Target, path: Path, images: np.ndarray, labels: np.ndarray,
+                 unlabelled: np.ndarray | None) -> tuple:
+        outputs = [self.layout.measurement(target.name), self.layout.probabilities(target.name)]
+        if unlabelled is not None:
+            outputs.append(self.layout.unlabelled_probabilities(target.name))
+
         def make(step):
             runtime, load_seconds = open_model(path, self.config.threads)
             latency = self.config.latency
@@ -195,31 +202,48 @@ class _BackboneStages:
             variant = Variant(variant=target.name, family=target.family.name, mode=target.mode, role=target.role,
                               file=path.relative_to(self.layout.root.parent).as_posix(),
                               size_bytes=path.stat().st_size, load_ms=load_seconds * 1000.0, **metrics)
-            storage.write_npy(self.layout.probabilities(target.name), probs)
-            storage.write_json(self.layout.measurement(target.name), asdict(variant))
-            return variant, probs
+            if unlabelled is not None:
+                storage.write_npy(outputs[2], predict_all(runtime, unlabelled, progress=step))
+            storage.write_npy(outputs[1], probs)
+            storage.write_json(outputs[0], asdict(variant))
+            return load()
 
         def load():
-            variant = Variant.from_json(json.loads(self.layout.measurement(target.name).read_text()))
-            return variant, np.load(self.layout.probabilities(target.name))
+            variant = Variant.from_json(json.loads(outputs[0].read_text()))
+            return variant, *(np.load(path) for path in outputs[1:])
 
-        return self.stages.produce(f"evaluate_{target.name}",
-                                   [self.layout.measurement(target.name), self.layout.probabilities(target.name)],
-                                   make, load, len(images), title=f"evaluating {target.name}")
+        return self.stages.produce(f"evaluate_{target.name}", outputs, make, load,
+                                   len(images) + (0 if unlabelled is None else len(unlabelled)),
+                                   title=f"evaluating {target.name}")
 
-    def evaluate(self, files: dict[Target, Path]) -> list[Variant]:
-        """Measure every variant with the one evaluate routine, the reference first; then compare
-        each with the reference on the same test images."""
+    def evaluate(self, files: dict[Target, Path]) -> tuple[list[Variant], dict[str, np.ndarray]]:
+        """Measure every variant with the one evaluate routine, the reference first; compare each
+        with the reference on the same images (labels needed or not). Returns the variants and
+        which test images each got right."""
         images = self._images("test", self._paths("test"))
+        unlabelled = self._images("unlabelled", self.unlabelled) if self.unlabelled else None
         labels = self._labels("test")
-        measured = [self._measure(target, path, images, labels) for target, path in files.items()]
-        reference = next(probs for variant, probs in measured if variant.role == "reference")
-        for variant, probs in measured:
+        measured = [self._measure(target, path, images, labels, unlabelled) for target, path in files.items()]
+        reference = next(outputs for variant, *outputs in measured if variant.role == "reference")
+        for variant, *outputs in measured:
             variant.params = measured[0][0].params  # every variant holds the same weights, differently stored
-            variant.agreement = agreement(probs, reference)
-            report = per_class_report(probs, labels, self.labels)
+            variant.agreement = agreement(outputs[0], reference[0])
+            report = per_class_report(outputs[0], labels, self.labels)
             variant.confusion_matrix, variant.per_class = report["confusion_matrix"], report["per_class"]
-        return [variant for variant, _ in measured]
+            variant.fidelity = {name: stats.agreement_by_confidence(probs, reference_probs)
+                                for name, probs, reference_probs in zip(("test", "unlabelled"), outputs, reference)}
+        return [variant for variant, *_ in measured], \
+            {variant.variant: outputs[0].argmax(1) == labels for variant, *outputs in measured}
+
+
+def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: dict[tuple[str, str], np.ndarray]):
+    """Each variant's paired evidence against the run's most accurate float model (the budget's
+    reference): the same test images, so each image counts once for both."""
+    best = max(backbones.values(), key=lambda b: b.reference.accuracy)
+    reference = correct[best.name, best.reference.variant]
+    for backbone in backbones.values():
+        for variant in backbone.variants:
+            variant.paired = stats.compare_paired(correct[backbone.name, variant.variant], reference)
 
 
 def _describe_dataset(dataset) -> dict:
@@ -235,6 +259,17 @@ def _scan_and_split(config: RunConfig, timings: dict) -> tuple[dict, Split]:
     for file, reason in dataset.skipped:
         log.warning("skipped %s: %s", Path(config.data, file), reason)
     return _describe_dataset(dataset), split_dataset(dataset, config.split, config.seed)
+
+
+def _scan_unlabelled(config: RunConfig) -> dict | None:
+    """The photos of ``--unlabelled`` (checked before any work), or None."""
+    if config.unlabelled is None:
+        return None
+    photos, skipped = scan_photos(config.unlabelled)
+    for file, reason in skipped:
+        log.warning("skipped %s: %s", Path(config.unlabelled, file), reason)
+    return {"root": str(Path(config.unlabelled)), "photos": photos,
+            "skipped": [{"file": f, "reason": r} for f, r in skipped]}
 
 
 def _save_split(layout: RunLayout, dataset_info: dict, split: Split) -> None:
@@ -299,6 +334,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
     else:
         layout = RunLayout(Path(resume))
         config = _resumable(layout)
+    unlabelled = _scan_unlabelled(config)
     progress = progress or Progress()
     # Weights next: a backbone whose weights cannot be had stops the run before any work.
     specs = [get_backbone(name) for name in config.backbones]
@@ -313,15 +349,17 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
         labels = dataset_info["labels"]
         root = Path(dataset_info["root"])
         storage.write_text(layout.labels, "\n".join(labels) + "\n")
-        backbones = {}
+        backbones, correct = {}, {}
         for spec in specs:
             stage_timings: dict[str, float] = {}
             stages = _BackboneStages(spec, weights[spec.name], config, split, root, labels,
                                      layout.backbone(spec.name),
-                                     Stages(progress, stage_timings, f"{spec.name}: ", after_stage))
+                                     Stages(progress, stage_timings, f"{spec.name}: ", after_stage),
+                                     [Path(unlabelled["root"]) / p for p in unlabelled["photos"]] if unlabelled else [])
             storage.write_text(stages.layout.labels, "\n".join(labels) + "\n")
             model, history = stages.train(extractors[spec.name])
-            variants = stages.evaluate(stages.convert(model))
+            variants, right = stages.evaluate(stages.convert(model))
+            correct.update({(spec.name, name): r for name, r in right.items()})
             weights_label = describe_weights(spec, weights[spec.name])
             if "fine_tune" in history:  # the report's caption says both training stages happened
                 weights_label += (f"; top {config.train.fine_tune_layers} base layers fine-tuned "
@@ -331,11 +369,14 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
                 name=spec.name, input_size=spec.input_size, feature_dim=spec.feature_dim, weights=weights_label,
                 weights_source=spec.weights_source, pretrained=spec.pretrained, training=history,
                 timings=stage_timings, variants=variants)
+        _compare_with_the_best_float_model(backbones, correct)
         timings["total"] = round(time.perf_counter() - started, 3)
         results = Run(run_dir=str(layout.root), machine=reporting.machine_info(command), config=config,
                       dataset=dataset_info,
                       split={"seed": split.seed, **{name: len(split.subset(name)) for name in ("train", "val", "test")}},
-                      timings=timings, backbones=backbones)
+                      timings=timings, backbones=backbones,
+                      unlabelled={"root": unlabelled["root"], "photos": len(unlabelled["photos"]),
+                                  "skipped": unlabelled["skipped"]} if unlabelled else None)
         results.recommendation = recommend(results, config.budget)
         reporting.write_reports(results)
         storage.mark_complete(layout.root)

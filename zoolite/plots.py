@@ -38,31 +38,43 @@ def _label_points(ax, points: list[dict], largest_mb: float) -> None:
     accuracies = [p["accuracy"] for p in points]
     near_accuracy = max(0.08 * (max(accuracies) - min(accuracies)), 1e-3)
     previous, level = None, 0
-    for p in sorted(points, key=lambda p: p["mean_ms"]):
-        crowded = previous and p["mean_ms"] < previous["mean_ms"] * 1.35 \
+    for p in sorted(points, key=lambda p: p["ms"]):
+        crowded = previous and p["ms"] < previous["ms"] * 1.35 \
             and abs(p["accuracy"] - previous["accuracy"]) < near_accuracy
         level = level + 1 if crowded else 0
         previous = p
         radius = np.sqrt(_marker_area(p["size_mb"], largest_mb)) / 2  # scatter's area is diameter squared
         offset = (radius + 11 + 12 * (level // 2)) * (1 if level % 2 == 0 else -1)
-        ax.annotate(p["variant"], (p["mean_ms"], p["accuracy"] * 100), xytext=(0, offset),
+        ax.annotate(p["variant"], (p["ms"], p["accuracy"] * 100), xytext=(0, offset),
                     textcoords="offset points", ha="center", va="center", fontsize=9, zorder=4,
                     arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.6, "shrinkA": 0,
                                 "shrinkB": radius} if level > 1 else None)
 
 
 def tradeoff(results: Run) -> bytes:
-    """Accuracy vs mean single-image latency (log scale), one point per variant, area = file size;
-    the budget's accuracy floor (the same rule the recommendation applies) as a dashed line."""
+    """Accuracy vs median single-image latency (log scale), one point per variant, area = file size,
+    with 95% error bars on both; the budget's accuracy floor (the same rule the recommendation
+    applies) as a dashed line."""
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     ax = fig.add_subplot()
-    points = {name: [{"variant": v.variant, "accuracy": v.accuracy, "mean_ms": v.latency.mean_ms,
-                      "size_mb": v.size_mb} for v in b.variants] for name, b in results.backbones.items()}
+    points = {name: [{"variant": v.variant, "accuracy": v.accuracy, "ms": v.latency.median_ms,
+                      "size_mb": v.size_mb, "accuracy_interval": v.accuracy_interval,
+                      "latency_interval": v.latency.median_interval} for v in b.variants]
+              for name, b in results.backbones.items()}
     largest = max(p["size_mb"] for rows in points.values() for p in rows)
     for colour, (name, rows) in zip(itertools.cycle(COLOURS), points.items()):
-        ax.scatter([r["mean_ms"] for r in rows], [r["accuracy"] * 100 for r in rows],
+        ax.scatter([r["ms"] for r in rows], [r["accuracy"] * 100 for r in rows],
                    s=[_marker_area(r["size_mb"], largest) for r in rows], color=colour, alpha=0.55,
                    edgecolors="black", linewidths=0.6, label=name, zorder=3)
+        with_intervals = [r for r in rows if r["accuracy_interval"] and r["latency_interval"]]
+        if with_intervals:
+            ax.errorbar([r["ms"] for r in with_intervals], [r["accuracy"] * 100 for r in with_intervals],
+                        xerr=np.array([[r["ms"] - r["latency_interval"].low,
+                                        r["latency_interval"].high - r["ms"]] for r in with_intervals]).T.clip(0),
+                        yerr=np.array([[(r["accuracy"] - r["accuracy_interval"].low) * 100,
+                                        (r["accuracy_interval"].high - r["accuracy"]) * 100]
+                                       for r in with_intervals]).T.clip(0),
+                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.8, zorder=2)
     recommendation = results.recommendation
     budget = recommendation.budget if recommendation else None
     if budget:
@@ -73,20 +85,20 @@ def tradeoff(results: Run) -> bytes:
     _label_points(ax, [p for rows in points.values() for p in rows], largest)
     if budget and budget.max_latency_ms is not None:
         ax.axvline(budget.max_latency_ms, color="grey", linestyle=":", linewidth=1.5,
-                   label=f"latency limit {budget.max_latency_ms:g} ms")
+                   label=f"mean-latency limit {budget.max_latency_ms:g} ms")
     chosen = results.recommended()
     if chosen:
         ring = (np.sqrt(_marker_area(chosen[1].size_mb, largest)) + 9) ** 2
-        ax.scatter([chosen[1].latency.mean_ms], [chosen[1].accuracy * 100], s=ring,
+        ax.scatter([chosen[1].latency.median_ms], [chosen[1].accuracy * 100], s=ring,
                    facecolors="none", edgecolors="black", linewidths=2, label="recommended", zorder=5)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
     ax.margins(x=0.12, y=0.25)
-    ax.set_xlabel("mean latency per image, ms (log scale; 1 image per call)")
+    ax.set_xlabel("median latency per image, ms (log scale; 1 image per call)")
     ax.set_ylabel("test accuracy, %")
-    ax.set_title("Accuracy vs latency; marker area = file size (MB)")
+    ax.set_title("Accuracy vs latency, with 95% intervals; marker area = file size (MB)")
     ax.grid(True, which="major", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     data_entries = len(handles)

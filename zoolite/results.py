@@ -12,19 +12,28 @@ versions and refuses anything else in one line.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from zoolite.config import Budget, RunConfig
 from zoolite.errors import ZooliteError
+from zoolite.stats import Interval, PairedComparison
 
 SCHEMA_VERSION = 2
 MB = 1e6
 
 
+def _interval(obj: dict | None) -> Interval | None:
+    if obj is None:
+        return None
+    return Interval(**{**obj, "estimate": math.nan if obj.get("estimate") is None else obj["estimate"]})
+
+
 @dataclass
 class Latency:
-    """Single-image call times, in milliseconds."""
+    """Single-image call times, in milliseconds, with 95% bootstrap intervals of the median and
+    mean (their spread over the timed calls of this run; not across machines or sessions)."""
 
     mean_ms: float
     median_ms: float
@@ -34,6 +43,14 @@ class Latency:
     min_ms: float
     runs: int
     first_inference_ms: float | None = None
+    samples_ms: list[float] = field(default_factory=list)
+    median_interval: Interval | None = None
+    mean_interval: Interval | None = None
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Latency":
+        return cls(**{**obj, "median_interval": _interval(obj.get("median_interval")),
+                      "mean_interval": _interval(obj.get("mean_interval"))})
 
 
 @dataclass
@@ -69,6 +86,13 @@ class Variant:
     agreement: Agreement | None = None  # with the backbone's reference
     confusion_matrix: list[list[int]] = field(default_factory=list)
     per_class: dict[str, dict] = field(default_factory=dict)
+    accuracy_interval: Interval | None = None  # 95% Wilson interval
+    top_k_interval: Interval | None = None
+    # Against the run's most accurate float model (the budget's reference), on the same test images.
+    paired: PairedComparison | None = None
+    # Label-free fidelity to this backbone's float model, by the float model's confidence:
+    # {"test": rows, "unlabelled": rows} (stats.agreement_by_confidence).
+    fidelity: dict[str, list[dict]] = field(default_factory=dict)
 
     @property
     def shippable(self) -> bool:
@@ -81,9 +105,17 @@ class Variant:
     @classmethod
     def from_json(cls, obj: dict) -> "Variant":
         obj = dict(obj)
-        obj["latency"] = Latency(**obj["latency"])
-        obj["other_latency"] = {k: Latency(**v) for k, v in obj.get("other_latency", {}).items()}
+        obj["latency"] = Latency.from_json(obj["latency"])
+        obj["other_latency"] = {k: Latency.from_json(v) for k, v in obj.get("other_latency", {}).items()}
         obj["agreement"] = Agreement(**obj["agreement"]) if obj.get("agreement") else None
+        obj["accuracy_interval"] = _interval(obj.get("accuracy_interval"))
+        obj["top_k_interval"] = _interval(obj.get("top_k_interval"))
+        if obj.get("paired"):
+            paired = obj["paired"]
+            obj["paired"] = PairedComparison(**{
+                **paired, "difference_interval": _interval(paired["difference_interval"]),
+                **{k: math.nan if paired[k] is None else paired[k]
+                   for k in ("variant_accuracy", "reference_accuracy", "difference")}})
         return cls(**obj)
 
 
@@ -144,6 +176,7 @@ class Run:
     timings: dict[str, float]
     backbones: dict[str, Backbone]
     recommendation: Recommendation | None = None
+    unlabelled: dict | None = None  # root, photos, skipped: the --unlabelled folder, if any
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -173,7 +206,8 @@ class Run:
             run_dir=obj["run_dir"], machine=obj["machine"], config=RunConfig.from_json(obj["config"]),
             dataset=obj["dataset"], split=obj["split"], timings=obj["timings"],
             backbones={name: Backbone.from_json(b) for name, b in obj["backbones"].items()},
-            recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None)
+            recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None,
+            unlabelled=obj.get("unlabelled"))
 
 
 def _upgrade_v1(obj: dict) -> dict:

@@ -7,24 +7,36 @@ from zoolite.results import Backbone, Run
 
 
 def variant_rows(backbone: Backbone) -> list[dict]:
-    """The table rows of one backbone: each variant's figures and its ratios to the reference."""
+    """The table rows of one backbone: each variant's figures, their 95% intervals, the paired
+    evidence against the run's best float model, and ratios to the backbone's reference."""
     reference = backbone.reference
     return [{
-        "variant": v.variant, "loss": v.loss, "accuracy": v.accuracy,
-        "accuracy_delta_pp": (v.accuracy - reference.accuracy) * 100,
+        "variant": v.variant, "loss": v.loss, "accuracy": v.accuracy, "accuracy_interval": v.accuracy_interval,
+        "paired": v.paired, "median_ms": v.latency.median_ms, "median_interval": v.latency.median_interval,
         "mean_ms": v.latency.mean_ms, "p90_ms": v.latency.p90_ms,
         "speedup": reference.latency.mean_ms / v.latency.mean_ms,
         "size_mb": v.size_mb, "size_ratio": v.size_bytes / reference.size_bytes,
     } for v in backbone.variants]
 
 
-_COLUMNS = ["Variant", "Loss", "Accuracy", "Δ acc", "Mean ms", "p90 ms", "Speed-up", "Size MB", "Size"]
+_COLUMNS = ["Variant", "Loss", "Accuracy [95% CI]", "Δ vs float, pp [95% CI]", "Won/lost (p)",
+            "Median ms [95% CI]", "Mean ms", "Speed-up", "Size MB", "Size"]
+
+
+def _percent(value: float, interval) -> str:
+    return f"{value * 100:.1f}%" + ("" if interval is None else f" [{interval.low * 100:.1f}, {interval.high * 100:.1f}]")
 
 
 def _cells(r: dict) -> list[str]:
-    return [r["variant"], f"{r['loss']:.4f}", f"{r['accuracy'] * 100:.1f}%",
-            f"{r['accuracy_delta_pp']:+.1f} pp", f"{r['mean_ms']:.2f}", f"{r['p90_ms']:.2f}",
-            f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%"]
+    paired, median = r["paired"], r["median_interval"]
+    # 0.0 + x: no "-0.0" for a variant exactly as accurate as the reference
+    delta = "-" if paired is None else (f"{0.0 + paired.difference * 100:+.1f} [{paired.difference_interval.low * 100:+.1f}, "
+                                        f"{paired.difference_interval.high * 100:+.1f}]")
+    evidence = "-" if paired is None else \
+        f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})"
+    return [r["variant"], f"{r['loss']:.4f}", _percent(r["accuracy"], r["accuracy_interval"]), delta, evidence,
+            f"{r['median_ms']:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
+            f"{r['mean_ms']:.2f}", f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%"]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -47,7 +59,9 @@ def caption(results: Run, backbone: str) -> str:
     return (f"{backbone}, {b.input_size}px, weights: {b.weights}; test split {results.split['test']} "
             f"images; latency: 1 image per call, {latency.warmup} warm-up + up to {latency.runs} timed "
             f"calls, LiteRT threads {', '.join(litert_threads) or '-'}; {m['cpu']}, {m['cores']} cores. "
-            "Ratios vs the float Keras model.")
+            "Intervals are 95% (accuracy: Wilson; Δ: Newcombe's paired interval against the run's most "
+            "accurate float model on the same images, with the images won/lost and the exact McNemar p; "
+            "median latency: bootstrap over the timed calls). Speed-up and size vs the float Keras model.")
 
 
 def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:

@@ -1,0 +1,125 @@
+"""Does the recommendation survive noise, and does it still reject a variant that really loses accuracy?
+
+    .venv/bin/python benchmarks/evidence.py DATA UNLABELLED [--seeds 0,1,2,3,4] [--out DIR]
+
+For each seed: a full `zoolite run --data DATA --unlabelled UNLABELLED --seed S`, then its
+recommendation and the int8 (and uint8) paired evidence against the float model. Then the
+altered-variant cases on the first seed's run: uint8 models quantized per tensor instead of
+per channel, calibrated on four training photos darkened to a quarter of their brightness
+(unrepresentative: real photos overflow the recorded ranges), and calibrated on four flat
+grey images. Each is measured with the same routine and added to the run's results as the
+fastest and smallest file; the recommendation is asked again and must reject every one
+that really loses accuracy or fidelity, and only those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _evidence(variant) -> str:
+    p = variant.paired
+    fidelity = {name: next(r for r in rows if r["group"].endswith(">= 0.8")) for name, rows in variant.fidelity.items()}
+    confident = ", ".join(f"{name} {r['agreement'] * 100:.1f}% of {r['n']}" if r["n"] else f"{name} none"
+                          for name, r in fidelity.items())
+    return (f"{variant.variant:<8} acc {variant.accuracy * 100:5.1f}%  won/lost {p.only_variant_right}/"
+            f"{p.only_reference_right}  Δ {p.difference * 100:+.1f} pp [{p.difference_interval.low * 100:+.1f}, "
+            f"{p.difference_interval.high * 100:+.1f}]  McNemar p {p.mcnemar_p:.2g}  "
+            f"median {variant.latency.median_ms:.2f} ms  agreement where the float model is confident: {confident}")
+
+
+def damaged_case(results, out: Path):
+    """Altered uint8 models, measured and judged like the others."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    from zoolite import stats
+    from zoolite.evaluation import evaluate, predict_all
+    from zoolite.layout import RunLayout
+    from zoolite.metadata import add_metadata
+    from zoolite.recommend import recommend
+    from zoolite.results import Variant
+    from zoolite.targets import TARGETS
+    from zoolite.targets.keras import load_keras_model
+    from zoolite.targets.litert import LiteRTRuntime, calibrate, export_saved_model, quantize_calibrated
+
+    name = next(iter(results.backbones))
+    backbone = results.backbones[name]
+    layout = RunLayout(Path(results.run_dir)).backbone(name)
+    grey = np.full((4, backbone.input_size, backbone.input_size, 3), 128, np.uint8)
+    dark = (np.load(layout.images("representative"))[:4] // 4).astype(np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export_saved_model(load_keras_model(layout.model(TARGETS["keras"])), Path(tmp) / "saved_model")
+        calibrated = calibrate(saved, np.load(layout.images("representative")))
+        damaged = {
+            "uint8_per_tensor": bytes(tflite_convert.mlir_quantize(calibrated, disable_per_channel=True,
+                                                                   input_data_type=tf.uint8,
+                                                                   output_data_type=tf.uint8)),
+            "uint8_dark_calibration": quantize_calibrated(calibrate(saved, dark), "uint8"),
+            "uint8_grey_calibration": quantize_calibrated(calibrate(saved, grey), "uint8"),
+        }
+    images = np.load(layout.images("test"))
+    labels = np.array([label for _, label in json.loads(RunLayout(Path(results.run_dir)).split.read_text())["test"]])
+    reference = np.load(layout.probabilities("keras"))
+    fastest = min((v.latency for v in backbone.shippable), key=lambda latency: latency.median_ms)
+    smallest = min(v.size_bytes for v in backbone.shippable)
+    for variant_name, model in damaged.items():
+        path = out / f"{variant_name}.tflite"
+        path.write_bytes(add_metadata(model, name=variant_name, description="damaged on purpose",
+                                      labels=results.labels, version="benchmark"))
+        runtime = LiteRTRuntime(path, results.config.threads)
+        metrics, probs = evaluate(runtime, images, labels, len(results.labels), results.config.latency)
+        variant = Variant(variant=variant_name, family="litert", mode="uint8", role="shippable", file=str(path),
+                          size_bytes=path.stat().st_size, load_ms=0.0, **metrics)
+        variant.paired = stats.compare_paired(probs.argmax(1) == labels, reference.argmax(1) == labels)
+        variant.fidelity = {"test": stats.agreement_by_confidence(probs, reference)}
+        if layout.unlabelled_probabilities("keras").exists():
+            variant.fidelity["unlabelled"] = stats.agreement_by_confidence(
+                predict_all(runtime, np.load(layout.images("unlabelled"))),
+                np.load(layout.unlabelled_probabilities("keras")))
+        print(f"\nAltered variant {variant_name}, seed {results.split['seed']}:")
+        print("  " + _evidence(variant))
+        # Make it the fastest and smallest file, so that only the evidence can keep it out.
+        variant.latency, variant.size_bytes = fastest, smallest - 1
+        backbone.variants.append(variant)
+        recommendation = recommend(results, results.config.budget)
+        backbone.variants.remove(variant)
+        print(f"  recommended with it in the pool (as the fastest and smallest file): {recommendation.variant} -> "
+              f"{'REJECTED' if recommendation.variant != variant_name else 'NOT rejected'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("unlabelled")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--out", default=None, help="folder for the runs (default: a temporary one)")
+    args = parser.parse_args()
+    from zoolite.config import RunConfig
+    from zoolite.pipeline import run
+    from zoolite.progress import Progress
+    from zoolite.reporting import machine_info
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="zoolite-evidence-"))
+    print(f"{machine_info()['cpu']}; runs in {out}")
+    first = None
+    for seed in map(int, args.seeds.split(",")):
+        results = run(RunConfig.from_options(data=args.data, unlabelled=args.unlabelled, seed=seed,
+                                             runs_dir=str(out / "runs")), progress=Progress(False))
+        first = first or results
+        backbone = next(iter(results.backbones.values()))
+        print(f"\nseed {seed}: {results.split['test']} test images; float model "
+              f"{backbone.reference.accuracy * 100:.1f}%; recommended: {results.recommendation.variant}")
+        for name in ("int8", "uint8"):
+            print("  " + _evidence(backbone.variant(name)))
+        print(f"  {results.recommendation.reason}")
+    damaged_case(first, out)
+
+
+if __name__ == "__main__":
+    main()
