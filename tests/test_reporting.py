@@ -124,7 +124,7 @@ def test_report_html_with_two_backbones(small_run, tmp_path):
     page = _parse(run_dir / "report.html")
     combined, *others = page.tables
     first, second = [t for t in others if "Accuracy [95% CI]" in t[0][1]]  # each backbone's main table
-    assert sum("Top-1 agreement [95% CI]" in t[0][1] for t in others) == 2 * 2  # test and unlabelled photos
+    assert sum("all images" in t[0][1] for t in others) == 2 * 2  # fidelity on test and unlabelled photos
     assert combined[0][1][1:] == [f"{name} {column}" for name in (BACKBONE, "faster")
                                   for column in ("acc (loss)", "ms", "MB")]
     assert [css for css, _ in first[1:]].count("recommended") == 0

@@ -120,23 +120,33 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     return parts
 
 
+def _confidence_group(row: dict) -> str:
+    low, high = row["reference_max_prob_from"], row["reference_max_prob_below"]
+    if low is None and high is None:
+        return "all images"
+    if low is None:
+        return f"float model unsure (< {high:g})"
+    return f"confident (≥ {low:g})" if high is None else f"{low:g} to {high:g}"
+
+
 def _fidelity_section(results: Run, backbone) -> list[str]:
     """Top-1 agreement with the float model and the mean total-variation distance of the outputs,
     by the float model's confidence, on the test images and the --unlabelled photos."""
     parts = []
     for images, title in (("test", f"the {results.split['test']} test images"),
                           ("unlabelled", "the unlabelled photos")):
-        rows = [(v.variant, r) for v in backbone.variants if not v.role == "reference"
-                for r in v.fidelity.get(images, [])]
-        if not rows:
+        variants = [v for v in backbone.shippable if v.fidelity.get(images)]
+        if not variants:
             continue
-        cells = [[variant, r["group"], str(r["n"]),
-                  "-" if r["agreement"] is None else
-                  f"{r['agreement'] * 100:.1f}% [{r['agreement_low'] * 100:.1f}, {r['agreement_high'] * 100:.1f}]",
-                  "-" if r["mean_total_variation"] is None else f"{r['mean_total_variation']:.4f}"]
-                 for variant, r in rows]
+        groups = [_confidence_group(r) for r in variants[0].fidelity[images]]
+        cells = [[v.variant] + ["-" if r["agreement"] is None else
+                                f"{r['agreement'] * 100:.1f}% of {r['n']} [{r['agreement_low'] * 100:.1f}, "
+                                f"{r['agreement_high'] * 100:.1f}]; TV {r['mean_total_variation']:.3f}"
+                                for r in v.fidelity[images]] for v in variants]
         parts += [f"<h3>Fidelity to the float model on {escape(title)}</h3>",
-                  _table(["Variant", "Float model's confidence", "n", "Top-1 agreement [95% CI]", "Mean total variation"], cells)]
+                  '<p class="note">Top-1 agreement with the float model [95% CI] and the mean total-variation '
+                  "distance (TV) of the output probabilities, by the float model's confidence (its max "
+                  "probability).</p>", _table(["Variant", *groups], cells)]
     if parts and results.unlabelled:
         u = results.unlabelled
         parts.append(f'<p class="note">Unlabelled photos: <code>{escape(u["root"])}</code>, {u["photos"]} used, '
@@ -160,8 +170,10 @@ def html_report(results: Run) -> str:
              f"(train/val/test, seed {split['seed']}); {len(d['skipped'])} file(s) skipped.</p>",
              "<h2>Accuracy, latency and size</h2>",
              _img(plots.tradeoff(results), "accuracy vs latency of every variant"),
-             '<p class="note">Up and to the left is better. Below the dashed line a variant loses more accuracy '
-             "than the budget allows; the Keras model is the float reference, not a file an app ships.</p>"]
+             '<p class="note">Up and to the left is better; bars are 95% intervals. The dashed line is the '
+             "budget's accuracy floor: a variant below it is rejected only when the paired evidence shows its "
+             "loss is real (see the recommendation). The Keras model is the float reference, not a file an app "
+             "ships.</p>"]
     if len(names) > 1:
         body += ["<h3>All backbones</h3>", _table(*combined_cells(results))]
     for name in names:
