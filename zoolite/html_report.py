@@ -140,8 +140,8 @@ def _fidelity_section(results: Run, backbone) -> list[str]:
             continue
         groups = [_confidence_group(r) for r in variants[0].fidelity[images]]
         cells = [[v.variant] + ["-" if r["agreement"] is None else
-                                f"{r['agreement'] * 100:.1f}% of {r['n']} [{r['agreement_low'] * 100:.1f}, "
-                                f"{r['agreement_high'] * 100:.1f}]; TV {r['mean_total_variation']:.3f}"
+                                f"{r['agreement'] * 100:.1f}% [{r['agreement_low'] * 100:.0f}–"
+                                f"{r['agreement_high'] * 100:.0f}] of {r['n']}, TV {r['mean_total_variation']:.3f}"
                                 for r in v.fidelity[images]] for v in variants]
         parts += [f"<h3>Fidelity to the float model on {escape(title)}</h3>",
                   '<p class="note">Top-1 agreement with the float model [95% CI] and the mean total-variation '
