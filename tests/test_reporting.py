@@ -190,7 +190,7 @@ def test_nothing_satisfies_says_which_limits_ruled_the_variants_out():
     assert r.backbone is None and r.variant is None
     assert r.reason == ("No variant satisfies the budget (accuracy drop ≤ 0.2 pp, mean latency ≤ 3.5 ms): "
                         "of 4 shippable variants, 3 exceed the accuracy limit, 3 exceed the latency limit (with 40 "
-                        "test images a drop below 15 pp cannot be detected); loosen the budget with "
+                        "test images a drop below 12.5 pp cannot be detected); loosen the budget with "
                         "`zoolite report RUN_DIR --max-...`.")
 
 

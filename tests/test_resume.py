@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BACKBONE
+from conftest import BACKBONE, made_once
 from zoolite import storage
 from zoolite.cli import main
 from zoolite.results import Run
@@ -44,11 +44,22 @@ def _digests(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def killed_and_resumed(small_run, tmp_path_factory):
+@pytest.fixture(scope="session")
+def killed_and_resumed(small_run, shared_dir):
+    """Made once for the session (one xdist worker kills and resumes; the others read its record)."""
+    root = shared_dir / "resume"
+    with made_once(root) as first:
+        if first:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "record.json").write_text(json.dumps(_kill_and_resume(small_run, root)))
+    record = json.loads((root / "record.json").read_text())
+    return {**record, "earlier": Path(record["earlier"]), "run_dir": Path(record["run_dir"]),
+            "results": Run.from_json(record["results"])}
+
+
+def _kill_and_resume(small_run, work: Path) -> dict:
     earlier = Path(small_run.run_dir)
     runs = earlier.parent
-    work = tmp_path_factory.mktemp("resume")
     config = work / "config.json"
     config.write_text(json.dumps(small_run.config.to_json()))
     earlier_before = _digests(earlier)
@@ -59,7 +70,8 @@ def killed_and_resumed(small_run, tmp_path_factory):
     [run_dir] = [d for d in runs.iterdir() if d != earlier]
     after_kill = {
         "earlier": _digests(earlier), "complete": storage.is_complete(run_dir),
-        "marker": (run_dir / storage.INCOMPLETE_MARKER).read_text(), "incomplete_runs": storage.incomplete_runs(runs),
+        "marker": (run_dir / storage.INCOMPLETE_MARKER).read_text(),
+        "incomplete_runs": [str(d) for d in storage.incomplete_runs(runs)],
         "finished": {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest() for name in FINISHED_BEFORE_KILL},
     }
     # What a kill in the middle of writing leaves behind, whether or not this kill happened to.
@@ -68,8 +80,8 @@ def killed_and_resumed(small_run, tmp_path_factory):
     resumed = subprocess.run([sys.executable, "-m", "zoolite.cli", "run", "--resume", str(run_dir), "--json"],
                              capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr
-    return {"earlier": earlier, "earlier_before": earlier_before, "run_dir": run_dir, "after_kill": after_kill,
-            "results": Run.from_json(json.loads(resumed.stdout))}
+    return {"earlier": str(earlier), "earlier_before": earlier_before, "run_dir": str(run_dir),
+            "after_kill": after_kill, "results": json.loads(resumed.stdout)}
 
 
 def test_a_killed_run_leaves_earlier_runs_untouched_and_itself_marked_incomplete(killed_and_resumed):
@@ -78,7 +90,7 @@ def test_a_killed_run_leaves_earlier_runs_untouched_and_itself_marked_incomplete
     assert _digests(run["earlier"]) == run["earlier_before"]  # the resumed run did not touch it either
     assert not run["after_kill"]["complete"]
     assert f"zoolite run --resume {run['run_dir']}" in run["after_kill"]["marker"]
-    assert run["after_kill"]["incomplete_runs"] == [run["run_dir"]]  # what a new run warns about
+    assert run["after_kill"]["incomplete_runs"] == [str(run["run_dir"])]  # what a new run warns about
 
 
 def test_resume_continues_from_the_last_finished_stage(killed_and_resumed):

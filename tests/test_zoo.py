@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import copy_sample
+from conftest import copy_sample, made_once
 from zoolite.backbones import BACKBONES, build_feature_extractor, describe_weights, get_backbone, resolve_weights
 from zoolite.cli import main
 from zoolite.config import RunConfig
@@ -42,14 +42,21 @@ def tiny_data(tmp_path_factory) -> Path:
     return copy_sample(tmp_path_factory.mktemp("zoo") / "data", classes=("cane", "gatto"), per_class=4)
 
 
-@pytest.fixture(scope="module")
-def pair_run(tiny_data, tmp_path_factory):
-    config = RunConfig.from_options(
-        data=str(tiny_data), backbones=PAIR, runs_dir=str(tmp_path_factory.mktemp("pair-runs")),
-        representative_images=2, tensorboard=False, quantizations=tuple(PAIR_VARIANTS[1:]), epochs=1,
-        validation_freq=1, start_from_epoch=0, fine_tune_layers=FINE_TUNE_LAYERS, fine_tune_learning_rate=1e-4,
-        warmup=0, runs=1, min_runs=1)
-    return run(config, progress=Progress(False))
+@pytest.fixture(scope="session")
+def pair_run(shared_dir):
+    """Made once for the session, even when its tests land on different xdist workers."""
+    from zoolite.results import load
+
+    root = shared_dir / "pair-run"
+    with made_once(root) as first:
+        if first:
+            config = RunConfig.from_options(
+                data=str(copy_sample(root / "data", classes=("cane", "gatto"), per_class=4)), backbones=PAIR,
+                runs_dir=str(root / "runs"), representative_images=2, tensorboard=False,
+                quantizations=tuple(PAIR_VARIANTS[1:]), epochs=1, validation_freq=1, start_from_epoch=0,
+                fine_tune_layers=FINE_TUNE_LAYERS, fine_tune_learning_rate=1e-4, warmup=0, runs=1, min_runs=1)
+            (root / "run_dir.txt").write_text(run(config, progress=Progress(False)).run_dir)
+    return load((root / "run_dir.txt").read_text())
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BACKBONES])

@@ -15,6 +15,7 @@ import numpy as np
 
 from zoolite import plots
 from zoolite.layout import RunLayout
+from zoolite.recommend import CONFIDENT
 from zoolite.results import Run
 from zoolite.tables import backbone_cells, caption, combined_cells
 
@@ -153,7 +154,7 @@ def _fidelity_section(results: Run, backbone) -> list[str]:
                      f'{len(u["skipped"])} skipped. No labels are needed: these figures say how faithfully each variant '
                      "reproduces the float model. Photos of none of the classes make the float model unsure, and "
                      "unsure answers flip easily and mean little; a changed answer where the float model is "
-                     "confident (max probability ≥ 0.8) is what the recommendation counts.</p>")
+                     f"confident (max probability ≥ {CONFIDENT:g}) is what the recommendation counts.</p>")
     return parts
 
 

@@ -30,7 +30,7 @@ from zoolite.evaluation import agreement, evaluate, per_class_report, predict_al
 from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
-from zoolite.results import Backbone, Run, Variant
+from zoolite.results import SCHEMA_VERSION, Backbone, Run, Variant
 from zoolite.targets import REFERENCE, TARGETS, About, Target, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, extract_features, fit, labelled_batches, one_hot, \
@@ -224,9 +224,9 @@ class _BackboneStages:
         unlabelled = self._images("unlabelled", self.unlabelled) if self.unlabelled else None
         labels = self._labels("test")
         measured = [self._measure(target, path, images, labels, unlabelled) for target, path in files.items()]
-        reference = next(outputs for variant, *outputs in measured if variant.role == "reference")
+        reference_variant, *reference = next(m for m in measured if m[0].role == "reference")
         for variant, *outputs in measured:
-            variant.params = measured[0][0].params  # every variant holds the same weights, differently stored
+            variant.params = reference_variant.params  # every variant holds the same weights, differently stored
             variant.agreement = agreement(outputs[0], reference[0])
             report = per_class_report(outputs[0], labels, self.labels)
             variant.confusion_matrix, variant.per_class = report["confusion_matrix"], report["per_class"]
@@ -284,7 +284,7 @@ def _new_run_dir(config: RunConfig, dataset_info: dict, split: Split) -> RunLayo
     name = config.backbones[0] if len(config.backbones) == 1 else f"{len(config.backbones)}-backbones"
     layout = RunLayout(storage.new_run_dir(config.runs_dir, name))
     log.info("run folder: %s", layout.root)
-    storage.write_json(layout.config, config.to_json())
+    storage.write_json(layout.config, {"schema_version": SCHEMA_VERSION, **config.to_json()})
     _save_split(layout, dataset_info, split)
     return layout
 
@@ -295,7 +295,11 @@ def _resumable(layout: RunLayout) -> RunConfig:
     if layout.is_complete():
         raise ZooliteError(f"{layout.root}: this run is already complete; nothing to resume")
     try:
-        config = RunConfig.from_json(json.loads(layout.config.read_text()))
+        saved = json.loads(layout.config.read_text())
+        if saved.pop("schema_version", 1) != SCHEMA_VERSION:
+            raise ZooliteError(f"{layout.root}: written by another zoolite version, which this one cannot resume; "
+                               "start a new run")
+        config = RunConfig.from_json(saved)
     except (ValueError, TypeError, KeyError) as e:
         raise ZooliteError(f"{layout.config}: damaged run config ({e}); start a new run") from None
     storage.remove_partial_files(layout.root)

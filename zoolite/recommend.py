@@ -10,19 +10,16 @@ results, so ``zoolite report`` can re-ask with another budget without recomputin
 
 The rule (the README's "How the recommendation decides" gives the reasoning):
 
-1. **Accuracy, on paired evidence.** Each variant is compared with the float model on the
-   same test images. It is rejected when it is worse than the budget allows *and* the
-   evidence says the loss is real: its exact McNemar p-value is below 0.05 (more images
-   lost than won, beyond chance), or the whole 95% paired interval of the difference lies
-   beyond the budget. A drop that the test set cannot tell from noise does not reject it;
-   the sentence then says how large a drop the test set could have detected.
-2. **Fidelity, without labels.** A variant is also rejected when, on the images the float
-   model is confident about (max probability >= 0.8), it disagrees with the float model on
-   significantly more than the budget: the 95% interval of that disagreement lies above it.
-   A faithful quantized model keeps the float model's confident answers (on test images a
-   changed confident answer is almost always a lost right one); a damaged one changes them.
-   The test images count, and so do the ``--unlabelled`` photos when given; their unsure
-   answers, which flip easily and mean little, are left out.
+1. **Accuracy, on paired evidence.** Each variant is compared with the run's most accurate
+   float model on the same test images. It is rejected when it is less accurate than the
+   budget allows *and* the loss is real: more images lost than won, with a one-sided exact
+   McNemar p below 0.05. A drop that the test set cannot tell from chance does not reject it;
+   the sentence then says how large a drop the test set could have detected at all.
+2. **Fidelity, without labels.** A variant is also rejected when it changes the float model's
+   answer on the images the float model is confident about (max probability >= 0.8; test
+   images and ``--unlabelled`` photos pooled) at least :data:`MIN_CHANGED` times and
+   significantly more often than the budget (one-sided exact 95% lower bound above it). A
+   faithful quantized model keeps confident answers; a damaged one changes them.
 3. **Speed, beyond noise.** Among the variants left, the one with the lowest median latency
    wins only over variants it is clearly faster than (the 95% bootstrap interval of the
    ratio of medians lies below 1). Those it cannot be told apart from tie with it, and the
@@ -36,45 +33,47 @@ from __future__ import annotations
 from zoolite import stats
 from zoolite.config import Budget
 from zoolite.results import MB, Recommendation, Run, Variant
-from zoolite.targets import APP_INPUT_DTYPES
 
 # Accuracies are fractions: a drop of exactly the budget must not fail on rounding.
 _TOLERANCE = 1e-8
-SIGNIFICANCE = 0.05
+SIGNIFICANCE = 0.05  # one-sided: only a loss rejects
 MIN_TEST_IMAGES = 10
-CONFIDENT = 0.8  # the float model's max probability from which a changed answer counts as a loss
-_FIDELITY_GROUP = f"reference max prob >= {CONFIDENT:g}"
+CONFIDENT = 0.8  # the float model's max probability from which its answers count as confident
+MIN_CHANGED = 3  # changed confident answers below this are never evidence of damage
 
 
-def accuracy_loss_is_real(variant: Variant, budget: Budget, floor: float) -> bool:
-    """Rule 1: below the floor, and the paired evidence says the loss is not chance."""
+def accuracy_loss_is_real(variant: Variant, floor: float) -> bool:
+    """Rule 1: below the floor, and more images lost than won beyond chance."""
     if variant.accuracy >= floor - _TOLERANCE:
         return False
     paired = variant.paired
     if paired is None:  # results of zoolite 0.1 carry no paired evidence: the point estimate decides
         return True
-    losing = paired.only_reference_right > paired.only_variant_right
-    return (losing and paired.mcnemar_p < SIGNIFICANCE) \
-        or paired.difference_interval.high < -budget.max_accuracy_drop_pp / 100
+    # With fewer wins than losses, the one-sided exact p is half the two-sided one.
+    return paired.only_reference_right > paired.only_variant_right and paired.mcnemar_p / 2 < SIGNIFICANCE
 
 
-def unfaithful(variant: Variant, budget: Budget) -> list[str]:
-    """Rule 2: the image sets on whose confident part the variant disagrees significantly more
-    than the budget ('test', 'unlabelled')."""
-    found = []
-    for images, rows in variant.fidelity.items():
-        row = next((r for r in rows if r["group"] == _FIDELITY_GROUP), None)
-        if row and row["n"]:
-            disagreement_low = 1 - row["agreement_high"]  # Wilson interval of agreement, turned over
-            if disagreement_low > budget.max_accuracy_drop_pp / 100:
-                found.append(images)
-    return found
+def changed_confident_answers(variant: Variant) -> tuple[int, int]:
+    """(answers changed, images) where the float model is confident, test and unlabelled pooled."""
+    rows = [r for rows in variant.fidelity.values() for r in rows
+            if r["reference_max_prob_from"] == CONFIDENT and r["reference_max_prob_below"] is None and r["n"]]
+    n = sum(r["n"] for r in rows)
+    return n - sum(round(r["agreement"] * r["n"]) for r in rows), n
+
+
+def unfaithful(variant: Variant, budget: Budget) -> bool:
+    """Rule 2: confident answers changed often enough, and significantly more often than the budget."""
+    changed, n = changed_confident_answers(variant)
+    if changed < MIN_CHANGED:
+        return False
+    lower = stats.proportion_interval(changed, n, confidence=1 - 2 * SIGNIFICANCE, method="exact").low
+    return lower > budget.max_accuracy_drop_pp / 100
 
 
 def failures(variant: Variant, floor: float, budget: Budget, decide_accuracy: bool) -> list[str]:
     """The budget limits ``variant`` breaks: 'accuracy', 'fidelity', 'latency', 'size'."""
     failed = []
-    if decide_accuracy and accuracy_loss_is_real(variant, budget, floor):
+    if decide_accuracy and accuracy_loss_is_real(variant, floor):
         failed.append("accuracy")
     if unfaithful(variant, budget):
         failed.append("fidelity")
@@ -92,10 +91,10 @@ def _clearly_faster(a: Variant, b: Variant) -> bool:
 
 
 def _resolution(n: int) -> str:
-    drop = stats.detectable_drop_pp(n)
+    drop = stats.detectable_drop_pp(n, confidence=1 - 2 * SIGNIFICANCE)  # two-sided at 10% = one-sided at 5%
     if drop == float("inf"):
         return f"with {n} test images no accuracy drop can be detected"
-    return f"with {n} test images a drop below {drop:.2g} pp cannot be detected"
+    return f"with {n} test images a drop below {drop:.3g} pp cannot be detected"
 
 
 def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
@@ -119,14 +118,20 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
                                       "the budget with `zoolite report RUN_DIR --max-...`.")
     fastest = min(fitting, key=lambda c: (c[1].latency.median_ms, c[1].size_bytes))[1]
     tied = [c for c in fitting if c[1] is fastest or not _clearly_faster(fastest, c[1])]
-    # Smallest file; near-equal integer files: the one whose input app clients accept.
-    backbone, best = min(tied, key=lambda c: (c[1].input_dtype not in APP_INPUT_DTYPES, c[1].size_bytes,
-                                              c[1].latency.median_ms))
+    backbone, best = min(tied, key=lambda c: (c[1].size_bytes, c[1].latency.median_ms))
     several = len(run.backbones) > 1
-    name = f"{backbone} {best.variant}" if several else best.variant
-    others = [f"{b} {v.variant}" if several else v.variant for b, v in tied if v is not best]
-    speed = (f"as fast as {', '.join(others)} within timing noise, and the smallest of them" if others
-             else "clearly faster than the others")
+
+    def named(b: str, v: Variant) -> str:
+        return f"{b} {v.variant}" if several else v.variant
+
+    name = named(backbone, best)
+    others = [named(b, v) for b, v in tied if v is not best]
+    if others:
+        speed = f"as fast as {', '.join(others)} within timing noise, and the smallest of them"
+    else:
+        speed = "the only one" if len(fitting) == 1 else "clearly faster than the others"
+    excluded = [f"{named(b, v)} ({', '.join(failures(v, floor, budget, decide_accuracy))})" for b, v in pool
+                if (b, v) not in fitting and v.latency.median_ms < best.latency.median_ms]
     which = f"{len(pool)}" if len(fitting) == len(pool) else f"{len(fitting)} (of {len(pool)})"
     paired = best.paired
     reference = f"the {'best ' if several else ''}float model"
@@ -137,7 +142,8 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
     reason = (f"{name}: {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, accuracy "
               f"{best.accuracy * 100:.1f}%{_interval_text(best)}, {0.0 + (best.accuracy - best_float) * 100:+.1f} pp "
               f"vs {reference}{change}. Of the {which} shippable variants within the budget ({budget.describe()}), "
-              f"it is {speed}. Evidence: {evidence}.")
+              f"it is {speed}." + (f" Faster but outside the budget: {', '.join(excluded)}." if excluded else "")
+              + f" Evidence: {evidence}.")
     return Recommendation(budget, reason, backbone, best.variant)
 
 

@@ -92,9 +92,11 @@ def markdown_report(results: Run) -> str:
 
 
 def results_csv(results: Run) -> str:
-    fields = ["backbone", "variant", "family", "mode", "role", "loss", "accuracy", "top_k", "top_k_accuracy",
-              "mean_ms", "median_ms", "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes",
-              "size_vs_float32_tflite", "top1_agreement", "mean_abs_prob_diff", "threads"]
+    fields = ["backbone", "variant", "family", "mode", "role", "loss", "accuracy", "accuracy_low", "accuracy_high",
+              "top_k", "top_k_accuracy", "difference_vs_best_float", "difference_low", "difference_high",
+              "images_won", "images_lost", "mcnemar_p", "mean_ms", "median_ms", "median_low", "median_high",
+              "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes", "size_vs_float32_tflite",
+              "top1_agreement", "mean_abs_prob_diff", "threads"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -103,6 +105,14 @@ def results_csv(results: Run) -> str:
         for v in backbone.variants:
             row = {"backbone": name, **asdict(v), **asdict(v.latency), **(asdict(v.agreement) if v.agreement else {})}
             row["size_vs_float32_tflite"] = v.size_bytes / float32.size_bytes if float32 else None
+            if v.accuracy_interval:
+                row.update(accuracy_low=v.accuracy_interval.low, accuracy_high=v.accuracy_interval.high)
+            if v.latency.median_interval:
+                row.update(median_low=v.latency.median_interval.low, median_high=v.latency.median_interval.high)
+            if v.paired:
+                row.update(difference_vs_best_float=v.paired.difference, difference_low=v.paired.difference_interval.low,
+                           difference_high=v.paired.difference_interval.high, images_won=v.paired.only_variant_right,
+                           images_lost=v.paired.only_reference_right, mcnemar_p=v.paired.mcnemar_p)
             writer.writerow(row)
     return buffer.getvalue()
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import keras
+if TYPE_CHECKING:  # keras (and TensorFlow) load only when a backbone is built: reading results stays light
+    import keras
 
 from zoolite.errors import ZooliteError
 
@@ -53,6 +54,8 @@ def _lite(name: str) -> Callable[[str | None], keras.Model]:
 
 def _keras_app(constructor: str, size: int) -> Callable[[str | None], keras.Model]:
     def build(weights):
+        import keras
+
         return getattr(keras.applications, constructor)(
             input_shape=(size, size, 3), include_top=False, weights=weights, pooling="avg")
     return build
@@ -143,6 +146,8 @@ def build_feature_extractor(spec: BackboneSpec, weights: str | None = "imagenet"
 
     ``weights`` is 'imagenet', a local weights file, or None (random initialisation).
     """
+    import keras
+
     weights_file = weights not in ("imagenet", None)
     try:
         # Keras warns once per layer of a weights file that does not fit, then fails or

@@ -59,7 +59,6 @@ class Target:
     mode: str
     description: str
     shippable: bool = True  # False: the float reference, measured but not handed to apps
-    calibrated: bool = False  # needs representative training images
     input_dtype: str = "float32"  # what an app feeds it; MediaPipe and LiteRT.js take float32 or uint8
 
     @property
@@ -82,11 +81,10 @@ TARGETS: dict[str, Target] = {target.name: target for target in [
     Target("dynamic", LITERT, "dynamic", "dynamic range: int8 weights, float activations"),
     Target("float16", LITERT, "float16", "float16 weights, float32 compute on CPU"),
     Target("int8_fallback", LITERT, "int8_fallback",
-           "int8 weights and activations, float ops where int8 is missing, float input/output", calibrated=True),
-    Target("int8", LITERT, "int8", "integer only: int8 weights, activations, input and output", calibrated=True,
-           input_dtype="int8"),
+           "int8 weights and activations, float ops where int8 is missing, float input/output"),
+    Target("int8", LITERT, "int8", "integer only: int8 weights, activations, input and output", input_dtype="int8"),
     Target("uint8", LITERT, "uint8", "integer only, uint8 input and output: raw pixels go in as they are "
-           "(scale 1, zero point 0)", calibrated=True, input_dtype="uint8"),
+           "(scale 1, zero point 0)", input_dtype="uint8"),
 ]}
 REFERENCE = TARGETS["keras"]
 # What --quantizations chooses from: every converted target.
