@@ -1,0 +1,329 @@
+"""The model in a browser: ``zoolite export --web`` and ``zoolite serve``, with the page in headless Chromium.
+
+The sites are real exports of the session's ``small_run`` (float32 and uint8), served by the
+real ``zoolite serve`` command in a subprocess; the browser is Debian's ``chromium``
+(scripts/install-browser.sh), driven with pip ``playwright``. The page's top-1 labels are
+compared with ``zoolite predict`` on the same exported file and the same photos, which the
+run never saw. Set ZOOLITE_WEB_SCREENSHOT=path to save a screenshot of the page (the README's).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE
+from zoolite.cli import main
+
+CHROMIUM = Path(os.environ.get("ZOOLITE_CHROMIUM", "/usr/bin/chromium"))
+RUN_CLASSES = ("cane", "gatto", "ragno")  # small_run's classes: dog, cat, spider
+VARIANTS = ("float32", "uint8")
+N_PHOTOS = 10
+
+
+def _error_line(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("zoolite: error:"), (code, err)
+    return err[0]
+
+
+def export_site(run_dir, to: Path, *options: str) -> Path:
+    assert main(["export", str(run_dir), "--web", *options, "--to", str(to)]) == 0
+    return to
+
+
+class ZooliteServe:
+    """``zoolite serve SITE --port 0`` in its own process; the URL it prints; Ctrl-C on exit,
+    after which it must have stopped cleanly (exit 0, nothing on stderr)."""
+
+    def __init__(self, site: Path):
+        command = Path(sys.executable).with_name("zoolite")
+        argv = [str(command)] if command.exists() else [sys.executable, "-m", "zoolite.cli"]
+        self.process = subprocess.Popen([*argv, "serve", str(site), "--port", "0"], text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        ready, _, _ = select.select([self.process.stdout], [], [], 30)
+        line = self.process.stdout.readline() if ready else ""
+        found = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        if not found:
+            self.process.kill()
+            pytest.fail(f"zoolite serve printed {line!r}; stderr: {self.process.communicate()[1]!r}")
+        self.url = found.group(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.process.send_signal(signal.SIGINT)
+        try:
+            out, err = self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        if exc[0] is None:
+            assert (self.process.returncode, out, err) == (0, "", ""), "zoolite serve did not stop cleanly on Ctrl-C"
+
+
+# ---------------------------------------------------------------- photos and zoolite predict
+
+@pytest.fixture
+def web_photos(small_run, tmp_path) -> list[Path]:
+    """10 photos of small_run's classes that its data did not include, then one undecodable '.jpg'."""
+    used = {p.name for p in Path(small_run.dataset["root"]).rglob("*")}
+    unseen = [[p for p in sorted((SAMPLE / name).iterdir()) if p.name not in used] for name in RUN_CLASSES]
+    chosen = [photos[i] for i in range(N_PHOTOS) for photos in unseen if i < len(photos)][:N_PHOTOS]
+    assert len(chosen) == N_PHOTOS
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    copies = []
+    for src in chosen:  # the page knows a photo by its file name: make them unique
+        copies.append(folder / f"{src.parent.name}-{src.name}")
+        shutil.copyfile(src, copies[-1])
+    bad = folder / "not-a-photo.jpg"
+    bad.write_text("these are text bytes, not a JPEG\n")
+    return copies + [bad]
+
+
+def predict_top1(model: Path, photos: list[Path], capsys) -> list[str]:
+    """`zoolite predict MODEL PHOTO... --top 1`: the top-1 label of each photo."""
+    capsys.readouterr()
+    assert main(["predict", str(model), *map(str, photos), "--top", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(photos)
+    labels = []
+    for photo, line in zip(photos, lines):
+        assert line.startswith(f"{photo}: ")
+        labels.append(line[len(f"{photo}: "):].rpartition(" ")[0])
+    return labels
+
+
+# ---------------------------------------------------------------- browser
+
+@pytest.fixture(scope="session")
+def chromium():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} missing: run scripts/install-browser.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url: str, timeout_ms: int = 60_000):
+    """A new page at ``url`` once the model is loaded, with the requests and console errors it makes."""
+    page = browser.new_page()
+    log = {"requests": [], "errors": []}
+    page.on("request", lambda request: log["requests"].append(request.url))
+    page.on("console", lambda msg: log["errors"].append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda error: log["errors"].append(str(error)))
+    page.goto(url)
+    page.wait_for_selector("body[data-state]", timeout=timeout_ms)
+    state = page.get_attribute("body", "data-state")
+    assert state == "ready", f"page failed: {page.text_content('#status')} {log['errors']}"
+    return page, log
+
+
+def classify_in_page(page, photos: list[Path], timeout_ms: int = 60_000) -> list[dict]:
+    """Give the page ``photos`` through its file input; wait for one result per photo; their attributes."""
+    before = page.locator("#results > [data-file]").count()
+    page.set_input_files("#files", [str(p) for p in photos])
+    page.wait_for_function(f"document.querySelectorAll('#results > [data-file]').length >= {before + len(photos)}",
+                           timeout=timeout_ms)
+    return page.eval_on_selector_all(
+        "#results > [data-file]",
+        "els => els.map(e => ({file: e.dataset.file, label: e.dataset.label, ms: e.dataset.ms,"
+        " error: e.dataset.error, text: e.textContent}))")[before:]
+
+
+@pytest.mark.slow
+def test_exported_page_in_chromium(chromium, small_run, web_photos, tmp_path, capsys, record_property):
+    """Both web-ready variants, exported and served by zoolite, agree with `zoolite predict`; without
+    COOP/COEP the page still works, on 1 thread. One test: the browser and the exports are made once."""
+    sites = {variant: export_site(small_run.run_dir, tmp_path / f"site-{variant}", "--variant", variant)
+             for variant in VARIANTS}
+    for variant in VARIANTS:
+        check_page_against_predict(chromium, sites[variant], web_photos, capsys, record_property,
+                                   screenshot=variant == "uint8" and os.environ.get("ZOOLITE_WEB_SCREENSHOT"))
+    check_page_without_isolation(chromium, sites["uint8"], web_photos[:2])
+
+
+def check_page_against_predict(chromium, site: Path, web_photos: list[Path], capsys, record_property,
+                               screenshot=None):
+    from zoolite.data import load_image
+
+    card = json.loads((site / "model.json").read_text())
+    photos, bad = web_photos[:-1], web_photos[-1]
+    with ZooliteServe(site) as server:
+        page, log = open_page(chromium, server.url)
+        results = {r["file"]: r for r in classify_in_page(page, web_photos)}
+        summary = page.locator("#summary")
+        threads = summary.get_attribute("data-threads")
+        summary_text = summary.text_content()
+        # The page's model input for a few photos, against zoolite's (zoolite.data.load_image).
+        size = card["input_size"]
+        pixel_diffs = []
+        for photo in photos[:3]:
+            data = page.evaluate("async (b64) => Array.from(await zoolite.preprocess("
+                                 "new Blob([Uint8Array.from(atob(b64), c => c.charCodeAt(0))])))",
+                                 base64.b64encode(photo.read_bytes()).decode())
+            page_pixels = np.array(data, dtype=np.float32).reshape(size, size, 3)
+            pixel_diffs.append(float(np.abs(page_pixels - load_image(photo, size)).mean()))
+        if screenshot:
+            page.set_viewport_size({"width": 1000, "height": 1000})
+            page.screenshot(path=screenshot, full_page=True)
+        page.close()
+
+    # The undecodable file: one line in its place; the others go on.
+    assert results[bad.name]["error"] == "decode"
+    assert "\n" not in results[bad.name]["text"].strip() and bad.name in results[bad.name]["text"]
+    assert all(results[p.name]["error"] is None and results[p.name]["label"] for p in photos)
+
+    expected = predict_top1(site / card["model_file"], photos, capsys)
+    got = [results[p.name]["label"] for p in photos]
+    disagreements = sum(a != b for a, b in zip(expected, got))
+    variant = card["variant"]
+    record_property(f"disagreements_{variant}", f"{disagreements}/{len(photos)}")
+    with capsys.disabled():
+        print(f"\n{variant}: top-1 disagreements, page vs zoolite predict: {disagreements}/{len(photos)}; "
+              f"page: {summary_text}")
+    assert disagreements <= 1, list(zip([p.name for p in photos], expected, got))
+    assert len(set(expected)) >= 2, expected  # not all one class: the comparison means something
+
+    assert max(pixel_diffs) < 4, pixel_diffs  # 0-255 levels: decoders and resamplers differ slightly
+    expected_threads = min(2, os.cpu_count() or 1)
+    assert threads == str(expected_threads), summary_text
+    assert f"{expected_threads} thread" in summary_text and card["model_file"] in summary_text
+    assert all(float(results[p.name]["ms"]) > 0 for p in photos)
+    assert log["errors"] == []
+    outside = [u for u in log["requests"] if not u.startswith(server.url) and not u.startswith(("blob:", "data:"))]
+    assert outside == [], outside
+
+
+def check_page_without_isolation(chromium, site: Path, photos: list[Path]):
+    """Served without COOP/COEP (not by zoolite serve), the page falls back to one thread and says so."""
+    import functools
+    import http.server
+
+    class Plain(http.server.SimpleHTTPRequestHandler):  # no COOP/COEP headers
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                          ".wasm": "application/wasm", ".js": "text/javascript"}
+
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Plain, directory=str(site))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            page, log = open_page(chromium, f"http://127.0.0.1:{server.server_address[1]}/")
+            results = classify_in_page(page, photos)
+            summary = page.text_content("#summary")
+            page.close()
+        finally:
+            server.shutdown()
+    assert all(r["label"] for r in results)
+    assert "1 thread" in summary and "not cross-origin isolated" in summary
+    assert log["errors"] == []
+
+
+# ---------------------------------------------------------------- no browser needed
+
+def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_path, capsys):
+    site = export_site(small_run.run_dir, tmp_path / "site")
+    out = capsys.readouterr().out.strip().splitlines()
+    recommended = small_run.recommendation.variant
+    shipped = "uint8" if recommended == "int8" else recommended  # as a plain export
+    files = sorted(["app.js", "index.html", "labels.txt", "litertjs", "model.json", f"{shipped}.tflite"])
+    assert out == [f"{site}: {', '.join(files)}", f"open it in a browser: zoolite serve {site}"]
+    assert (site / "litertjs" / "core" / "index.js").is_file()
+
+
+def test_export_web_refuses_int8_and_writes_nothing(small_run, tmp_path, capsys):
+    target = tmp_path / "site"
+    line = _error_line(capsys, ["export", str(small_run.run_dir), "--web", "--variant", "int8", "--to", str(target)])
+    working = [v.variant for v in small_run.backbones["efficientnet_lite0"].shippable if v.variant != "int8"]
+    assert "--variant int8: takes int8 input, which LiteRT.js cannot run" in line
+    assert line.endswith(f"for --web choose from: {', '.join(working)}") and "uint8" in working
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_refuses_a_folder_without_page(tmp_path, capsys):
+    line = _error_line(capsys, ["serve", str(tmp_path)])
+    assert line == f"zoolite: error: {tmp_path}: no index.html; pass a folder written by `zoolite export --web`"
+
+
+def test_serve_refuses_a_port_in_use(tmp_path, capsys):
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _error_line(capsys, ["serve", str(tmp_path), "--port", str(port)])
+    assert line == f"zoolite: error: --port {port}: already in use; pick another port"
+
+
+def test_serve_sends_isolation_headers_and_types(tmp_path):
+    import urllib.request
+
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    for name in ("a.wasm", "a.js", "a.mjs", "a.tflite"):
+        (tmp_path / name).write_bytes(b"\0")
+    types = {}
+    with ZooliteServe(tmp_path) as server:
+        for name in ("index.html", "a.wasm", "a.js", "a.mjs", "a.tflite"):
+            with urllib.request.urlopen(server.url + name) as response:
+                types[name] = response.headers["Content-Type"].split(";")[0]
+                assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+                assert response.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+                assert response.headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert types == {"index.html": "text/html", "a.wasm": "application/wasm", "a.js": "text/javascript",
+                     "a.mjs": "text/javascript", "a.tflite": "application/octet-stream"}
+
+
+def test_write_site_refuses_int8_input(tmp_path):
+    from zoolite.errors import ZooliteError
+    from zoolite.web import WEB_INPUT_DTYPES, web_can_run, write_site
+
+    card = {"model_file": "int8.tflite", "variant": "int8", "input": {"dtype": "int8"}, "output": {"dtype": "int8"}}
+    (tmp_path / "int8.tflite").write_bytes(b"\0")
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    assert not web_can_run(card) and WEB_INPUT_DTYPES == {"uint8", "float32"}
+    with pytest.raises(ZooliteError, match="int8 input, which LiteRT.js cannot run"):
+        write_site(tmp_path)
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_write_site_adds_page_and_runtime_only(tmp_path):
+    from zoolite.web import write_site
+
+    card = {"model_file": "uint8.tflite", "variant": "uint8", "input": {"dtype": "uint8"},
+            "output": {"dtype": "uint8"}}
+    (tmp_path / "uint8.tflite").write_bytes(b"\0")
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    write_site(tmp_path)
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["app.js", "index.html", "litertjs/LICENSE", "litertjs/VERSION", "litertjs/core/index.js",
+                     "litertjs/wasm-utils/index.js", "litertjs/wasm/litert_wasm_compat_internal.js",
+                     "litertjs/wasm/litert_wasm_compat_internal.wasm",
+                     "litertjs/wasm/litert_wasm_threaded_internal.js",
+                     "litertjs/wasm/litert_wasm_threaded_internal.wasm", "model.json", "uint8.tflite"]
+    # No CDN: the page and runtime name no other host.
+    page = (tmp_path / "index.html").read_text() + (tmp_path / "app.js").read_text()
+    assert "https://" not in page and "http://" not in page

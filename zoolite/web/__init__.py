@@ -1,0 +1,89 @@
+"""The model in a browser: a static page around an export bundle, run with LiteRT.js.
+
+:func:`write_site` adds ``index.html``, ``app.js`` and the vendored LiteRT.js runtime
+(``litertjs/``, from npm ``@litertjs/core``, Apache-2.0) to a folder that already holds a
+bundle written by ``zoolite export`` (``<variant>.tflite``, ``labels.txt``, ``model.json``).
+The page loads only same-origin files: nothing comes from a CDN at run time.
+
+LiteRT.js can build input tensors of float32, int32 and uint8 only, so a model whose input
+(or output) is int8 cannot run in the page: :data:`WEB_INPUT_DTYPES`, :func:`web_can_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from zoolite.errors import ZooliteError
+from zoolite.targets import APP_INPUT_DTYPES
+
+HERE = Path(__file__).parent
+PAGE_FILES = ("index.html", "app.js")
+RUNTIME_DIR = "litertjs"  # in the site; the page's import map and app.js name this folder
+VENDOR = HERE / "vendor" / "litertjs"
+
+# Tensor dtypes the page can feed and read with LiteRT.js (its Tensor takes Float32Array,
+# Int32Array or Uint8Array; zoolite models take pixels, so int32 never applies): the app
+# clients' input types of the target registry.
+WEB_INPUT_DTYPES = frozenset(APP_INPUT_DTYPES)
+
+
+def _dtype(card: dict, key: str) -> str | None:
+    tensor = card.get(key) or {}
+    return tensor.get("dtype") if isinstance(tensor, dict) else None
+
+
+def web_can_run(card: dict) -> bool:
+    """True when the model that ``card`` (model.json) describes can run in the page."""
+    return (_dtype(card, "input") in WEB_INPUT_DTYPES
+            and _dtype(card, "output") in WEB_INPUT_DTYPES | {None})
+
+
+def check_web_model(card: dict, where: str = "model.json") -> None:
+    """Raise a one-line ZooliteError when the page cannot run ``card``'s model."""
+    for key in ("input", "output"):
+        dtype = _dtype(card, key)
+        if key == "output" and dtype is None:
+            continue
+        if dtype not in WEB_INPUT_DTYPES:
+            raise ZooliteError(
+                f"{where}: variant {card.get('variant', '?')} has {dtype} {key}, which LiteRT.js cannot "
+                f"run (it takes {' or '.join(sorted(WEB_INPUT_DTYPES))}); export a float32 or uint8 variant "
+                "with --web")
+
+
+def vendored_files() -> list[Path]:
+    """The runtime files the site gets, relative to the vendored folder."""
+    return sorted(p.relative_to(VENDOR) for p in VENDOR.rglob("*") if p.is_file())
+
+
+def write_site(bundle_dir: Path) -> None:
+    """Add the page and the LiteRT.js runtime to ``bundle_dir``, which holds an export bundle.
+
+    Checks that model.json names a model file that is there and that LiteRT.js can run
+    (:func:`check_web_model`); raises ZooliteError with a one-line message otherwise.
+    Existing page/runtime files are replaced, so re-running it refreshes a site.
+    """
+    bundle_dir = Path(bundle_dir)
+    card_path = bundle_dir / "model.json"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ZooliteError(f"{bundle_dir}: no model.json; pass a folder written by `zoolite export`") from None
+    except (OSError, ValueError) as e:
+        raise ZooliteError(f"{card_path}: cannot read it ({e}); export the model again") from None
+    model_file = card.get("model_file")
+    if not model_file or not (bundle_dir / model_file).is_file():
+        raise ZooliteError(f"{card_path}: model file {model_file!r} is not in {bundle_dir}; export the model again")
+    check_web_model(card, str(card_path))
+    if not (VENDOR / "core" / "index.js").is_file():
+        raise ZooliteError(f"{VENDOR}: the LiteRT.js runtime is missing from this installation; "
+                           "run scripts/refresh_litertjs.sh or reinstall zoolite")
+
+    for name in PAGE_FILES:
+        shutil.copyfile(HERE / name, bundle_dir / name)
+    target = bundle_dir / RUNTIME_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(VENDOR, target, copy_function=shutil.copyfile)  # the site's own file modes
