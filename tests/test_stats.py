@@ -50,6 +50,10 @@ def test_wilson_matches_newcombe_1998_table(x, n, low, high):
     assert ci.estimate == x / n and ci.confidence == 0.95
 
 
+def _width(interval) -> float:
+    return interval.high - interval.low
+
+
 def test_wilson_at_the_extremes_has_a_closed_form():
     # p̂ = 0: the upper root is z²/(n + z²); p̂ = 1: the lower root is n/(n + z²).
     zero, full = stats.proportion_interval(0, 10), stats.proportion_interval(10, 10)
@@ -86,18 +90,10 @@ def test_no_images_is_no_information_and_bad_input_is_refused():
     for method in ("wilson", "exact"):
         ci = stats.proportion_interval(0, 0, method=method)
         assert (ci.low, ci.high) == (0.0, 1.0) and math.isnan(ci.estimate)
-        assert ci.to_json()["estimate"] is None
     for args, kwargs in [((5, 4), {}), ((-1, 4), {}), ((1, 4), {"method": "wald"}),
                          ((1, 4), {"confidence": 1.0}), ((1.5, 4), {})]:
         with pytest.raises(ValueError):
             stats.proportion_interval(*args, **kwargs)
-
-
-def test_interval_helpers():
-    ci = Interval(-0.1, 0.2, 0.05)
-    assert ci.width == pytest.approx(0.3)
-    assert not ci.excludes(0) and ci.excludes(0.25) and ci.excludes(-0.2)
-    assert json.loads(json.dumps(ci.to_json())) == {"estimate": 0.05, "low": -0.1, "high": 0.2, "confidence": 0.95}
 
 
 # --------------------------------------------------------------------------- McNemar
@@ -179,8 +175,8 @@ def test_newcombe_paired_width_follows_the_evidence():
     nothing = stats.paired_difference_interval(0, 0, 0, 0)
     assert (nothing.low, nothing.high) == (-1.0, 1.0) and math.isnan(nothing.estimate)
     tiny = stats.paired_difference_interval(2, 1, 1, 1)
-    assert tiny.width > 0.9  # five images say little
-    widths = [stats.paired_difference_interval(30 * k, 3 * k, 5 * k, 2 * k).width for k in (1, 4, 16)]
+    assert (tiny.high - tiny.low) > 0.9  # five images say little
+    widths = [_width(stats.paired_difference_interval(30 * k, 3 * k, 5 * k, 2 * k)) for k in (1, 4, 16)]
     assert widths[0] > widths[1] > widths[2]
     assert widths[0] / widths[2] == pytest.approx(4, rel=0.25)  # ~1/sqrt(n)
     agree = stats.paired_difference_interval(20, 0, 0, 0)  # identical answers on 20 images
@@ -202,8 +198,6 @@ def test_compare_paired_counts_and_json():
     assert result.difference == pytest.approx(-0.1)
     assert result.difference_interval == stats.paired_difference_interval(5, 2, 3, 0)
     assert result.mcnemar_p == stats.mcnemar_exact(2, 3) == 1.0
-    data = json.loads(json.dumps(result.to_json()))
-    assert data["only_reference_right"] == 3 and data["difference_interval"]["high"] == result.difference_interval.high
     # 0/1 integers are accepted and give the same answer.
     assert stats.compare_paired(variant.astype(int), reference.astype(int)) == result
 
@@ -212,7 +206,7 @@ def test_compare_paired_edge_cases():
     empty = stats.compare_paired(np.array([], bool), np.array([], bool))
     assert empty.n == 0 and empty.mcnemar_p == 1.0
     assert (empty.difference_interval.low, empty.difference_interval.high) == (-1.0, 1.0)
-    assert json.loads(json.dumps(empty.to_json()))["variant_accuracy"] is None
+    assert math.isnan(empty.variant_accuracy)
     with pytest.raises(ValueError):
         stats.compare_paired([True, False], [True])
     with pytest.raises(ValueError):
@@ -250,7 +244,7 @@ def test_median_interval_is_deterministic_and_sensible():
     assert ci == stats.median_interval(samples, seed=3)
     assert ci.estimate == float(np.median(samples)) and ci.low < ci.estimate < ci.high
     # Asymptotic standard error of a normal median: 1.2533·σ/√n = 0.0886, 95 % width ≈ 0.35.
-    assert 0.2 < ci.width < 0.5
+    assert 0.2 < ci.high - ci.low < 0.5
     assert stats.median_interval([7.0] * 30) == Interval(7.0, 7.0, 7.0, 0.95)
 
 
@@ -266,14 +260,10 @@ def test_median_difference_and_ratio_of_two_latency_sets():
     rng = np.random.default_rng(1)
     fast = rng.normal(10.0, 0.5, size=100)
     slow = rng.normal(15.0, 0.5, size=100)
-    diff = stats.median_difference_interval(fast, slow)
-    assert -6.0 < diff.low < diff.estimate < diff.high < -4.0
-    assert diff.estimate == pytest.approx(np.median(fast) - np.median(slow))
     ratio = stats.median_ratio_interval(fast, slow)
     assert ratio.low < 10 / 15 < ratio.high < 1
     assert stats.is_clearly_faster(fast, slow) and not stats.is_clearly_faster(slow, fast)
     same = rng.normal(10.0, 0.5, size=100)
-    assert not stats.median_difference_interval(fast, same).excludes(0)
     assert not stats.is_clearly_faster(fast, same)
     with pytest.raises(ValueError):
         stats.median_ratio_interval([1.0, -1.0], [1.0])

@@ -9,7 +9,7 @@ comparison needs to be trustworthy:
 * :func:`mcnemar_exact`, :func:`paired_difference_interval`, :func:`compare_paired`:
   a variant against the float reference model *on the same images* (paired), which is far
   more sensitive than comparing two unpaired accuracies;
-* :func:`median_interval`, :func:`mean_interval`, :func:`median_difference_interval`,
+* :func:`median_interval`, :func:`mean_interval`,
   :func:`median_ratio_interval`, :func:`is_clearly_faster`: bootstrap spreads of latency;
 * :func:`detectable_drop_pp`: what a test set of ``n`` images can resolve at all;
 * :func:`agreement_by_confidence`: label-free fidelity of a variant to the reference on
@@ -34,15 +34,9 @@ from numpy.typing import ArrayLike
 __all__ = [
     "Interval", "PairedComparison", "proportion_interval", "mcnemar_exact",
     "paired_difference_interval", "compare_paired", "median_interval", "mean_interval",
-    "median_difference_interval", "median_ratio_interval", "is_clearly_faster",
+    "median_ratio_interval", "is_clearly_faster",
     "detectable_drop_pp", "agreement_by_confidence",
 ]
-
-
-def _json_float(value: float) -> float | None:
-    """``value`` as a JSON-safe float: NaN (no estimate) becomes None."""
-    value = float(value)
-    return None if math.isnan(value) else value
 
 
 @dataclass(frozen=True)
@@ -55,17 +49,6 @@ class Interval:
     estimate: float = math.nan
     confidence: float = 0.95
 
-    @property
-    def width(self) -> float:
-        return self.high - self.low
-
-    def excludes(self, value: float) -> bool:
-        """True when ``value`` lies outside the interval (e.g. ``excludes(0)`` for a difference)."""
-        return value < self.low or value > self.high
-
-    def to_json(self) -> dict:
-        return {"estimate": _json_float(self.estimate), "low": float(self.low),
-                "high": float(self.high), "confidence": float(self.confidence)}
 
 
 def _check_confidence(confidence: float) -> float:
@@ -263,20 +246,6 @@ class PairedComparison:
     difference_interval: Interval
     mcnemar_p: float
 
-    def to_json(self) -> dict:
-        return {
-            "n": self.n,
-            "both_right": self.both_right,
-            "only_variant_right": self.only_variant_right,
-            "only_reference_right": self.only_reference_right,
-            "both_wrong": self.both_wrong,
-            "variant_accuracy": _json_float(self.variant_accuracy),
-            "reference_accuracy": _json_float(self.reference_accuracy),
-            "difference": _json_float(self.difference),
-            "difference_interval": self.difference_interval.to_json(),
-            "mcnemar_p": float(self.mcnemar_p),
-        }
-
 
 def _as_correct(values: ArrayLike, name: str) -> np.ndarray:
     array = np.asarray(values)
@@ -393,22 +362,12 @@ def mean_interval(samples_ms: ArrayLike, confidence: float = 0.95, resamples: in
     return _percentile_interval(values, float(np.mean(samples)), confidence)
 
 
-def _two_sample_medians(a_ms: ArrayLike, b_ms: ArrayLike, resamples: int, seed: int,
-                        positive: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    a = _as_samples(a_ms, "a_ms", positive)
-    b = _as_samples(b_ms, "b_ms", positive)
+def _two_sample_medians(a_ms: ArrayLike, b_ms: ArrayLike, resamples: int,
+                        seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    a = _as_samples(a_ms, "a_ms", positive=True)
+    b = _as_samples(b_ms, "b_ms", positive=True)
     rng = np.random.default_rng(seed)
     return a, b, _bootstrap(a, np.median, resamples, rng), _bootstrap(b, np.median, resamples, rng)
-
-
-def median_difference_interval(a_ms: ArrayLike, b_ms: ArrayLike, confidence: float = 0.95,
-                               resamples: int = 2000, seed: int = 0) -> Interval:
-    """Bootstrap interval of median(a) − median(b) in ms, for two independent sets of
-    latency samples (each resampled on its own). A is faster than B only when ``high < 0``
-    (the interval excludes 0 on the negative side)."""
-    confidence = _check_confidence(confidence)
-    a, b, a_medians, b_medians = _two_sample_medians(a_ms, b_ms, resamples, seed, positive=False)
-    return _percentile_interval(a_medians - b_medians, float(np.median(a) - np.median(b)), confidence)
 
 
 def median_ratio_interval(a_ms: ArrayLike, b_ms: ArrayLike, confidence: float = 0.95,
@@ -416,7 +375,7 @@ def median_ratio_interval(a_ms: ArrayLike, b_ms: ArrayLike, confidence: float = 
     """Bootstrap interval of median(a) / median(b) for two independent sets of positive
     latency samples: 0.8 means A takes 80 % of B's time. A is faster only when ``high < 1``."""
     confidence = _check_confidence(confidence)
-    a, b, a_medians, b_medians = _two_sample_medians(a_ms, b_ms, resamples, seed, positive=True)
+    a, b, a_medians, b_medians = _two_sample_medians(a_ms, b_ms, resamples, seed)
     return _percentile_interval(a_medians / b_medians, float(np.median(a) / np.median(b)), confidence)
 
 
