@@ -148,3 +148,6 @@ def test_fidelity_on_the_unlabelled_photos(small_run):
     assert backbone.variant("float32").fidelity["unlabelled"][0]["agreement"] == 1.0
     html = (Path(small_run.run_dir) / "report.html").read_text()
     assert "Fidelity to the float model on the unlabelled photos" in html and "flip easily and mean little" in html
+    markdown = (Path(small_run.run_dir) / "report.md").read_text()
+    assert "### Fidelity to the float model on the unlabelled photos" in markdown
+    assert "| float32 | 100.0% [" in markdown

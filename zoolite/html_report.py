@@ -17,7 +17,7 @@ from zoolite import plots
 from zoolite.layout import RunLayout
 from zoolite.recommend import CONFIDENT
 from zoolite.results import Run
-from zoolite.tables import backbone_cells, caption, combined_cells
+from zoolite.tables import FIDELITY_NOTE, backbone_cells, caption, combined_cells, fidelity_cells, fidelity_titles
 
 # Test images shown in the prediction grid of each backbone.
 GRID_IMAGES = 24
@@ -121,33 +121,15 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     return parts
 
 
-def _confidence_group(row: dict) -> str:
-    low, high = row["reference_max_prob_from"], row["reference_max_prob_below"]
-    if low is None and high is None:
-        return "all images"
-    if low is None:
-        return f"float model unsure (< {high:g})"
-    return f"confident (≥ {low:g})" if high is None else f"{low:g} to {high:g}"
-
-
 def _fidelity_section(results: Run, backbone) -> list[str]:
     """Top-1 agreement with the float model and the mean total-variation distance of the outputs,
     by the float model's confidence, on the test images and the --unlabelled photos."""
     parts = []
-    for images, title in (("test", f"the {results.split['test']} test images"),
-                          ("unlabelled", "the unlabelled photos")):
-        variants = [v for v in backbone.shippable if v.fidelity.get(images)]
-        if not variants:
-            continue
-        groups = [_confidence_group(r) for r in variants[0].fidelity[images]]
-        cells = [[v.variant] + ["-" if r["agreement"] is None else
-                                f"{r['agreement'] * 100:.1f}% [{r['agreement_low'] * 100:.0f}–"
-                                f"{r['agreement_high'] * 100:.0f}] of {r['n']}, TV {r['mean_total_variation']:.3f}"
-                                for r in v.fidelity[images]] for v in variants]
-        parts += [f"<h3>Fidelity to the float model on {escape(title)}</h3>",
-                  '<p class="note">Top-1 agreement with the float model [95% CI] and the mean total-variation '
-                  "distance (TV) of the output probabilities, by the float model's confidence (its max "
-                  "probability).</p>", _table(["Variant", *groups], cells)]
+    for images, title in fidelity_titles(results):
+        table = fidelity_cells(backbone, images)
+        if table:
+            parts += [f"<h3>Fidelity to the float model on {escape(title)}</h3>",
+                      f'<p class="note">{escape(FIDELITY_NOTE)}</p>', _table(*table)]
     if parts and results.unlabelled:
         u = results.unlabelled
         parts.append(f'<p class="note">Unlabelled photos: <code>{escape(u["root"])}</code>, {u["photos"]} used, '

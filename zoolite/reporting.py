@@ -18,7 +18,8 @@ from zoolite import storage
 from zoolite.config import Budget
 from zoolite.layout import RunLayout
 from zoolite.results import Run, load
-from zoolite.tables import backbone_table, caption, combined_table
+from zoolite.tables import FIDELITY_NOTE, backbone_table, caption, combined_table, fidelity_cells, fidelity_titles, \
+    markdown_table
 
 
 def _cpu_model() -> str:
@@ -80,6 +81,11 @@ def markdown_report(results: Run) -> str:
                   + results.recommendation.reason, ""]
     for name in results.backbones:
         lines += [f"## {name}", "", f"*{caption(results, name)}*", "", backbone_table(results, name, True), ""]
+        for images, title in fidelity_titles(results):
+            table = fidelity_cells(results.backbones[name], images)
+            if table:
+                lines += [f"### Fidelity to the float model on {title}", "", f"*{FIDELITY_NOTE}*", "",
+                          markdown_table(*table), ""]
     if len(results.backbones) > 1:
         lines += ["## All backbones", "", combined_table(results, True), ""]
     if d["skipped"]:

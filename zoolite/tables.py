@@ -92,3 +92,33 @@ def combined_cells(results: Run) -> tuple[list[str], list[list[str]]]:
 
 def combined_table(results: Run, markdown: bool = False) -> str:
     return (markdown_table if markdown else plain_table)(*combined_cells(results))
+
+
+FIDELITY_NOTE = ("Top-1 agreement with the float model [95% CI] and the mean total-variation distance (TV) of the "
+                 "output probabilities, by the float model's confidence (its max probability).")
+
+
+def fidelity_titles(results: Run) -> list[tuple[str, str]]:
+    """The image sets fidelity is measured on: (key in Variant.fidelity, what to call it)."""
+    return [("test", f"the {results.split['test']} test images"), ("unlabelled", "the unlabelled photos")]
+
+
+def _confidence_group(row: dict) -> str:
+    low, high = row["reference_max_prob_from"], row["reference_max_prob_below"]
+    if low is None and high is None:
+        return "all images"
+    if low is None:
+        return f"float model unsure (< {high:g})"
+    return f"confident (≥ {low:g})" if high is None else f"{low:g} to {high:g}"
+
+
+def fidelity_cells(backbone: Backbone, images: str) -> tuple[list[str], list[list[str]]] | None:
+    """Header and rows of the fidelity table on one image set ('test', 'unlabelled'); None if not measured."""
+    variants = [v for v in backbone.shippable if v.fidelity.get(images)]
+    if not variants:
+        return None
+    header = ["Variant"] + [_confidence_group(r) for r in variants[0].fidelity[images]]
+    return header, [[v.variant] + ["-" if r["agreement"] is None else
+                                   f"{r['agreement'] * 100:.1f}% [{r['agreement_low'] * 100:.0f}–"
+                                   f"{r['agreement_high'] * 100:.0f}] of {r['n']}, TV {r['mean_total_variation']:.3f}"
+                                   for r in v.fidelity[images]] for v in variants]
