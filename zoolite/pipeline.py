@@ -30,7 +30,7 @@ from zoolite.evaluation import agreement, evaluate, per_class_report, predict_al
 from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
-from zoolite.results import SCHEMA_VERSION, Backbone, Run, Variant
+from zoolite.results import SCHEMA_VERSION, Backbone, Run, Variant, best_float_backbone
 from zoolite.targets import REFERENCE, TARGETS, About, Target, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, extract_features, fit, labelled_batches, one_hot, \
@@ -239,7 +239,7 @@ class _BackboneStages:
 def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: dict[tuple[str, str], np.ndarray]):
     """Each variant's paired evidence against the run's most accurate float model (the budget's
     reference): the same test images, so each image counts once for both."""
-    best = max(backbones.values(), key=lambda b: b.reference.accuracy)
+    best = best_float_backbone(backbones)
     reference = correct[best.name, best.reference.variant]
     for backbone in backbones.values():
         for variant in backbone.variants:

@@ -187,7 +187,7 @@ class Run:
     def best_reference_accuracy(self) -> float:
         """The accuracy the budget is measured from: the run's most accurate float model, so a
         weak backbone cannot win by staying close to its own float model."""
-        return max(b.reference.accuracy for b in self.backbones.values())
+        return best_float_backbone(self.backbones).reference.accuracy
 
     def recommended(self) -> tuple[Backbone, Variant] | None:
         r = self.recommendation
@@ -208,6 +208,11 @@ class Run:
             backbones={name: Backbone.from_json(b) for name, b in obj["backbones"].items()},
             recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None,
             unlabelled=obj.get("unlabelled"))
+
+
+def best_float_backbone(backbones: dict[str, Backbone]) -> Backbone:
+    """The backbone whose float model is the most accurate: the budget's and the paired evidence's reference."""
+    return max(backbones.values(), key=lambda b: b.reference.accuracy)
 
 
 def _upgrade_v1(obj: dict) -> dict:
