@@ -67,13 +67,19 @@ def unlabelled_photos(dest: Path) -> Path:
     return dest
 
 
+def other_photos(dest: Path) -> Path:
+    """Real photos of none of the run's classes (other Animals-10 classes), for ``--other``."""
+    return copy_sample(dest, classes=("farfalla", "gallina", "pecora", "scoiattolo"), per_class=4)
+
+
 SMALL_RUN_OPTIONS = {"representative_images": 8, "epochs": 4, "validation_freq": 1, "start_from_epoch": 0,
                      "warmup": 1, "runs": 3}
 
 
 @pytest.fixture(scope="session")
 def small_run(shared_dir):
-    """One real pipeline run on 3 classes x 10 photos (6 test images) and 12 unlabelled photos, with
+    """One real pipeline run on 3 classes x 10 photos (6 test images), 12 unlabelled photos and 16 photos
+    of other classes (``--other``: 8 fit the rejection, 8 measure it), with
     settings cut down for speed; made once per session and read back (as results.json) by the
     other workers."""
     from zoolite.config import RunConfig
@@ -88,6 +94,7 @@ def small_run(shared_dir):
             data = copy_sample(root / "data", per_class=10)
             config = RunConfig.from_options(data=str(data), runs_dir=str(root / "runs"),
                                             unlabelled=str(unlabelled_photos(root / "unlabelled")),
+                                            other=str(other_photos(root / "other")),
                                             **SMALL_RUN_OPTIONS)
             results = run(config, progress=Progress(False))
             (root / "run_dir.json").write_text(json.dumps(results.run_dir))

@@ -499,15 +499,25 @@ def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, mess
     assert message in _fails(capsys, ["run", "--resume", run_dir, "--quiet"])
 
 
+@pytest.mark.parametrize("option", ["--unlabelled", "--other"])
 @pytest.mark.parametrize("make, message", [
-    (lambda folder: None, "--unlabelled {folder}: folder not found"),
-    (lambda folder: folder.mkdir(), "--unlabelled {folder}: no usable images in it; pass a folder of photos"),
+    (lambda folder: None, "{option} {folder}: folder not found"),
+    (lambda folder: folder.mkdir(), "{option} {folder}: no usable images in it; pass a folder of photos"),
     (lambda folder: (folder.mkdir(), (folder / "a.jpg").write_text("text"), (folder / "b.png").write_bytes(b"")),
-     "--unlabelled {folder}: no usable images in it (2 skipped, e.g. a.jpg: not an image"),
+     "{option} {folder}: no usable images in it (2 skipped, e.g. a.jpg: not an image"),
 ])
-def test_unusable_unlabelled_folders_are_refused_before_any_work(small_dataset, tmp_path, capsys, make, message):
+def test_unusable_photo_folders_are_refused_before_any_work(small_dataset, tmp_path, capsys, make, message, option):
     folder = tmp_path / "photos"
     make(folder)
-    line = _fails(capsys, ["run", "--data", small_dataset, "--unlabelled", folder, "--out", tmp_path / "runs"])
-    assert message.format(folder=folder) in line
+    line = _fails(capsys, ["run", "--data", small_dataset, option, folder, "--out", tmp_path / "runs"])
+    assert message.format(option=option, folder=folder) in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_other_with_one_photo_is_refused_before_any_work(small_dataset, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(next(small_dataset.rglob("*.jpg")), folder / "one.jpg")
+    line = _fails(capsys, ["run", "--data", small_dataset, "--other", folder, "--out", tmp_path / "runs"])
+    assert f"--other {folder}: only 1 usable photo; at least 2 are needed" in line
     assert not (tmp_path / "runs").exists()

@@ -35,7 +35,7 @@ def test_run_writes_every_variant_and_report(small_run):
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     assert layout.is_complete()
     saved = json.loads(layout.results.read_text())
-    assert saved["schema_version"] == 2
+    assert saved["schema_version"] == 3
     assert [v["variant"] for v in saved["backbones"][BACKBONE]["variants"]] == VARIANTS
     rows = list(csv.DictReader(layout.results_csv.open()))
     assert [r["variant"] for r in rows] == VARIANTS
@@ -106,7 +106,7 @@ def test_agreement_with_itself_and_with_a_perturbed_copy(small_run):
     reference = KerasRuntime(model).predict(images)
     assert agreement(KerasRuntime(model).predict(images), reference).top1_agreement == 1.0
     # Swap the dog and cat outputs: those predictions flip, the spider ones stay.
-    dense = model.get_layer("head").get_layer("probabilities")
+    dense = model.get_layer("calibrated_probabilities")
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel[:, [1, 0, 2]], bias[[1, 0, 2]]])
     result = agreement(KerasRuntime(model).predict(images), reference)

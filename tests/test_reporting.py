@@ -82,8 +82,9 @@ def _check_report(run_dir: Path, results: Run) -> _Page:
     highlighted = [cells[0] for css, cells in rows if css == "recommended"]
     recommended = results.recommendation.variant
     assert highlighted == ([recommended] if recommended else [])
-    # trade-off, training curves, confusion matrices (float model, and the recommended variant), prediction grid
-    assert len(page.images) == 4 + (recommended is not None)
+    # trade-off, none-of-these curves, training curves, confusion matrices (float model, and the recommended
+    # variant), prediction grid
+    assert len(page.images) == 5 + (recommended is not None)
     for image in page.images:
         size, width, height = _png_size(image["src"])
         assert size > 10_000 and width > 300 and height > 200, image["alt"]
@@ -129,9 +130,9 @@ def test_report_html_with_two_backbones(small_run, tmp_path):
                                   for column in ("acc (loss)", "ms", "MB")]
     assert [css for css, _ in first[1:]].count("recommended") == 0
     assert [cells[0] for css, cells in second[1:] if css == "recommended"] == [results.recommendation.variant]
-    # trade-off; per backbone: training curves, float confusion matrix; the recommended variant's matrix;
-    # the prediction grid of efficientnet_lite0 ("faster" has no probabilities on disk).
-    assert len(page.images) == 1 + 2 * 2 + 1 + 1
+    # trade-off; per backbone: none-of-these curves, training curves, float confusion matrix; the recommended
+    # variant's matrix; the prediction grid of efficientnet_lite0 ("faster" has no probabilities on disk).
+    assert len(page.images) == 1 + 2 * 3 + 1 + 1
     assert all(_png_size(image["src"])[0] > 10_000 for image in page.images)
     assert (run_dir / "report.html").read_text().count("No prediction grid") == 1
 
@@ -240,7 +241,7 @@ def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_
 
     assert main(["report", str(run_dir), "--max-size-mb", "0.001"]) == 0
     out = capsys.readouterr().out
-    assert "Recommendation: No variant satisfies the budget (accuracy drop ≤ 1 pp, size ≤ 0.001 MB)" in out
+    assert "Recommendation: No variant satisfies the budget (accuracy drop ≤ 1 pp, rejection drop ≤ 2 pp, size ≤ 0.001 MB)" in out
     results = load(run_dir)
     assert results.recommendation.variant is None and results.run_dir == str(run_dir)
     assert results.backbones == small_run.backbones  # nothing recomputed
@@ -286,7 +287,7 @@ def test_json_output_is_only_json(small_run, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
-    assert printed["schema_version"] == 2
+    assert printed["schema_version"] == 3
     assert printed["recommendation"]["variant"] == small_run.recommendation.variant
     assert (run_dir / "report.html").exists()
 
@@ -318,7 +319,7 @@ def test_results_of_zoolite_0_1_are_upgraded_and_newer_ones_refused(tmp_path, ca
     assert backbone.reference.variant == "keras" and backbone.reference.other_latency["tf_function"].mean_ms > 0
     assert [v.role for v in backbone.variants].count("reference") == 1
     assert backbone.variant("int8").agreement.top1_agreement > 0 and backbone.variant("int8").top_k == 3
-    assert json.loads((run_dir / "results.json").read_text())["schema_version"] == 2
+    assert json.loads((run_dir / "results.json").read_text())["schema_version"] == 3
     assert results.recommendation.variant in [v.variant for v in backbone.shippable]
 
     saved = json.loads((run_dir / "results.json").read_text())

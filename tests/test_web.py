@@ -32,6 +32,7 @@ CHROMIUM = Path(os.environ.get("ZOOLITE_CHROMIUM", "/usr/bin/chromium"))
 RUN_CLASSES = ("cane", "gatto", "ragno")  # small_run's classes: dog, cat, spider
 VARIANTS = ("float32", "uint8")
 N_PHOTOS = 10
+NONE = "none of these"  # the answer, page's or `zoolite predict`'s, for a photo the model rejects
 
 
 def _error_line(capsys, argv) -> str:
@@ -98,7 +99,7 @@ def web_photos(small_run, tmp_path) -> list[Path]:
 
 
 def predict_top1(model: Path, photos: list[Path], capsys) -> list[str]:
-    """`zoolite predict MODEL PHOTO... --top 1`: the top-1 label of each photo."""
+    """`zoolite predict MODEL PHOTO... --top 1`: the top-1 label of each photo, or NONE."""
     capsys.readouterr()
     assert main(["predict", str(model), *map(str, photos), "--top", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -106,7 +107,8 @@ def predict_top1(model: Path, photos: list[Path], capsys) -> list[str]:
     labels = []
     for photo, line in zip(photos, lines):
         assert line.startswith(f"{photo}: ")
-        labels.append(line[len(f"{photo}: "):].rpartition(" ")[0])
+        said = line[len(f"{photo}: "):]
+        labels.append(NONE if said.startswith("none of the ") else said.rpartition(" ")[0])
     return labels
 
 
@@ -148,8 +150,13 @@ def classify_in_page(page, photos: list[Path], timeout_ms: int = 60_000) -> list
                            timeout=timeout_ms)
     return page.eval_on_selector_all(
         "#results > [data-file]",
-        "els => els.map(e => ({file: e.dataset.file, label: e.dataset.label, ms: e.dataset.ms,"
-        " error: e.dataset.error, text: e.textContent}))")[before:]
+        "els => els.map(e => ({file: e.dataset.file, label: e.dataset.label, rejected: e.dataset.rejected,"
+        " p: e.dataset.p, ms: e.dataset.ms, error: e.dataset.error, text: e.textContent}))")[before:]
+
+
+def answer(result: dict) -> str:
+    """The page's answer for one photo: its top-1 label, or NONE."""
+    return NONE if result["rejected"] == "true" else result["label"]
 
 
 @pytest.mark.slow
@@ -193,10 +200,10 @@ def check_page_against_predict(chromium, site: Path, web_photos: list[Path], cap
     # The undecodable file: one line in its place; the others go on.
     assert results[bad.name]["error"] == "decode"
     assert "\n" not in results[bad.name]["text"].strip() and bad.name in results[bad.name]["text"]
-    assert all(results[p.name]["error"] is None and results[p.name]["label"] for p in photos)
+    assert all(results[p.name]["error"] is None and answer(results[p.name]) for p in photos)
 
     expected = predict_top1(site / card["model_file"], photos, capsys)
-    got = [results[p.name]["label"] for p in photos]
+    got = [answer(results[p.name]) for p in photos]
     disagreements = sum(a != b for a, b in zip(expected, got))
     variant = card["variant"]
     record_property(f"disagreements_{variant}", f"{disagreements}/{len(photos)}")
@@ -238,9 +245,79 @@ def check_page_without_isolation(chromium, site: Path, photos: list[Path]):
             page.close()
         finally:
             server.shutdown()
-    assert all(r["label"] for r in results)
+    assert all(answer(r) for r in results)
     assert "1 thread" in summary and "not cross-origin isolated" in summary
     assert log["errors"] == []
+
+
+@pytest.mark.slow
+def test_page_says_none_of_these(chromium, small_run, web_photos, tmp_path, capsys):
+    """A photo whose top score is below model.json's "none_of_these" threshold is shown as "none of
+    the N classes (top: LABEL 0.31)", with data-rejected="true" and an empty data-label, beside kept
+    class photos; for every photo the page decides as zoolite's rule does on the native LiteRT
+    scores (rejected iff the top score < the threshold).
+
+    Which photos the session's small model rejects at its shipped threshold depends on its
+    training, so the page is served from a copy of the export whose model.json threshold (the page
+    reads it from there, not from the .tflite) is moved to the middle of the widest gap between
+    the batch's native top scores that lies above the shipped threshold and below the best class
+    photo's score: at least one photo is then surely rejected and a class photo kept, every photo
+    the shipped threshold rejects stays rejected, and no score sits near the threshold, where the
+    browser's slightly different decoding and resizing could flip it. A flat grey and a
+    random-noise image go in the batch as natural negatives, which the test does not rely on.
+    """
+    from PIL import Image
+
+    from zoolite.data import load_image
+    from zoolite.targets import open_model
+
+    site = export_site(small_run.run_dir, tmp_path / "site", "--variant", "uint8")
+    card = json.loads((site / "model.json").read_text())
+    assert card["none_of_these"] is not None
+    shipped = card["none_of_these"]["threshold"]
+    class_photos, grey, noise = web_photos[:-1], tmp_path / "grey.png", tmp_path / "noise.png"
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(grey)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8)).save(noise)
+    photos = [*class_photos, grey, noise]
+    runtime, _ = open_model(site / card["model_file"])
+    scores = {p.name: float(runtime.predict_one(load_image(p, card["input_size"])).max()) for p in photos}
+
+    best_class = max(scores[p.name] for p in class_photos)
+    ordered = sorted(set(scores.values()))
+    gaps = [(high - low, low, high) for low, high in zip(ordered, ordered[1:]) if shipped < high <= best_class]
+    assert gaps, (shipped, scores)
+    _, low, high = max(gaps)
+    threshold = (low + high) / 2
+    moved = tmp_path / "moved"
+    shutil.copytree(site, moved)
+    card["none_of_these"]["threshold"] = threshold
+    (moved / "model.json").write_text(json.dumps(card))
+
+    with ZooliteServe(moved) as server:
+        page, log = open_page(chromium, server.url)
+        results = {r["file"]: r for r in classify_in_page(page, photos)}
+        note = page.text_content("#model")
+        page.close()
+
+    expected = {p.name: str(scores[p.name] < threshold).lower() for p in photos}
+    assert {p.name: results[p.name]["rejected"] for p in photos} == expected, (threshold, scores)
+    assert "true" in expected.values() and any(expected[p.name] == "false" for p in class_photos)
+    verdict = re.compile(rf"none of the {len(card['classes'])} classes \(top: (.+) (\d\.\d\d)\)")
+    for name, result in results.items():
+        found = verdict.search(result["text"])
+        if result["rejected"] == "true":
+            assert result["label"] == "" and found, result
+            assert found[1] in card["classes"] and abs(float(found[2]) - float(result["p"])) <= 0.0051, result
+        else:
+            assert result["label"] in card["classes"] and not found, result
+    shown = re.search(r'Says "none of these" below a top score of (\d\.\d\d)\.', note)
+    assert shown and abs(float(shown[1]) - threshold) <= 0.005, note
+    assert log["errors"] == []
+    with capsys.disabled():
+        natural = [p.name for p in (grey, noise) if scores[p.name] < shipped]
+        print(f"\nnone of these: threshold {shipped:.3f} moved to {threshold:.3f}; page rejected "
+              f"{sorted(n for n, r in results.items() if r['rejected'] == 'true')}; "
+              f"the shipped threshold rejects {natural or 'neither'} of the grey and noise images")
 
 
 # ---------------------------------------------------------------- no browser needed

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "Turn a folder of animal photos into small, fast LiteRT image classifiers and measure them."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    budget_metavars = {"max_accuracy_drop_pp": "PP", "max_latency_ms": "MS", "max_size_mb": "MB"}
+    budget_metavars = {"max_accuracy_drop_pp": "PP", "max_rejection_drop_pp": "PP", "max_latency_ms": "MS", "max_size_mb": "MB"}
 
     run = sub.add_parser("run", help="scan, split, train, convert, evaluate and report")
     run.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run from its last finished stage, "
@@ -95,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
     serve.set_defaults(handler=_serve)
 
-    predict = sub.add_parser("predict", help="top-3 labels of images with a .keras or .tflite model")
+    predict = sub.add_parser("predict", help="top-3 labels of images with a .keras or .tflite model, or \"none of "
+                                             "the N classes\" when the model's top score is below its threshold")
     predict.add_argument("model")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--top", type=int, default=3)
@@ -181,19 +182,17 @@ def _predict(args) -> int:
     from pathlib import Path
 
     from zoolite.data import check_image, load_image
-    from zoolite.evaluation import top_classes
     from zoolite.targets import open_classifier
 
     if args.top < 1:
         raise ZooliteError(f"--top {args.top}: must be at least 1")
-    runtime, labels, _ = open_classifier(args.model, args.labels_file)
+    classifier = open_classifier(args.model, args.labels_file)
     for image in args.images:
         problem = check_image(Path(image)) if Path(image).is_file() else "file not found"
         if problem:
             raise ZooliteError(f"{image}: {problem}; pass an image file (JPEG, PNG, ...)")
-        probs = runtime.predict_one(load_image(image, runtime.input_size))
-        top = top_classes(probs, args.top)
-        print(f"{image}: " + ", ".join(f"{labels[i]} {probs[i]:.3f}" for i in top))
+        scores = classifier.runtime.predict_one(load_image(image, classifier.runtime.input_size))
+        print(f"{image}: {classifier.answer(scores, args.top)}")
     return 0
 
 

@@ -154,6 +154,9 @@ class Budget:
                                                 "most MS (default: no limit)", ABOVE_0, optional=True)
     max_size_mb: float | None = option(None, "recommend only files of at most MB megabytes (default: no limit)",
                                        ABOVE_0, optional=True)
+    max_rejection_drop_pp: float = option(2.0, "recommend only variants that reject at most PP percentage points "
+                                               "fewer held-out --other photos than their float model",
+                                          AT_LEAST_0, flag="--max-rejection-drop")
 
     def __post_init__(self):
         check(self)
@@ -163,8 +166,11 @@ class Budget:
         recommendation and the report's plot both use it."""
         return best_reference_accuracy - self.max_accuracy_drop_pp / 100
 
-    def describe(self) -> str:
+    def describe(self, rejection_measured: bool = False) -> str:
+        """The limits in words; the rejection drop only where rejection was measured (``--other``)."""
         parts = [f"accuracy drop ≤ {self.max_accuracy_drop_pp:g} pp"]
+        if rejection_measured:
+            parts.append(f"rejection drop ≤ {self.max_rejection_drop_pp:g} pp")
         if self.max_latency_ms is not None:
             parts.append(f"mean latency ≤ {self.max_latency_ms:g} ms")
         if self.max_size_mb is not None:
@@ -229,6 +235,10 @@ class RunConfig:
     unlabelled: str | None = option(None, "a folder of photos without labels (any layout, any subject): adds "
                                           "each variant's agreement with the float model on them to the report "
                                           "and to the recommendation's evidence")
+    other: str | None = option(None, "a folder of photos of none of the classes (any layout, any subject): half "
+                                     "fits the model's \"none of these\" rejection, half measures it (seeded split)")
+    keep_rate: float = option(0.97, "share of the validation photos the \"none of these\" threshold keeps; the rest "
+                                    "of what scores lower is rejected", Interval(0, 1, "neither"))
     representative_images: int = option(200, "training images that calibrate int8 quantization", AT_LEAST_1)
     threads: int | None = option(None, "LiteRT threads (default: all cores)", AT_LEAST_1, optional=True)
     quantizations: tuple[str, ...] = option(tuple(), "comma-separated LiteRT variants (default: all)",

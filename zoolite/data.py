@@ -16,7 +16,7 @@ import os
 import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,18 +70,38 @@ class Split:
     test: list[tuple[str, int]]
     seed: int
     fractions: tuple[float, float, float]
+    other: OtherSplit | None = None  # the --other photos, if given
 
     def subset(self, name: str) -> list[tuple[str, int]]:
         return getattr(self, name)
 
     def to_json(self) -> dict:
         return {"seed": self.seed, "fractions": list(self.fractions),
-                **{name: [list(item) for item in self.subset(name)] for name in SPLITS}}
+                **{name: [list(item) for item in self.subset(name)] for name in SPLITS},
+                **({"other": asdict(self.other)} if self.other else {})}
 
     @classmethod
     def from_json(cls, obj: dict) -> "Split":
         return cls(*([tuple(item) for item in obj[name]] for name in SPLITS),
-                   seed=obj["seed"], fractions=tuple(obj["fractions"]))
+                   seed=obj["seed"], fractions=tuple(obj["fractions"]),
+                   other=OtherSplit(**obj["other"]) if obj.get("other") else None)
+
+
+@dataclass
+class OtherSplit:
+    """Photos of none of the classes (``--other``), relative to ``root``: the ``calibration`` half
+    fits the rejection, the ``test`` half measures it."""
+
+    root: str
+    calibration: list[str]
+    test: list[str]
+
+
+def split_other(root: str | Path, photos: list[str], seed: int) -> OtherSplit:
+    """Half the photos (rounded down) calibrate, the rest are held out; seeded, like the dataset's split."""
+    order = [photos[i] for i in np.random.default_rng(seed).permutation(len(photos))]
+    half = len(order) // 2
+    return OtherSplit(str(root), sorted(order[:half]), sorted(order[half:]))
 
 
 def load_label_map(path: str | Path | None) -> dict[str, str]:

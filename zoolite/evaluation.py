@@ -130,12 +130,6 @@ def multiply_accumulates(model) -> int:
     return int(total)
 
 
-def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
-    """The indices of the ``k`` most probable classes, best first; ties go to the first class, as
-    ``argmax`` and app clients break them."""
-    return np.argsort(-np.asarray(probabilities), kind="stable")[:k]
-
-
 def agreement(probabilities: np.ndarray, reference: np.ndarray) -> Agreement:
     """How closely a variant follows the reference (float) model on the same images."""
     return Agreement(top1_agreement=float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
@@ -168,13 +162,15 @@ class ModelEvaluation:
     classes: list[str]
     skipped: list[tuple[str, str]]
     metrics: dict  # Variant fields: loss, accuracy, top_k, top_k_accuracy, latency, threads, ...
+    rejected: int  # photos the model said show none of its classes
 
     def summary(self) -> str:
         m, latency = self.metrics, self.metrics["latency"]
         return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
                 f"skipped\nloss {m['loss']:.4f}  accuracy {m['accuracy'] * 100:.1f}%  top-{m['top_k']} accuracy "
-                f"{m['top_k_accuracy'] * 100:.1f}%  latency mean {latency.mean_ms:.2f} ms, p90 "
-                f"{latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})")
+                f"{m['top_k_accuracy'] * 100:.1f}%  kept {(self.images - self.rejected) / self.images * 100:.1f}% "
+                f"(none of the {len(self.classes)} classes: {self.rejected})  latency mean {latency.mean_ms:.2f} ms, "
+                f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})")
 
 
 def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path | None = None,
@@ -189,7 +185,8 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
     from zoolite.data import cache_images, load_label_map, scan_dataset
     from zoolite.targets import open_classifier
 
-    runtime, labels, labels_path = open_classifier(model, labels_file, threads)
+    classifier = open_classifier(model, labels_file, threads)
+    runtime, labels, labels_path = classifier.runtime, classifier.labels, classifier.labels_source
     dataset = scan_dataset(data, load_label_map(label_map))
     if sorted(dataset.labels) != sorted(labels):
         raise ZooliteError(f"{data}: its classes ({', '.join(dataset.labels)}) are not the model's "
@@ -200,6 +197,7 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
     with tempfile.TemporaryDirectory(prefix="zoolite-evaluate-") as tmp:  # decoded once, on disk
         images = cache_images([dataset.root / p for p, _ in dataset.files], runtime.input_size,
                               Path(tmp) / "images.npy")
-        metrics, _ = evaluate(runtime, images, targets, len(labels), latency)
+        metrics, scores = evaluate(runtime, images, targets, len(labels), latency)
         del images
-    return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), metrics)
+    return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), metrics,
+                           int(np.sum(classifier.rejects(scores))))

@@ -107,7 +107,8 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
     if model_input["quantization"]:
         limits = np.iinfo(model_input["dtype"])
         model_input["feed"] = f"value = clip(round(pixel / scale) + zero_point, {limits.min}, {limits.max})"
-    model_output["meaning"] = "class probabilities (softmax), in the order of labels.txt"
+    model_output["meaning"] = ("class scores in the order of labels.txt: the calibrated class probabilities times the "
+                               "probability that the photo shows one of the classes at all")
     if model_output["quantization"]:
         model_output["read"] = "probability = (value - zero_point) * scale"
     m = results.machine
@@ -116,6 +117,7 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
         "classes": results.labels, "backbone": backbone.name, "input_size": size,
         "variant": variant.variant, "quantization": get_target(variant.variant).description,
         "input": model_input, "output": model_output,
+        "none_of_these": _none_of_these(backbone, variant),
         "measured": {
             "test_images": results.split["test"], "accuracy": variant.accuracy, "loss": variant.loss,
             f"top{variant.top_k}_accuracy": variant.top_k_accuracy,
@@ -127,6 +129,22 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
         "source": {"run_dir": str(Path(results.run_dir).resolve()), "file": variant.file,
                    "zoolite": m["zoolite"], "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
+
+
+def _none_of_these(backbone: Backbone, variant: Variant) -> dict | None:
+    """How the model says "none of these classes", and how well it did so in the run."""
+    rejection, measured = backbone.rejection, variant.rejection
+    if rejection is None:
+        return None
+    card = {"threshold": rejection.threshold,
+            "rule": "a photo shows none of the classes when its top score is below the threshold (also in the "
+                    "file's metadata as ScoreThresholdingOptions, which MediaPipe Tasks applies by default)",
+            "chosen": f"keeps {rejection.keep_rate:.0%} of the validation photos; fitted on {rejection.calibrated_on}",
+            "method": rejection.method}
+    if measured is not None:
+        card["measured"] = {"class_photos_kept": measured.kept_rate, "class_photos": measured.photos,
+                            "other_photos_rejected": measured.rejected_rate, "other_photos": measured.other_photos}
+    return card
 
 
 def export(run_dir: str | Path, to: str | Path, variant: str | None = None,

@@ -17,7 +17,8 @@ from zoolite import plots
 from zoolite.layout import RunLayout
 from zoolite.recommend import CONFIDENT
 from zoolite.results import Run
-from zoolite.tables import FIDELITY_NOTE, backbone_cells, caption, combined_cells, fidelity_cells, fidelity_titles
+from zoolite.tables import FIDELITY_NOTE, backbone_cells, caption, combined_cells, fidelity_cells, fidelity_titles, \
+    rejection_cells, rejection_note
 
 # Test images shown in the prediction grid of each backbone.
 GRID_IMAGES = 24
@@ -108,6 +109,7 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     parts = [f"<h2>{escape(name)}</h2>", f'<p class="caption">{escape(caption(results, name))}</p>',
              _table(header, rows, backbone.variants.index(recommended) if recommended else None)]
     parts += _fidelity_section(results, backbone)
+    parts += _rejection_section(results, name)
     curves = plots.training_curves(backbone.training, f"{name}: training")
     parts += ["<h3>Training</h3>", _img(curves, f"{name} training curves") if curves
               else '<p class="note">No training history recorded.</p>']
@@ -119,6 +121,16 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     parts += ["<h3>Confusion matrices (test split)</h3>", f'<div class="pair">{"".join(matrices)}</div>',
               "<h3>Test images and predictions</h3>", _prediction_grid(layout, results, name, shown[-1][0].variant)]
     return parts
+
+
+def _rejection_section(results: Run, name: str) -> list[str]:
+    """How the backbone's files say "none of these", measured per variant, with the kept/rejected curves."""
+    cells = rejection_cells(results, name)
+    if cells is None:
+        return []
+    curves = plots.rejection_curves(results.backbones[name], f"{name}: none of these")
+    return (["<h3>None of these</h3>", f'<p class="note">{escape(rejection_note(results, name))}</p>', _table(*cells)]
+            + ([_img(curves, f"{name}: class photos kept against other photos rejected")] if curves else []))
 
 
 def _fidelity_section(results: Run, backbone) -> list[str]:

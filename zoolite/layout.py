@@ -2,7 +2,7 @@
 
     config.json  dataset.json  split.json  labels.txt  results.json  results.csv
     report.md  report.html  INCOMPLETE (while running) / COMPLETE (at the end)
-    <backbone>/models/{model.keras, float32.tflite, ..., int8.tflite, labels.txt}
+    <backbone>/models/{model.keras, rejection.json, float32.tflite, ..., int8.tflite, labels.txt}
     <backbone>/history.json  <backbone>/measurements/  <backbone>/tensorboard/
     <backbone>/cache/  (decoded images, features: reusable intermediate files)
 
@@ -26,6 +26,8 @@ class BackboneLayout:
     measurements = property(lambda self: self.root / "measurements")
     history = property(lambda self: self.root / "history.json")
     labels = property(lambda self: self.models / "labels.txt")
+    classifier = property(lambda self: self.cache / "classifier.keras")  # trained, before rejection is added
+    rejection = property(lambda self: self.models / "rejection.json")  # how model.keras says "none of these"
 
     def tensorboard(self, stage: str) -> Path:
         return self.root / "tensorboard" / stage
@@ -42,6 +44,10 @@ class BackboneLayout:
     def unlabelled_probabilities(self, variant: str) -> Path:
         """On the photos of ``--unlabelled``."""
         return self.measurements / f"{variant}.unlabelled.npy"
+
+    def other_probabilities(self, variant: str) -> Path:
+        """On the held-out photos of ``--other``."""
+        return self.measurements / f"{variant}.other.npy"
 
     def images(self, subset: str) -> Path:
         """Decoded images at the backbone's input size (``test``, ``representative``)."""

@@ -34,15 +34,19 @@ class ModelInfo:
     version: str
     author: str
     labels: tuple[str, ...]
+    score_threshold: float | None = None  # below it the top score means "none of these classes"
 
 
 def add_metadata(model: bytes, *, name: str, description: str, labels: list[str], version: str,
-                 author: str = "zoolite") -> bytes:
+                 author: str = "zoolite", score_threshold: float | None = None) -> bytes:
     """Return ``model`` with TFLite metadata that MediaPipe's ``ImageClassifier`` accepts.
 
     The input is described as an RGB image of raw 0-255 pixels (normalisation mean 0, std 1:
     the model normalises inside), the output as class scores with ``labels`` attached as
-    ``labels.txt``. Only the metadata entry and the appended zip change: tensors and ops don't.
+    ``labels.txt``. ``score_threshold``, if given, is stored as the output's
+    ``ScoreThresholdingOptions``: MediaPipe Tasks drops every class scored below it unless the
+    app sets its own threshold, so a photo of none of the classes comes back with no class.
+    Only the metadata entry and the appended zip change: tensors and ops don't.
     """
     from ai_edge_litert import schema_py_generated as tfl
 
@@ -60,7 +64,8 @@ def add_metadata(model: bytes, *, name: str, description: str, labels: list[str]
     # MediaPipe applies this to float inputs and ignores it for uint8 ones (checked with 1.2.3).
     writer.add_image_input(norm_mean=[0.0], norm_std=[1.0])
     writer.add_classification_output(
-        writers.Labels().add(list(labels), exported_filename=_LABELS_FILE))
+        writers.Labels().add(list(labels), exported_filename=_LABELS_FILE),
+        score_thresholding=None if score_threshold is None else writers.ScoreThresholding(float(score_threshold)))
     model_with_metadata, _json = writer.populate()
     return bytes(model_with_metadata)
 
@@ -112,8 +117,17 @@ def _parse(data: bytes, model) -> ModelInfo | None:
     classes = _class_count(model)
     if len(labels) != classes:
         raise ValueError(f"{label_file} has {len(labels)} labels for {classes} classes")
+    units = (output.ProcessUnits(i) for i in range(output.ProcessUnitsLength()))
+    thresholding = next((unit for unit in units
+                         if unit.OptionsType() == fb.ProcessUnitOptions.ScoreThresholdingOptions), None)
+    threshold = None
+    if thresholding is not None:
+        options = fb.ScoreThresholdingOptions()
+        options.Init(thresholding.Options().Bytes, thresholding.Options().Pos)
+        threshold = float(options.GlobalScoreThreshold())
     return ModelInfo(name=_text(meta.Name()), description=_text(meta.Description()),
-                     version=_text(meta.Version()), author=_text(meta.Author()), labels=labels)
+                     version=_text(meta.Version()), author=_text(meta.Author()), labels=labels,
+                     score_threshold=threshold)
 
 
 def _class_count(model) -> int:

@@ -20,17 +20,17 @@ from typing import Callable
 import numpy as np
 from tensorflow import errors as tf_errors
 
-from zoolite import reporting, stats, storage
+from zoolite import rejection, reporting, stats, storage
 from zoolite.backbones import build_feature_extractor, describe_weights, get_backbone, resolve_weights
 from zoolite.config import RunConfig
 from zoolite.data import Split, cache_images, image_batches, load_label_map, scan_dataset, scan_photos, \
-    split_dataset
+    split_dataset, split_other
 from zoolite.errors import ZooliteError
 from zoolite.evaluation import agreement, evaluate, per_class_report, predict_all
 from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
-from zoolite.results import SCHEMA_VERSION, Backbone, Run, Variant, best_float_backbone
+from zoolite.results import SCHEMA_VERSION, Backbone, Rejection, Run, Variant, best_float_backbone
 from zoolite.targets import REFERENCE, TARGETS, About, Target, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, extract_features, fit, labelled_batches, one_hot, \
@@ -87,6 +87,9 @@ class _BackboneStages:
         self.spec, self.weights, self.config, self.split, self.root, self.labels = \
             spec, weights, config, split, root, labels
         self.unlabelled = unlabelled  # photos of --unlabelled, if given
+        other = split.other
+        self.other = {half: [Path(other.root) / p for p in getattr(other, half)] if other else []
+                      for half in ("calibration", "test")}  # photos of --other
         self.layout, self.stages = layout.make(), stages
         self.n_classes = len(labels)
 
@@ -107,12 +110,13 @@ class _BackboneStages:
         order = np.random.default_rng(self.config.seed).permutation(len(paths))
         return self._images("representative", [paths[i] for i in order[:self.config.representative_images]])
 
-    def _features(self, extractor, subset: str) -> np.ndarray:
-        out, paths = self.layout.features(subset), self._paths(subset)
+    def _features(self, extractor, name: str, paths: list[Path] | None = None) -> np.ndarray:
+        """Features of a split's images (``name`` 'train' or 'val'), or of ``paths`` cached as ``name``."""
+        out, paths = self.layout.features(name), self._paths(name) if paths is None else paths
         return self.stages.produce(
-            f"features_{subset}", [out],
+            f"features_{name}", [out],
             lambda step: extract_features(extractor, image_batches(paths, self.spec.input_size), len(paths), out, step),
-            _load_npy(out), len(paths), title=f"features of {subset} images")
+            _load_npy(out), len(paths), title=f"features of {name.replace('_', ' ')} images")
 
     def _fit(self, model, train, val, stage: str, learning_rate=None) -> dict:
         def fit_logging_to(log_dir):
@@ -130,8 +134,8 @@ class _BackboneStages:
                                 self.config.train.batch_size, self.config.seed if shuffle else None)
 
     def train(self, extractor) -> tuple:
-        """The trained Keras model and its history (loaded when a previous attempt saved them)."""
-        model_path, history_path = self.layout.model(REFERENCE), self.layout.history
+        """The trained Keras classifier and its history (loaded when a previous attempt saved them)."""
+        model_path, history_path = self.layout.classifier, self.layout.history
         if model_path.exists() and history_path.exists():
             return load_keras_model(model_path), json.loads(history_path.read_text())
         _seed_everything(self.config.seed)
@@ -162,6 +166,40 @@ class _BackboneStages:
         storage.write_json(history_path, history)
         return model, history
 
+    def reject(self, classifier, history: dict) -> tuple:
+        """The reference model: ``classifier`` with "none of these" folded in (:mod:`zoolite.rejection`),
+        and how it rejects (loaded when a previous attempt saved them)."""
+        model_path, rejection_path = self.layout.model(REFERENCE), self.layout.rejection
+        if model_path.exists() and rejection_path.exists():
+            return load_keras_model(model_path), Rejection.from_json(json.loads(rejection_path.read_text()))
+        extractor = classifier.layers[-2]
+        # The cached features are the frozen base's; a base that learned gives other features.
+        tuned = "fine_tune" in history or not self.spec.pretrained
+        features = {subset: self._features(extractor, f"trained_{subset}" if tuned else subset, self._paths(subset))
+                    for subset in ("train", "val")}
+        other = {half: self._features(extractor, f"other_{half}", paths) for half, paths in self.other.items() if paths}
+        with self.stages.step("rejection"):
+            def fit(other_features):
+                return rejection.fit(classifier, features["train"], self._labels("train"), features["val"],
+                                     self._labels("val"), other_features, self.config.keep_rate, self.config.seed)
+
+            fitted, centroids = fit(None)
+            if other:  # photos of the classes in --other would also bend the gate fitted on them: judge without
+                self._warn_of_class_photos(rejection.confident_class_photos(
+                    classifier, centroids, fitted, np.concatenate(list(other.values()))))
+                fitted, centroids = fit(other["calibration"])
+            model = rejection.with_rejection(classifier, centroids, fitted)
+        storage.atomic_save_model(model, model_path)
+        storage.write_json(rejection_path, asdict(fitted))
+        return model, fitted
+    def _warn_of_class_photos(self, confident: int) -> None:
+        if confident:
+            other = self.split.other
+            log.warning("--other %s: the float model is confident (score >= %g) that %d of its %d photos show one "
+                        "of the classes; any that do show one teach the model to reject its class: remove them from "
+                        "the folder", other.root, rejection.CONFIDENT, confident,
+                        len(other.calibration) + len(other.test))
+
     def convert(self, model) -> dict[Target, Path]:
         """Every chosen target of the run, converted unless already written; target -> file."""
         files = {REFERENCE: self.layout.model(REFERENCE)}
@@ -172,13 +210,14 @@ class _BackboneStages:
             if not files[target].exists():
                 by_family.setdefault(target.family, []).append(target)
         version = reporting.package_version("zoolite")
+        rejected = json.loads(self.layout.rejection.read_text())
         about = About(
             name=f"zoolite {self.spec.name} classifier",
             description=f"Classifies {self.spec.input_size}x{self.spec.input_size} RGB photos (raw 0-255 pixels; "
                         f"normalised inside the model) into {self.n_classes} classes: {', '.join(self.labels)}. "
                         f"Transfer learning from {self.spec.name} ({describe_weights(self.spec, self.weights)}) "
                         f"on {Path(self.root).name}, by zoolite {version}.",
-            labels=list(self.labels), version=version)
+            labels=list(self.labels), version=version, score_threshold=rejected["threshold"])
         for family, missing in by_family.items():
             with family.implementation().Converter(model, self.layout.cache, self._representative,
                                                    self.stages.step, about) as converter:
@@ -187,10 +226,15 @@ class _BackboneStages:
         return files
 
     def _measure(self, target: Target, path: Path, images: np.ndarray, labels: np.ndarray,
-                 unlabelled: np.ndarray | None) -> tuple:
-        outputs = [self.layout.measurement(target.name), self.layout.probabilities(target.name)]
+                 unlabelled: np.ndarray | None, other: np.ndarray | None) -> tuple:
+        """(the variant, and its probabilities on the test images, the unlabelled photos and the
+        held-out other photos; None for a set not given)."""
+        outputs = {"test": self.layout.probabilities(target.name)}
         if unlabelled is not None:
-            outputs.append(self.layout.unlabelled_probabilities(target.name))
+            outputs["unlabelled"] = self.layout.unlabelled_probabilities(target.name)
+        if other is not None:
+            outputs["other"] = self.layout.other_probabilities(target.name)
+        measurement = self.layout.measurement(target.name)
 
         def make(step):
             runtime, load_seconds = open_model(path, self.config.threads)
@@ -202,38 +246,47 @@ class _BackboneStages:
             variant = Variant(variant=target.name, family=target.family.name, mode=target.mode, role=target.role,
                               file=path.relative_to(self.layout.root.parent).as_posix(),
                               size_bytes=path.stat().st_size, load_ms=load_seconds * 1000.0, **metrics)
-            if unlabelled is not None:
-                storage.write_npy(outputs[2], predict_all(runtime, unlabelled, progress=step))
-            storage.write_npy(outputs[1], probs)
-            storage.write_json(outputs[0], asdict(variant))
+            for name, photos in (("unlabelled", unlabelled), ("other", other)):
+                if photos is not None:
+                    storage.write_npy(outputs[name], predict_all(runtime, photos, progress=step))
+            storage.write_npy(outputs["test"], probs)
+            storage.write_json(measurement, asdict(variant))
             return load()
 
         def load():
-            variant = Variant.from_json(json.loads(outputs[0].read_text()))
-            return variant, *(np.load(path) for path in outputs[1:])
+            variant = Variant.from_json(json.loads(measurement.read_text()))
+            return variant, {name: np.load(path) for name, path in outputs.items()}
 
-        return self.stages.produce(f"evaluate_{target.name}", outputs, make, load,
-                                   len(images) + (0 if unlabelled is None else len(unlabelled)),
+        return self.stages.produce(f"evaluate_{target.name}", [measurement, *outputs.values()], make, load,
+                                   len(images) + sum(len(p) for p in (unlabelled, other) if p is not None),
                                    title=f"evaluating {target.name}")
 
-    def evaluate(self, files: dict[Target, Path]) -> tuple[list[Variant], dict[str, np.ndarray]]:
+    def evaluate(self, files: dict[Target, Path], rejected: Rejection) -> tuple[list[Variant], dict[str, np.ndarray]]:
         """Measure every variant with the one evaluate routine, the reference first; compare each
-        with the reference on the same images (labels needed or not). Returns the variants and
-        which test images each got right."""
+        with the reference on the same images (labels needed or not), and measure its "none of
+        these" at the shipped threshold. Returns the variants and which test images each got right."""
         images = self._images("test", self._paths("test"))
         unlabelled = self._images("unlabelled", self.unlabelled) if self.unlabelled else None
+        other = self._images("other_test", self.other["test"]) if self.other["test"] else None
         labels = self._labels("test")
-        measured = [self._measure(target, path, images, labels, unlabelled) for target, path in files.items()]
-        reference_variant, *reference = next(m for m in measured if m[0].role == "reference")
-        for variant, *outputs in measured:
+        measured = [self._measure(target, path, images, labels, unlabelled, other) for target, path in files.items()]
+        reference_variant, reference = next(m for m in measured if m[0].role == "reference")
+        # Calibration, measured on the test images: the reference's scores, renormalised, are the calibrated
+        # probabilities; raised to the power T they are the probabilities before the temperature.
+        calibrated = reference["test"] / reference["test"].sum(1, keepdims=True)
+        rejected.ece_after = rejection.expected_calibration_error(calibrated, labels)
+        rejected.ece_before = rejection.expected_calibration_error(calibrated ** rejected.temperature, labels)
+        for variant, outputs in measured:
             variant.params = reference_variant.params  # every variant holds the same weights, differently stored
-            variant.agreement = agreement(outputs[0], reference[0])
-            report = per_class_report(outputs[0], labels, self.labels)
+            variant.agreement = agreement(outputs["test"], reference["test"])
+            report = per_class_report(outputs["test"], labels, self.labels)
             variant.confusion_matrix, variant.per_class = report["confusion_matrix"], report["per_class"]
-            variant.fidelity = {name: stats.agreement_by_confidence(probs, reference_probs)
-                                for name, probs, reference_probs in zip(("test", "unlabelled"), outputs, reference)}
-        return [variant for variant, *_ in measured], \
-            {variant.variant: outputs[0].argmax(1) == labels for variant, *outputs in measured}
+            variant.fidelity = {name: stats.agreement_by_confidence(outputs[name], reference[name])
+                                for name in ("test", "unlabelled") if name in outputs}
+            variant.rejection = rejection.measure(outputs["test"], outputs.get("other"), rejected.threshold,
+                                                  (reference["test"], reference.get("other")))
+        return [variant for variant, _ in measured], \
+            {variant.variant: outputs["test"].argmax(1) == labels for variant, outputs in measured}
 
 
 def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: dict[tuple[str, str], np.ndarray]):
@@ -258,18 +311,24 @@ def _scan_and_split(config: RunConfig, timings: dict) -> tuple[dict, Split]:
     timings["scan"] = round(time.perf_counter() - start, 3)
     for file, reason in dataset.skipped:
         log.warning("skipped %s: %s", Path(config.data, file), reason)
-    return _describe_dataset(dataset), split_dataset(dataset, config.split, config.seed)
+    split = split_dataset(dataset, config.split, config.seed)
+    other = _scan_photos(config.other, "--other")
+    if other is not None:
+        if len(other["photos"]) < 2:
+            raise ZooliteError(f"--other {config.other}: only 1 usable photo; at least 2 are needed (half fit the "
+                               "rejection, half measure it); add photos of things that are none of the classes")
+        split.other = split_other(other["root"], other["photos"], config.seed)
+    return _describe_dataset(dataset), split
 
 
-def _scan_unlabelled(config: RunConfig) -> dict | None:
-    """The photos of ``--unlabelled`` (checked before any work), or None."""
-    if config.unlabelled is None:
+def _scan_photos(folder: str | None, option: str) -> dict | None:
+    """The photos of a folder option, ``--unlabelled`` or ``--other`` (checked before any work), or None."""
+    if folder is None:
         return None
-    photos, skipped = scan_photos(config.unlabelled)
+    photos, skipped = scan_photos(folder, option)
     for file, reason in skipped:
-        log.warning("skipped %s: %s", Path(config.unlabelled, file), reason)
-    return {"root": str(Path(config.unlabelled)), "photos": photos,
-            "skipped": [{"file": f, "reason": r} for f, r in skipped]}
+        log.warning("skipped %s: %s", Path(folder, file), reason)
+    return {"root": str(Path(folder)), "photos": photos, "skipped": [{"file": f, "reason": r} for f, r in skipped]}
 
 
 def _save_split(layout: RunLayout, dataset_info: dict, split: Split) -> None:
@@ -338,7 +397,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
     else:
         layout = RunLayout(Path(resume))
         config = _resumable(layout)
-    unlabelled = _scan_unlabelled(config)
+    unlabelled = _scan_photos(config.unlabelled, "--unlabelled")
     progress = progress or Progress()
     # Weights next: a backbone whose weights cannot be had stops the run before any work.
     specs = [get_backbone(name) for name in config.backbones]
@@ -361,8 +420,9 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
                                      Stages(progress, stage_timings, f"{spec.name}: ", after_stage),
                                      [Path(unlabelled["root"]) / p for p in unlabelled["photos"]] if unlabelled else [])
             storage.write_text(stages.layout.labels, "\n".join(labels) + "\n")
-            model, history = stages.train(extractors[spec.name])
-            variants, right = stages.evaluate(stages.convert(model))
+            classifier, history = stages.train(extractors[spec.name])
+            model, rejected = stages.reject(classifier, history)
+            variants, right = stages.evaluate(stages.convert(model), rejected)
             correct.update({(spec.name, name): r for name, r in right.items()})
             weights_label = describe_weights(spec, weights[spec.name])
             if "fine_tune" in history:  # the report's caption says both training stages happened
@@ -372,7 +432,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
             backbones[spec.name] = Backbone(
                 name=spec.name, input_size=spec.input_size, feature_dim=spec.feature_dim, weights=weights_label,
                 weights_source=spec.weights_source, pretrained=spec.pretrained, training=history,
-                timings=stage_timings, variants=variants)
+                timings=stage_timings, variants=variants, rejection=rejected)
         _compare_with_the_best_float_model(backbones, correct)
         timings["total"] = round(time.perf_counter() - started, 3)
         results = Run(run_dir=str(layout.root), machine=reporting.machine_info(command), config=config,
@@ -380,7 +440,9 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
                       split={"seed": split.seed, **{name: len(split.subset(name)) for name in ("train", "val", "test")}},
                       timings=timings, backbones=backbones,
                       unlabelled={"root": unlabelled["root"], "photos": len(unlabelled["photos"]),
-                                  "skipped": unlabelled["skipped"]} if unlabelled else None)
+                                  "skipped": unlabelled["skipped"]} if unlabelled else None,
+                      other={"root": split.other.root, "calibration": len(split.other.calibration),
+                             "test": len(split.other.test)} if split.other else None)
         results.recommendation = recommend(results, config.budget)
         reporting.write_reports(results)
         storage.mark_complete(layout.root)

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
-from zoolite.results import Run
+from zoolite.results import Backbone, Run
 
 DPI = 110
 COLOURS = [f"C{i}" for i in range(10)]
@@ -211,4 +211,26 @@ def prediction_grid(images, labels: np.ndarray, probabilities: np.ndarray, class
         ax.set_title(f"true: {class_names[label]}\npredicted: {class_names[predicted]} {probs[predicted]:.0%}",
                      fontsize=8, color=colour)
     fig.suptitle(title)
+    return _png(fig)
+
+
+def rejection_curves(backbone: Backbone, title: str) -> bytes | None:
+    """Class photos kept against other photos rejected as the threshold moves, one curve per variant,
+    each variant's point at the shipped threshold marked; None without held-out other photos."""
+    measured = [v for v in backbone.variants if v.rejection and v.rejection.curve]
+    if not measured:
+        return None
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.add_subplot()
+    for colour, variant in zip(itertools.cycle(COLOURS), measured):
+        r = variant.rejection
+        points = np.asarray(r.curve)
+        ax.plot(points[:, 2] * 100, points[:, 1] * 100, color=colour, lw=1.4,
+                label=f"{variant.variant} (AUROC {r.auroc:.3f})")
+        ax.plot(r.rejected_rate * 100, r.kept_rate * 100, "o", color=colour, ms=7, mec="black", mew=0.6)
+    ax.set_xlabel("other photos rejected, % (held-out --other photos)")
+    ax.set_ylabel("class photos kept, % (test split)")
+    ax.set_title(f"{title}\n(dots: the shipped threshold, {backbone.rejection.threshold:.3f})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
     return _png(fig)

@@ -24,15 +24,20 @@ The rule (the README's "How the recommendation decides" gives the reasoning):
    wins only over variants it is clearly faster than (the 95% bootstrap interval of the
    ratio of medians lies below 1). Those it cannot be told apart from tie with it, and the
    smallest file among them is recommended.
-4. With fewer than :data:`MIN_TEST_IMAGES` test images nothing can be concluded about
+4. **"None of these", on paired evidence.** A variant is also rejected when it rejects fewer of
+   the held-out ``--other`` photos than its backbone's float model by more than the budget's
+   rejection drop, and the loss is real (more photos lost than won, one-sided exact McNemar p
+   below 0.05): quantization can cost a model its ability to say "none of these" while its
+   accuracy holds.
+5. With fewer than :data:`MIN_TEST_IMAGES` test images nothing can be concluded about
    accuracy: the choice then rests on speed, size and fidelity, and the sentence says so.
 """
 
 from __future__ import annotations
 
-from zoolite import stats
+from zoolite import rejection, stats
 from zoolite.config import Budget
-from zoolite.results import MB, Recommendation, Run, Variant
+from zoolite.results import MB, Backbone, Recommendation, Run, Variant
 
 # Accuracies are fractions: a drop of exactly the budget must not fail on rounding.
 _TOLERANCE = 1e-8
@@ -70,13 +75,25 @@ def unfaithful(variant: Variant, budget: Budget) -> bool:
     return lower > budget.max_accuracy_drop_pp / 100
 
 
-def failures(variant: Variant, floor: float, budget: Budget, decide_accuracy: bool) -> list[str]:
-    """The budget limits ``variant`` breaks: 'accuracy', 'fidelity', 'latency', 'size'."""
+def rejection_lost(variant: Variant, backbone: Backbone, budget: Budget | None = None) -> bool:
+    """Rule 4: rejects significantly fewer held-out other photos than its float model, beyond the budget."""
+    reference = backbone.reference.rejection
+    if variant.rejection is None or reference is None:
+        return False
+    return rejection.lost_rejection(variant.rejection, reference, (budget or Budget()).max_rejection_drop_pp,
+                                    SIGNIFICANCE)
+
+
+def failures(variant: Variant, backbone: Backbone, floor: float, budget: Budget, decide_accuracy: bool) -> list[str]:
+    """The budget limits ``variant`` (of ``backbone``) breaks: 'accuracy', 'fidelity', 'rejection', 'latency',
+    'size'."""
     failed = []
     if decide_accuracy and accuracy_loss_is_real(variant, floor):
         failed.append("accuracy")
     if unfaithful(variant, budget):
         failed.append("fidelity")
+    if rejection_lost(variant, backbone, budget):
+        failed.append("rejection")
     if budget.max_latency_ms is not None and variant.latency.mean_ms > budget.max_latency_ms:
         failed.append("latency")
     if budget.max_size_mb is not None and variant.size_bytes > budget.max_size_mb * MB:
@@ -105,15 +122,18 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
     n = run.split["test"]
     decide_accuracy = n >= MIN_TEST_IMAGES
     pool = [(name, v) for name, b in run.backbones.items() for v in b.shippable]
-    fitting = [(name, v) for name, v in pool if not failures(v, floor, budget, decide_accuracy)]
+    def broken(name: str, v: Variant) -> list[str]:
+        return failures(v, run.backbones[name], floor, budget, decide_accuracy)
+
+    fitting = [(name, v) for name, v in pool if not broken(name, v)]
     evidence = (_resolution(n) if decide_accuracy else
                 f"accuracy cannot be decided: only {n} test images (at least {MIN_TEST_IMAGES} are needed for any "
                 "conclusion), so the choice rests on speed, size and agreement with the float model")
     if not fitting:
-        broken = {limit: sum(limit in failures(v, floor, budget, decide_accuracy) for _, v in pool)
-                  for limit in ("accuracy", "fidelity", "latency", "size")}
-        counts = ", ".join(f"{n_broken} exceed the {limit} limit" for limit, n_broken in broken.items() if n_broken)
-        return Recommendation(budget, f"No variant satisfies the budget ({budget.describe()}): of {len(pool)} "
+        limits = {limit: sum(limit in broken(name, v) for name, v in pool)
+                  for limit in ("accuracy", "fidelity", "rejection", "latency", "size")}
+        counts = ", ".join(f"{n_broken} exceed the {limit} limit" for limit, n_broken in limits.items() if n_broken)
+        return Recommendation(budget, f"No variant satisfies the budget ({budget.describe(run.other is not None)}): of {len(pool)} "
                                       f"shippable variants, {counts or 'none were measured'} ({evidence}); loosen "
                                       "the budget with `zoolite report RUN_DIR --max-...`.")
     fastest = min(fitting, key=lambda c: (c[1].latency.median_ms, c[1].size_bytes))[1]
@@ -130,7 +150,7 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
         speed = f"as fast as {', '.join(others)} within timing noise, and the smallest of them"
     else:
         speed = "the only one" if len(fitting) == 1 else "clearly faster than the others"
-    excluded = [f"{named(b, v)} ({', '.join(failures(v, floor, budget, decide_accuracy))})" for b, v in pool
+    excluded = [f"{named(b, v)} ({', '.join(broken(b, v))})" for b, v in pool
                 if (b, v) not in fitting and v.latency.median_ms < best.latency.median_ms]
     which = f"{len(pool)}" if len(fitting) == len(pool) else f"{len(fitting)} (of {len(pool)})"
     paired = best.paired
@@ -141,10 +161,20 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
     # 0.0 + x: no "-0.0" for a variant exactly as accurate as the reference
     reason = (f"{name}: {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, accuracy "
               f"{best.accuracy * 100:.1f}%{_interval_text(best)}, {0.0 + (best.accuracy - best_float) * 100:+.1f} pp "
-              f"vs {reference}{change}. Of the {which} shippable variants within the budget ({budget.describe()}), "
+              f"vs {reference}{change}{_rejection_text(best)}. Of the {which} shippable variants within the budget ({budget.describe(run.other is not None)}), "
               f"it is {speed}." + (f" Faster but outside the budget: {', '.join(excluded)}." if excluded else "")
               + f" Evidence: {evidence}.")
     return Recommendation(budget, reason, backbone, best.variant)
+
+
+def _rejection_text(variant: Variant) -> str:
+    r = variant.rejection
+    if r is None:
+        return ""
+    kept = f"; it keeps {r.kept_rate * 100:.1f}% of the test images as one of the classes"
+    if r.rejected is None:
+        return kept + " (its \"none of these\" was not measured on photos of other things)"
+    return kept + f" and rejects {r.rejected_rate * 100:.1f}% of the held-out other photos"
 
 
 def _interval_text(variant: Variant) -> str:

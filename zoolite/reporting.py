@@ -19,7 +19,7 @@ from zoolite.config import Budget
 from zoolite.layout import RunLayout
 from zoolite.results import Run, load
 from zoolite.tables import FIDELITY_NOTE, backbone_table, caption, combined_table, fidelity_cells, fidelity_titles, \
-    markdown_table
+    markdown_table, rejection_note, rejection_table
 
 
 def _cpu_model() -> str:
@@ -58,6 +58,8 @@ def text_summary(results: Run) -> str:
     parts = []
     for name in results.backbones:
         parts += [f"\n{caption(results, name)}", backbone_table(results, name)]
+        if results.backbones[name].rejection:
+            parts += [f"\n{rejection_note(results, name)}", rejection_table(results, name)]
     if len(results.backbones) > 1:
         parts += ["\nAll backbones:", combined_table(results)]
     if results.recommendation:
@@ -81,6 +83,9 @@ def markdown_report(results: Run) -> str:
                   + results.recommendation.reason, ""]
     for name in results.backbones:
         lines += [f"## {name}", "", f"*{caption(results, name)}*", "", backbone_table(results, name, True), ""]
+        if results.backbones[name].rejection:
+            lines += ["### None of these", "", rejection_note(results, name), "", rejection_table(results, name, True),
+                      ""]
         for images, title in fidelity_titles(results):
             table = fidelity_cells(results.backbones[name], images)
             if table:

@@ -20,7 +20,7 @@ from zoolite.config import Budget, RunConfig
 from zoolite.errors import ZooliteError
 from zoolite.stats import Interval, PairedComparison
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MB = 1e6
 
 
@@ -28,6 +28,67 @@ def _interval(obj: dict | None) -> Interval | None:
     if obj is None:
         return None
     return Interval(**{**obj, "estimate": math.nan if obj.get("estimate") is None else obj["estimate"]})
+
+
+def _paired(obj: dict | None) -> PairedComparison | None:
+    if not obj:
+        return None
+    return PairedComparison(**{**obj, "difference_interval": _interval(obj["difference_interval"]),
+                               **{k: math.nan if obj[k] is None else obj[k]
+                                  for k in ("variant_accuracy", "reference_accuracy", "difference")}})
+
+
+@dataclass
+class Rejection:
+    """How a backbone's model rejects photos of none of its classes (stored in results.json)."""
+
+    method: str  # what the file computes, in words
+    temperature: float
+    centroids: int
+    gate_slope: float
+    gate_centre: float
+    threshold: float  # on the top score of the file's output
+    keep_rate: float  # of the validation photos, which chose the threshold
+    calibrated_on: str  # where the gate and threshold come from, in words
+    other_photos: int  # --other photos that fitted the gate (0: none given)
+    ece_before: float | None = None  # expected calibration error on the test photos, T = 1
+    ece_after: float | None = None  # with the temperature folded in
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Rejection":
+        return cls(**obj)
+
+
+@dataclass
+class RejectionMeasure:
+    """One variant's "none of these" at the shipped threshold."""
+
+    kept: int  # test photos of the classes it kept
+    photos: int
+    kept_interval: Interval
+    rejected: int | None = None  # held-out --other photos it rejected
+    other_photos: int | None = None
+    rejected_interval: Interval | None = None
+    auroc: float | None = None  # top score separating class photos from other photos
+    # Against this backbone's float model, on the same photos: a right decision is keeping a class
+    # photo or rejecting another photo.
+    # Against this backbone's float model, on the same other photos: rejected by one, kept by the other.
+    paired: PairedComparison | None = None
+    curve: list[list[float]] | None = None  # [threshold, kept, rejected] as the threshold moves
+
+    @property
+    def kept_rate(self) -> float:
+        return self.kept / self.photos
+
+    @property
+    def rejected_rate(self) -> float | None:
+        return None if self.rejected is None else self.rejected / self.other_photos
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "RejectionMeasure":
+        return cls(**{**obj, "kept_interval": _interval(obj["kept_interval"]),
+                      "rejected_interval": _interval(obj.get("rejected_interval")),
+                      "paired": _paired(obj.get("paired"))})
 
 
 @dataclass
@@ -93,6 +154,7 @@ class Variant:
     # Label-free fidelity to this backbone's float model, by the float model's confidence:
     # {"test": rows, "unlabelled": rows} (stats.agreement_by_confidence).
     fidelity: dict[str, list[dict]] = field(default_factory=dict)
+    rejection: RejectionMeasure | None = None  # "none of these" at the backbone's shipped threshold
 
     @property
     def shippable(self) -> bool:
@@ -110,12 +172,8 @@ class Variant:
         obj["agreement"] = Agreement(**obj["agreement"]) if obj.get("agreement") else None
         obj["accuracy_interval"] = _interval(obj.get("accuracy_interval"))
         obj["top_k_interval"] = _interval(obj.get("top_k_interval"))
-        if obj.get("paired"):
-            paired = obj["paired"]
-            obj["paired"] = PairedComparison(**{
-                **paired, "difference_interval": _interval(paired["difference_interval"]),
-                **{k: math.nan if paired[k] is None else paired[k]
-                   for k in ("variant_accuracy", "reference_accuracy", "difference")}})
+        obj["paired"] = _paired(obj.get("paired"))
+        obj["rejection"] = RejectionMeasure.from_json(obj["rejection"]) if obj.get("rejection") else None
         return cls(**obj)
 
 
@@ -132,6 +190,7 @@ class Backbone:
     training: dict  # Keras history per stage ("head", "fine_tune")
     timings: dict[str, float]
     variants: list[Variant]
+    rejection: Rejection | None = None  # how its files say "none of these" (None: zoolite 0.2 results)
 
     @property
     def reference(self) -> Variant:
@@ -146,7 +205,8 @@ class Backbone:
 
     @classmethod
     def from_json(cls, obj: dict) -> "Backbone":
-        return cls(**{**obj, "variants": [Variant.from_json(v) for v in obj["variants"]]})
+        return cls(**{**obj, "variants": [Variant.from_json(v) for v in obj["variants"]],
+                      "rejection": Rejection.from_json(obj["rejection"]) if obj.get("rejection") else None})
 
 
 @dataclass
@@ -177,6 +237,7 @@ class Run:
     backbones: dict[str, Backbone]
     recommendation: Recommendation | None = None
     unlabelled: dict | None = None  # root, photos, skipped: the --unlabelled folder, if any
+    other: dict | None = None  # root, photos, calibration, test, skipped: the --other folder, if any
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -207,7 +268,7 @@ class Run:
             dataset=obj["dataset"], split=obj["split"], timings=obj["timings"],
             backbones={name: Backbone.from_json(b) for name, b in obj["backbones"].items()},
             recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None,
-            unlabelled=obj.get("unlabelled"))
+            unlabelled=obj.get("unlabelled"), other=obj.get("other"))
 
 
 def best_float_backbone(backbones: dict[str, Backbone]) -> Backbone:

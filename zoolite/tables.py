@@ -122,3 +122,51 @@ def fidelity_cells(backbone: Backbone, images: str) -> tuple[list[str], list[lis
                                    f"{r['agreement'] * 100:.1f}% [{r['agreement_low'] * 100:.0f}–"
                                    f"{r['agreement_high'] * 100:.0f}] of {r['n']}, TV {r['mean_total_variation']:.3f}"
                                    for r in v.fidelity[images]] for v in variants]
+
+
+def rejection_note(results: Run, backbone: str) -> str | None:
+    """How one backbone's files say "none of these", how it was chosen and what it was measured on."""
+    rejection = results.backbones[backbone].rejection
+    if rejection is None:
+        return None
+    calibration = ("" if rejection.ece_before is None else
+                   f" Probabilities calibrated by temperature T = {rejection.temperature:.2f}: expected calibration "
+                   f"error on the test images {rejection.ece_before:.3f} before, {rejection.ece_after:.3f} after.")
+    measured = (f" Rejection measured on {results.other['test']} held-out --other photos (the other "
+                f"{results.other['calibration']} fitted it)." if results.other else
+                " Rejection was NOT measured against photos of other things: pass --other DIR with photos of "
+                "none of the classes to fit and measure it.")
+    return (f"\"None of these\": a photo whose top score is below {rejection.threshold:.3f} shows none of the "
+            f"{len(results.labels)} classes (the threshold keeps {rejection.keep_rate:.0%} of the validation photos; "
+            f"fitted on {rejection.calibrated_on}; it is in every file's metadata, so MediaPipe Tasks applies it)."
+            + measured + calibration)
+
+
+def rejection_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]] | None:
+    """Header and rows of one backbone's "none of these" table; None for results without it."""
+    b = results.backbones[backbone]
+    if b.rejection is None:
+        return None
+    from zoolite.recommend import rejection_lost
+
+    header = ["Variant", "Class photos kept [95% CI]"]
+    if results.other:
+        header += ["Other photos rejected [95% CI]", "AUROC", "Won/lost vs float (p)", "Flag"]
+    rows = []
+    for v in b.variants:
+        r = v.rejection
+        row = [v.variant, f"{_percent(r.kept_rate, r.kept_interval)} of {r.photos}"]
+        if results.other:
+            paired = r.paired
+            row += [f"{_percent(r.rejected_rate, r.rejected_interval)} of {r.other_photos}", f"{r.auroc:.3f}",
+                    "-" if paired is None or not v.shippable else
+                    f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})",
+                    "loses rejection" if v.shippable and rejection_lost(v, b, results.recommendation.budget
+                                                                        if results.recommendation else None) else ""]
+        rows.append(row)
+    return header, rows
+
+
+def rejection_table(results: Run, backbone: str, markdown: bool = False) -> str | None:
+    cells = rejection_cells(results, backbone)
+    return None if cells is None else (markdown_table if markdown else plain_table)(*cells)

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from zoolite.errors import ZooliteError
 
 
@@ -30,6 +32,7 @@ class About:
     description: str
     labels: list[str]
     version: str  # zoolite's
+    score_threshold: float | None = None  # the top score below which the model means "none of these"
 
 
 @dataclass(frozen=True)
@@ -145,19 +148,50 @@ def read_labels(path: Path) -> list[str]:
                            "model's run") from None
 
 
-def open_classifier(model: str | Path, labels_file: str | Path | None = None, threads: int | None = None):
-    """A model file's runtime and its labels, checked against each other; returns (runtime,
-    labels, where the labels came from). The labels are ``labels_file`` if given, else those in
-    the file's own metadata, else the labels.txt beside it."""
+def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the ``k`` most probable classes, best first; ties go to the first class, as
+    ``argmax`` and app clients break them."""
+    return np.argsort(-np.asarray(probabilities), kind="stable")[:k]
+
+
+@dataclass
+class Classifier:
+    """A model file opened for classifying photos: its runtime, its labels (and where they came
+    from) and the top score below which it says "none of these classes" (None: it never does)."""
+
+    runtime: object
+    labels: list[str]
+    labels_source: str | Path
+    threshold: float | None
+
+    def rejects(self, scores: np.ndarray) -> np.ndarray | bool:
+        """Whether the model says "none of these" for these scores (one row or many): MediaPipe's
+        rule, a top score below the threshold."""
+        return self.threshold is not None and np.asarray(scores).max(-1) < self.threshold
+
+    def answer(self, scores: np.ndarray, top: int = 3) -> str:
+        """One photo's answer: its ``top`` classes with their scores, or that it shows none of them."""
+        best = top_classes(scores, top)
+        if self.rejects(scores):
+            return f"none of the {len(self.labels)} classes (top: {self.labels[best[0]]} {scores[best[0]]:.2f})"
+        return ", ".join(f"{self.labels[i]} {scores[i]:.3f}" for i in best)
+
+
+def open_classifier(model: str | Path, labels_file: str | Path | None = None,
+                    threads: int | None = None) -> Classifier:
+    """A model file's runtime, its labels checked against it, and its "none of these" threshold. The
+    labels are ``labels_file`` if given, else those in the file's own metadata, else the
+    labels.txt beside it."""
     runtime, _ = open_model(model, threads)
     model = Path(model)
+    family = FAMILIES[model.suffix].implementation()
     labels, source = None, None
     if labels_file:
         source = Path(labels_file)
         if not source.is_file():
             raise ZooliteError(f"{source}: labels file not found; pass an existing labels.txt")
     else:
-        labels = FAMILIES[model.suffix].implementation().embedded_labels(model)
+        labels = family.embedded_labels(model)
         source = f"{model} (its metadata)" if labels else model.parent / "labels.txt"
         if labels is None and not source.is_file():
             raise ZooliteError(f"{source}: labels file not found next to the model, and {model.name} carries no "
@@ -167,4 +201,4 @@ def open_classifier(model: str | Path, labels_file: str | Path | None = None, th
     if runtime.n_classes != len(labels):
         raise ZooliteError(f"{model}: the model has {runtime.n_classes} outputs but {source} lists "
                            f"{len(labels)} labels; use the labels.txt of the same run")
-    return runtime, labels, source
+    return Classifier(runtime, labels, source, family.score_threshold(model))

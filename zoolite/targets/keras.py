@@ -53,6 +53,8 @@ def load_keras_model(path: str | Path):
     """Load a ``.keras`` file in Keras's safe mode: a file with code in it (Lambda) is refused."""
     import keras
 
+    import zoolite.layers  # noqa: F401 (registers zoolite's layers for loading)
+
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except ValueError as e:
@@ -70,6 +72,17 @@ def load_keras_model(path: str | Path):
 def embedded_labels(path: Path) -> None:
     """A .keras file carries no labels: they are in the labels.txt beside it."""
     return None
+
+
+def score_threshold(path: Path) -> float | None:
+    """The "none of these" threshold of a run's model.keras, from the rejection.json beside it."""
+    import json
+
+    rejection = path.parent / "rejection.json"
+    try:
+        return float(json.loads(rejection.read_text())["threshold"]) if rejection.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ZooliteError(f"{rejection}: damaged ({e}); re-create it with `zoolite run`") from None
 
 
 def open(path: Path, threads: int | None = None) -> KerasRuntime:  # noqa: A001 (the family interface)

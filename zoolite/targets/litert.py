@@ -167,7 +167,8 @@ class Converter:
                 else convert(saved_model, target.mode)
             storage.write_bytes(out, add_metadata(
                 model, name=self.about.name, description=f"{self.about.description} Variant {target.name}: "
-                f"{target.description}.", labels=self.about.labels, version=self.about.version))
+                f"{target.description}.", labels=self.about.labels, version=self.about.version,
+                score_threshold=self.about.score_threshold))
             step(1)
 
 
@@ -263,6 +264,14 @@ def open(path: Path, threads: int | None = None) -> LiteRTRuntime:  # noqa: A001
     return LiteRTRuntime(path, threads)
 
 
+def score_threshold(path: Path) -> float | None:
+    """The "none of these" threshold in the file's TFLite metadata (None: the file has none)."""
+    from zoolite.metadata import read_metadata
+
+    info = read_metadata(path)
+    return info.score_threshold if info else None
+
+
 def embedded_labels(path: Path) -> list[str] | None:
     """The labels in the file's TFLite metadata; None for a file without metadata (another tool's)."""
     from zoolite.metadata import read_metadata
@@ -272,4 +281,4 @@ def embedded_labels(path: Path) -> list[str] | None:
 
 
 __all__ = ["Converter", "LiteRTRuntime", "calibrate", "convert", "export_saved_model", "quantize_calibrated",
-           "quantize", "dequantize", "open", "embedded_labels"]
+           "quantize", "dequantize", "open", "embedded_labels", "score_threshold"]

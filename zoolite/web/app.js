@@ -84,6 +84,7 @@ function describeModel(card, size, classes) {
     }
     text += ".";
   }
+  if (threshold !== null) text += ` Says "none of these" below a top score of <b>${threshold.toFixed(2)}</b>.`;
   const node = $("model");
   node.innerHTML = "";
   // Built from text nodes and <b> only: model.json values are never parsed as HTML.
@@ -91,11 +92,14 @@ function describeModel(card, size, classes) {
 }
 
 let model, labels, outputScale = 1, outputZeroPoint = 0;
+let threshold = null;  // model.json "none_of_these": a photo whose top score is below it shows none of the classes
 
 async function init() {
   const card = await fetchOk("model.json", "json");
   const labelText = await fetchOk(card.labels_file || "labels.txt", "text").catch(() => null);
   labels = labelText ? labelText.split(/\r?\n/).filter((line) => line.length > 0) : card.classes;
+  const cutoff = card.none_of_these && card.none_of_these.threshold;
+  threshold = typeof cutoff === "number" ? cutoff : null;
 
   const runtime = await chooseRuntime();
   // The wasm runtime writes its INFO/WARNING log lines to stderr, which Emscripten shows as
@@ -238,6 +242,8 @@ async function handle(file) {
   thumb.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
   thumb.addEventListener("error", () => URL.revokeObjectURL(url), { once: true });
   thumb.src = url;
+  const best = result.top[0];
+  const rejected = threshold !== null && best.p < threshold;  // MediaPipe keeps scores >= threshold
   const list = el("ol");
   for (const { label, p } of result.top) {
     const pct = Math.max(0, Math.min(100, 100 * p));
@@ -247,8 +253,13 @@ async function handle(file) {
   const details = el("div", { style: "flex:1;min-width:0" }, list,
     el("div", { class: "name", text: file.name, title: file.name }),
     el("div", { class: "ms", text: `${result.ms.toFixed(1)} ms` }));
-  $("results").append(el("li", { class: "result", dataset: { file: file.name, label: result.top[0].label,
-    ms: result.ms.toFixed(3), p: result.top[0].p.toFixed(4) } }, thumb, details));
+  if (rejected) {  // worded as `zoolite predict` prints it
+    details.prepend(el("div", { class: "verdict",
+      text: `none of the ${labels.length} classes (top: ${best.label} ${best.p.toFixed(2)})` }));
+  }
+  $("results").append(el("li", { class: rejected ? "result rejected" : "result", dataset: { file: file.name,
+    label: rejected ? "" : best.label, rejected: String(rejected), ms: result.ms.toFixed(3), p: best.p.toFixed(4) } },
+    thumb, details));
   updateSummary();
 }
 
