@@ -200,8 +200,9 @@ class _BackboneStages:
                         "the folder", other.root, rejection.CONFIDENT, confident,
                         len(other.calibration) + len(other.test))
 
-    def convert(self, model) -> dict[Target, Path]:
-        """Every chosen target of the run, converted unless already written; target -> file."""
+    def convert(self, model, rejected: Rejection) -> dict[Target, Path]:
+        """Every chosen target of the run, converted unless already written, each with the threshold of
+        ``rejected`` in its metadata; target -> file."""
         files = {REFERENCE: self.layout.model(REFERENCE)}
         targets = [TARGETS[name] for name in self.config.quantizations]
         by_family: dict = {}
@@ -210,14 +211,15 @@ class _BackboneStages:
             if not files[target].exists():
                 by_family.setdefault(target.family, []).append(target)
         version = reporting.package_version("zoolite")
-        rejected = json.loads(self.layout.rejection.read_text())
         about = About(
             name=f"zoolite {self.spec.name} classifier",
             description=f"Classifies {self.spec.input_size}x{self.spec.input_size} RGB photos (raw 0-255 pixels; "
                         f"normalised inside the model) into {self.n_classes} classes: {', '.join(self.labels)}. "
                         f"Transfer learning from {self.spec.name} ({describe_weights(self.spec, self.weights)}) "
-                        f"on {Path(self.root).name}, by zoolite {version}.",
-            labels=list(self.labels), version=version, score_threshold=rejected["threshold"])
+                        f"on {Path(self.root).name}, by zoolite {version}. A top score below {rejected.threshold:.4f} "
+                        f"means none of these classes (the threshold keeps {rejected.keep_rate:.0%} of the "
+                        f"validation photos; fitted on {rejected.calibrated_on}).",
+            labels=list(self.labels), version=version, score_threshold=rejected.threshold)
         for family, missing in by_family.items():
             with family.implementation().Converter(model, self.layout.cache, self._representative,
                                                    self.stages.step, about) as converter:
@@ -422,7 +424,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
             storage.write_text(stages.layout.labels, "\n".join(labels) + "\n")
             classifier, history = stages.train(extractors[spec.name])
             model, rejected = stages.reject(classifier, history)
-            variants, right = stages.evaluate(stages.convert(model), rejected)
+            variants, right = stages.evaluate(stages.convert(model, rejected), rejected)
             correct.update({(spec.name, name): r for name, r in right.items()})
             weights_label = describe_weights(spec, weights[spec.name])
             if "fine_tune" in history:  # the report's caption says both training stages happened
