@@ -110,9 +110,9 @@ def methods(classifier, logits, tr, va, calibration, seed: int, keep_rate: float
     rows = [(name, score, probs, extra, r.choose_threshold(score(x_va), keep_rate))
             for name, score, probs, extra in rows]
     for name, other in (("8 zoolite, no --other", None), ("9 zoolite, --other [o]", calibration)):
-        fitted, cents = r.fit(classifier, x_tr, y_tr, x_va, y_va, other, keep_rate, seed)
-        shipped = functools.partial(r.scores, classifier, centroids=cents, rejection=fitted)
-        rows.append((name, lambda x, s=shipped: s(x).max(1), shipped, cents.size + 2, fitted.threshold))
+        fitted = r.fit(classifier, centroids, x_va, y_va, other, keep_rate)
+        shipped = functools.partial(r.scores, classifier, centroids=centroids, rejection=fitted)
+        rows.append((name, lambda x, s=shipped: s(x).max(1), shipped, centroids.size + 2, fitted.threshold))
     return rows
 
 

@@ -179,15 +179,17 @@ class _BackboneStages:
                     for subset in ("train", "val")}
         other = {half: self._features(extractor, f"other_{half}", paths) for half, paths in self.other.items() if paths}
         with self.stages.step("rejection"):
-            def fit(other_features):
-                return rejection.fit(classifier, features["train"], self._labels("train"), features["val"],
-                                     self._labels("val"), other_features, self.config.keep_rate, self.config.seed)
+            centroids = rejection.class_centroids(features["train"], self._labels("train"), seed=self.config.seed)
 
-            fitted, centroids = fit(None)
+            def fit(other_features):
+                return rejection.fit(classifier, centroids, features["val"], self._labels("val"), other_features,
+                                     self.config.keep_rate)
+
+            fitted = fit(None)
             if other:  # photos of the classes in --other would also bend the gate fitted on them: judge without
                 self._warn_of_class_photos(rejection.confident_class_photos(
                     classifier, centroids, fitted, np.concatenate(list(other.values()))))
-                fitted, centroids = fit(other["calibration"])
+                fitted = fit(other["calibration"])
             model = rejection.with_rejection(classifier, centroids, fitted)
         storage.atomic_save_model(model, model_path)
         storage.write_json(rejection_path, asdict(fitted))

@@ -134,17 +134,14 @@ def _head(classifier) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
 
 
-def fit(classifier, train_features: np.ndarray, train_labels: np.ndarray, val_features: np.ndarray,
-        val_labels: np.ndarray, other_features: np.ndarray | None, keep_rate: float,
-        seed: int = 0) -> tuple[Rejection, np.ndarray]:
-    """Fit the rejection of a trained ``classifier`` on its backbone's features: the temperature and
-    the threshold on the validation photos, the centroids on the training photos, the gate on
-    the validation photos and (if given) the calibration half of the other photos. Returns the
-    :class:`Rejection` and the centroids."""
+def fit(classifier, centroids: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
+        other_features: np.ndarray | None, keep_rate: float) -> Rejection:
+    """Fit the rejection of a trained ``classifier`` around its training photos' ``centroids``
+    (:func:`class_centroids`): the temperature and the threshold on the validation photos, the
+    gate on the validation photos and (if given) the calibration half of the other photos."""
     kernel, bias = _head(classifier)
     val_logits = np.asarray(val_features, np.float64) @ kernel + bias
     temperature = fit_temperature(val_logits, np.asarray(val_labels))
-    centroids = class_centroids(train_features, train_labels, seed=seed)
     val_similarity = similarity(val_features, centroids)
     other_similarity = None if other_features is None else similarity(other_features, centroids)
     slope, centre = fit_gate(val_similarity, other_similarity)
@@ -157,7 +154,7 @@ def fit(classifier, train_features: np.ndarray, train_labels: np.ndarray, val_fe
         threshold=choose_threshold(top, keep_rate), keep_rate=keep_rate,
         calibrated_on=(f"{len(val_labels)} validation photos and {n_other} --other photos" if n_other else
                        f"{len(val_labels)} validation photos only (no --other photos)"),
-        other_photos=n_other), centroids
+        other_photos=n_other)
 
 
 def scores(classifier, features: np.ndarray, centroids: np.ndarray, rejection: Rejection) -> np.ndarray:

@@ -3,6 +3,7 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 
 from __future__ import annotations
 
+from zoolite.recommend import rejection_lost
 from zoolite.results import Backbone, Run
 
 
@@ -147,8 +148,6 @@ def rejection_cells(results: Run, backbone: str) -> tuple[list[str], list[list[s
     b = results.backbones[backbone]
     if b.rejection is None:
         return None
-    from zoolite.recommend import rejection_lost
-
     header = ["Variant", "Class photos kept [95% CI]"]
     if results.other:
         header += ["Other photos rejected [95% CI]", "AUROC", "Won/lost vs float (p)", "Flag"]
