@@ -28,9 +28,10 @@ def main() -> None:
 
     from zoolite.backbones import build_feature_extractor, get_backbone
     from zoolite.config import DEFAULT_BACKBONE, TrainConfig
-    from zoolite.data import image_batches, scan_dataset, split_dataset
+    from zoolite.data import scan_dataset, split_dataset
     from zoolite.evaluation import classification_metrics
-    from zoolite.training import build_head, extract_features, fit, one_hot
+    from zoolite.features import extract_keras
+    from zoolite.training import build_head, fit, one_hot
 
     dataset = scan_dataset(args.data)
     split = split_dataset(dataset, seed=0)
@@ -41,9 +42,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for subset in ("train", "val", "test"):
             items = split.subset(subset)
-            features[subset] = np.asarray(extract_features(
-                extractor, image_batches([dataset.root / p for p, _ in items], spec.input_size), len(items),
-                Path(tmp, f"{subset}.npy")))
+            features[subset] = np.asarray(extract_keras(extractor, [dataset.root / p for p, _ in items],
+                                                        spec.input_size, Path(tmp, f"{subset}.npy")))
             labels[subset] = np.array([label for _, label in items])
     print(f"{DEFAULT_BACKBONE} head on {args.data}: {len(labels['train'])}/{len(labels['val'])}/"
           f"{len(labels['test'])} train/val/test images")

@@ -38,12 +38,11 @@ COLUMNS = ["A10 kept", "other-src kept", "same rej", "unseen rej", "AUROC", "ECE
 
 def features(extractor, size: int, name: str, root: Path, photos: list[str], cache: Path) -> np.ndarray:
     """The backbone features of ``photos`` under ``root``, computed once into ``cache``."""
-    from zoolite.data import image_batches
-    from zoolite.training import extract_features
+    from zoolite.features import extract_keras
 
     out, listing = cache / f"{name}.npy", cache / f"{name}.txt"
     if not (out.exists() and listing.exists() and listing.read_text().split("\n") == photos):
-        extract_features(extractor(), image_batches([root / p for p in photos], size), len(photos), out)
+        extract_keras(extractor(), [root / p for p in photos], size, out)
         listing.write_text("\n".join(photos))
     return np.asarray(np.load(out), np.float64)
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from zoolite import stats
 from zoolite.config import LatencyConfig
 from zoolite.evaluation import agreement, evaluate, latency_stats, measure_latency, per_class_report
 from zoolite.results import Agreement
@@ -125,10 +126,12 @@ def test_agreement_and_per_class_report():
     assert agreement(reference, reference) == Agreement(top1_agreement=1.0, mean_abs_prob_diff=0.0)
     perturbed = reference[:, ::-1]
     assert agreement(perturbed, reference).top1_agreement == 0.0
-    report = per_class_report(reference, np.array([0, 1, 1, 1]), ["a", "b"])
-    assert report["confusion_matrix"] == [[1, 0], [1, 2]]
-    assert report["per_class"]["b"]["recall"] == pytest.approx(2 / 3)
-    assert report["per_class"]["a"]["precision"] == pytest.approx(0.5)
+    confusion, per_class = per_class_report(reference, np.array([0, 1, 1, 1]), ["a", "b"])
+    assert confusion == [[1, 0], [1, 2]]
+    assert per_class["b"].recall == pytest.approx(2 / 3) and per_class["b"].support == 3
+    assert per_class["b"].recall_interval == stats.proportion_interval(2, 3)
+    assert per_class["a"].precision == pytest.approx(0.5)
+    assert per_class["a"].won is None  # no reference given, no paired evidence
 
 
 def test_shared_calibration_gives_the_converters_own_int8_models(tiny_model, images, variants, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import BACKBONE
 from zoolite import storage
+from zoolite.results import SCHEMA_VERSION
 from zoolite.layout import RunLayout
 from zoolite.targets import TARGETS, open_model
 
@@ -35,7 +36,7 @@ def test_run_writes_every_variant_and_report(small_run):
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     assert layout.is_complete()
     saved = json.loads(layout.results.read_text())
-    assert saved["schema_version"] == 3
+    assert saved["schema_version"] == SCHEMA_VERSION
     assert [v["variant"] for v in saved["backbones"][BACKBONE]["variants"]] == VARIANTS
     rows = list(csv.DictReader(layout.results_csv.open()))
     assert [r["variant"] for r in rows] == VARIANTS

@@ -22,7 +22,7 @@ from zoolite.cli import main
 from zoolite.config import Budget, RunConfig
 from zoolite.errors import ZooliteError
 from zoolite.recommend import recommend
-from zoolite.results import Backbone, Latency, Run, Variant, load
+from zoolite.results import SCHEMA_VERSION, Backbone, Latency, Run, Variant, load
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -171,8 +171,8 @@ def test_recommends_the_fastest_variant_within_the_accuracy_drop():
     r = recommend(ONE)  # int8_fallback is fastest but 3 pp worse; int8 is exactly 1 pp worse
     assert (r.backbone, r.variant) == ("b", "int8")
     assert r.reason.startswith("int8: 4.00 ms median per image, 4.00 MB, accuracy 89.0%, -1.0 pp vs the float model. "
-                               "Of the 3 (of 4) shippable variants within the budget (accuracy drop ≤ 1 pp), it is "
-                               "clearly faster than the others.")
+                               "Of the 3 (of 4) shippable variants the budget (accuracy drop ≤ 1 pp, no class lost) does "
+                               "not rule out, it is clearly faster than the others.")
     assert recommend(ONE, Budget(max_accuracy_drop_pp=3)).variant == "int8_fallback"
     assert recommend(ONE, Budget(max_accuracy_drop_pp=0)).variant == "float32"
 
@@ -189,7 +189,7 @@ def test_latency_and_size_limits_narrow_the_choice():
 def test_nothing_satisfies_says_which_limits_ruled_the_variants_out():
     r = recommend(ONE, Budget(max_accuracy_drop_pp=0.2, max_latency_ms=3.5))
     assert r.backbone is None and r.variant is None
-    assert r.reason == ("No variant satisfies the budget (accuracy drop ≤ 0.2 pp, mean latency ≤ 3.5 ms): "
+    assert r.reason == ("No variant satisfies the budget (accuracy drop ≤ 0.2 pp, no class lost, mean latency ≤ 3.5 ms): "
                         "of 4 shippable variants, 3 exceed the accuracy limit, 3 exceed the latency limit (with 40 "
                         "test images a drop below 12.5 pp cannot be detected); loosen the budget with "
                         "`zoolite report RUN_DIR --max-...`.")
@@ -241,7 +241,8 @@ def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_
 
     assert main(["report", str(run_dir), "--max-size-mb", "0.001"]) == 0
     out = capsys.readouterr().out
-    assert "Recommendation: No variant satisfies the budget (accuracy drop ≤ 1 pp, rejection drop ≤ 2 pp, size ≤ 0.001 MB)" in out
+    assert ("Recommendation: No variant satisfies the budget (accuracy drop ≤ 1 pp, no class lost, rejection drop "
+            "≤ 2 pp, size ≤ 0.001 MB)") in out
     results = load(run_dir)
     assert results.recommendation.variant is None and results.run_dir == str(run_dir)
     assert results.backbones == small_run.backbones  # nothing recomputed
@@ -287,7 +288,7 @@ def test_json_output_is_only_json(small_run, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = json.loads(result.stdout)
-    assert printed["schema_version"] == 3
+    assert printed["schema_version"] == SCHEMA_VERSION
     assert printed["recommendation"]["variant"] == small_run.recommendation.variant
     assert (run_dir / "report.html").exists()
 
@@ -319,7 +320,7 @@ def test_results_of_zoolite_0_1_are_upgraded_and_newer_ones_refused(tmp_path, ca
     assert backbone.reference.variant == "keras" and backbone.reference.other_latency["tf_function"].mean_ms > 0
     assert [v.role for v in backbone.variants].count("reference") == 1
     assert backbone.variant("int8").agreement.top1_agreement > 0 and backbone.variant("int8").top_k == 3
-    assert json.loads((run_dir / "results.json").read_text())["schema_version"] == 3
+    assert json.loads((run_dir / "results.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert results.recommendation.variant in [v.variant for v in backbone.shippable]
 
     saved = json.loads((run_dir / "results.json").read_text())

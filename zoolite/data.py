@@ -18,6 +18,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -102,6 +103,20 @@ def split_other(root: str | Path, photos: list[str], seed: int) -> OtherSplit:
     order = [photos[i] for i in np.random.default_rng(seed).permutation(len(photos))]
     half = len(order) // 2
     return OtherSplit(str(root), sorted(order[:half]), sorted(order[half:]))
+
+
+def even_sample(labels: list[int] | np.ndarray, n: int, seed: int) -> list[int]:
+    """Indices of ``n`` items drawn evenly over the classes of ``labels`` (seeded): each class in turn
+    gives one more, in a random order within the class, until ``n`` are drawn or all are."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels, dtype=int)
+    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    drawn: list[int] = []
+    while len(drawn) < min(n, len(labels)):
+        for queue in queues:
+            if queue and len(drawn) < n:
+                drawn.append(int(queue.pop()))
+    return drawn
 
 
 def load_label_map(path: str | Path | None) -> dict[str, str]:
@@ -303,16 +318,19 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
 
 
 def image_batches(paths: list[str | Path], size: int, batch_size: int = 32, labels=None,
-                  shuffle_seed: int | None = None):
+                  shuffle_seed: int | None = None, views: Callable[[np.ndarray, int], np.ndarray] | None = None):
     """A ``tf.data`` pipeline of uint8 image batches (with ``labels`` batches, if given).
 
     Images are decoded in parallel and come in the order of ``paths``, or reshuffled
-    every epoch when ``shuffle_seed`` is set.
+    every epoch when ``shuffle_seed`` is set; ``views(pixels, random seed)`` (with a shuffle
+    seed) makes each a new random view every epoch (:func:`zoolite.augmentation.random_views`).
     """
     import tensorflow as tf
 
-    def decode(path):
-        image = tf.numpy_function(lambda p: load_image(p.decode(), size), [path], tf.uint8)
+    def decode(path, seed):
+        image = tf.numpy_function(
+            lambda p, s: load_image(p.decode(), size) if views is None else views(load_image(p.decode(), size), s),
+            [path, seed], tf.uint8)
         image.set_shape((size, size, 3))
         return image
 
@@ -320,30 +338,48 @@ def image_batches(paths: list[str | Path], size: int, batch_size: int = 32, labe
     dataset = tf.data.Dataset.from_tensor_slices(paths if labels is None else (paths, labels))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
+    # A random seed per photo and epoch, for its view.
+    seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip(dataset, seeds)
     if labels is None:
         dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        dataset = dataset.map(lambda p, y: (decode(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda item, s: (decode(item[0], s), item[1]), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def cache_images(paths: list[str | Path], size: int, out: Path, progress=None, batch_size: int = 32) -> np.ndarray:
-    """Decode ``paths`` once, in order, into a uint8 ``.npy`` on disk and return it memory-mapped.
+def _decode(path: str | Path, size: int) -> np.ndarray:
+    try:
+        return load_image(path, size)
+    except (OSError, ValueError) as e:
+        raise ZooliteError(f"{path}: could not be read any more ({e}); if the data folder changed, restore "
+                           "it and try again (`zoolite run --resume RUN_DIR` finishes an interrupted run)") from None
 
-    Decoding runs on a thread pool (Pillow releases the GIL), not ``tf.data``, so that measuring
-    a ``.tflite`` file needs no TensorFlow.
-    """
-    from zoolite import storage
 
-    def decode(path):
-        try:
-            return load_image(path, size)
-        except (OSError, ValueError) as e:
-            raise ZooliteError(f"{path}: could not be read any more ({e}); if the data folder changed, restore "
-                               "it and try again (`zoolite run --resume RUN_DIR` finishes an interrupted run)") \
-                from None
+def decoded_batches(paths: list[str | Path], size: int, batch_size: int = 32,
+                    view: Callable[[int, np.ndarray], np.ndarray] | None = None):
+    """uint8 batches of ``paths`` decoded in order on a thread pool (Pillow releases the GIL), the next
+    batch decoding while the caller works on this one; each photo made ``view(its index, pixels)``
+    if given (:func:`zoolite.augmentation.view_maker`). No TensorFlow, so that measuring a ``.tflite``
+    file needs none."""
+    def decode(index: int) -> np.ndarray:
+        pixels = _decode(paths[index], size)
+        return pixels if view is None else view(index, pixels)
 
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        batches = (np.stack(list(pool.map(decode, paths[start:start + batch_size])))
-                   for start in range(0, len(paths), batch_size))
-        return storage.write_npy_stream(out, batches, len(paths), (size, size, 3), np.uint8, progress)
+        pending = None
+        for start in range(0, len(paths), batch_size):
+            decoding = [pool.submit(decode, i) for i in range(start, min(start + batch_size, len(paths)))]
+            if pending:
+                yield np.stack([future.result() for future in pending])
+            pending = decoding
+        if pending:
+            yield np.stack([future.result() for future in pending])
+
+
+def cache_images(paths: list[str | Path], size: int, out: Path, progress=None, batch_size: int = 32) -> np.ndarray:
+    """Decode ``paths`` once, in order, into a uint8 ``.npy`` on disk and return it memory-mapped."""
+    from zoolite import storage
+
+    return storage.write_npy_stream(out, decoded_batches(paths, size, batch_size), len(paths), (size, size, 3),
+                                    np.uint8, progress)

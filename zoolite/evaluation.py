@@ -17,7 +17,7 @@ import numpy as np
 from zoolite import stats
 from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
-from zoolite.results import Agreement, Latency
+from zoolite.results import Agreement, ClassMeasure, Latency
 
 
 def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
@@ -74,17 +74,22 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_clas
     """Loss, top-1 and top-k accuracy (with 95% Wilson intervals), computed as Keras's ``CategoricalCrossentropy``,
     ``CategoricalAccuracy`` and ``TopKCategoricalAccuracy`` do (probabilities renormalised and
     clipped to [1e-7, 1 - 1e-7]; a tie at the k-th place counts as in the top k), in NumPy so
-    that evaluating a ``.tflite`` file needs no TensorFlow."""
+    that evaluating a ``.tflite`` file needs no TensorFlow; and the balanced accuracy (mean recall
+    over the classes with test images), which a large class cannot hide a small one's losses in."""
     p = np.asarray(probabilities, np.float64)
     labels = np.asarray(labels, dtype=int)
     p = np.clip(p / p.sum(axis=1, keepdims=True), 1e-7, 1 - 1e-7)
     target = p[np.arange(len(labels)), labels]
     k = min(top_k, n_classes)
-    right, in_top_k = int(np.sum(p.argmax(1) == labels)), int(np.sum((p > target[:, None]).sum(1) < k))
+    correct = p.argmax(1) == labels
+    right, in_top_k = int(np.sum(correct)), int(np.sum((p > target[:, None]).sum(1) < k))
+    balanced = stats.balanced_accuracy_interval(np.bincount(labels[correct], minlength=n_classes),
+                                                np.bincount(labels, minlength=n_classes))
     return {"loss": float(np.mean(-np.log(target))), "accuracy": right / len(labels),
             "accuracy_interval": stats.proportion_interval(right, len(labels)),
             "top_k": k, "top_k_accuracy": in_top_k / len(labels),
-            "top_k_interval": stats.proportion_interval(in_top_k, len(labels))}
+            "top_k_interval": stats.proportion_interval(in_top_k, len(labels)),
+            "balanced_accuracy": balanced.estimate, "balanced_accuracy_interval": balanced}
 
 
 def evaluate(runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
@@ -136,21 +141,36 @@ def agreement(probabilities: np.ndarray, reference: np.ndarray) -> Agreement:
                      mean_abs_prob_diff=float(np.mean(np.abs(probabilities - reference))))
 
 
-def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
-    """Confusion matrix (rows: true, columns: predicted) and precision/recall/F1 per class."""
+def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
+                     reference: np.ndarray | None = None) -> tuple[list[list[int]], dict[str, ClassMeasure]]:
+    """The confusion matrix (rows: true, columns: predicted) and each class's precision, recall
+    (with its Wilson interval) and F1; with the ``reference`` model's probabilities on the same
+    images, also the photos of each class won and lost against it, and the one-sided exact test
+    that the class is lost, Holm-corrected for the number of classes."""
     n = len(class_names)
+    labels = np.asarray(labels, int)
     predicted = probabilities.argmax(1)
     confusion = np.zeros((n, n), dtype=int)
-    np.add.at(confusion, (np.asarray(labels, int), predicted), 1)
+    np.add.at(confusion, (labels, predicted), 1)
     per_class = {}
     for i, name in enumerate(class_names):
-        tp = confusion[i, i]
-        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
-        recall = tp / confusion[i].sum() if confusion[i].sum() else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                           "support": int(confusion[i].sum())}
-    return {"confusion_matrix": confusion.tolist(), "per_class": per_class}
+        tp, support, claimed = int(confusion[i, i]), int(confusion[i].sum()), int(confusion[:, i].sum())
+        precision = tp / claimed if claimed else 0.0
+        recall = tp / support if support else 0.0
+        per_class[name] = ClassMeasure(
+            precision=precision, recall=recall,
+            f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            support=support, recall_interval=stats.proportion_interval(tp, support))
+    if reference is not None:
+        right, reference_right = predicted == labels, reference.argmax(1) == labels
+        for i, measure in enumerate(per_class.values()):
+            mine = labels == i
+            measure.won = int(np.sum(right & ~reference_right & mine))
+            measure.lost = int(np.sum(~right & reference_right & mine))
+            measure.loss_p = stats.sign_test_loss_p(measure.won, measure.lost)
+        for measure, adjusted in zip(per_class.values(), stats.holm([m.loss_p for m in per_class.values()])):
+            measure.loss_p_holm = adjusted
+    return confusion.tolist(), per_class
 
 
 @dataclass
@@ -167,7 +187,8 @@ class ModelEvaluation:
     def summary(self) -> str:
         m, latency = self.metrics, self.metrics["latency"]
         return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
-                f"skipped\nloss {m['loss']:.4f}  accuracy {m['accuracy'] * 100:.1f}%  top-{m['top_k']} accuracy "
+                f"skipped\nloss {m['loss']:.4f}  accuracy {m['accuracy'] * 100:.1f}%  balanced accuracy "
+                f"{m['balanced_accuracy'] * 100:.1f}%  top-{m['top_k']} accuracy "
                 f"{m['top_k_accuracy'] * 100:.1f}%  kept {(self.images - self.rejected) / self.images * 100:.1f}% "
                 f"(none of the {len(self.classes)} classes: {self.rejected})  latency mean {latency.mean_ms:.2f} ms, "
                 f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})")

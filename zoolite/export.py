@@ -120,6 +120,8 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
         "none_of_these": _none_of_these(backbone, variant),
         "measured": {
             "test_images": results.split["test"], "accuracy": variant.accuracy, "loss": variant.loss,
+            "balanced_accuracy": variant.balanced_accuracy,
+            "recall": {name: c.recall for name, c in variant.per_class.items()},
             f"top{variant.top_k}_accuracy": variant.top_k_accuracy,
             "latency_ms": {key.removesuffix("_ms"): value for key, value in asdict(variant.latency).items()
                            if key.endswith("_ms") and value is not None},

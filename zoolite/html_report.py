@@ -17,8 +17,8 @@ from zoolite import plots
 from zoolite.layout import RunLayout
 from zoolite.recommend import CONFIDENT
 from zoolite.results import Run
-from zoolite.tables import FIDELITY_NOTE, backbone_cells, caption, combined_cells, fidelity_cells, fidelity_titles, \
-    rejection_cells, rejection_note
+from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_cells, caption, class_cells, combined_cells, \
+    fidelity_cells, fidelity_titles, rejection_cells, rejection_note
 
 # Test images shown in the prediction grid of each backbone.
 GRID_IMAGES = 24
@@ -107,7 +107,8 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     recommended = chosen[1] if chosen and chosen[0] is backbone else None
     header, rows = backbone_cells(results, name)
     parts = [f"<h2>{escape(name)}</h2>", f'<p class="caption">{escape(caption(results, name))}</p>',
-             _table(header, rows, backbone.variants.index(recommended) if recommended else None)]
+             _table(header, rows, backbone.variants.index(recommended) if recommended else None),
+             "<h3>Per class</h3>", f'<p class="note">{escape(CLASS_NOTE)}</p>', _table(*class_cells(results, name))]
     parts += _fidelity_section(results, backbone)
     parts += _rejection_section(results, name)
     curves = plots.training_curves(backbone.training, f"{name}: training")

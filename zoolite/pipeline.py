@@ -20,21 +20,22 @@ from typing import Callable
 import numpy as np
 from tensorflow import errors as tf_errors
 
-from zoolite import rejection, reporting, stats, storage
+from zoolite import features, rejection, reporting, stats, storage
+from zoolite.augmentation import Views, random_views, view_maker
 from zoolite.backbones import build_feature_extractor, describe_weights, get_backbone, resolve_weights
 from zoolite.config import RunConfig
-from zoolite.data import Split, cache_images, image_batches, load_label_map, scan_dataset, scan_photos, \
-    split_dataset, split_other
+from zoolite.data import Split, cache_images, even_sample, load_label_map, scan_dataset, scan_photos, split_dataset, \
+    split_other
 from zoolite.errors import ZooliteError
 from zoolite.evaluation import agreement, evaluate, per_class_report, predict_all
 from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
-from zoolite.results import SCHEMA_VERSION, Backbone, Rejection, Run, Variant, best_float_backbone
+from zoolite.results import SCHEMA_VERSION, Backbone, BalancedComparison, Rejection, Run, Variant, \
+    best_float_backbone, is_imbalanced
 from zoolite.targets import REFERENCE, TARGETS, About, Target, open_model
 from zoolite.targets.keras import load_keras_model
-from zoolite.training import assemble, build_head, extract_features, fit, labelled_batches, one_hot, \
-    set_base_trainable
+from zoolite.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class _BackboneStages:
                       for half in ("calibration", "test")}  # photos of --other
         self.layout, self.stages = layout.make(), stages
         self.n_classes = len(labels)
+        self.class_weights = class_weights(self._labels("train"), self.n_classes, config.train.class_weights)
+        self.extracted: dict[str, int] = {}  # features computed by this attempt: name -> photos
 
     def _paths(self, subset: str) -> list[Path]:
         return [self.root / p for p, _ in self.split.subset(subset)]
@@ -106,22 +109,47 @@ class _BackboneStages:
                                    _load_npy(out), len(paths), title=f"decoding {name} images")
 
     def _representative(self) -> np.ndarray:
+        """The integer modes' calibration sample: training photos drawn evenly over the classes, and
+        scrambled ones that show none of them (:func:`zoolite.rejection.calibration_sample`)."""
         paths = self._paths("train")
-        order = np.random.default_rng(self.config.seed).permutation(len(paths))
-        return self._images("representative", [paths[i] for i in order[:self.config.representative_images]])
+        drawn = even_sample(self._labels("train"), self.config.representative_images, self.config.seed)
+        return rejection.calibration_sample(self._images("representative", [paths[i] for i in drawn]),
+                                            self.config.seed)
 
-    def _features(self, extractor, name: str, paths: list[Path] | None = None) -> np.ndarray:
-        """Features of a split's images (``name`` 'train' or 'val'), or of ``paths`` cached as ``name``."""
+    def _backbone(self, extractor, trained: bool):
+        """The fast features runtime of ``extractor`` (:mod:`zoolite.features`), converted once."""
+        path = self.layout.backbone_file(trained)
+        if not path.exists():
+            with self.stages.step(f"convert_{'trained_' if trained else ''}backbone", 1, "model",
+                                  title="converting the backbone for fast features") as step:
+                features.backbone_file(extractor, path)
+                step(1)
+        return features.open_backbone(path, self.config.threads)
+
+    def _features(self, extractor, name: str, paths: list[Path] | None = None, trained: bool = False,
+                  view=None) -> np.ndarray:
+        """Features of a split's images (``name`` 'train' or 'val'), or of ``paths`` cached as ``name``;
+        ``trained``: of the backbone as training left it; ``view``: of the views it makes of the photos."""
         out, paths = self.layout.features(name), self._paths(name) if paths is None else paths
-        return self.stages.produce(
+        if out.exists():
+            return _load_npy(out)()
+        runtime = self._backbone(extractor, trained)  # converted (and timed) outside the features step
+        computed = self.stages.produce(
             f"features_{name}", [out],
-            lambda step: extract_features(extractor, image_batches(paths, self.spec.input_size), len(paths), out, step),
+            lambda step: features.extract(runtime, paths, self.spec.input_size, out, step, view),
             _load_npy(out), len(paths), title=f"features of {name.replace('_', ' ')} images")
+        self.extracted[name] = len(paths)
+        return computed
+
+    def features_per_second(self) -> float | None:
+        """Photos per second of the features steps this attempt ran (None if it ran none)."""
+        seconds = sum(self.stages.timings[f"features_{name}"] for name in self.extracted)
+        return sum(self.extracted.values()) / seconds if seconds else None
 
     def _fit(self, model, train, val, stage: str, learning_rate=None) -> dict:
         def fit_logging_to(log_dir):
             return fit(model, train, val, self.config.train, learning_rate=learning_rate, log_dir=log_dir,
-                       verbose=2 if self.stages.progress.enabled else 0)
+                       verbose=2 if self.stages.progress.enabled else 0, weights=self.class_weights)
 
         if not self.config.tensorboard:
             return fit_logging_to(None)
@@ -129,9 +157,24 @@ class _BackboneStages:
         with storage.atomic_dir(self.layout.tensorboard(stage)) as log_dir:
             return fit_logging_to(log_dir)
 
+    def _views(self, extractor) -> list[np.ndarray]:
+        """The features of ``--augment-views`` augmented views of every training photo (none without
+        augmentation), each view computed once and cached, so an interrupted run resumes view by view."""
+        train = self.config.train
+        if train.augment == "none":
+            return []
+        return [self._features(extractor, f"train_{train.augment}{k}", self._paths("train"),
+                               view=view_maker(train.augment, seed=self.config.seed * 1000 + k))
+                for k in range(1, train.augment_views + 1)]
+
     def _image_data(self, subset: str, shuffle: bool):
+        """Training photos augmented (``--augment``) in a reshuffled order, or validation photos with
+        their class weights."""
+        train = self.config.train
         return labelled_batches(self.split.subset(subset), self.root, self.spec.input_size, self.n_classes,
-                                self.config.train.batch_size, self.config.seed if shuffle else None)
+                                train.batch_size, self.config.seed if shuffle else None,
+                                None if shuffle else self.class_weights,
+                                random_views(train.augment) if shuffle else None)
 
     def train(self, extractor) -> tuple:
         """The trained Keras classifier and its history (loaded when a previous attempt saved them)."""
@@ -143,11 +186,14 @@ class _BackboneStages:
         head = build_head(self.spec.feature_dim, self.n_classes, train_cfg.dropout)
         history = {}
         if self.spec.pretrained:
-            features = {s: self._features(extractor, s) for s in ("train", "val")}
+            cached = {s: self._features(extractor, s) for s in ("train", "val")}
+            views = self._views(extractor)
+            train = one_hot(self._labels("train"), self.n_classes)
             with self.stages.step("training"):
                 history["head"] = self._fit(
-                    head, (np.asarray(features["train"]), one_hot(self._labels("train"), self.n_classes)),
-                    (np.asarray(features["val"]), one_hot(self._labels("val"), self.n_classes)), "head")
+                    head, Views([cached["train"], *views], train, train_cfg.batch_size, self.config.seed) if views
+                    else (np.asarray(cached["train"]), train),
+                    (np.asarray(cached["val"]), one_hot(self._labels("val"), self.n_classes)), "head")
             model = assemble(extractor, head, name=f"{self.spec.name}_classifier")
         else:  # from scratch: the whole network learns, so it must see images
             set_base_trainable(extractor, None)
@@ -175,14 +221,15 @@ class _BackboneStages:
         extractor = classifier.layers[-2]
         # The cached features are the frozen base's; a base that learned gives other features.
         tuned = "fine_tune" in history or not self.spec.pretrained
-        features = {subset: self._features(extractor, f"trained_{subset}" if tuned else subset, self._paths(subset))
-                    for subset in ("train", "val")}
-        other = {half: self._features(extractor, f"other_{half}", paths) for half, paths in self.other.items() if paths}
+        subsets = {subset: self._features(extractor, f"trained_{subset}" if tuned else subset, self._paths(subset), tuned)
+                   for subset in ("train", "val")}
+        other = {half: self._features(extractor, f"other_{half}", paths, tuned)
+                 for half, paths in self.other.items() if paths}
         with self.stages.step("rejection"):
-            centroids = rejection.class_centroids(features["train"], self._labels("train"), seed=self.config.seed)
+            centroids = rejection.class_centroids(subsets["train"], self._labels("train"), seed=self.config.seed)
 
             def fit(other_features):
-                return rejection.fit(classifier, centroids, features["val"], self._labels("val"), other_features,
+                return rejection.fit(classifier, centroids, subsets["val"], self._labels("val"), other_features,
                                      self.config.keep_rate)
 
             fitted = fit(None)
@@ -283,8 +330,8 @@ class _BackboneStages:
         for variant, outputs in measured:
             variant.params = reference_variant.params  # every variant holds the same weights, differently stored
             variant.agreement = agreement(outputs["test"], reference["test"])
-            report = per_class_report(outputs["test"], labels, self.labels)
-            variant.confusion_matrix, variant.per_class = report["confusion_matrix"], report["per_class"]
+            variant.confusion_matrix, variant.per_class = per_class_report(
+                outputs["test"], labels, self.labels, None if variant is reference_variant else reference["test"])
             variant.fidelity = {name: stats.agreement_by_confidence(outputs[name], reference[name])
                                 for name in ("test", "unlabelled") if name in outputs}
             variant.rejection = rejection.measure(outputs["test"], outputs.get("other"), rejected.threshold,
@@ -293,14 +340,24 @@ class _BackboneStages:
             {variant.variant: outputs["test"].argmax(1) == labels for variant, outputs in measured}
 
 
-def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: dict[tuple[str, str], np.ndarray]):
+def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: dict[tuple[str, str], np.ndarray],
+                                       labels: np.ndarray):
     """Each variant's paired evidence against the run's most accurate float model (the budget's
-    reference): the same test images, so each image counts once for both."""
-    best = best_float_backbone(backbones)
+    reference), overall and balanced over the classes: the same test images, so each image counts
+    once for both."""
+    n_classes = len(next(iter(backbones.values())).reference.per_class)
+    per_class = np.bincount(labels, minlength=n_classes)
+    best = best_float_backbone(backbones, is_imbalanced(per_class.tolist()))
     reference = correct[best.name, best.reference.variant]
     for backbone in backbones.values():
         for variant in backbone.variants:
-            variant.paired = stats.compare_paired(correct[backbone.name, variant.variant], reference)
+            mine = correct[backbone.name, variant.variant]
+            variant.paired = stats.compare_paired(mine, reference)
+            won, lost = (np.bincount(labels[a & ~b], minlength=n_classes) for a, b in ((mine, reference),
+                                                                                       (reference, mine)))
+            variant.balanced_paired = BalancedComparison(
+                difference=variant.balanced_accuracy - best.reference.balanced_accuracy,
+                loss_p=stats.balanced_loss_p(won, lost, per_class))
 
 
 def _describe_dataset(dataset) -> dict:
@@ -436,8 +493,9 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
             backbones[spec.name] = Backbone(
                 name=spec.name, input_size=spec.input_size, feature_dim=spec.feature_dim, weights=weights_label,
                 weights_source=spec.weights_source, pretrained=spec.pretrained, training=history,
-                timings=stage_timings, variants=variants, rejection=rejected)
-        _compare_with_the_best_float_model(backbones, correct)
+                timings=stage_timings, variants=variants, rejection=rejected,
+                features_per_second=stages.features_per_second())
+        _compare_with_the_best_float_model(backbones, correct, np.array([label for _, label in split.test]))
         timings["total"] = round(time.perf_counter() - started, 3)
         results = Run(run_dir=str(layout.root), machine=reporting.machine_info(command), config=config,
                       dataset=dataset_info,

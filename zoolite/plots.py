@@ -57,8 +57,10 @@ def tradeoff(results: Run) -> bytes:
     applies) as a dashed line."""
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     ax = fig.add_subplot()
-    points = {name: [{"variant": v.variant, "accuracy": v.accuracy, "ms": v.latency.median_ms,
-                      "size_mb": v.size_mb, "accuracy_interval": v.accuracy_interval,
+    balanced = results.balanced  # the accuracy the budget judges
+    points = {name: [{"variant": v.variant, "accuracy": v.judged_accuracy(balanced), "ms": v.latency.median_ms,
+                      "size_mb": v.size_mb,
+                      "accuracy_interval": v.balanced_accuracy_interval if balanced else v.accuracy_interval,
                       "latency_interval": v.latency.median_interval} for v in b.variants]
               for name, b in results.backbones.items()}
     largest = max(p["size_mb"] for rows in points.values() for p in rows)
@@ -81,7 +83,7 @@ def tradeoff(results: Run) -> bytes:
         floor = budget.accuracy_floor(results.best_reference_accuracy) * 100
         best = "the best float model" if len(points) > 1 else "the float model"
         ax.axhline(floor, color="black", linestyle="--", linewidth=1,
-                   label=f"accuracy floor ({budget.max_accuracy_drop_pp:g} pp below {best})")
+                   label=f"{results.accuracy_name} floor ({budget.max_accuracy_drop_pp:g} pp below {best})")
     _label_points(ax, [p for rows in points.values() for p in rows], largest)
     if budget and budget.max_latency_ms is not None:
         ax.axvline(budget.max_latency_ms, color="grey", linestyle=":", linewidth=1.5,
@@ -89,7 +91,7 @@ def tradeoff(results: Run) -> bytes:
     chosen = results.recommended()
     if chosen:
         ring = (np.sqrt(_marker_area(chosen[1].size_mb, largest)) + 9) ** 2
-        ax.scatter([chosen[1].latency.median_ms], [chosen[1].accuracy * 100], s=ring,
+        ax.scatter([chosen[1].latency.median_ms], [chosen[1].judged_accuracy(balanced) * 100], s=ring,
                    facecolors="none", edgecolors="black", linewidths=2, label="recommended", zorder=5)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -97,7 +99,7 @@ def tradeoff(results: Run) -> bytes:
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
     ax.margins(x=0.12, y=0.25)
     ax.set_xlabel("median latency per image, ms (log scale; 1 image per call)")
-    ax.set_ylabel("test accuracy, %")
+    ax.set_ylabel(f"test {results.accuracy_name}, %")
     ax.set_title("Accuracy vs latency, with 95% intervals; marker area = file size (MB)")
     ax.grid(True, which="major", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()

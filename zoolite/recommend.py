@@ -47,15 +47,30 @@ CONFIDENT = 0.8  # the float model's max probability from which its answers coun
 MIN_CHANGED = 3  # changed confident answers below this are never evidence of damage
 
 
-def accuracy_loss_is_real(variant: Variant, floor: float) -> bool:
-    """Rule 1: below the floor, and more images lost than won beyond chance."""
-    if variant.accuracy >= floor - _TOLERANCE:
+def accuracy_loss_is_real(variant: Variant, floor: float, balanced: bool = False) -> bool:
+    """Rule 1: below the floor, and more images lost than won beyond chance (balanced: weighed by class)."""
+    if variant.judged_accuracy(balanced) >= floor - _TOLERANCE:
         return False
+    return accuracy_loss_p(variant, balanced) < SIGNIFICANCE
+
+
+def accuracy_loss_p(variant: Variant, balanced: bool = False) -> float:
+    """The one-sided p that ``variant`` is less accurate than the run's best float model; 0 for results
+    of zoolite 0.1, which carry no paired evidence (the point estimate decides)."""
+    if balanced and variant.balanced_paired is not None:
+        return variant.balanced_paired.loss_p
     paired = variant.paired
-    if paired is None:  # results of zoolite 0.1 carry no paired evidence: the point estimate decides
-        return True
+    if paired is None:
+        return 0.0
     # With fewer wins than losses, the one-sided exact p is half the two-sided one.
-    return paired.only_reference_right > paired.only_variant_right and paired.mcnemar_p / 2 < SIGNIFICANCE
+    return paired.mcnemar_p / 2 if paired.only_reference_right > paired.only_variant_right else 1.0
+
+
+def lost_classes(variant: Variant) -> list[str]:
+    """Rule 6: the classes whose photos ``variant`` loses against its float model beyond chance, the
+    test corrected for the number of classes (Holm), whatever its overall accuracy."""
+    return [name for name, c in variant.per_class.items()
+            if c.loss_p_holm is not None and c.lost > c.won and c.loss_p_holm < SIGNIFICANCE]
 
 
 def changed_confident_answers(variant: Variant) -> tuple[int, int]:
@@ -84,12 +99,17 @@ def rejection_lost(variant: Variant, backbone: Backbone, budget: Budget | None =
                                     SIGNIFICANCE)
 
 
-def failures(variant: Variant, backbone: Backbone, floor: float, budget: Budget, decide_accuracy: bool) -> list[str]:
-    """The budget limits ``variant`` (of ``backbone``) breaks: 'accuracy', 'fidelity', 'rejection', 'latency',
-    'size'."""
+LIMITS = ("accuracy", "class", "fidelity", "rejection", "latency", "size")
+
+
+def failures(variant: Variant, backbone: Backbone, floor: float, budget: Budget, decide_accuracy: bool,
+             balanced: bool = False) -> list[str]:
+    """The budget limits (:data:`LIMITS`) ``variant`` (of ``backbone``) breaks."""
     failed = []
-    if decide_accuracy and accuracy_loss_is_real(variant, floor):
+    if decide_accuracy and accuracy_loss_is_real(variant, floor, balanced):
         failed.append("accuracy")
+    if lost_classes(variant):
+        failed.append("class")
     if unfaithful(variant, budget):
         failed.append("fidelity")
     if rejection_lost(variant, backbone, budget):
@@ -117,25 +137,31 @@ def _resolution(n: int) -> str:
 def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
     """The shippable variant within ``budget`` chosen by the rule above."""
     budget = budget or Budget()
+    balanced = run.balanced
     best_float = run.best_reference_accuracy
     floor = budget.accuracy_floor(best_float)
     n = run.split["test"]
     decide_accuracy = n >= MIN_TEST_IMAGES
     pool = [(name, v) for name, b in run.backbones.items() for v in b.shippable]
+
     def broken(name: str, v: Variant) -> list[str]:
-        return failures(v, run.backbones[name], floor, budget, decide_accuracy)
+        return failures(v, run.backbones[name], floor, budget, decide_accuracy, balanced)
+
+    def broken_text(name: str, v: Variant) -> str:
+        return ", ".join(f"loses {' and '.join(lost_classes(v))}" if limit == "class" else limit
+                         for limit in broken(name, v))
 
     fitting = [(name, v) for name, v in pool if not broken(name, v)]
+    limits_text = budget.describe(run.other is not None, run.accuracy_name)
     evidence = (_resolution(n) if decide_accuracy else
                 f"accuracy cannot be decided: only {n} test images (at least {MIN_TEST_IMAGES} are needed for any "
                 "conclusion), so the choice rests on speed, size and agreement with the float model")
     if not fitting:
-        limits = {limit: sum(limit in broken(name, v) for name, v in pool)
-                  for limit in ("accuracy", "fidelity", "rejection", "latency", "size")}
-        counts = ", ".join(f"{n_broken} exceed the {limit} limit" for limit, n_broken in limits.items() if n_broken)
-        return Recommendation(budget, f"No variant satisfies the budget ({budget.describe(run.other is not None)}): of {len(pool)} "
-                                      f"shippable variants, {counts or 'none were measured'} ({evidence}); loosen "
-                                      "the budget with `zoolite report RUN_DIR --max-...`.")
+        counts = ", ".join(f"{n_broken} exceed the {limit} limit" for limit in LIMITS
+                           if (n_broken := sum(limit in broken(name, v) for name, v in pool)))
+        return Recommendation(budget, f"No variant satisfies the budget ({limits_text}): of {len(pool)} shippable "
+                                      f"variants, {counts or 'none were measured'} ({evidence}); loosen the budget "
+                                      "with `zoolite report RUN_DIR --max-...`.")
     fastest = min(fitting, key=lambda c: (c[1].latency.median_ms, c[1].size_bytes))[1]
     tied = [c for c in fitting if c[1] is fastest or not _clearly_faster(fastest, c[1])]
     backbone, best = min(tied, key=lambda c: (c[1].size_bytes, c[1].latency.median_ms))
@@ -150,21 +176,38 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
         speed = f"as fast as {', '.join(others)} within timing noise, and the smallest of them"
     else:
         speed = "the only one" if len(fitting) == 1 else "clearly faster than the others"
-    excluded = [f"{named(b, v)} ({', '.join(broken(b, v))})" for b, v in pool
+    excluded = [f"{named(b, v)} ({broken_text(b, v)})" for b, v in pool
                 if (b, v) not in fitting and v.latency.median_ms < best.latency.median_ms]
     which = f"{len(pool)}" if len(fitting) == len(pool) else f"{len(fitting)} (of {len(pool)})"
-    paired = best.paired
     reference = f"the {'best ' if several else ''}float model"
-    change = "" if paired is None else (
-        f"; on the same {paired.n} test images it won {paired.only_variant_right} and lost "
-        f"{paired.only_reference_right} against {reference} (McNemar p = {paired.mcnemar_p:.2g})")
-    # 0.0 + x: no "-0.0" for a variant exactly as accurate as the reference
-    reason = (f"{name}: {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, accuracy "
-              f"{best.accuracy * 100:.1f}%{_interval_text(best)}, {0.0 + (best.accuracy - best_float) * 100:+.1f} pp "
-              f"vs {reference}{change}{_rejection_text(best)}. Of the {which} shippable variants within the budget ({budget.describe(run.other is not None)}), "
-              f"it is {speed}." + (f" Faster but outside the budget: {', '.join(excluded)}." if excluded else "")
+    reason = (f"{name}: {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, "
+              f"{_accuracy_text(best, best_float, floor, budget, balanced, reference, n, decide_accuracy)}"
+              f"{_rejection_text(best)}. Of the {which} shippable variants the budget ({limits_text}) does not rule "
+              f"out, it is {speed}." + (f" Faster but outside the budget: {', '.join(excluded)}." if excluded else "")
               + f" Evidence: {evidence}.")
     return Recommendation(budget, reason, backbone, best.variant)
+
+
+def _accuracy_text(best: Variant, best_float: float, floor: float, budget: Budget, balanced: bool, reference: str,
+                   n: int, decide_accuracy: bool) -> str:
+    """What the recommended variant scores against ``reference``, and why a drop beyond the budget did not rule
+    it out: it is not shown to be real with ``n`` test images."""
+    value = best.judged_accuracy(balanced)
+    interval = best.balanced_accuracy_interval if balanced else best.accuracy_interval
+    # 0.0 + x: no "-0.0" for a variant exactly as accurate as the reference
+    text = (f"{'balanced accuracy' if balanced else 'accuracy'} {value * 100:.1f}%{_interval_text(interval)}, "
+            f"{0.0 + (value - best_float) * 100:+.1f} pp vs {reference}"
+            + (f" (accuracy {best.accuracy * 100:.1f}%)" if balanced else ""))
+    paired = best.paired
+    if paired is not None:
+        text += (f"; on the same {paired.n} test images it won {paired.only_variant_right} and lost "
+                 f"{paired.only_reference_right} against {reference} (McNemar p = {paired.mcnemar_p:.2g})")
+    if decide_accuracy and value < floor - _TOLERANCE:
+        text += (f"; that drop exceeds the budget's {budget.max_accuracy_drop_pp:g} pp, but the {n} test images "
+                 f"do not show it to be real (one-sided p = {accuracy_loss_p(best, balanced):.2g}), so it is not "
+                 "ruled out")
+    tested = any(c.loss_p_holm is not None for c in best.per_class.values())
+    return text + ("; it loses no class beyond chance (per-class exact tests, Holm-corrected)" if tested else "")
 
 
 def _rejection_text(variant: Variant) -> str:
@@ -177,6 +220,5 @@ def _rejection_text(variant: Variant) -> str:
     return kept + f" and rejects {r.rejected_rate * 100:.1f}% of the held-out other photos"
 
 
-def _interval_text(variant: Variant) -> str:
-    interval = variant.accuracy_interval
+def _interval_text(interval) -> str:
     return "" if interval is None else f" (95% CI {interval.low * 100:.1f}-{interval.high * 100:.1f}%)"

@@ -17,9 +17,10 @@ from pathlib import Path
 from zoolite import storage
 from zoolite.config import Budget
 from zoolite.layout import RunLayout
+from zoolite.recommend import lost_classes
 from zoolite.results import Run, load
-from zoolite.tables import FIDELITY_NOTE, backbone_table, caption, combined_table, fidelity_cells, fidelity_titles, \
-    markdown_table, rejection_note, rejection_table
+from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_table, caption, class_table, combined_table, \
+    fidelity_cells, fidelity_titles, markdown_table, rejection_note, rejection_table
 
 
 def _cpu_model() -> str:
@@ -57,7 +58,8 @@ def text_summary(results: Run) -> str:
     """What the CLI prints at the end of a run."""
     parts = []
     for name in results.backbones:
-        parts += [f"\n{caption(results, name)}", backbone_table(results, name)]
+        parts += [f"\n{caption(results, name)}", backbone_table(results, name),
+                  f"\n{CLASS_NOTE}", class_table(results, name)]
         if results.backbones[name].rejection:
             parts += [f"\n{rejection_note(results, name)}", rejection_table(results, name)]
     if len(results.backbones) > 1:
@@ -82,7 +84,8 @@ def markdown_report(results: Run) -> str:
         lines += ["## Recommendation", "", (f"**Ship `{chosen[1].file}`.** " if chosen else "")
                   + results.recommendation.reason, ""]
     for name in results.backbones:
-        lines += [f"## {name}", "", f"*{caption(results, name)}*", "", backbone_table(results, name, True), ""]
+        lines += [f"## {name}", "", f"*{caption(results, name)}*", "", backbone_table(results, name, True), "",
+                  "### Per class", "", f"*{CLASS_NOTE}*", "", class_table(results, name, True), ""]
         if results.backbones[name].rejection:
             lines += ["### None of these", "", rejection_note(results, name), "", rejection_table(results, name, True),
                       ""]
@@ -104,7 +107,7 @@ def markdown_report(results: Run) -> str:
 
 def results_csv(results: Run) -> str:
     fields = ["backbone", "variant", "family", "mode", "role", "loss", "accuracy", "accuracy_low", "accuracy_high",
-              "top_k", "top_k_accuracy", "difference_vs_best_float", "difference_low", "difference_high",
+              "balanced_accuracy", "balanced_low", "balanced_high", "lost_classes", "top_k", "top_k_accuracy", "difference_vs_best_float", "difference_low", "difference_high",
               "images_won", "images_lost", "mcnemar_p", "mean_ms", "median_ms", "median_low", "median_high",
               "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes", "size_vs_float32_tflite",
               "top1_agreement", "mean_abs_prob_diff", "threads"]
@@ -118,6 +121,9 @@ def results_csv(results: Run) -> str:
             row["size_vs_float32_tflite"] = v.size_bytes / float32.size_bytes if float32 else None
             if v.accuracy_interval:
                 row.update(accuracy_low=v.accuracy_interval.low, accuracy_high=v.accuracy_interval.high)
+            if v.balanced_accuracy_interval:
+                row.update(balanced_low=v.balanced_accuracy_interval.low, balanced_high=v.balanced_accuracy_interval.high)
+            row["lost_classes"] = " ".join(lost_classes(v))
             if v.latency.median_interval:
                 row.update(median_low=v.latency.median_interval.low, median_high=v.latency.median_interval.high)
             if v.paired:

@@ -20,8 +20,11 @@ from zoolite.config import Budget, RunConfig
 from zoolite.errors import ZooliteError
 from zoolite.stats import Interval, PairedComparison
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MB = 1e6
+# The test split counts as imbalanced, and the budget is judged on balanced accuracy, when its
+# largest class has this many times the photos of its smallest.
+IMBALANCE_RATIO = 1.5
 
 
 def _interval(obj: dict | None) -> Interval | None:
@@ -123,6 +126,35 @@ class Agreement:
 
 
 @dataclass
+class ClassMeasure:
+    """One class's test photos under one variant, and what it won or lost there against the float model."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int  # test photos of the class
+    recall_interval: Interval | None = None  # 95% Wilson
+    # Against this backbone's float model on the class's photos: right only here / only there, the
+    # one-sided exact test that the class is lost, and that p corrected for the number of classes (Holm).
+    won: int | None = None
+    lost: int | None = None
+    loss_p: float | None = None
+    loss_p_holm: float | None = None
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ClassMeasure":
+        return cls(**{**obj, "recall_interval": _interval(obj.get("recall_interval"))})
+
+
+@dataclass
+class BalancedComparison:
+    """A variant's balanced accuracy against the run's most accurate float model on the same test images."""
+
+    difference: float  # balanced accuracy of the variant minus the reference's
+    loss_p: float  # one-sided sign-flip p that the variant is less accurate (stats.balanced_loss_p)
+
+
+@dataclass
 class Variant:
     """One measured model file: a target (runtime family x mode) of one backbone."""
 
@@ -146,7 +178,7 @@ class Variant:
     other_latency: dict[str, Latency] = field(default_factory=dict)  # e.g. Keras as a tf.function
     agreement: Agreement | None = None  # with the backbone's reference
     confusion_matrix: list[list[int]] = field(default_factory=list)
-    per_class: dict[str, dict] = field(default_factory=dict)
+    per_class: dict[str, ClassMeasure] = field(default_factory=dict)
     accuracy_interval: Interval | None = None  # 95% Wilson interval
     top_k_interval: Interval | None = None
     # Against the run's most accurate float model (the budget's reference), on the same test images.
@@ -155,6 +187,9 @@ class Variant:
     # {"test": rows, "unlabelled": rows} (stats.agreement_by_confidence).
     fidelity: dict[str, list[dict]] = field(default_factory=dict)
     rejection: RejectionMeasure | None = None  # "none of these" at the backbone's shipped threshold
+    balanced_accuracy: float | None = None  # mean recall over the classes (None: results before schema 4)
+    balanced_accuracy_interval: Interval | None = None
+    balanced_paired: BalancedComparison | None = None  # against the run's most accurate float model
 
     @property
     def shippable(self) -> bool:
@@ -174,7 +209,14 @@ class Variant:
         obj["top_k_interval"] = _interval(obj.get("top_k_interval"))
         obj["paired"] = _paired(obj.get("paired"))
         obj["rejection"] = RejectionMeasure.from_json(obj["rejection"]) if obj.get("rejection") else None
+        obj["per_class"] = {name: ClassMeasure.from_json(c) for name, c in obj.get("per_class", {}).items()}
+        obj["balanced_accuracy_interval"] = _interval(obj.get("balanced_accuracy_interval"))
+        obj["balanced_paired"] = BalancedComparison(**obj["balanced_paired"]) if obj.get("balanced_paired") else None
         return cls(**obj)
+
+    def judged_accuracy(self, balanced: bool) -> float:
+        """The accuracy the budget judges: balanced when the test split is imbalanced (and it was measured)."""
+        return self.balanced_accuracy if balanced and self.balanced_accuracy is not None else self.accuracy
 
 
 @dataclass
@@ -191,6 +233,7 @@ class Backbone:
     timings: dict[str, float]
     variants: list[Variant]
     rejection: Rejection | None = None  # how its files say "none of these" (None: zoolite 0.2 results)
+    features_per_second: float | None = None  # photos through the frozen backbone per second (None: not run)
 
     @property
     def reference(self) -> Variant:
@@ -245,10 +288,20 @@ class Run:
         return self.dataset["labels"]
 
     @property
+    def balanced(self) -> bool:
+        """Whether the budget judges balanced accuracy: the test split is imbalanced."""
+        reference = next(iter(self.backbones.values())).reference
+        return is_imbalanced([c.support for c in reference.per_class.values()])
+
+    @property
+    def accuracy_name(self) -> str:
+        return "balanced accuracy" if self.balanced else "accuracy"
+
+    @property
     def best_reference_accuracy(self) -> float:
         """The accuracy the budget is measured from: the run's most accurate float model, so a
         weak backbone cannot win by staying close to its own float model."""
-        return best_float_backbone(self.backbones).reference.accuracy
+        return best_float_backbone(self.backbones, self.balanced).reference.judged_accuracy(self.balanced)
 
     def recommended(self) -> tuple[Backbone, Variant] | None:
         r = self.recommendation
@@ -271,9 +324,15 @@ class Run:
             unlabelled=obj.get("unlabelled"), other=obj.get("other"))
 
 
-def best_float_backbone(backbones: dict[str, Backbone]) -> Backbone:
-    """The backbone whose float model is the most accurate: the budget's and the paired evidence's reference."""
-    return max(backbones.values(), key=lambda b: b.reference.accuracy)
+def is_imbalanced(class_counts: list[int]) -> bool:
+    counts = [c for c in class_counts if c]
+    return bool(counts) and max(counts) >= IMBALANCE_RATIO * min(counts)
+
+
+def best_float_backbone(backbones: dict[str, Backbone], balanced: bool = False) -> Backbone:
+    """The backbone whose float model is the most accurate (balanced accuracy on an imbalanced test
+    split): the budget's and the paired evidence's reference."""
+    return max(backbones.values(), key=lambda b: b.reference.judged_accuracy(balanced))
 
 
 def _upgrade_v1(obj: dict) -> dict:

@@ -12,6 +12,9 @@ comparison needs to be trustworthy:
 * :func:`median_interval`, :func:`mean_interval`,
   :func:`median_ratio_interval`, :func:`is_clearly_faster`: bootstrap spreads of latency;
 * :func:`detectable_drop_pp`: what a test set of ``n`` images can resolve at all;
+* :func:`balanced_accuracy_interval`, :func:`sign_test_loss_p`, :func:`holm`,
+  :func:`balanced_loss_p`: imbalanced test sets, where a rare class's losses hide in the
+  overall accuracy;
 * :func:`agreement_by_confidence`: label-free fidelity of a variant to the reference on
   unlabelled photos.
 
@@ -35,7 +38,8 @@ __all__ = [
     "Interval", "PairedComparison", "proportion_interval", "mcnemar_exact",
     "paired_difference_interval", "compare_paired", "median_interval", "mean_interval",
     "median_ratio_interval", "is_clearly_faster",
-    "detectable_drop_pp", "agreement_by_confidence",
+    "detectable_drop_pp", "agreement_by_confidence", "balanced_accuracy_interval", "sign_test_loss_p",
+    "holm", "balanced_loss_p",
 ]
 
 
@@ -301,6 +305,70 @@ def detectable_drop_pp(n: int, confidence: float = 0.95) -> float:
     while mcnemar_exact(0, k) > alpha:
         k += 1
     return math.inf if k > n else 100.0 * k / n
+
+
+# --------------------------------------------------------------------------- classes
+
+
+def balanced_accuracy_interval(right: ArrayLike, n: ArrayLike, confidence: float = 0.95, draws: int = 20000,
+                               seed: int = 0) -> Interval:
+    """The balanced accuracy (mean recall over the classes with test images) and its interval.
+
+    Each class's recall gets its Jeffreys posterior, Beta(right + 1/2, wrong + 1/2) (the Jeffreys
+    interval of one proportion covers about as well as Wilson's, Brown, Cai and DasGupta 2001), and
+    the spread of their mean (Brodersen et al. 2010, "The balanced accuracy and its posterior
+    distribution"), drawn by Monte Carlo with a fixed seed, gives the interval's reach below and above
+    the observed balanced accuracy; so it always contains it, however few photos a class has (a
+    posterior of a class of 2 photos both right is centred near 0.83, not at 1). Clipped to [0, 1].
+    """
+    confidence = _check_confidence(confidence)
+    right, n = np.asarray(right, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    present = n > 0
+    if not present.any():
+        return Interval(0.0, 1.0, math.nan, confidence)
+    right, n = right[present], n[present]
+    means = np.random.default_rng(seed).beta(right + 0.5, n - right + 0.5, size=(draws, len(n))).mean(axis=1)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2]) - means.mean()
+    estimate = float(np.mean(right / n))
+    return Interval(max(0.0, estimate + float(low)), min(1.0, estimate + float(high)), estimate, confidence)
+
+
+def sign_test_loss_p(won: int, lost: int) -> float:
+    """One-sided exact p that a variant loses images against the reference: P(X >= lost) for
+    X ~ Binomial(won + lost, 1/2), the discordant images split at random (McNemar, one-sided)."""
+    _check_counts(won=won, lost=lost)
+    m = int(won) + int(lost)
+    return sum(math.comb(m, i) for i in range(int(lost), m + 1)) / (1 << m)  # exact integers, then one division
+
+
+def holm(p_values: ArrayLike) -> list[float]:
+    """Holm's step-down adjustment of p-values tested together (family-wise error at the level
+    they are compared with): the i-th smallest is multiplied by (m - i), kept monotone, capped at 1."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, index in enumerate(np.argsort(p, kind="stable")):
+        running = max(running, min(1.0, (len(p) - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def balanced_loss_p(won: ArrayLike, lost: ArrayLike, n: ArrayLike, resamples: int = 20000, seed: int = 0) -> float:
+    """One-sided p that a variant's balanced accuracy is below the reference's on the same images.
+
+    ``won``/``lost`` count per class the images only the variant / only the reference got right,
+    ``n`` the class's images. The balanced difference weighs each image by 1 / (k n_c); under
+    "equally accurate" each discordant image favours either model with probability 1/2, so the
+    null distribution is drawn by flipping those coins (a Monte-Carlo sign-flip test, seeded:
+    the same results give the same p).
+    """
+    won, lost, n = (np.asarray(x, dtype=np.int64) for x in (won, lost, n))
+    weights = np.where(n > 0, 1.0 / (np.count_nonzero(n) * np.maximum(n, 1)), 0.0)
+    observed = float(np.dot(lost - won, weights))
+    discordant = won + lost
+    flips = np.random.default_rng(seed).binomial(discordant, 0.5, size=(resamples, len(n)))
+    null = (2 * flips - discordant) @ weights
+    return float((1 + np.count_nonzero(null >= observed - 1e-12)) / (resamples + 1))
 
 
 # --------------------------------------------------------------------------- latency

@@ -3,7 +3,7 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 
 from __future__ import annotations
 
-from zoolite.recommend import rejection_lost
+from zoolite.recommend import lost_classes, rejection_lost
 from zoolite.results import Backbone, Run
 
 
@@ -13,15 +13,16 @@ def variant_rows(backbone: Backbone) -> list[dict]:
     reference = backbone.reference
     return [{
         "variant": v.variant, "loss": v.loss, "accuracy": v.accuracy, "accuracy_interval": v.accuracy_interval,
-        "paired": v.paired, "median_ms": v.latency.median_ms, "median_interval": v.latency.median_interval,
+        "balanced_accuracy": v.balanced_accuracy, "balanced_accuracy_interval": v.balanced_accuracy_interval,
+        "lost_classes": lost_classes(v), "paired": v.paired, "median_ms": v.latency.median_ms, "median_interval": v.latency.median_interval,
         "mean_ms": v.latency.mean_ms, "p90_ms": v.latency.p90_ms,
         "speedup": reference.latency.mean_ms / v.latency.mean_ms,
         "size_mb": v.size_mb, "size_ratio": v.size_bytes / reference.size_bytes,
     } for v in backbone.variants]
 
 
-_COLUMNS = ["Variant", "Loss", "Accuracy [95% CI]", "Δ vs float, pp [95% CI]", "Won/lost (p)",
-            "Median ms [95% CI]", "Mean ms", "Speed-up", "Size MB", "Size"]
+_COLUMNS = ["Variant", "Loss", "Accuracy [95% CI]", "Balanced [95% CI]", "Δ vs float, pp [95% CI]",
+            "Won/lost (p)", "Median ms [95% CI]", "Mean ms", "Speed-up", "Size MB", "Size", "Flag"]
 
 
 def _percent(value: float, interval) -> str:
@@ -35,9 +36,12 @@ def _cells(r: dict) -> list[str]:
                                         f"{paired.difference_interval.high * 100:+.1f}]")
     evidence = "-" if paired is None else \
         f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})"
-    return [r["variant"], f"{r['loss']:.4f}", _percent(r["accuracy"], r["accuracy_interval"]), delta, evidence,
-            f"{r['median_ms']:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
-            f"{r['mean_ms']:.2f}", f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%"]
+    balanced = "-" if r["balanced_accuracy"] is None else _percent(r["balanced_accuracy"],
+                                                                    r["balanced_accuracy_interval"])
+    return [r["variant"], f"{r['loss']:.4f}", _percent(r["accuracy"], r["accuracy_interval"]), balanced, delta,
+            evidence, f"{r['median_ms']:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
+            f"{r['mean_ms']:.2f}", f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%",
+            f"loses {', '.join(r['lost_classes'])}" if r["lost_classes"] else ""]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -57,12 +61,16 @@ def caption(results: Run, backbone: str) -> str:
     litert_threads = sorted({v.threads for v in b.variants if v.family == "litert"})
     m = results.machine
     latency = results.config.latency
-    return (f"{backbone}, {b.input_size}px, weights: {b.weights}; test split {results.split['test']} "
+    features = "" if b.features_per_second is None else f"features at {b.features_per_second:.0f} images/s; "
+    return (f"{backbone}, {b.input_size}px, weights: {b.weights}; {features}test split {results.split['test']} "
             f"images; latency: 1 image per call, {latency.warmup} warm-up + up to {latency.runs} timed "
             f"calls, LiteRT threads {', '.join(litert_threads) or '-'}; {m['cpu']}, {m['cores']} cores. "
-            "Intervals are 95% (accuracy: Wilson; Δ: Newcombe's paired interval against the run's most "
+            "Intervals are 95% (accuracy and per-class recall: Wilson; balanced accuracy, the mean recall over the "
+            "classes: the spread of the mean of the classes' Jeffreys posteriors around it; Δ: Newcombe's paired interval against the run's most "
             "accurate float model on the same images, with the images won/lost and the exact McNemar p; "
-            "median latency: bootstrap over the timed calls). Speed-up and size vs the float Keras model.")
+            "median latency: bootstrap over the timed calls). Speed-up and size vs the float Keras model. A variant "
+            "is flagged when it loses a class's photos against its float model beyond chance (one-sided exact "
+            "test per class, Holm-corrected for the number of classes).")
 
 
 def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
@@ -72,6 +80,30 @@ def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[st
 
 def backbone_table(results: Run, backbone: str, markdown: bool = False) -> str:
     return (markdown_table if markdown else plain_table)(*backbone_cells(results, backbone))
+
+
+def class_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
+    """Per-class recall [95% CI] of every variant, one row per class; a class a variant loses against its
+    float model beyond chance is marked with its photos won/lost."""
+    variants = results.backbones[backbone].variants
+    rows = []
+    for name in results.labels:
+        row = [name, str(variants[0].per_class[name].support)]
+        for v in variants:
+            c = v.per_class[name]
+            cell = _percent(c.recall, None) if c.recall_interval is None else \
+                f"{c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, {c.recall_interval.high * 100:.0f}]"
+            row.append(cell + (f" LOST {c.won}/{c.lost}" if name in lost_classes(v) else ""))
+        rows.append(row)
+    return ["Class", "Test photos"] + [v.variant for v in variants], rows
+
+
+def class_table(results: Run, backbone: str, markdown: bool = False) -> str:
+    return (markdown_table if markdown else plain_table)(*class_cells(results, backbone))
+
+
+CLASS_NOTE = ("Recall per class [95% Wilson CI]; LOST w/l: the variant lost this class against its float model "
+              "beyond chance (photos won/lost; one-sided exact test, Holm-corrected for the number of classes).")
 
 
 def combined_cells(results: Run) -> tuple[list[str], list[list[str]]]:

@@ -1,7 +1,7 @@
 """The training stage: the reference recipe, made fast by training the head on cached features.
 
 With a frozen base, the base's output for an image never changes, so it is computed
-once per image (:func:`extract_features`) and the new dense head is trained on those
+once per image (:mod:`zoolite.features`) and the new dense head is trained on those
 vectors; base and head are then assembled into one raw-pixels-in, probabilities-out
 model for export. Models that must see images while training (a network trained from
 scratch, fine-tuning, later augmentation) take the same recipe through :func:`fit` on
@@ -47,10 +47,30 @@ def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
     return model
 
 
-def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: float | None = None,
-        log_dir: Path | None = None, verbose: int = 1, shuffle: bool = True) -> dict[str, list[float]]:
-    """Train ``model`` with the recipe; ``train``/``val`` are (x, one-hot y) arrays or datasets.
+def class_weights(labels, n_classes: int, how: str = "auto") -> dict[int, float] | None:
+    """Each class's weight in the loss: ``auto`` is scikit-learn's "balanced", n / (k · n_c), so every
+    class weighs as much as any other in total and a rare class's photos are not drowned out by a
+    common one's (all 1 on balanced data); ``none`` gives None, every photo weighing 1."""
+    if how == "none":
+        return None
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_classes)
+    return {c: float(len(labels) / (np.count_nonzero(counts) * count)) if count else 0.0
+            for c, count in enumerate(counts)}
 
+
+def sample_weights(one_hot_labels, weights: dict[int, float]) -> np.ndarray:
+    """The weight of each photo: its class's."""
+    return np.array([weights[c] for c in np.asarray(one_hot_labels).argmax(-1)], np.float32)
+
+
+def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: float | None = None,
+        log_dir: Path | None = None, verbose: int = 1, shuffle: bool = True,
+        weights: dict[int, float] | None = None) -> dict[str, list[float]]:
+    """Train ``model`` with the recipe; ``train``/``val`` are (x, one-hot y) arrays or datasets
+    (a validation dataset brings its own sample weights, if any).
+
+    ``weights`` (:func:`class_weights`) weigh each training photo's loss by its class, and each
+    validation photo's too, so that early stopping watches the loss that is minimised.
     ``shuffle`` applies to arrays (a dataset brings its own order).
 
     Returns the history (per-epoch lists) plus ``best_epoch`` and ``stopped_epoch``.
@@ -58,8 +78,10 @@ def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: floa
     compile_model(model, learning_rate or config.learning_rate)
     callbacks = recipe_callbacks(config, log_dir)
     x, y = train if isinstance(train, tuple) else (train, None)
+    if weights is not None and isinstance(val, tuple):
+        val = (*val, sample_weights(val[1], weights))
     history = model.fit(x, y, batch_size=config.batch_size if y is not None else None,
-                        epochs=config.epochs, validation_data=val,
+                        epochs=config.epochs, validation_data=val, class_weight=weights,
                         validation_freq=config.validation_freq, callbacks=callbacks,
                         shuffle=shuffle and y is not None, verbose=verbose)
     early_stopping = callbacks[0]
@@ -68,6 +90,8 @@ def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: floa
     result["best_epoch"] = early_stopping.best_epoch + 1 if early_stopping.best_weights is not None else None
     result["stopped_epoch"] = early_stopping.stopped_epoch + 1 if early_stopping.stopped_epoch else None
     result["validation_freq"] = config.validation_freq
+    if weights is not None:
+        result["class_weights"] = [weights[c] for c in sorted(weights)]
     return result
 
 
@@ -81,14 +105,6 @@ def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.
     x = keras.layers.Dropout(dropout, name="head_dropout")(inputs) if dropout else inputs
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="head")
-
-
-def extract_features(extractor: keras.Model, batches, n_images: int, out: Path,
-                     progress=None) -> np.ndarray:
-    """Run the frozen ``extractor`` once over ``batches`` of images into a ``.npy`` on disk."""
-    features = (extractor.predict_on_batch(np.asarray(batch, np.float32)) for batch in batches)
-    return storage.write_npy_stream(out, features, n_images, (extractor.output_shape[-1],), np.float32,
-                                    progress)
 
 
 def assemble(extractor: keras.Model, head: keras.Model, name: str = "classifier") -> keras.Model:
@@ -116,12 +132,19 @@ def set_base_trainable(extractor: keras.Model, top_layers: int | None) -> None:
 
 
 def labelled_batches(items: list[tuple[str, int]], root: Path, size: int, n_classes: int,
-                     batch_size: int, shuffle_seed: int | None = None):
-    """A ``tf.data`` pipeline of (float32 pixels, one-hot labels) for training on images."""
+                     batch_size: int, shuffle_seed: int | None = None, weights: dict[int, float] | None = None,
+                     views=None):
+    """A ``tf.data`` pipeline of (float32 pixels, one-hot labels), with each photo's class weight
+    when ``weights`` are given, and each photo a new random view every epoch with ``views``
+    (:func:`zoolite.augmentation.random_views`), for training on images."""
     import tensorflow as tf
 
     from zoolite.data import image_batches
 
-    return image_batches([root / p for p, _ in items], size, batch_size,
-                         labels=one_hot([label for _, label in items], n_classes),
-                         shuffle_seed=shuffle_seed).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    labels = one_hot([label for _, label in items], n_classes)
+    batches = image_batches([root / p for p, _ in items], size, batch_size,
+                            labels=labels if weights is None else (labels, sample_weights(labels, weights)),
+                            shuffle_seed=shuffle_seed, views=views)
+    if weights is None:
+        return batches.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return batches.map(lambda x, y: (tf.cast(x, tf.float32), *y))

@@ -1,0 +1,79 @@
+"""The features stage: the fast way gives Keras's features, and augmented views are real, reproducible,
+cached and resumed view by view."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BACKBONE, SAMPLE, SMALL_RUN_OPTIONS, copy_sample
+from zoolite import features
+from zoolite.augmentation import view_maker
+from zoolite.backbones import build_feature_extractor, get_backbone
+from zoolite.data import load_image
+
+PHOTOS = sorted(SAMPLE.glob("*/*"))[::5]  # 40 real photos of all ten classes
+
+
+def test_the_fast_features_are_kerass(tmp_path):
+    spec = get_backbone(BACKBONE)
+    extractor = build_feature_extractor(spec)
+    runtime = features.open_backbone(features.backbone_file(extractor, tmp_path / "backbone.tflite"))
+    fast = features.extract(runtime, PHOTOS, spec.input_size, tmp_path / "fast.npy")
+    keras = features.extract_keras(extractor, PHOTOS, spec.input_size, tmp_path / "keras.npy")
+    assert fast.shape == keras.shape == (len(PHOTOS), spec.feature_dim)
+    assert features.max_difference(fast, keras) <= features.TOLERANCE
+    assert np.abs(keras).max() > 1  # real features, not a file of zeros
+
+
+@pytest.mark.parametrize("name", ["flip", "standard"])
+def test_views_differ_from_the_photo_and_are_the_same_every_time(name):
+    pixels = load_image(PHOTOS[0], 224)
+    views = [view_maker(name, seed)(0, pixels) for seed in range(6)]
+    assert all(v.shape == pixels.shape and v.dtype == np.uint8 for v in views)
+    assert sum(not np.array_equal(v, pixels) for v in views) >= 2  # a flip happens half the time
+    assert np.array_equal(view_maker(name, 3)(0, pixels), views[3])  # seeded by the seed and the photo
+    assert not np.array_equal(view_maker(name, 3)(1, pixels), views[3])
+    if name == "flip":
+        assert all(np.array_equal(v, pixels) or np.array_equal(v, pixels[:, ::-1]) for v in views)
+    else:  # rotated, zoomed and contrast-changed: more than a flip, yet the same photo
+        assert all(not np.array_equal(v, pixels[:, ::-1]) for v in views)
+        assert all(abs(float(v.mean()) - float(pixels.mean())) < 25 for v in views)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_views_are_cached_and_an_interrupted_run_resumes_view_by_view(tmp_path):
+    from zoolite.config import RunConfig
+    from zoolite.pipeline import run
+    from zoolite.progress import Progress
+
+    config = RunConfig.from_options(data=str(copy_sample(tmp_path / "data", per_class=6)), runs_dir=str(tmp_path),
+                                    augment="standard", augment_views=2, quantizations=("float32",),
+                                    tensorboard=False, **SMALL_RUN_OPTIONS)
+
+    def stop_after_the_first_view(stage):
+        if stage == "features_train_standard1":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        run(config, progress=Progress(False), after_stage=stop_after_the_first_view)
+    cache = interrupted.value.run_dir / BACKBONE / "cache"
+    first = _digest(cache / "train_standard1_features.npy")
+    assert not (cache / "train_standard2_features.npy").exists()
+
+    results = run(resume=interrupted.value.run_dir, progress=Progress(False))
+    timings = results.backbones[BACKBONE].timings
+    assert "features_train_standard2" in timings and "training" in timings
+    assert "features_train_standard1" not in timings and "features_train" not in timings  # reused
+    assert _digest(cache / "train_standard1_features.npy") == first
+    original, *views = (np.load(cache / f"{name}_features.npy") for name in
+                        ("train", "train_standard1", "train_standard2"))
+    assert all(v.shape == original.shape for v in views)
+    assert not np.allclose(views[0], original) and not np.allclose(views[0], views[1])
+    assert results.backbones[BACKBONE].features_per_second > 0

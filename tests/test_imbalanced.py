@@ -1,0 +1,152 @@
+"""Imbalanced data: class weights, balanced accuracy, per-class evidence after quantization and a
+calibration sample that covers every class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from test_recommend import FLOAT, _flip, _run, _variant
+from zoolite import stats, tables
+from zoolite.config import Budget, TrainConfig
+from zoolite.data import even_sample
+from zoolite.evaluation import classification_metrics, per_class_report
+from zoolite.recommend import lost_classes, recommend
+from zoolite.training import build_head, class_weights, fit, one_hot, sample_weights
+
+COUNTS = [60, 30, 6, 4]  # photos per class, as in a real folder
+
+
+def _labels(counts) -> np.ndarray:
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def test_auto_class_weights_are_inverse_frequency_and_all_one_on_balanced_data():
+    weights = class_weights(_labels(COUNTS), 4)
+    assert weights == pytest.approx({c: 100 / (4 * n) for c, n in enumerate(COUNTS)})
+    # Every class weighs as much as any other in total.
+    assert {round(weights[c] * n, 9) for c, n in enumerate(COUNTS)} == {25.0}
+    assert class_weights(_labels([5, 5, 5]), 3) == {0: 1.0, 1: 1.0, 2: 1.0}
+    assert class_weights(_labels(COUNTS), 4, "none") is None
+
+
+def test_class_weights_change_the_loss_as_documented():
+    """The weighted loss is the mean over the photos of each photo's cross-entropy times its class's
+    weight, and training on it no longer sacrifices the rare classes."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    labels = _labels(COUNTS)
+    y = one_hot(labels, 4)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((len(labels), 8)) + 0.9 * y @ rng.standard_normal((4, 8))).astype(np.float32)
+    weights = class_weights(labels, 4)
+    head = build_head(8, 4, dropout=0)
+    head.compile(loss=keras.losses.CategoricalCrossentropy())
+    p = head.predict(x, verbose=0)
+    cross_entropy = -np.log(p[np.arange(len(labels)), labels])
+    assert head.evaluate(x, y, sample_weight=sample_weights(y, weights), verbose=0) == \
+        pytest.approx(np.mean(cross_entropy * [weights[c] for c in labels]), rel=1e-5)
+
+    config = TrainConfig(epochs=30, validation_freq=1, start_from_epoch=30)
+    recalls = {}
+    for how in ("none", "auto"):
+        keras.utils.set_random_seed(0)
+        model = build_head(8, 4, dropout=0)
+        history = fit(model, (x, y), (x, y), config, verbose=0, weights=class_weights(labels, 4, how))
+        predicted = model.predict(x, verbose=0).argmax(1)
+        recalls[how] = [np.mean(predicted[labels == c] == c) for c in range(4)]
+        assert ("class_weights" in history) == (how == "auto")
+    assert np.mean(recalls["auto"]) > np.mean(recalls["none"])  # balanced accuracy
+    assert min(recalls["auto"][2:]) > min(recalls["none"][2:])  # the rare classes
+
+
+def test_balanced_accuracy_is_the_mean_recall_with_an_interval_around_it():
+    labels = _labels(COUNTS)
+    probabilities = one_hot(labels, 4)
+    probabilities[labels == 3] = one_hot([0], 4)  # every photo of the rarest class called class 0
+    m = classification_metrics(probabilities, labels, 4)
+    assert m["accuracy"] == pytest.approx(96 / 100)
+    assert m["balanced_accuracy"] == pytest.approx(0.75)
+    interval = m["balanced_accuracy_interval"]
+    assert interval.low < 0.75 < interval.high < 0.9 and interval == m["balanced_accuracy_interval"]
+    # Perfect tiny classes still leave room below; an estimate outside its interval would be a bug.
+    perfect = stats.balanced_accuracy_interval([2, 2, 2], [2, 2, 2])
+    assert perfect.high == 1.0 and perfect.low < 0.9 and perfect.estimate == 1.0
+
+
+def _losing_one_class(lost: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, float-model probabilities right on every photo, and a variant's that get ``lost`` of
+    class 1's photos wrong."""
+    labels = _labels([40, 12, 40])
+    reference = one_hot(labels, 3)
+    variant = reference.copy()
+    variant[np.flatnonzero(labels == 1)[:lost]] = one_hot([0], 3)
+    return labels, reference, variant
+
+
+def test_a_variant_that_loses_one_class_is_flagged_even_within_the_accuracy_budget():
+    labels, reference, variant = _losing_one_class(lost=10)
+    _, per_class = per_class_report(variant, labels, ["a", "b", "c"], reference)
+    assert (per_class["b"].won, per_class["b"].lost) == (0, 10)
+    assert per_class["b"].loss_p == pytest.approx(2 ** -10)
+    assert per_class["b"].loss_p_holm == pytest.approx(3 * 2 ** -10)
+    assert per_class["a"].loss_p_holm == 1.0
+
+    correct, float_correct = variant.argmax(1) == labels, reference.argmax(1) == labels
+    losing = _variant("int8", correct, float_correct, 1.0, 4.0)
+    losing.per_class = per_class
+    assert lost_classes(losing) == ["b"]
+    variants = [_variant("keras", float_correct, float_correct, 60.0, 14.0, role="reference"),
+                _variant("float16", float_correct, float_correct, 5.0, 6.8), losing]
+    r = recommend(_run(variants, len(labels)), Budget(max_accuracy_drop_pp=15))  # -10.9 pp: within it
+    assert r.variant == "float16" and "Faster but outside the budget: int8 (loses b)." in r.reason
+
+    # A few photos lost are not evidence: 3 of 12, Holm-corrected over 3 classes, p = 0.375.
+    labels, reference, variant = _losing_one_class(lost=3)
+    _, per_class = per_class_report(variant, labels, ["a", "b", "c"], reference)
+    losing.per_class = per_class
+    assert lost_classes(losing) == []
+
+
+def test_tables_show_balanced_accuracy_per_class_recall_and_the_flag():
+    labels, reference, variant = _losing_one_class(lost=10)
+    correct, float_correct = variant.argmax(1) == labels, reference.argmax(1) == labels
+    variants = [_variant("keras", float_correct, float_correct, 60.0, 14.0, role="reference"),
+                _variant("int8", correct, float_correct, 1.0, 4.0)]
+    for v, probabilities in zip(variants, (reference, variant)):
+        metrics = classification_metrics(probabilities, labels, 3)
+        v.balanced_accuracy, v.balanced_accuracy_interval = metrics["balanced_accuracy"], \
+            metrics["balanced_accuracy_interval"]
+        _, v.per_class = per_class_report(probabilities, labels, ["a", "b", "c"],
+                                          None if v.role == "reference" else reference)
+    results = _run(variants, len(labels))
+    results.dataset = {"labels": ["a", "b", "c"]}
+    header, rows = tables.backbone_cells(results, "b")
+    assert rows[1][header.index("Balanced [95% CI]")].startswith("72.2% [")
+    assert rows[1][header.index("Flag")] == "loses b" and rows[0][header.index("Flag")] == ""
+    header, rows = tables.class_cells(results, "b")
+    assert rows[1][0] == "b" and rows[1][1] == "12"
+    assert rows[1][2].startswith("100% [") and rows[1][3].startswith("17% [") and rows[1][3].endswith("LOST 0/10")
+
+
+def test_a_drop_beyond_the_budget_that_is_not_shown_real_is_said_so():
+    """The sentence does not call a -2.5 pp variant "within the budget (accuracy drop <= 1 pp)"."""
+    variants = [_variant("keras", FLOAT, FLOAT, 60.0, 14.0, role="reference"),
+                _variant("int8", _flip(FLOAT, 1), FLOAT, 1.7, 4.0)]
+    r = recommend(_run(variants, 40))
+    assert r.variant == "int8"
+    assert "-2.5 pp vs the float model" in r.reason
+    assert "that drop exceeds the budget's 1 pp, but the 40 test images do not show it to be real (one-sided " \
+           "p = 0.5), so it is not ruled out" in r.reason
+    assert "within the budget" not in r.reason
+
+
+def test_the_calibration_sample_covers_every_class_evenly():
+    labels = _labels(COUNTS)
+    drawn = even_sample(labels, 10, seed=0)
+    assert np.bincount(labels[drawn], minlength=4).tolist() == [3, 3, 2, 2]
+    drawn = even_sample(labels, 20, seed=0)  # the rare classes give all they have, the others the rest
+    assert np.bincount(labels[drawn], minlength=4).tolist() == [6, 5, 5, 4]
+    assert len(set(drawn)) == 20 and even_sample(labels, 20, seed=0) == drawn != even_sample(labels, 20, seed=1)
+    assert sorted(even_sample(labels, 500, seed=0)) == list(range(100))
