@@ -2,16 +2,16 @@
 
     .venv/bin/python benchmarks/calibration.py RUN_DIR [--sizes 10,25,50,100,200,300] [--seeds 0,1,2]
 
-On a finished run (made with --unlabelled): for each size n and seed, n photos of the run's train split
-drawn evenly over the classes (``data.even_sample``) with a fifth as many scrambled photos that show none
-of the classes (``rejection.calibration_sample``: the pipeline's sample), and for comparison the same n
-without them, and n drawn uniformly at random (as zoolite 0.2 drew them). Each sample calibrates the run's model.keras once
-(``litert.calibrate``, timed; a one-image calibration first pays TensorFlow's start-up costs), which is
-quantized to uint8 and int8_fallback (``litert.quantize_calibrated``; no metadata, which measuring does
-not need). Each file is measured on the run's test images: top-1 agreement with the run's
-float32.tflite, accuracy, balanced accuracy (mean per-class recall) and the share of photos kept as one
-of the classes by the run's "none of these" threshold; and on the --unlabelled photos: agreement with
-float32.tflite and the share kept.
+On a finished run (made with --unlabelled): for each size n and seed, n photos of the run's train
+split drawn evenly over the classes (``data.even_sample``) with scrambled photos that show none of
+the classes (``rejection.calibration_sample``, the pipeline's sample: a fifth as many, at least 10),
+and for comparison the same n without them, and n drawn uniformly at random (as zoolite 0.2 drew
+them). Each sample calibrates the run's model.keras once (``litert.calibrate``, timed; a one-image
+calibration first pays TensorFlow's start-up costs), which is quantized to uint8 and int8_fallback
+(``litert.quantize_calibrated``; no metadata, which measuring does not need). Each file is measured
+on the run's test images: top-1 agreement with the run's float32.tflite, accuracy, balanced accuracy
+(mean per-class recall) and the share of photos kept as one of the classes by the run's "none of
+these" threshold; and on the --unlabelled photos: agreement with float32.tflite and the share kept.
 """
 
 from __future__ import annotations

@@ -430,6 +430,12 @@ def test_evaluate_matches_classes_by_label_not_by_folder_order(models, messy, la
     by_folder_order = np.mean(predicted == folder_classes)
     assert f"{by_label * 100:.1f}" != f"{by_folder_order * 100:.1f}"  # else this test could not tell
     assert f"accuracy {by_label * 100:.1f}%" in printed
+    recalls = {name: np.mean(predicted[folder_classes == c] == model_labels.index(name))
+               for c, name in enumerate(dataset.labels)}
+    assert f"balanced accuracy {np.mean(list(recalls.values())) * 100:.1f}%" in printed
+    n = {name: int(np.sum(folder_classes == c)) for c, name in enumerate(dataset.labels)}
+    assert all(f"{name} {recall * 100:.0f}% [" in printed and f"] of {n[name]}" in printed
+               for name, recall in recalls.items())
 
 
 # --- options ------------------------------------------------------------------------------------

@@ -21,7 +21,10 @@ PHOTOS = sorted(SAMPLE.glob("*/*"))[::5]  # 40 real photos of all ten classes
 def test_the_fast_features_are_kerass(tmp_path):
     spec = get_backbone(BACKBONE)
     extractor = build_feature_extractor(spec)
-    runtime = features.open_backbone(features.backbone_file(extractor, tmp_path / "backbone.tflite"))
+    path = features.backbone_file(extractor, tmp_path)
+    converted = path.stat().st_mtime_ns
+    assert features.backbone_file(extractor, tmp_path) == path and path.stat().st_mtime_ns == converted  # reused
+    runtime = features.open_backbone(path)
     fast = features.extract(runtime, PHOTOS, spec.input_size, tmp_path / "fast.npy")
     keras = features.extract_keras(extractor, PHOTOS, spec.input_size, tmp_path / "keras.npy")
     assert fast.shape == keras.shape == (len(PHOTOS), spec.feature_dim)

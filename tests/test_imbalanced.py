@@ -101,6 +101,9 @@ def test_a_variant_that_loses_one_class_is_flagged_even_within_the_accuracy_budg
                 _variant("float16", float_correct, float_correct, 5.0, 6.8), losing]
     r = recommend(_run(variants, len(labels)), Budget(max_accuracy_drop_pp=15))  # -10.9 pp: within it
     assert r.variant == "float16" and "Faster but outside the budget: int8 (loses b)." in r.reason
+    losing.latency = _variant("slow", correct, float_correct, 9.0, 4.0).latency  # slower: still named
+    r = recommend(_run(variants, len(labels)), Budget(max_accuracy_drop_pp=15))
+    assert r.variant == "float16" and "Also losing a class: int8 (b)." in r.reason
 
     # A few photos lost are not evidence: 3 of 12, Holm-corrected over 3 classes, p = 0.375.
     labels, reference, variant = _losing_one_class(lost=3)

@@ -183,15 +183,20 @@ class ModelEvaluation:
     skipped: list[tuple[str, str]]
     metrics: dict  # Variant fields: loss, accuracy, top_k, top_k_accuracy, latency, threads, ...
     rejected: int  # photos the model said show none of its classes
+    per_class: dict[str, ClassMeasure]  # the folder's classes
 
     def summary(self) -> str:
         m, latency = self.metrics, self.metrics["latency"]
+        recalls = ", ".join(f"{name} {c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, "
+                            f"{c.recall_interval.high * 100:.0f}] of {c.support}"
+                            for name, c in self.per_class.items() if c.support)
         return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
                 f"skipped\nloss {m['loss']:.4f}  accuracy {m['accuracy'] * 100:.1f}%  balanced accuracy "
                 f"{m['balanced_accuracy'] * 100:.1f}%  top-{m['top_k']} accuracy "
                 f"{m['top_k_accuracy'] * 100:.1f}%  kept {(self.images - self.rejected) / self.images * 100:.1f}% "
                 f"(none of the {len(self.classes)} classes: {self.rejected})  latency mean {latency.mean_ms:.2f} ms, "
-                f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})")
+                f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})\n"
+                f"recall per class [95% Wilson CI]: {recalls}")
 
 
 def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path | None = None,
@@ -221,4 +226,4 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
         metrics, scores = evaluate(runtime, images, targets, len(labels), latency)
         del images
     return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), metrics,
-                           int(np.sum(classifier.rejects(scores))))
+                           int(np.sum(classifier.rejects(scores))), per_class_report(scores, targets, labels)[1])

@@ -27,10 +27,20 @@ from zoolite.data import decoded_batches
 TOLERANCE = 1e-4
 
 
-def backbone_file(extractor, out: Path) -> Path:
-    """``extractor`` (a Keras feature extractor, raw pixels in) as a float32 LiteRT file at ``out``,
-    converted unless already there."""
+def backbone_file(extractor, folder: Path) -> Path:
+    """``extractor`` (a Keras feature extractor, raw pixels in) as a float32 LiteRT file in ``folder``,
+    converted unless already there. The file is named by a digest of the extractor's architecture and
+    weights and of TensorFlow's version, so it is reused exactly when converting would give it again."""
+    import hashlib
+
+    import tensorflow as tf
+
+    digest = hashlib.sha256(f"{extractor.to_json()} {tf.__version__}".encode())
+    for weights in extractor.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    out = folder / f"{extractor.name}-{digest.hexdigest()[:16]}.tflite"
     if not out.exists():
+        folder.mkdir(parents=True, exist_ok=True)
         from zoolite.targets.litert import convert, export_saved_model
 
         with tempfile.TemporaryDirectory(prefix="zoolite-backbone-") as tmp:

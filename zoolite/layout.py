@@ -56,10 +56,6 @@ class BackboneLayout:
     def features(self, subset: str) -> Path:
         return self.cache / f"{subset}_features.npy"
 
-    def backbone_file(self, trained: bool) -> Path:
-        """The backbone as a float32 LiteRT file that computes features fast: as pretrained, or as trained."""
-        return self.cache / ("trained_backbone.tflite" if trained else "backbone.tflite")
-
     def make(self) -> "BackboneLayout":
         for folder in (self.models, self.cache, self.measurements):
             folder.mkdir(parents=True, exist_ok=True)

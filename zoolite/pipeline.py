@@ -95,6 +95,7 @@ class _BackboneStages:
         self.n_classes = len(labels)
         self.class_weights = class_weights(self._labels("train"), self.n_classes, config.train.class_weights)
         self.extracted: dict[str, int] = {}  # features computed by this attempt: name -> photos
+        self._backbones: dict[bool, object] = {}  # trained or not -> its fast features runtime
 
     def _paths(self, subset: str) -> list[Path]:
         return [self.root / p for p, _ in self.split.subset(subset)]
@@ -117,14 +118,16 @@ class _BackboneStages:
                                             self.config.seed)
 
     def _backbone(self, extractor, trained: bool):
-        """The fast features runtime of ``extractor`` (:mod:`zoolite.features`), converted once."""
-        path = self.layout.backbone_file(trained)
-        if not path.exists():
+        """The fast features runtime of ``extractor`` (:mod:`zoolite.features`), converted once: a frozen
+        backbone once per machine (in the user cache, like its weights), a trained one once per run."""
+        if trained not in self._backbones:
+            folder = self.layout.cache if trained else storage.cache_dir() / "backbones"
             with self.stages.step(f"convert_{'trained_' if trained else ''}backbone", 1, "model",
-                                  title="converting the backbone for fast features") as step:
-                features.backbone_file(extractor, path)
+                                  title="converting the backbone for fast features (once)") as step:
+                self._backbones[trained] = features.open_backbone(features.backbone_file(extractor, folder),
+                                                                  self.config.threads)
                 step(1)
-        return features.open_backbone(path, self.config.threads)
+        return self._backbones[trained]
 
     def _features(self, extractor, name: str, paths: list[Path] | None = None, trained: bool = False,
                   view=None) -> np.ndarray:

@@ -13,7 +13,9 @@ The rule (the README's "How the recommendation decides" gives the reasoning):
 1. **Accuracy, on paired evidence.** Each variant is compared with the run's most accurate
    float model on the same test images. It is rejected when it is less accurate than the
    budget allows *and* the loss is real: more images lost than won, with a one-sided exact
-   McNemar p below 0.05. A drop that the test set cannot tell from chance does not reject it;
+   McNemar p below 0.05. On an imbalanced test split (:attr:`~zoolite.results.Run.balanced`)
+   the accuracy is the balanced one, and the loss is real when a sign-flip test that weighs
+   each image by its class's size says so. A drop that the test set cannot tell from chance does not reject it;
    the sentence then says how large a drop the test set could have detected at all.
 2. **Fidelity, without labels.** A variant is also rejected when it changes the float model's
    answer on the images the float model is confident about (max probability >= 0.8; test
@@ -29,7 +31,11 @@ The rule (the README's "How the recommendation decides" gives the reasoning):
    rejection drop, and the loss is real (more photos lost than won, one-sided exact McNemar p
    below 0.05): quantization can cost a model its ability to say "none of these" while its
    accuracy holds.
-5. With fewer than :data:`MIN_TEST_IMAGES` test images nothing can be concluded about
+5. **No class lost.** A variant is also rejected when it loses a class's photos against its
+   backbone's float model beyond chance (one-sided exact test per class, Holm-corrected for
+   the number of classes), whatever its overall accuracy: quantization can cost a rare class
+   while the average barely moves. The sentence names such variants.
+6. With fewer than :data:`MIN_TEST_IMAGES` test images nothing can be concluded about
    accuracy: the choice then rests on speed, size and fidelity, and the sentence says so.
 """
 
@@ -67,7 +73,7 @@ def accuracy_loss_p(variant: Variant, balanced: bool = False) -> float:
 
 
 def lost_classes(variant: Variant) -> list[str]:
-    """Rule 6: the classes whose photos ``variant`` loses against its float model beyond chance, the
+    """Rule 5: the classes whose photos ``variant`` loses against its float model beyond chance, the
     test corrected for the number of classes (Holm), whatever its overall accuracy."""
     return [name for name, c in variant.per_class.items()
             if c.loss_p_holm is not None and c.lost > c.won and c.loss_p_holm < SIGNIFICANCE]
@@ -178,13 +184,15 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
         speed = "the only one" if len(fitting) == 1 else "clearly faster than the others"
     excluded = [f"{named(b, v)} ({broken_text(b, v)})" for b, v in pool
                 if (b, v) not in fitting and v.latency.median_ms < best.latency.median_ms]
+    losing = [f"{named(b, v)} ({', '.join(lost_classes(v))})" for b, v in pool
+              if lost_classes(v) and v.latency.median_ms >= best.latency.median_ms]  # the faster ones are named above
     which = f"{len(pool)}" if len(fitting) == len(pool) else f"{len(fitting)} (of {len(pool)})"
     reference = f"the {'best ' if several else ''}float model"
     reason = (f"{name}: {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, "
               f"{_accuracy_text(best, best_float, floor, budget, balanced, reference, n, decide_accuracy)}"
               f"{_rejection_text(best)}. Of the {which} shippable variants the budget ({limits_text}) does not rule "
               f"out, it is {speed}." + (f" Faster but outside the budget: {', '.join(excluded)}." if excluded else "")
-              + f" Evidence: {evidence}.")
+              + (f" Also losing a class: {', '.join(losing)}." if losing else "") + f" Evidence: {evidence}.")
     return Recommendation(budget, reason, backbone, best.variant)
 
 
