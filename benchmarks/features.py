@@ -52,7 +52,9 @@ def measure_way(way: str, listing: Path, out: Path) -> dict:
         runtime = features.open_backbone(features.backbone_file(extractor, out.parent / way))  # a fresh conversion
         if way == "litert-batch32":  # one resize, then whole batches (the last one padded)
             interpreter = runtime.interpreter
-            interpreter.resize_tensor_input(runtime._input["index"], [32, spec.input_size, spec.input_size, 3])
+            pixels_in = interpreter.get_input_details()[0]["index"]
+            features_out = interpreter.get_output_details()[0]["index"]
+            interpreter.resize_tensor_input(pixels_in, [32, spec.input_size, spec.input_size, 3])
             interpreter.allocate_tensors()
     elif way == "keras-xla":
         import tensorflow as tf
@@ -64,9 +66,9 @@ def measure_way(way: str, listing: Path, out: Path) -> dict:
     def batched_litert(pixels):
         padded = np.zeros((32, *pixels.shape[1:]), np.float32)
         padded[:len(pixels)] = pixels
-        interpreter.set_tensor(runtime._input["index"], padded)
+        interpreter.set_tensor(pixels_in, padded)
         interpreter.invoke()
-        return interpreter.get_tensor(runtime._output["index"])[:len(pixels)]
+        return interpreter.get_tensor(features_out)[:len(pixels)]
 
     start = time.perf_counter()
     if way == "keras-tf.data":
