@@ -75,7 +75,8 @@ def main() -> None:
     from zoolite.tables import plain_table
     from zoolite.targets import REFERENCE, TARGETS, open_model
     from zoolite.targets.keras import load_keras_model
-    from zoolite.targets.litert import calibrate, export_saved_model, quantize_calibrated, score_threshold
+    from zoolite.targets.base import export_saved_model
+    from zoolite.targets.litert import calibrate, quantize_calibrated, score_threshold
 
     sizes, seeds = [int(s) for s in args.sizes.split(",")], [int(s) for s in args.seeds.split(",")]
     run = RunLayout(Path(args.run_dir))

@@ -46,7 +46,8 @@ def damaged_case(results, out: Path):
     from zoolite.results import Variant
     from zoolite.targets import TARGETS
     from zoolite.targets.keras import load_keras_model
-    from zoolite.targets.litert import LiteRTRuntime, calibrate, export_saved_model, quantize_calibrated
+    from zoolite.targets.base import export_saved_model
+    from zoolite.targets.litert import LiteRTRuntime, calibrate, quantize_calibrated
 
     name = next(iter(results.backbones))
     backbone = results.backbones[name]

@@ -42,7 +42,8 @@ def matmul_throughput(directory: Path, threads: int) -> dict[str, float]:
 
     from zoolite.config import LatencyConfig
     from zoolite.evaluation import measure_latency
-    from zoolite.targets.litert import convert, export_saved_model
+    from zoolite.targets.base import export_saved_model
+    from zoolite.targets.litert import convert
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((ROWS, DEPTH), batch_size=1)

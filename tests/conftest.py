@@ -72,13 +72,14 @@ def other_photos(dest: Path) -> Path:
     return copy_sample(dest, classes=("farfalla", "gallina", "pecora", "scoiattolo"), per_class=4)
 
 
+RUNTIMES = ("litert", "onnxruntime", "openvino")  # every family, measured in one run
 SMALL_RUN_OPTIONS = {"representative_images": 8, "epochs": 4, "validation_freq": 1, "start_from_epoch": 0,
                      "warmup": 1, "runs": 3}
 
 
 @pytest.fixture(scope="session")
 def small_run(shared_dir):
-    """One real pipeline run on 3 classes x 10 photos (6 test images), 12 unlabelled photos and 16 photos
+    """One real pipeline run of every runtime on 3 classes x 10 photos (6 test images), 12 unlabelled photos and 16 photos
     of other classes (``--other``: 8 fit the rejection, 8 measure it), with
     settings cut down for speed; made once per session and read back (as results.json) by the
     other workers."""
@@ -92,10 +93,40 @@ def small_run(shared_dir):
         if first:
             shutil.rmtree(root, ignore_errors=True)
             data = copy_sample(root / "data", per_class=10)
-            config = RunConfig.from_options(data=str(data), runs_dir=str(root / "runs"),
+            config = RunConfig.from_options(data=str(data), runs_dir=str(root / "runs"), runtimes=RUNTIMES,
                                             unlabelled=str(unlabelled_photos(root / "unlabelled")),
                                             other=str(other_photos(root / "other")),
                                             **SMALL_RUN_OPTIONS)
             results = run(config, progress=Progress(False))
             (root / "run_dir.json").write_text(json.dumps(results.run_dir))
     return load(json.loads((root / "run_dir.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def test_photos(small_run, tmp_path_factory) -> list[Path]:
+    """The run's decoded test images, saved as PNGs at the model's size (so no client resamples)."""
+    import numpy as np
+    from PIL import Image
+
+    from zoolite.layout import RunLayout
+
+    images = np.load(RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).images("test"))
+    folder = tmp_path_factory.mktemp("test-photos")
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(folder / f"test-{i:02d}.png")
+        Image.fromarray(np.asarray(image)).save(paths[-1])
+    return paths
+
+
+def error_line(capsys, argv) -> str:
+    """Run the command; it must exit 2 with one error line and no traceback. Return the line."""
+    from zoolite.cli import main
+
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert not any("Traceback" in line for line in err), err
+    errors = [line for line in err if line.startswith("zoolite: error:")]
+    assert len(errors) == 1, err
+    return errors[0]

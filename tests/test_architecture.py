@@ -1,5 +1,7 @@
 """The structure the README promises: no import circle between zoolite's modules (imports inside
-functions included), and a registry that names every target's family and role."""
+functions and through importlib included), a registry that names every target's family and role,
+and no module outside ``zoolite/targets/`` that tells runtimes apart by a file suffix, a dtype or a
+variant name."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import ast
 from pathlib import Path
 
 import zoolite
-from zoolite.targets import FAMILIES, TARGETS
+from zoolite.targets import FAMILIES, SUFFIXES, TARGETS
 
 PACKAGE = Path(zoolite.__file__).parent
 
@@ -18,7 +20,8 @@ def _module_name(path: Path) -> str:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """zoolite module -> the zoolite modules it imports anywhere in its file."""
+    """zoolite module -> the zoolite modules it imports anywhere in its file, by an import statement
+    or by naming it in a string (what ``importlib.import_module`` is given)."""
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
@@ -30,6 +33,9 @@ def import_graph() -> dict[str, set[str]]:
                              for a in node.names}
             elif isinstance(node, ast.Import):
                 imported |= {a.name for a in node.names if a.name.startswith("zoolite")}
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value \
+                    and node.value in modules:  # "zoolite" alone is the distribution's name, not an import
+                imported.add(node.value)
         graph[name] = {m for m in imported if m in modules and m != name}
     return graph
 
@@ -59,6 +65,13 @@ def test_no_module_imports_a_module_that_imports_it():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
+def test_the_import_graph_sees_the_family_modules_named_in_the_registry():
+    graph = import_graph()
+    assert {family.module for family in FAMILIES.values()} <= graph["zoolite.targets"]
+    for family in FAMILIES.values():
+        assert "zoolite.targets" not in graph[family.module], f"{family.module} imports the registry back"
+
+
 def test_the_checker_finds_a_circle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
@@ -66,7 +79,26 @@ def test_the_checker_finds_a_circle():
 def test_every_target_has_a_family_module_and_one_reference():
     assert [t.name for t in TARGETS.values() if not t.shippable] == ["keras"]
     for target in TARGETS.values():
-        assert FAMILIES[target.family.suffix] is target.family
+        assert FAMILIES[target.family.name] is target.family and SUFFIXES[target.family.suffix] is target.family
         assert hasattr(target.family.implementation(), "open")
         if target.shippable:
             assert hasattr(target.family.implementation(), "Converter")
+
+
+# The LiteRT-only places: the features stage runs the backbone as a .tflite file, and the web page
+# (served by zoolite serve) runs LiteRT.js; results.py upgrades zoolite 0.1 files, which had LiteRT only.
+LITERT_BY_DESIGN = {"zoolite.features", "zoolite.web", "zoolite.serve", "zoolite.results"}
+
+
+def test_only_the_targets_package_tells_runtimes_apart():
+    """A new family must not need edits elsewhere: no other module compares a suffix, an integer dtype
+    or a shippable variant's name."""
+    forbidden = set(SUFFIXES) | {"int8", "uint8"} | {t.name for t in TARGETS.values() if t.shippable}
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        if module.startswith("zoolite.targets") or module in LITERT_BY_DESIGN:
+            continue
+        found += [f"{module}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.Constant) and node.value in forbidden]
+    assert not found, found

@@ -147,7 +147,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """Tiny classifiers as .keras and .tflite, each with its labels.txt, plus models to refuse."""
     import keras
 
-    from zoolite.targets.litert import convert, export_saved_model
+    from zoolite.targets.base import export_saved_model
+    from zoolite.targets.litert import convert
 
     root = tmp_path_factory.mktemp("models")
 
@@ -347,7 +348,7 @@ MODEL_FILES = {
     "random .keras": (_random_keras, "not a loadable Keras model"),
     "truncated .tflite": (_truncated_tflite, "not a valid LiteRT model"),
     "a folder": (_folder, "is a folder"),
-    "wrong suffix": (_wrong_suffix, "not a model file (expected .keras or .tflite)"),
+    "wrong suffix": (_wrong_suffix, "not a model file (expected .keras, .tflite, .onnx or .xml)"),
     "Lambda layer": (lambda folder, models: models["with_code"] / "model.keras",
                      "refused: the model contains Python code (a Lambda layer)"),
     "features in (.keras)": (lambda folder, models: models["features_in"] / "model.keras",
@@ -442,7 +443,8 @@ def test_evaluate_matches_classes_by_label_not_by_folder_order(models, messy, la
 
 @pytest.mark.parametrize("argv, valid", [
     (["--backbones", "lenet"], BACKBONES),
-    (["--quantizations", "float32,int4"], targets.CONVERTED),
+    (["--quantizations", "float32,int4"], targets.MODES),
+    (["--runtimes", "litert,tensorrt"], targets.RUNTIMES),
 ])
 def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
     line = _fails(capsys, ["run", "--out", tmp_path / "runs", *argv])

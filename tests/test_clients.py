@@ -19,12 +19,12 @@ from conftest import BACKBONE
 from zoolite.cli import main
 from zoolite.layout import RunLayout
 from zoolite.metadata import read_metadata
-from zoolite.targets import APP_INPUT_DTYPES, CONVERTED, TARGETS, top_classes
+from zoolite.targets import LITERT, MODES, TARGETS, chosen_targets, top_classes
 
 
 def _models(small_run) -> dict[str, Path]:
     layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)
-    return {name: layout.model(target) for name, target in CONVERTED.items()}
+    return {target.name: layout.model(target) for target in chosen_targets([LITERT.name], MODES)}
 
 
 def test_every_file_has_batch_1_and_its_labels_in_its_metadata(small_run):
@@ -42,18 +42,6 @@ def test_the_uint8_model_takes_raw_pixels(small_run):
     assert model_input["dtype"] == model_output["dtype"] == np.uint8
     assert model_input["quantization"] == (1.0, 0)
     assert {t["dtype"] for t in interpreter.get_tensor_details()} <= {np.uint8, np.int8, np.int32}
-
-
-@pytest.fixture(scope="module")
-def test_photos(small_run, tmp_path_factory) -> list[Path]:
-    """The run's decoded test images, saved as PNGs at the model's size (so no client resamples)."""
-    images = np.load(RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).images("test"))
-    folder = tmp_path_factory.mktemp("test-photos")
-    paths = []
-    for i, image in enumerate(images):
-        paths.append(folder / f"test-{i:02d}.png")
-        Image.fromarray(np.asarray(image)).save(paths[-1])
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +79,7 @@ def test_mediapipe_with_default_options_rejects_what_predict_rejects(small_run, 
     photos = test_photos + other_test_photos
     checked, rejected = [], 0
     for name, path in _models(small_run).items():
-        if TARGETS[name].input_dtype not in APP_INPUT_DTYPES:
+        if "MediaPipe Tasks" not in TARGETS[name].clients:
             continue
         options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)))
         with vision.ImageClassifier.create_from_options(options) as classifier:

@@ -10,9 +10,10 @@ from zoolite import stats
 from zoolite.config import LatencyConfig
 from zoolite.evaluation import agreement, evaluate, latency_stats, measure_latency, per_class_report
 from zoolite.results import Agreement
-from zoolite.targets import CONVERTED
+from zoolite.targets import LITERT, MODES, chosen_targets
+from zoolite.targets.base import export_saved_model
 from zoolite.targets.keras import KerasRuntime
-from zoolite.targets.litert import LiteRTRuntime, convert, dequantize, export_saved_model, quantize
+from zoolite.targets.litert import LiteRTRuntime, convert, dequantize, quantize
 
 SIZE, CLASSES = 32, 4
 
@@ -38,7 +39,7 @@ def variants(tiny_model, images, tmp_path_factory):
     directory = tmp_path_factory.mktemp("variants")
     saved = export_saved_model(tiny_model, directory / "saved_model")
     paths = {}
-    for mode in CONVERTED:
+    for mode in [target.mode for target in chosen_targets([LITERT.name], MODES)]:
         paths[mode] = directory / f"{mode}.tflite"
         paths[mode].write_bytes(convert(saved, mode, images[:16]))
     return paths

@@ -170,7 +170,7 @@ ONE = _results({"b": [("keras", 0.90, 100.0, 14.0), ("float32", 0.90, 8.0, 13.5)
 def test_recommends_the_fastest_variant_within_the_accuracy_drop():
     r = recommend(ONE)  # int8_fallback is fastest but 3 pp worse; int8 is exactly 1 pp worse
     assert (r.backbone, r.variant) == ("b", "int8")
-    assert r.reason.startswith("int8: 4.00 ms median per image, 4.00 MB, accuracy 89.0%, -1.0 pp vs the float model. "
+    assert r.reason.startswith("int8 (LiteRT): 4.00 ms median per image, 4.00 MB, accuracy 89.0%, -1.0 pp vs the float model. "
                                "Of the 3 (of 4) shippable variants the budget (accuracy drop ≤ 1 pp, no class lost) does "
                                "not rule out, it is clearly faster than the others.")
     assert recommend(ONE, Budget(max_accuracy_drop_pp=3)).variant == "int8_fallback"
@@ -210,7 +210,7 @@ def test_the_keras_model_is_never_recommended_and_drops_count_from_the_best_floa
     })
     r = recommend(results)  # small int8 is close to its own float model, but 35.5 pp below the best one
     assert (r.backbone, r.variant) == ("large", "float16")
-    assert r.reason.startswith("large float16: 20.00 ms median per image")
+    assert r.reason.startswith("large float16 (LiteRT): 20.00 ms median per image")
     assert "-0.5 pp vs the best float model" in r.reason and "Of the 1 (of 3) shippable variants" in r.reason
     assert recommend(results, Budget(max_accuracy_drop_pp=40)).variant == "int8"
     assert recommend(results, Budget(max_latency_ms=10)).variant is None

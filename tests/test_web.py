@@ -335,8 +335,9 @@ def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_
 def test_export_web_refuses_int8_and_writes_nothing(small_run, tmp_path, capsys):
     target = tmp_path / "site"
     line = _error_line(capsys, ["export", str(small_run.run_dir), "--web", "--variant", "int8", "--to", str(target)])
-    working = [v.variant for v in small_run.backbones["efficientnet_lite0"].shippable if v.variant != "int8"]
-    assert "--variant int8: takes int8 input, which LiteRT.js cannot run" in line
+    working = [v.variant for v in small_run.backbones["efficientnet_lite0"].shippable
+               if v.family == "litert" and v.variant != "int8"]
+    assert "--variant int8: a LiteRT file that takes int8 input, which LiteRT.js cannot run" in line
     assert line.endswith(f"for --web choose from: {', '.join(working)}") and "uint8" in working
     assert list(tmp_path.iterdir()) == []
 

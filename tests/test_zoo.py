@@ -25,8 +25,9 @@ from zoolite.layout import RunLayout
 from zoolite.pipeline import run
 from zoolite.progress import Progress
 from zoolite.targets import TARGETS
+from zoolite.targets.base import export_saved_model
 from zoolite.targets.keras import load_keras_model
-from zoolite.targets.litert import LiteRTRuntime, convert, export_saved_model
+from zoolite.targets.litert import LiteRTRuntime, convert
 from zoolite.training import assemble, build_head
 
 SLOW = {"xception", "inception_resnet_v2"}

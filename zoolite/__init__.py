@@ -1,4 +1,5 @@
-"""zoolite: turn a folder of animal photos into small, fast LiteRT classifiers, measured honestly.
+"""zoolite: turn a folder of animal photos into small, fast on-device classifiers (LiteRT, ONNX Runtime,
+OpenVINO), measured honestly.
 
 The Python API mirrors the command line::
 

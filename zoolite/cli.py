@@ -56,8 +56,12 @@ def _add_options(parser: argparse.ArgumentParser, cls, metavars: dict | None = N
 
 
 def _parser() -> argparse.ArgumentParser:
+    from zoolite.targets import FAMILIES, RUNTIMES
+
+    model_files = ", ".join(f"{family.label} {family.suffix}" for family in FAMILIES.values())
     parser = argparse.ArgumentParser(prog="zoolite", description=(
-        "Turn a folder of animal photos into small, fast LiteRT image classifiers and measure them."))
+        "Turn a folder of animal photos into small, fast image classifiers for LiteRT and other runtimes, "
+        "and measure them."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
     budget_metavars = {"max_accuracy_drop_pp": "PP", "max_rejection_drop_pp": "PP", "max_latency_ms": "MS", "max_size_mb": "MB"}
@@ -75,11 +79,13 @@ def _parser() -> argparse.ArgumentParser:
                                            "run, without recomputing anything; without budget options, the run's "
                                            "own budget is kept")
     report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--runtime", help="recommend among the variants of one runtime only: "
+                                          f"{', '.join(RUNTIMES)} (default: every runtime of the run)")
     _add_options(report, Budget, budget_metavars)
     report.set_defaults(handler=_report)
 
-    export = sub.add_parser("export", help="copy one LiteRT model of a run into a folder with labels.txt and "
-                                           "model.json (what an app needs)")
+    export = sub.add_parser("export", help="copy one model of a run (any runtime) into a folder with labels.txt "
+                                           "and model.json (what an app needs)")
     export.add_argument("run_dir", metavar="RUN_DIR")
     export.add_argument("--variant", help="which variant (default: the run's recommendation)")
     export.add_argument("--backbone", help="which backbone's model, when the run has several "
@@ -95,21 +101,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
     serve.set_defaults(handler=_serve)
 
-    predict = sub.add_parser("predict", help="top-3 labels of images with a .keras or .tflite model, or \"none of "
-                                             "the N classes\" when the model's top score is below its threshold")
+    predict = sub.add_parser("predict", help=f"top-3 labels of images with a model file ({model_files}), or \"none "
+                                             "of the N classes\" when the model's top score is below its threshold")
     predict.add_argument("model")
     predict.add_argument("images", nargs="+")
     predict.add_argument("--top", type=int, default=3)
     predict.add_argument("--labels-file", help="the model's labels.txt (default: the one beside the model)")
     predict.set_defaults(handler=_predict)
 
-    evaluate = sub.add_parser("evaluate", help="loss, accuracy and latency of a .keras or .tflite model "
+    evaluate = sub.add_parser("evaluate", help=f"loss, accuracy and latency of a model file ({model_files}) "
                               "on a folder with one sub-folder of images per class")
     evaluate.add_argument("model")
     evaluate.add_argument("data", help="folder with one sub-folder of images per class, as for `run`")
     evaluate.add_argument("--labels-file", help="the model's labels.txt (default: the one beside the model)")
     evaluate.add_argument("--labels", help="JSON map from folder names to labels (default: Animals-10's)")
-    evaluate.add_argument("--threads", type=int, help="LiteRT threads (default: all cores)")
+    evaluate.add_argument("--threads", type=int, help="threads of the model's runtime (default: all cores)")
     _add_options(evaluate, LatencyConfig)
     evaluate.set_defaults(handler=_evaluate)
     return parser
@@ -151,7 +157,8 @@ def _report(args) -> int:
 
     given = _given(args)
     given.pop("run_dir")
-    print(text_summary(rerender(args.run_dir, Budget(**given) if given else None)))
+    runtime = given.pop("runtime", None)
+    print(text_summary(rerender(args.run_dir, Budget(**given) if given else None, runtime)))
     return 0
 
 

@@ -18,6 +18,7 @@ from zoolite import stats
 from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
 from zoolite.results import Agreement, ClassMeasure, Latency
+from zoolite.targets.base import Runtime
 
 
 def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
@@ -58,7 +59,7 @@ def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, prog
     return latency_stats(times, first * 1000.0)
 
 
-def predict_all(runtime, images: np.ndarray, batch_size: int = 32, progress=None) -> np.ndarray:
+def predict_all(runtime: Runtime, images: np.ndarray, batch_size: int = 32, progress=None) -> np.ndarray:
     """Probabilities for every image, computed ``batch_size`` at a time."""
     out = []
     for start in range(0, len(images), batch_size):
@@ -92,7 +93,7 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_clas
             "balanced_accuracy": balanced.estimate, "balanced_accuracy_interval": balanced}
 
 
-def evaluate(runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
+def evaluate(runtime: Runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
              latency: LatencyConfig | None = None, batch_size: int = 32, progress=None, timing_progress=None):
     """Measure one runtime on the test images; return (metrics dict, probabilities).
 

@@ -1,10 +1,12 @@
-"""``zoolite export``: one LiteRT model of a run, bundled with what an app needs to use it.
+"""``zoolite export``: one model of a run, of any runtime, bundled with what an app needs to use it.
 
-The bundle is the ``.tflite`` file (with the TFLite metadata it got at conversion: labels
-and normalisation, so MediaPipe Tasks and the Android Task Library need no glue),
-``labels.txt`` (one class per line, in output order, for scripts) and ``model.json``: input size, dtype, pixel range and layout, the normalisation the
-model does itself, the quantization scale/zero point of input and output (read from
-the ``.tflite`` file itself), the class names, and the accuracy and latency measured.
+The bundle is the model's file(s) (a ``.tflite`` with the TFLite metadata it got at
+conversion, so MediaPipe Tasks and the Android Task Library need no glue; an ``.onnx``
+with its metadata_props; an OpenVINO ``.xml`` and ``.bin`` with their rt_info),
+``labels.txt`` (one class per line, in output order, for scripts) and ``model.json``:
+the runtime and the apps that take the file, input size, dtype, pixel range and layout,
+the normalisation the model does itself, the quantization scale/zero point of input and
+output (read from the file itself), the class names, and the accuracy and latency measured.
 With ``web=True`` (``--web``) the bundle also gets the static web page that runs the
 model in a browser with LiteRT.js (:mod:`zoolite.web`; served by ``zoolite serve``).
 The bundle is assembled in a temporary folder and renamed into place, so the target
@@ -24,18 +26,16 @@ import numpy as np
 from zoolite import storage
 from zoolite.errors import ZooliteError
 from zoolite.results import Backbone, Run, Variant, load
-from zoolite.targets import APP_INPUT_DTYPES, get_target
+from zoolite.targets import Tensor, get_target
 
 log = logging.getLogger(__name__)
 
 
-def _tensor(details: dict) -> dict:
+def _tensor(tensor: Tensor) -> dict:
     """Shape, dtype and (for an integer tensor) the scale and zero point of one tensor."""
-    scale, zero_point = details["quantization"]
-    integer = np.issubdtype(details["dtype"], np.integer)
-    return {"name": details["name"], "shape": [int(n) for n in details["shape"]],
-            "dtype": np.dtype(details["dtype"]).name,
-            "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if integer else None}
+    quantized = tensor.scale is not None
+    return {"name": tensor.name, "shape": tensor.shape, "dtype": tensor.dtype,
+            "quantization": {"scale": tensor.scale, "zero_point": tensor.zero_point} if quantized else None}
 
 
 def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Backbone, Variant]:
@@ -59,11 +59,11 @@ def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Ba
             raise ZooliteError(f"no recommended variant for {backbone} under the run's budget; pass --variant, "
                                f"one of: {', '.join(shippable)}")
         variant = recommendation.variant
-        if get_target(variant).input_dtype not in APP_INPUT_DTYPES and "uint8" in shippable:
-            # The same integer-only model with the input type app clients take (raw pixels).
-            log.info("the recommended %s model takes %s input, which app clients refuse; exporting its uint8 twin",
-                     variant, get_target(variant).input_dtype)
-            variant = "uint8"
+        twin = get_target(variant).app_twin
+        if twin in shippable:  # the same model with the input type app clients take
+            log.info("the recommended %s model takes %s input, which app clients refuse; exporting its twin %s",
+                     variant, get_target(variant).input_dtype, twin)
+            variant = twin
     if variant not in shippable:
         raise ZooliteError(f"--variant {variant}: not a shippable model of {backbone} in this run; choose from: "
                            f"{', '.join(shippable)}")
@@ -71,14 +71,13 @@ def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Ba
 
 
 def _check_web(backbone: Backbone, variant: Variant) -> None:
-    """Refuse, before anything is written, a variant whose input type LiteRT.js cannot feed."""
-    from zoolite.web import WEB_INPUT_DTYPES
-
-    dtype = get_target(variant.variant).input_dtype
-    if dtype not in WEB_INPUT_DTYPES:
-        working = [v.variant for v in backbone.shippable if get_target(v.variant).input_dtype in WEB_INPUT_DTYPES]
-        raise ZooliteError(f"--variant {variant.variant}: takes {dtype} input, which LiteRT.js cannot run in the "
-                           f"web page; for --web choose from: {', '.join(working) or 'none in this run'}")
+    """Refuse, before anything is written, a variant the web page (LiteRT.js) cannot run."""
+    target = get_target(variant.variant)
+    if not target.web:
+        working = [v.variant for v in backbone.shippable if get_target(v.variant).web]
+        raise ZooliteError(f"--variant {variant.variant}: a {target.family.label} file that takes {target.input_dtype} "
+                           f"input, which LiteRT.js cannot run in the web page; for --web choose from: "
+                           f"{', '.join(working) or 'none in this run'}")
 
 
 def _check_target(target: Path) -> None:
@@ -90,12 +89,12 @@ def _check_target(target: Path) -> None:
 
 
 def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> dict:
-    """The contents of model.json for ``variant``'s model, opened as the LiteRT ``runtime``."""
+    """The contents of model.json for ``variant``'s model, opened as ``runtime``."""
     from zoolite.backbones import get_backbone
 
     spec = get_backbone(backbone.name)
-    model_input = _tensor(runtime.interpreter.get_input_details()[0])
-    model_output = _tensor(runtime.interpreter.get_output_details()[0])
+    target = get_target(variant.variant)
+    model_input, model_output = (_tensor(tensor) for tensor in runtime.tensors())
     size = model_input["shape"][1]
     model_input.update({
         "layout": "NHWC (batch, height, width, channels)", "channels": "RGB", "pixel_range": [0, 255],
@@ -113,9 +112,11 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
         model_output["read"] = "probability = (value - zero_point) * scale"
     m = results.machine
     return {
-        "model_file": Path(variant.file).name, "labels_file": "labels.txt",
+        "model_file": Path(variant.file).name,
+        "model_files": [path.name for path in target.family.files(Path(variant.file))], "labels_file": "labels.txt",
         "classes": results.labels, "backbone": backbone.name, "input_size": size,
-        "variant": variant.variant, "quantization": get_target(variant.variant).description,
+        "runtime": target.family.label, "clients": list(target.clients), "web": target.web,
+        "variant": variant.variant, "quantization": target.description,
         "input": model_input, "output": model_output,
         "none_of_these": _none_of_these(backbone, variant),
         "measured": {
@@ -151,10 +152,10 @@ def _none_of_these(backbone: Backbone, variant: Variant) -> dict | None:
 
 def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
            backbone: str | None = None, web: bool = False) -> Path:
-    """Copy one LiteRT model of a finished run into the new folder ``to``, with labels.txt and model.json.
+    """Copy one model of a finished run into the new folder ``to``, with labels.txt and model.json.
 
-    ``variant`` and ``backbone`` default to the run's recommendation; an integer-only
-    recommendation is exported as its ``uint8`` twin, whose input app clients accept.
+    ``variant`` and ``backbone`` default to the run's recommendation; a recommendation whose
+    input app clients refuse is exported as its app twin (LiteRT int8 as uint8).
     ``web`` adds the web page and the LiteRT.js runtime (:func:`zoolite.web.write_site`);
     a variant the page cannot run is refused before anything is written.
     """
@@ -168,12 +169,14 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
     model_path = Path(results.run_dir) / variant.file
     runtime, _ = open_model(model_path)
     card = model_card(results, backbone, variant, runtime)
-    if card["input"]["dtype"] not in APP_INPUT_DTYPES:
-        log.warning("%s takes %s input: MediaPipe Tasks, the Android Task Library and LiteRT.js refuse it; for "
-                    "those apps export --variant uint8 (the same integer-only model, taking raw uint8 pixels)",
-                    card["model_file"], card["input"]["dtype"])
+    twin = get_target(variant.variant).app_twin
+    if twin:
+        log.warning("%s takes %s input, which app clients (MediaPipe Tasks, the Android Task Library, LiteRT.js) "
+                    "refuse; for those apps export --variant %s (the same model, with an input they take)",
+                    card["model_file"], card["input"]["dtype"], twin)
     with storage.atomic_dir(target) as staging:  # replaces an empty folder; a non-empty one was refused
-        shutil.copyfile(model_path, staging / card["model_file"])
+        for file in get_target(variant.variant).family.files(model_path):
+            shutil.copyfile(file, staging / file.name)
         storage.write_text(staging / "labels.txt", "\n".join(card["classes"]) + "\n")
         storage.write_json(staging / "model.json", card)
         if web:

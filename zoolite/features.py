@@ -41,7 +41,8 @@ def backbone_file(extractor, folder: Path) -> Path:
     out = folder / f"{extractor.name}-{digest.hexdigest()[:16]}.tflite"
     if not out.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        from zoolite.targets.litert import convert, export_saved_model
+        from zoolite.targets.base import export_saved_model
+        from zoolite.targets.litert import convert
 
         with tempfile.TemporaryDirectory(prefix="zoolite-backbone-") as tmp:
             storage.write_bytes(out, convert(export_saved_model(extractor, Path(tmp) / "saved_model"), "float32"))

@@ -18,7 +18,7 @@ from zoolite.layout import RunLayout
 from zoolite.recommend import CONFIDENT
 from zoolite.results import Run
 from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_cells, caption, class_cells, combined_cells, \
-    fidelity_cells, fidelity_titles, rejection_cells, rejection_note
+    fidelity_cells, fidelity_titles, machine_sentence, rejection_cells, rejection_note
 
 # Test images shown in the prediction grid of each backbone.
 GRID_IMAGES = 24
@@ -178,9 +178,7 @@ def html_report(results: Run) -> str:
         body += ["<h2>Skipped files</h2>",
                  _table(["File", "Reason"], [[s["file"], s["reason"]] for s in d["skipped"]])]
     body += ["<h2>Machine</h2>",
-             f"<p>{escape(m['cpu'])}, {m['cores']} cores, {escape(m['os'])}; Python {m['python']}, "
-             f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, LiteRT {m['ai_edge_litert']}. "
-             f"The run took {results.timings['total']:.0f} s.</p>",
+             f"<p>{escape(machine_sentence(m))} The run took {results.timings['total']:.0f} s.</p>",
              f"<p>Command: <code>{escape(m['command'])}</code></p>"]
     if results.config.tensorboard:
         body.append(f'<p class="note">Training logs: <code>tensorboard --logdir {escape(results.run_dir)}</code></p>')

@@ -33,7 +33,7 @@ from zoolite.progress import Progress
 from zoolite.recommend import recommend
 from zoolite.results import SCHEMA_VERSION, Backbone, BalancedComparison, Rejection, Run, Variant, \
     best_float_backbone, is_imbalanced
-from zoolite.targets import REFERENCE, TARGETS, About, Target, open_model
+from zoolite.targets import REFERENCE, About, ConversionSource, Target, chosen_targets, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
 
@@ -256,11 +256,10 @@ class _BackboneStages:
         """Every chosen target of the run, converted unless already written, each with the threshold of
         ``rejected`` in its metadata; target -> file."""
         files = {REFERENCE: self.layout.model(REFERENCE)}
-        targets = [TARGETS[name] for name in self.config.quantizations]
         by_family: dict = {}
-        for target in targets:
+        for target in chosen_targets(self.config.runtimes, self.config.quantizations):
             files[target] = self.layout.model(target)
-            if not files[target].exists():
+            if not all(file.exists() for file in target.family.files(files[target])):
                 by_family.setdefault(target.family, []).append(target)
         version = reporting.package_version("zoolite")
         about = About(
@@ -272,9 +271,9 @@ class _BackboneStages:
                         f"means none of these classes (the threshold keeps {rejected.keep_rate:.0%} of the "
                         f"validation photos; fitted on {rejected.calibrated_on}).",
             labels=list(self.labels), version=version, score_threshold=rejected.threshold)
-        for family, missing in by_family.items():
-            with family.implementation().Converter(model, self.layout.cache, self._representative,
-                                                   self.stages.step, about) as converter:
+        with ConversionSource(model, self.layout.cache, self._representative, self.stages.step, about) as source:
+            for family, missing in by_family.items():
+                converter = family.implementation().Converter(source)
                 for target in missing:
                     converter.convert(target, files[target])
         return files
@@ -299,7 +298,7 @@ class _BackboneStages:
                                           progress=step, timing_progress=timed)
             variant = Variant(variant=target.name, family=target.family.name, mode=target.mode, role=target.role,
                               file=path.relative_to(self.layout.root.parent).as_posix(),
-                              size_bytes=path.stat().st_size, load_ms=load_seconds * 1000.0, **metrics)
+                              size_bytes=target.family.size_bytes(path), load_ms=load_seconds * 1000.0, **metrics)
             for name, photos in (("unlabelled", unlabelled), ("other", other)):
                 if photos is not None:
                     storage.write_npy(outputs[name], predict_all(runtime, photos, progress=step))

@@ -14,9 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from zoolite.results import Backbone, Run
+from zoolite.tables import runtime_label
 
 DPI = 110
-COLOURS = [f"C{i}" for i in range(10)]
+COLOURS = [f"C{i}" for i in range(10)]  # one per runtime
+MARKERS = ["o", "s", "^", "D", "v", "P"]  # one per backbone
 WRONG, RIGHT = "#c62828", "#2e7d32"
 # Marker area (points^2) of the largest file in the trade-off plot.
 MAX_MARKER_AREA = 900.0
@@ -53,21 +55,30 @@ def _label_points(ax, points: list[dict], largest_mb: float) -> None:
 
 def tradeoff(results: Run) -> bytes:
     """Accuracy vs median single-image latency (log scale), one point per variant, area = file size,
-    with 95% error bars on both; the budget's accuracy floor (the same rule the recommendation
+    with 95% error bars on both, coloured by runtime; the budget's accuracy floor (the same rule the recommendation
     applies) as a dashed line."""
     fig = Figure(figsize=(10, 6.5), layout="constrained")
     ax = fig.add_subplot()
     balanced = results.balanced  # the accuracy the budget judges
-    points = {name: [{"variant": v.variant, "accuracy": v.judged_accuracy(balanced), "ms": v.latency.median_ms,
-                      "size_mb": v.size_mb,
-                      "accuracy_interval": v.balanced_accuracy_interval if balanced else v.accuracy_interval,
-                      "latency_interval": v.latency.median_interval} for v in b.variants]
-              for name, b in results.backbones.items()}
+    # One group per backbone and runtime: colour says the runtime, marker shape the backbone.
+    runtimes = list(dict.fromkeys(runtime_label(v) for b in results.backbones.values() for v in b.variants))
+    several = len(results.backbones) > 1
+    points: dict[tuple[str, str], list[dict]] = {}
+    for name, b in results.backbones.items():
+        for v in b.variants:
+            points.setdefault((name, runtime_label(v)), []).append({
+                "variant": v.variant, "accuracy": v.judged_accuracy(balanced), "ms": v.latency.median_ms,
+                "size_mb": v.size_mb,
+                "accuracy_interval": v.balanced_accuracy_interval if balanced else v.accuracy_interval,
+                "latency_interval": v.latency.median_interval})
     largest = max(p["size_mb"] for rows in points.values() for p in rows)
-    for colour, (name, rows) in zip(itertools.cycle(COLOURS), points.items()):
+    markers = dict(zip(results.backbones, itertools.cycle(MARKERS)))
+    for (name, runtime), rows in points.items():
+        colour = COLOURS[runtimes.index(runtime) % len(COLOURS)]
         ax.scatter([r["ms"] for r in rows], [r["accuracy"] * 100 for r in rows],
                    s=[_marker_area(r["size_mb"], largest) for r in rows], color=colour, alpha=0.55,
-                   edgecolors="black", linewidths=0.6, label=name, zorder=3)
+                   marker=markers[name], edgecolors="black", linewidths=0.6,
+                   label=f"{name}, {runtime}" if several else runtime, zorder=3)
         with_intervals = [r for r in rows if r["accuracy_interval"] and r["latency_interval"]]
         if with_intervals:
             ax.errorbar([r["ms"] for r in with_intervals], [r["accuracy"] * 100 for r in with_intervals],
@@ -81,7 +92,7 @@ def tradeoff(results: Run) -> bytes:
     budget = recommendation.budget if recommendation else None
     if budget:
         floor = budget.accuracy_floor(results.best_reference_accuracy) * 100
-        best = "the best float model" if len(points) > 1 else "the float model"
+        best = "the best float model" if several else "the float model"
         ax.axhline(floor, color="black", linestyle="--", linewidth=1,
                    label=f"{results.accuracy_name} floor ({budget.max_accuracy_drop_pp:g} pp below {best})")
     _label_points(ax, [p for rows in points.values() for p in rows], largest)

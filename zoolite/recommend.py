@@ -43,7 +43,9 @@ from __future__ import annotations
 
 from zoolite import rejection, stats
 from zoolite.config import Budget
+from zoolite.errors import ZooliteError
 from zoolite.results import MB, Backbone, Recommendation, Run, Variant
+from zoolite.targets import FAMILIES
 
 # Accuracies are fractions: a drop of exactly the budget must not fail on rounding.
 _TOLERANCE = 1e-8
@@ -140,15 +142,20 @@ def _resolution(n: int) -> str:
     return f"with {n} test images a drop below {drop:.3g} pp cannot be detected"
 
 
-def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
-    """The shippable variant within ``budget`` chosen by the rule above."""
+def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None) -> Recommendation:
+    """The shippable variant within ``budget`` chosen by the rule above, among the variants of one
+    ``runtime`` family if given."""
     budget = budget or Budget()
     balanced = run.balanced
     best_float = run.best_reference_accuracy
     floor = budget.accuracy_floor(best_float)
     n = run.split["test"]
     decide_accuracy = n >= MIN_TEST_IMAGES
-    pool = [(name, v) for name, b in run.backbones.items() for v in b.shippable]
+    pool = [(name, v) for name, b in run.backbones.items() for v in b.shippable if runtime in (None, v.family)]
+    if not pool:
+        measured = sorted({v.family for b in run.backbones.values() for v in b.shippable})
+        raise ZooliteError(f"--runtime {runtime}: no variant of it in this run; choose from: {', '.join(measured)}")
+    among = "" if runtime is None else f"{FAMILIES[runtime].label} "
 
     def broken(name: str, v: Variant) -> list[str]:
         return failures(v, run.backbones[name], floor, budget, decide_accuracy, balanced)
@@ -166,8 +173,8 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
         counts = ", ".join(f"{n_broken} exceed the {limit} limit" for limit in LIMITS
                            if (n_broken := sum(limit in broken(name, v) for name, v in pool)))
         return Recommendation(budget, f"No variant satisfies the budget ({limits_text}): of {len(pool)} shippable "
-                                      f"variants, {counts or 'none were measured'} ({evidence}); loosen the budget "
-                                      "with `zoolite report RUN_DIR --max-...`.")
+                                      f"{among}variants, {counts or 'none were measured'} ({evidence}); loosen the budget "
+                                      "with `zoolite report RUN_DIR --max-...`.", runtime=runtime)
     fastest = min(fitting, key=lambda c: (c[1].latency.median_ms, c[1].size_bytes))[1]
     tied = [c for c in fitting if c[1] is fastest or not _clearly_faster(fastest, c[1])]
     backbone, best = min(tied, key=lambda c: (c[1].size_bytes, c[1].latency.median_ms))
@@ -188,12 +195,12 @@ def recommend(run: Run, budget: Budget | None = None) -> Recommendation:
               if lost_classes(v) and v.latency.median_ms >= best.latency.median_ms]  # the faster ones are named above
     which = f"{len(pool)}" if len(fitting) == len(pool) else f"{len(fitting)} (of {len(pool)})"
     reference = f"the {'best ' if several else ''}float model"
-    reason = (f"{name}: {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, "
+    reason = (f"{name} ({FAMILIES[best.family].label}): {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, "
               f"{_accuracy_text(best, best_float, floor, budget, balanced, reference, n, decide_accuracy)}"
-              f"{_rejection_text(best)}. Of the {which} shippable variants the budget ({limits_text}) does not rule "
+              f"{_rejection_text(best)}. Of the {which} shippable {among}variants the budget ({limits_text}) does not rule "
               f"out, it is {speed}." + (f" Faster but outside the budget: {', '.join(excluded)}." if excluded else "")
               + (f" Also losing a class: {', '.join(losing)}." if losing else "") + f" Evidence: {evidence}.")
-    return Recommendation(budget, reason, backbone, best.variant)
+    return Recommendation(budget, reason, backbone, best.variant, runtime)
 
 
 def _accuracy_text(best: Variant, best_float: float, floor: float, budget: Budget, balanced: bool, reference: str,

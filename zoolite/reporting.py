@@ -20,7 +20,7 @@ from zoolite.layout import RunLayout
 from zoolite.recommend import lost_classes
 from zoolite.results import Run, load
 from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_table, caption, class_table, combined_table, \
-    fidelity_cells, fidelity_titles, markdown_table, rejection_note, rejection_table
+    fidelity_cells, fidelity_titles, machine_sentence, markdown_table, rejection_note, rejection_table
 
 
 def _cpu_model() -> str:
@@ -42,6 +42,13 @@ def package_version(module: str) -> str | None:
         return None
 
 
+def runtime_packages() -> dict[str, str | None]:
+    """The version of every runtime family's packages (None: not installed)."""
+    from zoolite.targets import FAMILIES
+
+    return {name: package_version(name) for family in FAMILIES.values() for name in family.packages}
+
+
 def machine_info(command: str | None = None) -> dict:
     """What the figures were measured on, written beside them."""
     return {
@@ -49,7 +56,7 @@ def machine_info(command: str | None = None) -> dict:
         "python": platform.python_version(),
         "tensorflow": package_version("tensorflow-cpu") or package_version("tensorflow"),
         "keras": package_version("keras"), "ai_edge_litert": package_version("ai-edge-litert"),
-        "zoolite": package_version("zoolite"),
+        "packages": runtime_packages(), "zoolite": package_version("zoolite"),
         "command": command or " ".join(sys.argv),
     }
 
@@ -99,8 +106,7 @@ def markdown_report(results: Run) -> str:
     if d["skipped"]:
         lines += ["## Skipped files", ""] + [f"- `{s['file']}`: {s['reason']}" for s in d["skipped"]] + [""]
     m = results.machine
-    lines += ["## Machine", "", f"{m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}, "
-              f"TensorFlow {m['tensorflow']}, Keras {m['keras']}, LiteRT {m['ai_edge_litert']}.", "",
+    lines += ["## Machine", "", machine_sentence(m), "",
               f"Command: `{m['command']}`", ""]
     return "\n".join(lines)
 
@@ -109,16 +115,15 @@ def results_csv(results: Run) -> str:
     fields = ["backbone", "variant", "family", "mode", "role", "loss", "accuracy", "accuracy_low", "accuracy_high",
               "balanced_accuracy", "balanced_low", "balanced_high", "lost_classes", "top_k", "top_k_accuracy", "difference_vs_best_float", "difference_low", "difference_high",
               "images_won", "images_lost", "mcnemar_p", "mean_ms", "median_ms", "median_low", "median_high",
-              "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes", "size_vs_float32_tflite",
+              "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes", "size_vs_reference",
               "top1_agreement", "mean_abs_prob_diff", "threads"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for name, backbone in results.backbones.items():
-        float32 = backbone.variant("float32")
         for v in backbone.variants:
             row = {"backbone": name, **asdict(v), **asdict(v.latency), **(asdict(v.agreement) if v.agreement else {})}
-            row["size_vs_float32_tflite"] = v.size_bytes / float32.size_bytes if float32 else None
+            row["size_vs_reference"] = v.size_bytes / backbone.reference.size_bytes
             if v.accuracy_interval:
                 row.update(accuracy_low=v.accuracy_interval.low, accuracy_high=v.accuracy_interval.high)
             if v.balanced_accuracy_interval:
@@ -146,14 +151,15 @@ def write_reports(results: Run) -> None:
         storage.write_text(path, text)
 
 
-def rerender(run_dir: str | Path, budget: Budget | None = None) -> Run:
+def rerender(run_dir: str | Path, budget: Budget | None = None, runtime: str | None = None) -> Run:
     """Re-render a finished run's reports and recommendation without recomputing anything:
-    under ``budget``, or the budget of its last report. Older results files are upgraded."""
+    under ``budget``, or the budget of its last report, among the variants of ``runtime`` if given
+    (a runtime family's name). Older results files are upgraded."""
     from zoolite.recommend import recommend
 
     results = load(run_dir)
     if budget is None:
         budget = results.recommendation.budget if results.recommendation else results.config.budget
-    results.recommendation = recommend(results, budget)
+    results.recommendation = recommend(results, budget, runtime)
     write_reports(results)
     return results

@@ -261,10 +261,11 @@ class Recommendation:
     reason: str
     backbone: str | None = None
     variant: str | None = None
+    runtime: str | None = None  # the runtime family the choice was limited to (None: every runtime of the run)
 
     @classmethod
     def from_json(cls, obj: dict) -> "Recommendation":
-        return cls(Budget(**obj["budget"]), obj["reason"], obj.get("backbone"), obj.get("variant"))
+        return cls(Budget(**obj["budget"]), obj["reason"], obj.get("backbone"), obj.get("variant"), obj.get("runtime"))
 
 
 @dataclass

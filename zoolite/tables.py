@@ -4,7 +4,22 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 from __future__ import annotations
 
 from zoolite.recommend import lost_classes, rejection_lost
-from zoolite.results import Backbone, Run
+from zoolite.results import Backbone, Run, Variant
+from zoolite.targets import FAMILIES
+
+
+def runtime_label(variant: Variant) -> str:
+    """What runs the variant's file, as tables name it: "LiteRT", "ONNX Runtime"."""
+    family = FAMILIES.get(variant.family)
+    return family.label if family else variant.family
+
+
+def machine_sentence(m: dict) -> str:
+    """What the figures were measured on: the CPU, the OS and the versions of Python and every runtime."""
+    packages = m.get("packages") or {"tensorflow": m["tensorflow"], "keras": m["keras"],
+                                     "ai-edge-litert": m["ai_edge_litert"]}  # results of zoolite 0.2
+    versions = ", ".join(f"{name} {version}" for name, version in packages.items() if version)
+    return f"{m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}, {versions}."
 
 
 def variant_rows(backbone: Backbone) -> list[dict]:
@@ -12,7 +27,7 @@ def variant_rows(backbone: Backbone) -> list[dict]:
     evidence against the run's best float model, and ratios to the backbone's reference."""
     reference = backbone.reference
     return [{
-        "variant": v.variant, "loss": v.loss, "accuracy": v.accuracy, "accuracy_interval": v.accuracy_interval,
+        "variant": v.variant, "runtime": runtime_label(v), "loss": v.loss, "accuracy": v.accuracy, "accuracy_interval": v.accuracy_interval,
         "balanced_accuracy": v.balanced_accuracy, "balanced_accuracy_interval": v.balanced_accuracy_interval,
         "lost_classes": lost_classes(v), "paired": v.paired, "median_ms": v.latency.median_ms, "median_interval": v.latency.median_interval,
         "mean_ms": v.latency.mean_ms, "p90_ms": v.latency.p90_ms,
@@ -21,7 +36,7 @@ def variant_rows(backbone: Backbone) -> list[dict]:
     } for v in backbone.variants]
 
 
-_COLUMNS = ["Variant", "Loss", "Accuracy [95% CI]", "Balanced [95% CI]", "Δ vs float, pp [95% CI]",
+_COLUMNS = ["Variant", "Runtime", "Loss", "Accuracy [95% CI]", "Balanced [95% CI]", "Δ vs float, pp [95% CI]",
             "Won/lost (p)", "Median ms [95% CI]", "Mean ms", "Speed-up", "Size MB", "Size", "Flag"]
 
 
@@ -38,7 +53,7 @@ def _cells(r: dict) -> list[str]:
         f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})"
     balanced = "-" if r["balanced_accuracy"] is None else _percent(r["balanced_accuracy"],
                                                                     r["balanced_accuracy_interval"])
-    return [r["variant"], f"{r['loss']:.4f}", _percent(r["accuracy"], r["accuracy_interval"]), balanced, delta,
+    return [r["variant"], r["runtime"], f"{r['loss']:.4f}", _percent(r["accuracy"], r["accuracy_interval"]), balanced, delta,
             evidence, f"{r['median_ms']:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
             f"{r['mean_ms']:.2f}", f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%",
             f"loses {', '.join(r['lost_classes'])}" if r["lost_classes"] else ""]
@@ -58,13 +73,13 @@ def plain_table(header: list[str], rows: list[list[str]]) -> str:
 
 def caption(results: Run, backbone: str) -> str:
     b = results.backbones[backbone]
-    litert_threads = sorted({v.threads for v in b.variants if v.family == "litert"})
+    threads = sorted({v.threads for v in b.shippable})
     m = results.machine
     latency = results.config.latency
     features = "" if b.features_per_second is None else f"features at {b.features_per_second:.0f} images/s; "
     return (f"{backbone}, {b.input_size}px, weights: {b.weights}; {features}test split {results.split['test']} "
             f"images; latency: 1 image per call, {latency.warmup} warm-up + up to {latency.runs} timed "
-            f"calls, LiteRT threads {', '.join(litert_threads) or '-'}; {m['cpu']}, {m['cores']} cores. "
+            f"calls, threads {', '.join(threads) or '-'}; {m['cpu']}, {m['cores']} cores. "
             "Intervals are 95% (accuracy and per-class recall: Wilson; balanced accuracy, the mean recall over the "
             "classes: the spread of the mean of the classes' Jeffreys posteriors around it; Δ: Newcombe's paired interval against the run's most "
             "accurate float model on the same images, with the images won/lost and the exact McNemar p; "

@@ -1,15 +1,20 @@
-"""The variants stage: a registry of targets, each a runtime family x a mode.
+"""The variants stage: a registry of targets, each a runtime family x a quantization mode.
 
-A :class:`Family` is one runtime (Keras, LiteRT; later ONNX Runtime or OpenVINO): its file
-suffix, how to open a file of it for inference, and how to convert a trained Keras model
-to it. A :class:`Target` is one entry the pipeline produces and measures: a family, a
-mode (e.g. LiteRT ``int8``), what it is, and whether an app can ship it (the Keras model
-is the float *reference* every other variant is compared with). The registry plays the
-part of timm's model registry and pretrained configs, and of zoolite's own backbones.
+A :class:`Family` is one runtime (Keras, LiteRT, ONNX Runtime, OpenVINO): its model file
+(suffix, and any files beside it), the Python module that opens and converts such files,
+and the packages whose versions a run records. A :class:`Target` is one entry the
+pipeline produces and measures: a family, a mode (e.g. LiteRT ``int8``), what it is, and
+what can use the file: which app clients take it, which twin to hand an app instead, and
+whether the exported web page can run it (the Keras model is the float *reference* every
+other variant is compared with). The registry plays the part of timm's model registry and
+pretrained configs, and of zoolite's own backbones.
 
-Adding a runtime is one module (with ``open(path, threads)`` and a ``Converter``) plus a
-:class:`Family` and its :class:`Target` entries here. Family modules are imported only
-when used, so opening a ``.tflite`` file never imports TensorFlow.
+Adding a runtime is one module here plus a :class:`Family` and its :class:`Target`
+entries. The module implements :class:`FamilyModule`: ``open(path, threads)`` returning a
+:class:`Runtime`, the labels and "none of these" threshold the file carries, and a
+``Converter(source)`` that writes the family's targets from a :class:`ConversionSource`.
+Family modules are imported only when used, so opening a ``.tflite`` file never imports
+TensorFlow, nor ONNX Runtime or OpenVINO.
 """
 
 from __future__ import annotations
@@ -22,47 +27,49 @@ from pathlib import Path
 import numpy as np
 
 from zoolite.errors import ZooliteError
-
-
-@dataclass(frozen=True)
-class About:
-    """What a model is, as its files describe it (TFLite metadata, model cards)."""
-
-    name: str
-    description: str
-    labels: list[str]
-    version: str  # zoolite's
-    score_threshold: float | None = None  # the top score below which the model means "none of these"
+from zoolite.targets.base import (About, ConversionSource, FamilyModule, Runtime, Tensor,  # noqa: F401 (the API)
+                                  check_image_classifier)
 
 
 @dataclass(frozen=True)
 class Family:
-    """A runtime family: ``module`` implements ``open(path, threads)``, ``embedded_labels(path)``
-    (the labels a file carries itself, or None) and, for families with converted targets,
-    ``Converter(model, workdir, representative, stage, about)``."""
+    """A runtime family: its files and the module (a :class:`FamilyModule`) that runs and makes them."""
 
-    name: str
+    name: str  # in results and --runtimes
+    label: str  # in tables: "LiteRT"
     suffix: str
     module: str
     description: str
+    packages: tuple[str, ...] = ()  # distributions whose versions a run records
+    companions: tuple[str, ...] = ()  # suffixes of files that belong beside the model file (OpenVINO's .bin)
 
-    def implementation(self):
+    def implementation(self) -> FamilyModule:
         return importlib.import_module(self.module)
 
-    def open(self, path: Path, threads: int | None = None):
+    def open(self, path: Path, threads: int | None = None) -> Runtime:
         return self.implementation().open(path, threads)
+
+    def files(self, path: Path) -> list[Path]:
+        """The model file and the files that belong beside it."""
+        return [path, *(path.with_suffix(suffix) for suffix in self.companions)]
+
+    def size_bytes(self, path: Path) -> int:
+        return sum(file.stat().st_size for file in self.files(path))
 
 
 @dataclass(frozen=True)
 class Target:
     """One variant a run produces: ``family`` x ``mode``, written as ``file_name``."""
 
-    name: str  # what users call it: --quantizations, results, export --variant
+    name: str  # what users call it: results, export --variant
     family: Family
-    mode: str
+    mode: str  # what --quantizations chooses
     description: str
     shippable: bool = True  # False: the float reference, measured but not handed to apps
-    input_dtype: str = "float32"  # what an app feeds it; MediaPipe and LiteRT.js take float32 or uint8
+    input_dtype: str = "float32"  # what an app feeds it
+    clients: tuple[str, ...] = ()  # the apps that take the file as it is
+    app_twin: str | None = None  # the same model with an input app clients take, exported in its place
+    web: bool = False  # the exported web page (LiteRT.js) can run it
 
     @property
     def role(self) -> str:
@@ -73,27 +80,56 @@ class Target:
         return f"{'model' if not self.shippable else self.name}{self.family.suffix}"
 
 
-KERAS = Family("keras", ".keras", "zoolite.targets.keras", "Keras 3 on TensorFlow")
-LITERT = Family("litert", ".tflite", "zoolite.targets.litert", "LiteRT (TFLite) interpreter, XNNPACK delegate")
-FAMILIES = {family.suffix: family for family in (KERAS, LITERT)}
+KERAS = Family("keras", "Keras", ".keras", "zoolite.targets.keras", "Keras 3 on TensorFlow",
+               packages=("tensorflow", "keras"))
+LITERT = Family("litert", "LiteRT", ".tflite", "zoolite.targets.litert",
+                "LiteRT (TFLite) interpreter, XNNPACK delegate", packages=("ai-edge-litert",))
+ONNXRUNTIME = Family("onnxruntime", "ONNX Runtime", ".onnx", "zoolite.targets.onnx_runtime",
+                     "ONNX Runtime, CPU execution provider", packages=("onnxruntime", "tf2onnx"))
+OPENVINO = Family("openvino", "OpenVINO", ".xml", "zoolite.targets.openvino_runtime",
+                  "OpenVINO Runtime, CPU plugin", packages=("openvino", "nncf"), companions=(".bin",))
+FAMILIES = {family.name: family for family in (KERAS, LITERT, ONNXRUNTIME, OPENVINO)}
+SUFFIXES = {family.suffix: family for family in FAMILIES.values()}
 
-# The order is the report's: the reference first, then from least to most quantized.
+# Apps that take a file as it is. MediaPipe Tasks, the Android Task Library and LiteRT.js read
+# float32 or uint8 input (and the labels and threshold in the TFLite metadata).
+_LITERT_APPS = ("MediaPipe Tasks", "Android Task Library", "LiteRT.js", "LiteRT interpreter")
+_ONNX_APPS = ("ONNX Runtime (Python, C/C++, C#, Java, JavaScript)",)
+_OPENVINO_APPS = ("OpenVINO Runtime (Python, C/C++)",)
+
+# The order is the report's: the reference first, then each runtime from least to most quantized.
 TARGETS: dict[str, Target] = {target.name: target for target in [
     Target("keras", KERAS, "float32", "the trained Keras model, float32: the reference", shippable=False),
-    Target("float32", LITERT, "float32", "no quantization (float32 weights and activations)"),
-    Target("dynamic", LITERT, "dynamic", "dynamic range: int8 weights, float activations"),
-    Target("float16", LITERT, "float16", "float16 weights, float32 compute on CPU"),
+    Target("float32", LITERT, "float32", "no quantization (float32 weights and activations)",
+           clients=_LITERT_APPS, web=True),
+    Target("dynamic", LITERT, "dynamic", "dynamic range: int8 weights, float activations",
+           clients=_LITERT_APPS, web=True),
+    Target("float16", LITERT, "float16", "float16 weights, float32 compute on CPU", clients=_LITERT_APPS, web=True),
     Target("int8_fallback", LITERT, "int8_fallback",
-           "int8 weights and activations, float ops where int8 is missing, float input/output"),
-    Target("int8", LITERT, "int8", "integer only: int8 weights, activations, input and output", input_dtype="int8"),
+           "int8 weights and activations, float ops where int8 is missing, float input/output",
+           clients=_LITERT_APPS, web=True),
+    Target("int8", LITERT, "int8", "integer only: int8 weights, activations, input and output", input_dtype="int8",
+           clients=("LiteRT interpreter",), app_twin="uint8"),
     Target("uint8", LITERT, "uint8", "integer only, uint8 input and output: raw pixels go in as they are "
-           "(scale 1, zero point 0)", input_dtype="uint8"),
+           "(scale 1, zero point 0)", input_dtype="uint8", clients=_LITERT_APPS, web=True),
+    Target("onnxruntime_float32", ONNXRUNTIME, "float32", "no quantization (tf2onnx from the same SavedModel)",
+           clients=_ONNX_APPS),
+    Target("onnxruntime_dynamic", ONNXRUNTIME, "dynamic", "dynamic quantization: int8 weights, activations "
+           "quantized at run time", clients=_ONNX_APPS),
+    Target("onnxruntime_int8", ONNXRUNTIME, "int8", "static int8 quantization (QDQ), calibrated on the "
+           "representative images; float input/output", clients=_ONNX_APPS),
+    Target("openvino_float32", OPENVINO, "float32", "no quantization, run in float32 (INFERENCE_PRECISION_HINT f32)",
+           clients=_OPENVINO_APPS),
+    Target("openvino_native", OPENVINO, "native", "float32 weights, run in the CPU's default inference precision "
+           "(bf16 where the CPU has it, else f32)", clients=_OPENVINO_APPS),
+    Target("openvino_int8", OPENVINO, "int8", "int8 by NNCF post-training quantization, calibrated on the "
+           "representative images; float input/output", clients=_OPENVINO_APPS),
 ]}
 REFERENCE = TARGETS["keras"]
-# What --quantizations chooses from: every converted target.
+# What --runtimes and --quantizations choose from: every converted target's family and mode.
 CONVERTED = {name: target for name, target in TARGETS.items() if target.shippable}
-# The input types app clients accept (MediaPipe Tasks, the Android Task Library, LiteRT.js).
-APP_INPUT_DTYPES = ("float32", "uint8")
+RUNTIMES = {target.family.name: target.family for target in CONVERTED.values()}
+MODES = {target.mode: target for target in CONVERTED.values()}  # a mode -> its first target, for help texts
 
 
 def get_target(name: str) -> Target:
@@ -103,40 +139,38 @@ def get_target(name: str) -> Target:
         raise ZooliteError(f"unknown variant {name!r}; choose from: {', '.join(TARGETS)}") from None
 
 
+def chosen_targets(runtimes, modes) -> list[Target]:
+    """The converted targets of these runtimes in these modes, in the registry's order."""
+    return [t for t in CONVERTED.values() if t.family.name in runtimes and t.mode in modes]
+
+
+def family_of(path: str | Path) -> Family:
+    return SUFFIXES[Path(path).suffix]
+
+
 def check_model_file(path: str | Path) -> Path:
     path = Path(path)
-    expected = " or ".join(FAMILIES)
+    *others, last = SUFFIXES
+    expected = f"{', '.join(others)} or {last}"
     if not path.exists():
         raise ZooliteError(f"{path}: model file not found; pass a {expected} file from a run folder")
     if path.is_dir():
         raise ZooliteError(f"{path}: is a folder; pass a {expected} file from a run folder")
-    if path.suffix not in FAMILIES:
+    if path.suffix not in SUFFIXES:
         raise ZooliteError(f"{path}: not a model file (expected {expected})")
-    if path.stat().st_size == 0:
-        raise ZooliteError(f"{path}: empty file (0 bytes); re-create it with `zoolite run`")
+    for file in family_of(path).files(path):
+        if not file.is_file():
+            raise ZooliteError(f"{file}: not found; it belongs beside {path.name}: copy both from the run folder")
+        if file.stat().st_size == 0:
+            raise ZooliteError(f"{file}: empty file (0 bytes); re-create it with `zoolite run`")
     return path
-
-
-def check_image_classifier(path, input_shapes: list, output_shapes: list) -> None:
-    """Refuse a model that does not take one batch of square RGB images and give one row of
-    class probabilities per image."""
-    inputs = [tuple(None if d is None else int(d) for d in shape) for shape in input_shapes]
-    outputs = [tuple(None if d is None else int(d) for d in shape) for shape in output_shapes]
-    if len(inputs) != 1 or len(inputs[0]) != 4 or inputs[0][3] != 3 or inputs[0][1] is None \
-            or inputs[0][1] != inputs[0][2]:
-        raise ZooliteError(f"{path}: takes input of shape {', '.join(map(str, inputs))}, not a batch of "
-                           "square RGB images (batch, size, size, 3); pass an image classifier made by "
-                           "`zoolite run`")
-    if len(outputs) != 1 or len(outputs[0]) != 2:
-        raise ZooliteError(f"{path}: gives output of shape {', '.join(map(str, outputs))}, not class "
-                           "probabilities (batch, classes); pass an image classifier made by `zoolite run`")
 
 
 def open_model(path: str | Path, threads: int | None = None):
     """Open a model file of any family as a runtime; return it and its load time (s)."""
     path = check_model_file(path)
     start = time.perf_counter()
-    runtime = FAMILIES[path.suffix].open(path, threads)
+    runtime = family_of(path).open(path, threads)
     return runtime, time.perf_counter() - start
 
 
@@ -159,7 +193,7 @@ class Classifier:
     """A model file opened for classifying photos: its runtime, its labels (and where they came
     from) and the top score below which it says "none of these classes" (None: it never does)."""
 
-    runtime: object
+    runtime: Runtime
     labels: list[str]
     labels_source: str | Path
     threshold: float | None
@@ -184,7 +218,7 @@ def open_classifier(model: str | Path, labels_file: str | Path | None = None,
     labels.txt beside it."""
     runtime, _ = open_model(model, threads)
     model = Path(model)
-    family = FAMILIES[model.suffix].implementation()
+    family = family_of(model).implementation()
     labels, source = None, None
     if labels_file:
         source = Path(labels_file)

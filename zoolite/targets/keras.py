@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from zoolite.errors import ZooliteError
+from zoolite.targets.base import Tensor, check_image_classifier
 
 
 class KerasRuntime:
@@ -39,6 +40,10 @@ class KerasRuntime:
         """Other ways to call the same model whose latency is worth knowing: what a careful
         Python user would call, the model compiled as a ``tf.function``."""
         return {"tf_function": KerasRuntime(self.model, compiled=True).predict_one}
+
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        return (Tensor(self.model.inputs[0].name, [1, *self.model.input_shape[1:]], "float32"),
+                Tensor(self.model.outputs[0].name, [1, self.n_classes], "float32"))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Batched, through Keras's compiled batch inference."""
@@ -86,8 +91,6 @@ def score_threshold(path: Path) -> float | None:
 
 
 def open(path: Path, threads: int | None = None) -> KerasRuntime:  # noqa: A001 (the family interface)
-    from zoolite.targets import check_image_classifier
-
     model = load_keras_model(path)
     check_image_classifier(path, [t.shape for t in model.inputs], [t.shape for t in model.outputs])
     return KerasRuntime(model)

@@ -13,26 +13,15 @@ file that is measured is the file that ships. Opening a file imports no TensorFl
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from zoolite.errors import ZooliteError
+from zoolite.targets.base import Tensor, check_image_classifier
 
 
 # --- conversion (TensorFlow) -----------------------------------------------------------------
-
-def export_saved_model(model, directory: Path) -> Path:
-    """Export ``model``'s inference function for one image at a time (batch 1) as a SavedModel,
-    the converters' common source."""
-    import tensorflow as tf
-
-    model.export(str(directory), format="tf_saved_model", verbose=False,
-                 input_signature=[tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="pixels")])
-    return directory
-
 
 def _converter(saved_model: Path):
     import tensorflow as tf
@@ -123,52 +112,30 @@ def quantize_calibrated(calibrated: bytes, mode: str) -> bytes:
 
 
 class Converter:
-    """Every LiteRT target of one trained Keras model, sharing one SavedModel export and one
-    calibration; a context manager that removes the export when done.
+    """Every LiteRT target of one trained model, from the source's one SavedModel export and one
+    calibration shared by the integer modes."""
 
-    ``representative()`` returns the calibration images (asked for only if a calibrated
-    target is converted); ``stage(name, total, unit)`` is the pipeline's timed progress step;
-    ``about`` says what the model is, for the metadata written into every file.
-    """
-
-    def __init__(self, model, workdir: Path, representative: Callable[[], np.ndarray], stage, about):
-        self.model, self.saved_model, self.representative, self.stage, self.about = \
-            model, workdir / "saved_model", representative, stage, about
-        self._exported = False
+    def __init__(self, source):
+        self.source = source
         self._calibrated: bytes | None = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        shutil.rmtree(self.saved_model, ignore_errors=True)
-
-    def _export(self) -> Path:
-        if not self._exported:
-            shutil.rmtree(self.saved_model, ignore_errors=True)  # a partial export from an interrupted run
-            with self.stage("export_saved_model", 1, "model"):
-                export_saved_model(self.model, self.saved_model)
-            self._exported = True
-        return self.saved_model
-
     def convert(self, target, out: Path) -> None:
-        """Write ``target``'s file to ``out`` (atomically)."""
+        """Write ``target``'s file to ``out`` (atomically), with its TFLite metadata."""
         from zoolite import storage
-
         from zoolite.metadata import add_metadata
 
-        saved_model = self._export()
+        source, about = self.source, self.source.about
+        saved_model = source.saved_model()
         if target.mode in INTEGER_MODES and self._calibrated is None:  # one calibration serves them all
-            images = self.representative()
-            with self.stage("calibrate_int8", len(images), "img") as step:
+            images = source.representative()
+            with source.stage("calibrate_int8", len(images), "img") as step:
                 self._calibrated = calibrate(saved_model, images, step)
-        with self.stage(f"convert_{target.name}", 1, "model") as step:
+        with source.stage(f"convert_{target.name}", 1, "model") as step:
             model = quantize_calibrated(self._calibrated, target.mode) if target.mode in INTEGER_MODES \
                 else convert(saved_model, target.mode)
             storage.write_bytes(out, add_metadata(
-                model, name=self.about.name, description=f"{self.about.description} Variant {target.name}: "
-                f"{target.description}.", labels=self.about.labels, version=self.about.version,
-                score_threshold=self.about.score_threshold))
+                model, name=about.name, description=source.description(target), labels=about.labels,
+                version=about.version, score_threshold=about.score_threshold))
             step(1)
 
 
@@ -196,8 +163,6 @@ class LiteRTRuntime:
 
     def __init__(self, path: str | Path, num_threads: int | None = None, xnnpack: bool = True):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        from zoolite.targets import check_image_classifier
 
         self.path = Path(path)
         self.num_threads = num_threads or os.cpu_count() or 1
@@ -233,6 +198,9 @@ class LiteRTRuntime:
     def other_calls(self) -> dict:
         return {}
 
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        return _tensor(self._input), _tensor(self._output)
+
     def _quantize_input(self, images: np.ndarray) -> np.ndarray:
         scale, zero_point = self._input["quantization"]
         dtype = self._input["dtype"]
@@ -260,6 +228,13 @@ class LiteRTRuntime:
         return self._run(image[None])[0]
 
 
+def _tensor(details: dict) -> Tensor:
+    scale, zero_point = details["quantization"]
+    integer = np.issubdtype(details["dtype"], np.integer)
+    return Tensor(details["name"], [int(n) for n in details["shape"]], np.dtype(details["dtype"]).name,
+                  float(scale) if integer else None, int(zero_point) if integer else None)
+
+
 def open(path: Path, threads: int | None = None) -> LiteRTRuntime:  # noqa: A001 (the family interface)
     return LiteRTRuntime(path, threads)
 
@@ -280,5 +255,5 @@ def embedded_labels(path: Path) -> list[str] | None:
     return list(info.labels) if info else None
 
 
-__all__ = ["Converter", "LiteRTRuntime", "calibrate", "convert", "export_saved_model", "quantize_calibrated",
+__all__ = ["Converter", "LiteRTRuntime", "calibrate", "convert", "quantize_calibrated",
            "quantize", "dequantize", "open", "embedded_labels", "score_threshold"]

@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 from zoolite.errors import ZooliteError
-from zoolite.targets import APP_INPUT_DTYPES
 
 HERE = Path(__file__).parent
 PAGE_FILES = ("index.html", "app.js")
@@ -24,9 +23,8 @@ RUNTIME_DIR = "litertjs"  # in the site; the page's import map and app.js name t
 VENDOR = HERE / "vendor" / "litertjs"
 
 # Tensor dtypes the page can feed and read with LiteRT.js (its Tensor takes Float32Array,
-# Int32Array or Uint8Array; zoolite models take pixels, so int32 never applies): the app
-# clients' input types of the target registry.
-WEB_INPUT_DTYPES = frozenset(APP_INPUT_DTYPES)
+# Int32Array or Uint8Array; zoolite models take pixels, so int32 never applies).
+WEB_INPUT_DTYPES = frozenset({"float32", "uint8"})
 
 
 def _dtype(card: dict, key: str) -> str | None:
@@ -42,6 +40,9 @@ def web_can_run(card: dict) -> bool:
 
 def check_web_model(card: dict, where: str = "model.json") -> None:
     """Raise a one-line ZooliteError when the page cannot run ``card``'s model."""
+    if card.get("web") is False:  # written by export from the target registry (older cards lack it)
+        raise ZooliteError(f"{where}: variant {card.get('variant', '?')} is a {card.get('runtime', '?')} model, "
+                           "which LiteRT.js cannot run; export a LiteRT float32 or uint8 variant with --web")
     for key in ("input", "output"):
         dtype = _dtype(card, key)
         if key == "output" and dtype is None:

@@ -1,0 +1,125 @@
+"""LiteRT, ONNX Runtime and OpenVINO side by side in one run: one table, one evaluation routine,
+paired evidence for every family, a recommendation per runtime, and export / predict / evaluate
+for every family's files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BACKBONE, RUNTIMES, error_line
+from zoolite.cli import main
+from zoolite.layout import RunLayout
+from zoolite.reporting import text_summary
+from zoolite.results import load
+from zoolite.targets import FAMILIES, TARGETS, Runtime, open_model
+
+
+def _variants(small_run, family: str) -> list:
+    return [v for v in small_run.backbones[BACKBONE].shippable if v.family == family]
+
+
+def test_one_table_holds_every_runtime_with_its_label(small_run):
+    table = text_summary(small_run)
+    for family in RUNTIMES:
+        assert _variants(small_run, family), f"no {family} variant in the run"
+        assert FAMILIES[family].label in table
+    threads = {v.threads for v in small_run.backbones[BACKBONE].shippable}
+    assert len(threads) == 1, f"every runtime must be timed with the same threads, got {threads}"
+
+
+def test_every_familys_runtime_has_what_evaluation_and_export_ask_of_it(small_run):
+    for v in small_run.backbones[BACKBONE].variants:
+        runtime, _ = open_model(Path(small_run.run_dir) / v.file)
+        assert isinstance(runtime, Runtime), v.variant
+        model_input, model_output = runtime.tensors()
+        assert model_input.shape == [1, runtime.input_size, runtime.input_size, 3] and model_input.dtype == v.input_dtype
+        assert model_output.shape == [1, runtime.n_classes] and (runtime.threads, runtime.backend) == (v.threads, v.backend)
+
+
+def test_every_float_variant_follows_the_keras_model(small_run):
+    for family in RUNTIMES:
+        float32 = next(v for v in _variants(small_run, family) if v.mode == "float32")
+        assert float32.agreement.top1_agreement >= 0.99, (float32.variant, float32.agreement)
+        assert float32.agreement.mean_abs_prob_diff < 1e-3, (float32.variant, float32.agreement)
+
+
+def test_every_integer_variant_carries_paired_and_per_class_evidence(small_run):
+    for family in RUNTIMES:
+        int8 = next(v for v in _variants(small_run, family) if v.mode == "int8")
+        assert int8.paired is not None and int8.paired.n == small_run.split["test"]
+        assert int8.balanced_paired is not None
+        assert all(c.loss_p is not None for c in int8.per_class.values())
+        assert int8.rejection is not None and int8.size_bytes > 0
+
+
+def test_openvino_size_counts_the_weights_file_too(small_run):
+    variant = _variants(small_run, "openvino")[0]
+    xml = Path(small_run.run_dir) / variant.file
+    assert variant.size_bytes == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+
+
+def _results_only(small_run, tmp_path) -> Path:
+    """A copy of the run without its models and caches: what `zoolite report` needs."""
+    return Path(shutil.copytree(small_run.run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("models", "cache")))
+
+
+@pytest.mark.parametrize("family", RUNTIMES)
+def test_the_recommendation_can_be_asked_per_runtime(small_run, tmp_path, capsys, family):
+    run_dir = _results_only(small_run, tmp_path)
+    assert main(["report", str(run_dir), "--runtime", family, "--max-accuracy-drop", "100"]) == 0
+    recommendation = load(run_dir).recommendation
+    assert recommendation.runtime == family
+    assert TARGETS[recommendation.variant].family.name == family
+    assert f"({FAMILIES[family].label})" in capsys.readouterr().out
+
+
+def test_an_unknown_runtime_for_the_recommendation_lists_the_measured_ones(small_run, tmp_path, capsys):
+    run_dir = _results_only(small_run, tmp_path)
+    line = error_line(capsys, ["report", str(run_dir), "--runtime", "tensorrt"])
+    assert line == f"zoolite: error: --runtime tensorrt: no variant of it in this run; choose from: " \
+                   f"{', '.join(sorted(RUNTIMES))}"
+
+
+@pytest.mark.parametrize("variant", ["onnxruntime_int8", "openvino_int8"])
+def test_export_bundles_any_family_and_predict_reads_its_labels_from_the_file(small_run, tmp_path, capsys,
+                                                                              variant, test_photos):
+    bundle = tmp_path / "bundle"
+    assert main(["export", small_run.run_dir, "--variant", variant, "--to", str(bundle)]) == 0
+    capsys.readouterr()
+    target = TARGETS[variant]
+    model = bundle / target.file_name
+    card = json.loads((bundle / "model.json").read_text())
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(
+        [*(p.name for p in target.family.files(model)), "labels.txt", "model.json"])
+    assert card["runtime"] == target.family.label and card["web"] is False
+    assert card["input"]["dtype"] == "float32" and card["input"]["shape"][1:] == [small_run.backbones[BACKBONE]
+                                                                                 .input_size] * 2 + [3]
+    (bundle / "labels.txt").unlink()  # the labels come from the file itself
+    assert main(["predict", str(model), *map(str, test_photos)]) == 0
+    answers = [line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    run_scores = np.load(RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).probabilities(variant))
+    threshold = small_run.backbones[BACKBONE].rejection.threshold
+    for answer, scores in zip(answers, run_scores, strict=True):  # the run's answer for the same pixels
+        best = small_run.labels[int(scores.argmax())]
+        assert answer.startswith("none of the") if scores.max() < threshold else answer.startswith(f"{best} ")
+
+
+def test_the_web_page_refuses_a_family_it_cannot_run_before_writing(small_run, tmp_path, capsys):
+    line = error_line(capsys, ["export", small_run.run_dir, "--variant", "openvino_float32", "--web",
+                               "--to", str(tmp_path / "site")])
+    assert "a OpenVINO file that takes float32 input, which LiteRT.js cannot run" in line
+    assert "choose from: float32, dynamic, float16, int8_fallback, uint8" in line
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("variant", ["onnxruntime_float32", "openvino_native"])
+def test_evaluate_measures_any_family_on_a_folder(small_run, small_dataset, capsys, variant):
+    model = Path(small_run.run_dir) / small_run.backbones[BACKBONE].variant(variant).file
+    assert main(["evaluate", str(model), str(small_dataset), "--runs", "3", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "balanced accuracy" in out
