@@ -91,9 +91,9 @@ LITERT_BY_DESIGN = {"zoolite.features", "zoolite.web", "zoolite.serve", "zoolite
 
 
 def test_only_the_targets_package_tells_runtimes_apart():
-    """A new family must not need edits elsewhere: no other module compares a suffix, an integer dtype
-    or a shippable variant's name."""
-    forbidden = set(SUFFIXES) | {"int8", "uint8"} | {t.name for t in TARGETS.values() if t.shippable}
+    """A new family must not need edits elsewhere: no other module names a suffix, a family, an integer
+    dtype or a shippable variant."""
+    forbidden = set(SUFFIXES) | set(FAMILIES) | {"int8", "uint8"} | {t.name for t in TARGETS.values() if t.shippable}
     found = []
     for path in PACKAGE.rglob("*.py"):
         module = _module_name(path)

@@ -136,6 +136,16 @@ def test_a_model_without_threshold_leaves_it_out(converted, tmp_path):
     assert openvino_family.embedded_labels(tmp_path / "native.xml") == ABOUT.labels
 
 
+@pytest.mark.parametrize("key, value", [("labels", "cat dog"), ("labels", '{"cat": 0}'),
+                                        ("score_threshold", "high")])
+def test_damaged_rt_info_is_one_line_error(converted, tmp_path, key, value):
+    model = openvino_family.read_model(converted["paths"]["openvino_float32"])
+    model.set_rt_info(value, [openvino_family.ABOUT_SECTION, key])
+    ov.save_model(model, tmp_path / "model.xml", compress_to_fp16=False)
+    with pytest.raises(ZooliteError, match=f"damaged '{key}' in its OpenVINO rt_info.*--labels-file"):
+        open_classifier(tmp_path / "model.xml")
+
+
 def _plain_model(input_shape) -> ov.Model:
     """Another tool's IR: no zoolite rt_info."""
     import openvino.opset13 as ops

@@ -112,7 +112,7 @@ def test_export_bundles_any_family_and_predict_reads_its_labels_from_the_file(sm
 def test_the_web_page_refuses_a_family_it_cannot_run_before_writing(small_run, tmp_path, capsys):
     line = error_line(capsys, ["export", small_run.run_dir, "--variant", "openvino_float32", "--web",
                                "--to", str(tmp_path / "site")])
-    assert "a OpenVINO file that takes float32 input, which LiteRT.js cannot run" in line
+    assert "--variant openvino_float32: LiteRT.js cannot run this OpenVINO file (float32 input)" in line
     assert "choose from: float32, dynamic, float16, int8_fallback, uint8" in line
     assert not (tmp_path / "site").exists()
 
@@ -123,3 +123,11 @@ def test_evaluate_measures_any_family_on_a_folder(small_run, small_dataset, caps
     assert main(["evaluate", str(model), str(small_dataset), "--runs", "3", "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "balanced accuracy" in out
+
+
+def test_a_runtime_left_without_modes_is_refused_before_any_work(tmp_path, capsys):
+    line = error_line(capsys, ["run", "--out", tmp_path / "runs", "--runtimes", "litert,openvino",
+                               "--quantizations", "native"])
+    assert line == ("zoolite: error: --quantizations native: the runtime litert has none of these modes; add one of: "
+                    "float32, dynamic, float16, int8_fallback, int8, uint8 (or leave litert out of --runtimes)")
+    assert not (tmp_path / "runs").exists()

@@ -337,7 +337,7 @@ def test_export_web_refuses_int8_and_writes_nothing(small_run, tmp_path, capsys)
     line = _error_line(capsys, ["export", str(small_run.run_dir), "--web", "--variant", "int8", "--to", str(target)])
     working = [v.variant for v in small_run.backbones["efficientnet_lite0"].shippable
                if v.family == "litert" and v.variant != "int8"]
-    assert "--variant int8: a LiteRT file that takes int8 input, which LiteRT.js cannot run" in line
+    assert "--variant int8: LiteRT.js cannot run this LiteRT file (int8 input) in the web page" in line
     assert line.endswith(f"for --web choose from: {', '.join(working)}") and "uint8" in working
     assert list(tmp_path.iterdir()) == []
 
@@ -375,15 +375,23 @@ def test_serve_sends_isolation_headers_and_types(tmp_path):
                      "a.mjs": "text/javascript", "a.tflite": "application/octet-stream"}
 
 
-def test_write_site_refuses_int8_input(tmp_path):
+@pytest.mark.parametrize("card, said", [
+    # a card of zoolite 0.2 (no "web" field): its int8 tensors decide
+    ({"model_file": "int8.tflite", "variant": "int8", "input": {"dtype": "int8"}, "output": {"dtype": "int8"}},
+     "variant int8 (LiteRT, int8 input) cannot run in the page"),
+    # another runtime's file takes float32, but export says the page cannot run it
+    ({"model_file": "openvino_float32.xml", "variant": "openvino_float32", "runtime": "OpenVINO", "web": False,
+      "input": {"dtype": "float32"}, "output": {"dtype": "float32"}},
+     "variant openvino_float32 (OpenVINO, float32 input) cannot run in the page"),
+])
+def test_write_site_refuses_what_litertjs_cannot_run(tmp_path, card, said):
     from zoolite.errors import ZooliteError
     from zoolite.web import WEB_INPUT_DTYPES, web_can_run, write_site
 
-    card = {"model_file": "int8.tflite", "variant": "int8", "input": {"dtype": "int8"}, "output": {"dtype": "int8"}}
-    (tmp_path / "int8.tflite").write_bytes(b"\0")
+    (tmp_path / card["model_file"]).write_bytes(b"\0")
     (tmp_path / "model.json").write_text(json.dumps(card))
     assert not web_can_run(card) and WEB_INPUT_DTYPES == {"uint8", "float32"}
-    with pytest.raises(ZooliteError, match="int8 input, which LiteRT.js cannot run"):
+    with pytest.raises(ZooliteError, match=re.escape(said)):
         write_site(tmp_path)
     assert not (tmp_path / "index.html").exists()
 

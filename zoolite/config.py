@@ -215,7 +215,8 @@ def _split_ok(fractions) -> bool:
 
 
 def _known(registry: Callable[[], dict], what: str) -> Check:
-    """Each name must be in ``registry()`` (looked up when checked, so importing this module stays light)."""
+    """Each name must be in ``registry()``, a dict or tuple of names (looked up when checked, so importing
+    this module stays light)."""
     return Check(lambda names: bool(names) and all(n in registry() for n in names),
                  lambda: f"known {what}; choose from: {', '.join(registry())}")
 
@@ -232,7 +233,7 @@ def _runtimes() -> dict:
     return RUNTIMES
 
 
-def _quantizations() -> dict:
+def _quantizations() -> tuple:
     from zoolite.targets import MODES
 
     return MODES
@@ -268,9 +269,8 @@ class RunConfig:
                                              "integer quantization modes", AT_LEAST_1)
     threads: int | None = option(None, "threads of every runtime measured (default: all cores)", AT_LEAST_1,
                                  optional=True)
-    # The default keeps `make run` near a minute on 2 cores; one flag adds the others.
-    runtimes: tuple[str, ...] = option(("litert",), "comma-separated runtimes whose files are made and measured "
-                                       "side by side: litert, onnxruntime, openvino (default: litert)",
+    runtimes: tuple[str, ...] = option(tuple(), "comma-separated runtimes whose files are made and measured "
+                                       "side by side, e.g. litert,onnxruntime,openvino (default: litert)",
                                        _known(_runtimes, "runtimes"), parse=_names)
     quantizations: tuple[str, ...] = option(tuple(), "comma-separated quantization modes, each made for every "
                                             "runtime that has it (default: all)",
@@ -281,18 +281,24 @@ class RunConfig:
     budget: Budget = option(Budget(), "", cli=False)
 
     def __post_init__(self):
+        from zoolite.targets import DEFAULT_RUNTIMES
+
         self.backbones, self.split = tuple(self.backbones), tuple(float(f) for f in self.split)
-        self.runtimes, self.quantizations = tuple(self.runtimes), tuple(self.quantizations) or tuple(_quantizations())
+        self.runtimes = tuple(self.runtimes) or DEFAULT_RUNTIMES
+        self.quantizations = tuple(self.quantizations) or tuple(_quantizations())
         check(self)
         self._check_variants()
 
     def _check_variants(self) -> None:
-        from zoolite.targets import chosen_targets
+        """Every runtime asked for makes at least one file: a mode list it has none of is refused."""
+        from zoolite.targets import CONVERTED
 
-        if not chosen_targets(self.runtimes, self.quantizations):
-            modes = sorted({t.mode for t in _quantizations().values() if t.family.name in self.runtimes})
-            raise ZooliteError(f"--quantizations {','.join(self.quantizations)}: no runtime of --runtimes "
-                               f"{','.join(self.runtimes)} has these modes; choose from: {', '.join(modes)}")
+        for runtime in self.runtimes:
+            modes = [t.mode for t in CONVERTED.values() if t.family.name == runtime]
+            if not set(modes) & set(self.quantizations):
+                raise ZooliteError(f"--quantizations {','.join(self.quantizations)}: the runtime {runtime} has none "
+                                   f"of these modes; add one of: {', '.join(modes)} (or leave {runtime} out of "
+                                   "--runtimes)")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -75,8 +75,8 @@ def _check_web(backbone: Backbone, variant: Variant) -> None:
     target = get_target(variant.variant)
     if not target.web:
         working = [v.variant for v in backbone.shippable if get_target(v.variant).web]
-        raise ZooliteError(f"--variant {variant.variant}: a {target.family.label} file that takes {target.input_dtype} "
-                           f"input, which LiteRT.js cannot run in the web page; for --web choose from: "
+        raise ZooliteError(f"--variant {variant.variant}: LiteRT.js cannot run this {target.family.label} file "
+                           f"({target.input_dtype} input) in the web page; for --web choose from: "
                            f"{', '.join(working) or 'none in this run'}")
 
 
@@ -139,9 +139,11 @@ def _none_of_these(backbone: Backbone, variant: Variant) -> dict | None:
     rejection, measured = backbone.rejection, variant.rejection
     if rejection is None:
         return None
+    mediapipe = "MediaPipe Tasks" in get_target(variant.variant).clients
     card = {"threshold": rejection.threshold,
             "rule": "a photo shows none of the classes when its top score is below the threshold (also in the "
-                    "file's metadata as ScoreThresholdingOptions, which MediaPipe Tasks applies by default)",
+                    + ("file's metadata as ScoreThresholdingOptions, which MediaPipe Tasks applies by default)"
+                       if mediapipe else "file's own metadata, as score_threshold)"),
             "chosen": f"keeps {rejection.keep_rate:.0%} of the validation photos; fitted on {rejection.calibrated_on}",
             "method": rejection.method}
     if measured is not None:
@@ -171,9 +173,10 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
     card = model_card(results, backbone, variant, runtime)
     twin = get_target(variant.variant).app_twin
     if twin:
-        log.warning("%s takes %s input, which app clients (MediaPipe Tasks, the Android Task Library, LiteRT.js) "
-                    "refuse; for those apps export --variant %s (the same model, with an input they take)",
-                    card["model_file"], card["input"]["dtype"], twin)
+        log.warning("%s takes %s input, which %s refuse; for those apps export --variant %s (the same model, with "
+                    "an input they take)", card["model_file"], card["input"]["dtype"],
+                    ", ".join(client for client in get_target(twin).clients
+                              if client not in get_target(variant.variant).clients), twin)
     with storage.atomic_dir(target) as staging:  # replaces an empty folder; a non-empty one was refused
         for file in get_target(variant.variant).family.files(model_path):
             shutil.copyfile(file, staging / file.name)

@@ -499,7 +499,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
                 features_per_second=stages.features_per_second())
         _compare_with_the_best_float_model(backbones, correct, np.array([label for _, label in split.test]))
         timings["total"] = round(time.perf_counter() - started, 3)
-        results = Run(run_dir=str(layout.root), machine=reporting.machine_info(command), config=config,
+        results = Run(run_dir=str(layout.root), machine=reporting.machine_info(command, config.runtimes), config=config,
                       dataset=dataset_info,
                       split={"seed": split.seed, **{name: len(split.subset(name)) for name in ("train", "val", "test")}},
                       timings=timings, backbones=backbones,

@@ -42,21 +42,19 @@ def package_version(module: str) -> str | None:
         return None
 
 
-def runtime_packages() -> dict[str, str | None]:
-    """The version of every runtime family's packages (None: not installed)."""
-    from zoolite.targets import FAMILIES
+def runtime_packages(runtimes) -> dict[str, str | None]:
+    """The versions of the packages of the Keras reference and of ``runtimes`` (None: not installed)."""
+    from zoolite.targets import KERAS, RUNTIMES
 
-    return {name: package_version(name) for family in FAMILIES.values() for name in family.packages}
+    return {name: package_version(name) for family in (KERAS, *(RUNTIMES[r] for r in runtimes))
+            for name in family.packages}
 
 
-def machine_info(command: str | None = None) -> dict:
+def machine_info(command: str | None = None, runtimes=()) -> dict:
     """What the figures were measured on, written beside them."""
     return {
         "cpu": _cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": package_version("tensorflow-cpu") or package_version("tensorflow"),
-        "keras": package_version("keras"), "ai_edge_litert": package_version("ai-edge-litert"),
-        "packages": runtime_packages(), "zoolite": package_version("zoolite"),
+        "python": platform.python_version(), "packages": runtime_packages(runtimes), "zoolite": package_version("zoolite"),
         "command": command or " ".join(sys.argv),
     }
 
@@ -116,7 +114,7 @@ def results_csv(results: Run) -> str:
               "balanced_accuracy", "balanced_low", "balanced_high", "lost_classes", "top_k", "top_k_accuracy", "difference_vs_best_float", "difference_low", "difference_high",
               "images_won", "images_lost", "mcnemar_p", "mean_ms", "median_ms", "median_low", "median_high",
               "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes", "size_vs_reference",
-              "top1_agreement", "mean_abs_prob_diff", "threads"]
+              "top1_agreement", "mean_abs_prob_diff", "threads", "backend"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

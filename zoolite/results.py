@@ -318,11 +318,20 @@ class Run:
     @classmethod
     def from_json(cls, obj: dict) -> "Run":
         return cls(
-            run_dir=obj["run_dir"], machine=obj["machine"], config=RunConfig.from_json(obj["config"]),
+            run_dir=obj["run_dir"], machine=_machine(obj["machine"]), config=RunConfig.from_json(obj["config"]),
             dataset=obj["dataset"], split=obj["split"], timings=obj["timings"],
             backbones={name: Backbone.from_json(b) for name, b in obj["backbones"].items()},
             recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None,
             unlabelled=obj.get("unlabelled"), other=obj.get("other"))
+
+
+def _machine(machine: dict) -> dict:
+    """Machine info with the versions of every runtime's packages under ``packages``; results of zoolite
+    0.2 and earlier recorded TensorFlow's, Keras's and LiteRT's as keys of their own."""
+    if "packages" in machine or "tensorflow" not in machine:
+        return machine
+    old = {"tensorflow": "tensorflow-cpu", "keras": "keras", "ai_edge_litert": "ai-edge-litert"}
+    return {**machine, "packages": {package: machine.get(key) for key, package in old.items()}}
 
 
 def is_imbalanced(class_counts: list[int]) -> bool:

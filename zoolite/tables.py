@@ -16,9 +16,7 @@ def runtime_label(variant: Variant) -> str:
 
 def machine_sentence(m: dict) -> str:
     """What the figures were measured on: the CPU, the OS and the versions of Python and every runtime."""
-    packages = m.get("packages") or {"tensorflow": m["tensorflow"], "keras": m["keras"],
-                                     "ai-edge-litert": m["ai_edge_litert"]}  # results of zoolite 0.2
-    versions = ", ".join(f"{name} {version}" for name, version in packages.items() if version)
+    versions = ", ".join(f"{name} {version}" for name, version in m.get("packages", {}).items() if version)
     return f"{m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}, {versions}."
 
 
@@ -71,6 +69,20 @@ def plain_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(fmt.format(*row) for row in [header, *rows])
 
 
+def backends(backbone: Backbone) -> str:
+    """What ran each runtime's files: the first file's backend, and any file of the same runtime
+    that ran otherwise (OpenVINO says the precision it inferred in)."""
+    by_runtime: dict[str, list[Variant]] = {}
+    for v in backbone.variants:
+        by_runtime.setdefault(v.family, []).append(v)
+    parts = []
+    for variants in by_runtime.values():
+        first = variants[0].backend
+        others = [f"{v.variant}: {v.backend}" for v in variants[1:] if v.backend != first]
+        parts.append(first + (f" ({'; '.join(others)})" if others else ""))
+    return "; ".join(parts)
+
+
 def caption(results: Run, backbone: str) -> str:
     b = results.backbones[backbone]
     threads = sorted({v.threads for v in b.shippable})
@@ -79,7 +91,7 @@ def caption(results: Run, backbone: str) -> str:
     features = "" if b.features_per_second is None else f"features at {b.features_per_second:.0f} images/s; "
     return (f"{backbone}, {b.input_size}px, weights: {b.weights}; {features}test split {results.split['test']} "
             f"images; latency: 1 image per call, {latency.warmup} warm-up + up to {latency.runs} timed "
-            f"calls, threads {', '.join(threads) or '-'}; {m['cpu']}, {m['cores']} cores. "
+            f"calls, threads {', '.join(threads) or '-'}; {m['cpu']}, {m['cores']} cores; {backends(b)}. "
             "Intervals are 95% (accuracy and per-class recall: Wilson; balanced accuracy, the mean recall over the "
             "classes: the spread of the mean of the classes' Jeffreys posteriors around it; Δ: Newcombe's paired interval against the run's most "
             "accurate float model on the same images, with the images won/lost and the exact McNemar p; "

@@ -81,7 +81,7 @@ class Target:
 
 
 KERAS = Family("keras", "Keras", ".keras", "zoolite.targets.keras", "Keras 3 on TensorFlow",
-               packages=("tensorflow", "keras"))
+               packages=("tensorflow-cpu", "keras"))
 LITERT = Family("litert", "LiteRT", ".tflite", "zoolite.targets.litert",
                 "LiteRT (TFLite) interpreter, XNNPACK delegate", packages=("ai-edge-litert",))
 ONNXRUNTIME = Family("onnxruntime", "ONNX Runtime", ".onnx", "zoolite.targets.onnx_runtime",
@@ -129,7 +129,9 @@ REFERENCE = TARGETS["keras"]
 # What --runtimes and --quantizations choose from: every converted target's family and mode.
 CONVERTED = {name: target for name, target in TARGETS.items() if target.shippable}
 RUNTIMES = {target.family.name: target.family for target in CONVERTED.values()}
-MODES = {target.mode: target for target in CONVERTED.values()}  # a mode -> its first target, for help texts
+MODES = tuple(dict.fromkeys(target.mode for target in CONVERTED.values()))  # in the registry's order
+# LiteRT alone keeps `make run` near a minute on 2 cores; --runtimes adds the others.
+DEFAULT_RUNTIMES = (LITERT.name,)
 
 
 def get_target(name: str) -> Target:

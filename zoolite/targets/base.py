@@ -6,6 +6,7 @@ registry -> family module -> base.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,35 @@ def check_image_classifier(path, input_shapes: list, output_shapes: list) -> Non
     if len(outputs) != 1 or len(outputs[0]) != 2:
         raise ZooliteError(f"{path}: gives output of shape {', '.join(map(str, outputs))}, not class "
                            "probabilities (batch, classes); pass an image classifier made by `zoolite run`")
+
+
+def _damaged(path, key: str, where: str) -> ZooliteError:
+    return ZooliteError(f"{path}: damaged {key!r} in its {where}; re-create the model with `zoolite run`, or pass "
+                        "--labels-file to use it without its metadata")
+
+
+def labels_from_text(path, text: str | None, where: str) -> list[str] | None:
+    """Labels a file carries as a JSON list of strings (ONNX metadata_props, OpenVINO rt_info); None
+    for a file without them, a one-line error naming ``where`` for a damaged value."""
+    if text is None:
+        return None
+    try:
+        labels = json.loads(text)
+    except ValueError:
+        raise _damaged(path, "labels", where) from None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise _damaged(path, "labels", where)
+    return labels
+
+
+def threshold_from_text(path, text: str | None, where: str) -> float | None:
+    """A "none of these" threshold a file carries as text; None for a file without one."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise _damaged(path, "score_threshold", where) from None
 
 
 def export_saved_model(model, directory: Path) -> Path:

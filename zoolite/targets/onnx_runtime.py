@@ -10,6 +10,7 @@ measured is the file that ships. Opening a file imports neither TensorFlow nor t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -19,7 +20,7 @@ import numpy as np
 
 from zoolite import storage
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import About, Tensor, check_image_classifier
+from zoolite.targets.base import About, Tensor, check_image_classifier, labels_from_text, threshold_from_text
 
 INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
 # The int8 input's range, as ONNX Runtime's quantizer takes an override (NumPy scalars: it reads their dtype).
@@ -156,36 +157,46 @@ def describe(model: bytes, about: About, description: str) -> bytes:
 
 class Converter:
     """Every ONNX Runtime target of one trained model, from one tf2onnx conversion of the
-    source's SavedModel. Intermediate files live in a temporary folder under ``source.workdir``
-    for the length of one :meth:`convert`."""
+    source's SavedModel (timed as ``convert_onnxruntime``), pre-processed once for both quantized
+    modes. Intermediate files live in a temporary folder under ``source.workdir`` for the length
+    of one :meth:`convert`."""
 
     def __init__(self, source):
         self.source = source
         self._float32: bytes | None = None
+        self._prepared: bytes | None = None
 
     def _float32_model(self) -> bytes:
         if self._float32 is None:
-            self._float32 = to_onnx(self.source.saved_model())
+            saved_model = self.source.saved_model()
+            with self.source.stage("convert_onnxruntime", 1, "model") as step:
+                self._float32 = to_onnx(saved_model)
+                step(1)
         return self._float32
+
+    def _prepared_model(self, folder: Path) -> Path:
+        """The pre-processed float model, written into ``folder`` for the quantizers."""
+        if self._prepared is None:
+            self._prepared = prepare(self._float32_model(), folder).read_bytes()
+        path = folder / "prepared.onnx"
+        path.write_bytes(self._prepared)
+        return path
 
     def convert(self, target, out: Path) -> None:
         """Write ``target``'s file to ``out`` (atomically), with its metadata."""
         source = self.source
-        source.saved_model()  # exported (in its own timed step) before the steps below start
+        float32 = self._float32_model()  # converted (in its own timed step) before the steps below start
         source.workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=storage.TEMPORARY_PREFIX, dir=source.workdir) as folder:
             folder = Path(folder)
-            prepared = ranges = None
+            prepared = None if target.mode == "float32" else self._prepared_model(folder)
+            ranges = None
             if target.mode == "int8":
                 images = source.representative()
                 with source.stage("calibrate_onnxruntime_int8", len(images), "img") as step:
-                    prepared = prepare(self._float32_model(), folder)
                     ranges = calibrate(prepared, images, folder, step)
             with source.stage(f"convert_{target.name}", 1, "model") as step:
-                if target.mode == "float32":
-                    model = self._float32_model()
-                else:
-                    model = quantize(prepared or prepare(self._float32_model(), folder), target.mode, folder, ranges)
+                model = float32 if prepared is None else quantize(prepared, target.mode, folder, ranges)
                 storage.write_bytes(out, describe(model, source.about, source.description(target)))
                 step(1)
 
@@ -270,43 +281,29 @@ def open(path: Path, threads: int | None = None) -> OnnxRuntimeRuntime:  # noqa:
 
 
 def _metadata(path: Path) -> dict[str, str]:
-    """The file's ``metadata_props``. Read through an unoptimized session: ONNX Runtime is
-    imported anyway to run the file, while ``import onnx`` alone takes longer than the read."""
+    """The file's ``metadata_props``, read once per version of the file (labels and threshold ask alike)."""
+    return _read_metadata(str(path), Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_metadata(path: str, modified: int) -> dict[str, str]:
+    """Read through an unoptimized session: ONNX Runtime is imported anyway to run the file, while
+    ``import onnx`` alone takes longer than the read."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return _session(path, options).get_modelmeta().custom_metadata_map
-
-
-def _damaged(path: Path, key: str) -> ZooliteError:
-    return ZooliteError(f"{path}: damaged {key!r} in its ONNX metadata; re-create the model with `zoolite run`, "
-                        "or pass --labels-file to use it without its metadata")
+    return dict(_session(Path(path), options).get_modelmeta().custom_metadata_map)
 
 
 def embedded_labels(path: Path) -> list[str] | None:
     """The labels in the file's metadata; None for a file without them (another tool's)."""
-    text = _metadata(path).get("labels")
-    if text is None:
-        return None
-    try:
-        labels = json.loads(text)
-    except ValueError:
-        raise _damaged(path, "labels") from None
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise _damaged(path, "labels")
-    return labels
+    return labels_from_text(path, _metadata(path).get("labels"), "ONNX metadata")
 
 
 def score_threshold(path: Path) -> float | None:
     """The "none of these" threshold in the file's metadata (None: the file has none)."""
-    text = _metadata(path).get("score_threshold")
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise _damaged(path, "score_threshold") from None
+    return threshold_from_text(path, _metadata(path).get("score_threshold"), "ONNX metadata")
 
 
 __all__ = ["Converter", "OnnxRuntimeRuntime", "to_onnx", "prepare", "calibrate", "quantize", "metadata_props",

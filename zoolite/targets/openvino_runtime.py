@@ -27,7 +27,7 @@ import numpy as np
 import openvino as ov
 
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import Tensor, check_image_classifier
+from zoolite.targets.base import Tensor, check_image_classifier, labels_from_text, threshold_from_text
 
 ABOUT_SECTION = "zoolite"  # rt_info section: name, description, version, labels (JSON), score_threshold
 PRECISION_HINT = ["runtime_options", "INFERENCE_PRECISION_HINT"]
@@ -211,22 +211,26 @@ def open(path: Path, threads: int | None = None) -> OpenVINORuntime:  # noqa: A0
     return OpenVINORuntime(path, threads)
 
 
-def _about(path: Path, key: str) -> str | None:
-    """A value of the file's rt_info section ``zoolite`` (None: the file has none, another tool's)."""
-    model = read_model(path)
-    return model.get_rt_info([ABOUT_SECTION, key]).astype(str) if model.has_rt_info([ABOUT_SECTION, key]) else None
+def _about(path: Path) -> dict[str, str]:
+    """The file's rt_info section ``zoolite`` (empty for another tool's file), read once per version of the file."""
+    return _read_about(str(path), Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_about(path: str, modified: int) -> dict[str, str]:
+    model = read_model(Path(path))
+    return {key: model.get_rt_info([ABOUT_SECTION, key]).astype(str) for key in ("labels", "score_threshold")
+            if model.has_rt_info([ABOUT_SECTION, key])}
 
 
 def embedded_labels(path: Path) -> list[str] | None:
     """The labels the file's rt_info carries; None for a file without them."""
-    labels = _about(path, "labels")
-    return json.loads(labels) if labels is not None else None
+    return labels_from_text(path, _about(path).get("labels"), "OpenVINO rt_info")
 
 
 def score_threshold(path: Path) -> float | None:
     """The "none of these" threshold the file's rt_info carries (None: it has none)."""
-    threshold = _about(path, "score_threshold")
-    return float(threshold) if threshold is not None else None
+    return threshold_from_text(path, _about(path).get("score_threshold"), "OpenVINO rt_info")
 
 
 __all__ = ["Converter", "OpenVINORuntime", "quantize_int8", "save_atomically", "read_model", "open",

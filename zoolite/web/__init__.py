@@ -33,25 +33,20 @@ def _dtype(card: dict, key: str) -> str | None:
 
 
 def web_can_run(card: dict) -> bool:
-    """True when the model that ``card`` (model.json) describes can run in the page."""
-    return (_dtype(card, "input") in WEB_INPUT_DTYPES
+    """True when the model that ``card`` (model.json) describes can run in the page: export says so
+    from the target registry (``web``; cards of zoolite 0.2 lack it), and its tensors are types
+    LiteRT.js feeds."""
+    return (card.get("web", True) and _dtype(card, "input") in WEB_INPUT_DTYPES
             and _dtype(card, "output") in WEB_INPUT_DTYPES | {None})
 
 
 def check_web_model(card: dict, where: str = "model.json") -> None:
     """Raise a one-line ZooliteError when the page cannot run ``card``'s model."""
-    if card.get("web") is False:  # written by export from the target registry (older cards lack it)
-        raise ZooliteError(f"{where}: variant {card.get('variant', '?')} is a {card.get('runtime', '?')} model, "
-                           "which LiteRT.js cannot run; export a LiteRT float32 or uint8 variant with --web")
-    for key in ("input", "output"):
-        dtype = _dtype(card, key)
-        if key == "output" and dtype is None:
-            continue
-        if dtype not in WEB_INPUT_DTYPES:
-            raise ZooliteError(
-                f"{where}: variant {card.get('variant', '?')} has {dtype} {key}, which LiteRT.js cannot "
-                f"run (it takes {' or '.join(sorted(WEB_INPUT_DTYPES))}); export a float32 or uint8 variant "
-                "with --web")
+    if not web_can_run(card):
+        raise ZooliteError(f"{where}: variant {card.get('variant', '?')} ({card.get('runtime', 'LiteRT')}, "
+                           f"{_dtype(card, 'input')} input) cannot run in the page: LiteRT.js runs LiteRT files that "
+                           f"take {' or '.join(sorted(WEB_INPUT_DTYPES))}; export a float32 or uint8 LiteRT variant "
+                           "with --web")
 
 
 def vendored_files() -> list[Path]:
