@@ -26,6 +26,36 @@ def _private_cache(shared_dir):
     os.environ["ZOOLITE_CACHE"] = str(shared_dir / "zoolite-cache")
 
 
+TINY_SIZE, TINY_CLASSES = 32, 4
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A seeded Keras classifier small enough to convert in a second: raw pixels in, normalised inside
+    as zoolite's models are, one ReLU6 convolution, class probabilities out."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((TINY_SIZE, TINY_SIZE, 3))
+    x = keras.layers.Rescaling(1 / 128, -127 / 128)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu6")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(TINY_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def coloured_images():
+    """24 noisy photos of one colour each for ``tiny_model``: its outputs spread over 0.38 between
+    them, where on pure noise they would all be within 0.01 of one another (so a tolerance could
+    not fail)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    colours, noise = rng.integers(0, 256, (24, 1, 1, 3)), rng.integers(-48, 49, (24, TINY_SIZE, TINY_SIZE, 3))
+    return np.clip(colours + noise, 0, 255).astype(np.uint8)
+
+
 def copy_sample(dest: Path, classes=("cane", "gatto", "ragno"), per_class: int = 8) -> Path:
     """Copy ``per_class`` real photos of each class of the bundled sample into ``dest``."""
     for name in classes:

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import TINY_CLASSES as CLASSES, TINY_SIZE as SIZE
 from zoolite import stats
 from zoolite.config import LatencyConfig
 from zoolite.evaluation import agreement, evaluate, latency_stats, measure_latency, per_class_report
@@ -14,19 +15,6 @@ from zoolite.targets import LITERT, MODES, chosen_targets
 from zoolite.targets.base import export_saved_model
 from zoolite.targets.keras import KerasRuntime
 from zoolite.targets.litert import LiteRTRuntime, convert, dequantize, quantize
-
-SIZE, CLASSES = 32, 4
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 128, -127 / 128)(inputs)
-    x = keras.layers.Conv2D(8, 3, activation="relu6")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(CLASSES, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
 
 
 @pytest.fixture(scope="module")

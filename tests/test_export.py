@@ -83,10 +83,10 @@ def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(
     assert main(["export", str(run_dir), "--to", str(tmp_path / "default")]) == 0
     recommended = small_run.recommendation.variant
     # an app client takes float32 or uint8 input: an int8 recommendation ships as its uint8 twin
-    shipped = "uint8" if recommended == "int8" else recommended
+    shipped = TARGETS[recommended].app_twin or recommended
     layout = RunLayout(run_dir).backbone(BACKBONE)
-    assert (tmp_path / "default" / f"{shipped}.tflite").read_bytes() == \
-        layout.model(TARGETS[shipped]).read_bytes()
+    for file in TARGETS[shipped].family.files(layout.model(TARGETS[shipped])):
+        assert (tmp_path / "default" / file.name).read_bytes() == file.read_bytes()
 
 
 def _error_line(capsys, argv) -> str:

@@ -8,39 +8,23 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import onnx
 import pytest
 
+from conftest import TINY_CLASSES as CLASSES, TINY_SIZE as SIZE
 from zoolite.errors import ZooliteError
 from zoolite.targets import TARGETS, About, ConversionSource, open_classifier, open_model
 from zoolite.targets import onnx_runtime
 
-SIZE, CLASSES = 32, 4
 LABELS = ["cat", "dog", "hen", "spider"]
 THRESHOLD = 0.4
 ONNX_TARGETS = [name for name, target in TARGETS.items() if target.family.name == "onnxruntime"]
 
 
 @pytest.fixture(scope="module")
-def tiny_model():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 128, -127 / 128)(inputs)
-    x = keras.layers.Conv2D(8, 3, activation="relu6")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(CLASSES, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
-
-
-@pytest.fixture(scope="module")
-def images():
-    """Noisy photos of one colour each: the tiny model's outputs differ between them by up to
-    0.22, where on pure noise they would all be within 0.01 of one another."""
-    rng = np.random.default_rng(0)
-    colours, noise = rng.integers(0, 256, (24, 1, 1, 3)), rng.integers(-48, 49, (24, SIZE, SIZE, 3))
-    return np.clip(colours + noise, 0, 255).astype(np.uint8)
+def images(coloured_images):
+    return coloured_images
 
 
 @pytest.fixture(scope="module")

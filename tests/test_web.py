@@ -27,6 +27,7 @@ import pytest
 
 from conftest import SAMPLE
 from zoolite.cli import main
+from zoolite.targets import TARGETS
 
 CHROMIUM = Path(os.environ.get("ZOOLITE_CHROMIUM", "/usr/bin/chromium"))
 RUN_CLASSES = ("cane", "gatto", "ragno")  # small_run's classes: dog, cat, spider
@@ -322,11 +323,25 @@ def test_page_says_none_of_these(chromium, small_run, web_photos, tmp_path, caps
 
 # ---------------------------------------------------------------- no browser needed
 
-def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_path, capsys):
-    site = export_site(small_run.run_dir, tmp_path / "site")
+@pytest.mark.parametrize("recommended", ["float16", "int8", "openvino_int8"])
+def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_path, capsys, recommended):
+    """The recommended file, as a plain export ships it (int8 as its uint8 twin); a file of a runtime
+    the page cannot run gives way to the recommendation among LiteRT's files, under the same budget."""
+    import copy
+
+    from zoolite import reporting
+    from zoolite.recommend import recommend
+    from zoolite.results import Recommendation
+
+    results = copy.deepcopy(small_run)
+    results.run_dir = str(shutil.copytree(small_run.run_dir, tmp_path / "run"))
+    results.recommendation = Recommendation(results.config.budget, "made up", "efficientnet_lite0", recommended)
+    reporting.write_reports(results)
+    site = export_site(results.run_dir, tmp_path / "site")
     out = capsys.readouterr().out.strip().splitlines()
-    recommended = small_run.recommendation.variant
-    shipped = "uint8" if recommended == "int8" else recommended  # as a plain export
+    if recommended == "openvino_int8":
+        recommended = recommend(results, results.config.budget, "litert").variant
+    shipped = TARGETS[recommended].app_twin or recommended
     files = sorted(["app.js", "index.html", "labels.txt", "litertjs", "model.json", f"{shipped}.tflite"])
     assert out == [f"{site}: {', '.join(files)}", f"open it in a browser: zoolite serve {site}"]
     assert (site / "litertjs" / "core" / "index.js").is_file()

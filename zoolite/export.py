@@ -26,7 +26,7 @@ import numpy as np
 from zoolite import storage
 from zoolite.errors import ZooliteError
 from zoolite.results import Backbone, Run, Variant, load
-from zoolite.targets import Tensor, get_target
+from zoolite.targets import CONVERTED, Tensor, get_target
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,19 @@ def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Ba
         raise ZooliteError(f"--variant {variant}: not a shippable model of {backbone} in this run; choose from: "
                            f"{', '.join(shippable)}")
     return chosen, chosen.variant(variant)
+
+
+def _recommend_for_the_page(results: Run) -> None:
+    """When the run recommends a file of a runtime the web page cannot run, recommend again among
+    the files of the runtime it runs (LiteRT, for LiteRT.js), under the same budget."""
+    from zoolite.recommend import recommend
+
+    recommendation = results.recommendation
+    (page_runtime,) = {t.family.name for t in CONVERTED.values() if t.web}  # the page runs one runtime's files
+    if recommendation and recommendation.variant and get_target(recommendation.variant).family.name != page_runtime:
+        results.recommendation = recommend(results, recommendation.budget, page_runtime)
+        log.info("the recommended %s cannot run in the web page; exporting the recommendation among its runtime's "
+                 "files: %s", recommendation.variant, results.recommendation.variant or "none")
 
 
 def _check_web(backbone: Backbone, variant: Variant) -> None:
@@ -159,11 +172,14 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
     ``variant`` and ``backbone`` default to the run's recommendation; a recommendation whose
     input app clients refuse is exported as its app twin (LiteRT int8 as uint8).
     ``web`` adds the web page and the LiteRT.js runtime (:func:`zoolite.web.write_site`);
-    a variant the page cannot run is refused before anything is written.
+    without ``variant`` it takes the recommendation among the files the page can run; a
+    variant the page cannot run is refused before anything is written.
     """
     from zoolite.targets import open_model
 
     results, target = load(run_dir), Path(to)
+    if web and variant is None:
+        _recommend_for_the_page(results)
     backbone, variant = _choose(results, backbone, variant)
     if web:
         _check_web(backbone, variant)

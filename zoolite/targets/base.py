@@ -6,6 +6,7 @@ registry -> family module -> base.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from dataclasses import dataclass
@@ -100,6 +101,16 @@ def check_image_classifier(path, input_shapes: list, output_shapes: list) -> Non
     if len(outputs) != 1 or len(outputs[0]) != 2:
         raise ZooliteError(f"{path}: gives output of shape {', '.join(map(str, outputs))}, not class "
                            "probabilities (batch, classes); pass an image classifier made by `zoolite run`")
+
+
+def read_once_per_version(read: Callable[[Path], dict]) -> Callable[[Path], dict]:
+    """``read(path)``, remembered while the file is unchanged (same path and modification time): the
+    labels and the threshold are asked for one after the other, and the file is read once for both."""
+    @functools.lru_cache(maxsize=4)
+    def cached(path: str, modified: int) -> dict:
+        return read(Path(path))
+
+    return lambda path: cached(str(path), Path(path).stat().st_mtime_ns)
 
 
 def _damaged(path, key: str, where: str) -> ZooliteError:

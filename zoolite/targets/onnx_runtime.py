@@ -10,7 +10,6 @@ measured is the file that ships. Opening a file imports neither TensorFlow nor t
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
@@ -20,7 +19,8 @@ import numpy as np
 
 from zoolite import storage
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import About, Tensor, check_image_classifier, labels_from_text, threshold_from_text
+from zoolite.targets.base import (About, Tensor, check_image_classifier, labels_from_text, read_once_per_version,
+                                  threshold_from_text)
 
 INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
 # The int8 input's range, as ONNX Runtime's quantizer takes an override (NumPy scalars: it reads their dtype).
@@ -280,20 +280,15 @@ def open(path: Path, threads: int | None = None) -> OnnxRuntimeRuntime:  # noqa:
     return OnnxRuntimeRuntime(path, threads)
 
 
+@read_once_per_version
 def _metadata(path: Path) -> dict[str, str]:
-    """The file's ``metadata_props``, read once per version of the file (labels and threshold ask alike)."""
-    return _read_metadata(str(path), Path(path).stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=4)
-def _read_metadata(path: str, modified: int) -> dict[str, str]:
-    """Read through an unoptimized session: ONNX Runtime is imported anyway to run the file, while
-    ``import onnx`` alone takes longer than the read."""
+    """The file's ``metadata_props``, read through an unoptimized session: ONNX Runtime is imported
+    anyway to run the file, while ``import onnx`` alone takes longer than the read."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return dict(_session(Path(path), options).get_modelmeta().custom_metadata_map)
+    return dict(_session(path, options).get_modelmeta().custom_metadata_map)
 
 
 def embedded_labels(path: Path) -> list[str] | None:

@@ -27,7 +27,8 @@ import numpy as np
 import openvino as ov
 
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import Tensor, check_image_classifier, labels_from_text, threshold_from_text
+from zoolite.targets.base import (Tensor, check_image_classifier, labels_from_text, read_once_per_version,
+                                  threshold_from_text)
 
 ABOUT_SECTION = "zoolite"  # rt_info section: name, description, version, labels (JSON), score_threshold
 PRECISION_HINT = ["runtime_options", "INFERENCE_PRECISION_HINT"]
@@ -211,14 +212,10 @@ def open(path: Path, threads: int | None = None) -> OpenVINORuntime:  # noqa: A0
     return OpenVINORuntime(path, threads)
 
 
+@read_once_per_version
 def _about(path: Path) -> dict[str, str]:
-    """The file's rt_info section ``zoolite`` (empty for another tool's file), read once per version of the file."""
-    return _read_about(str(path), Path(path).stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=4)
-def _read_about(path: str, modified: int) -> dict[str, str]:
-    model = read_model(Path(path))
+    """The file's rt_info section ``zoolite`` (empty for another tool's file)."""
+    model = read_model(path)
     return {key: model.get_rt_info([ABOUT_SECTION, key]).astype(str) for key in ("labels", "score_threshold")
             if model.has_rt_info([ABOUT_SECTION, key])}
 
