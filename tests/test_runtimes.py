@@ -4,6 +4,7 @@ for every family's files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from conftest import BACKBONE, RUNTIMES, error_line
 from zoolite.cli import main
 from zoolite.layout import RunLayout
+from zoolite.recommend import recommend
 from zoolite.reporting import text_summary
 from zoolite.results import load
 from zoolite.targets import FAMILIES, TARGETS, Runtime, open_model
@@ -68,14 +70,16 @@ def _results_only(small_run, tmp_path) -> Path:
     return Path(shutil.copytree(small_run.run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("models", "cache")))
 
 
-@pytest.mark.parametrize("family", RUNTIMES)
-def test_the_recommendation_can_be_asked_per_runtime(small_run, tmp_path, capsys, family):
-    run_dir = _results_only(small_run, tmp_path)
-    assert main(["report", str(run_dir), "--runtime", family, "--max-accuracy-drop", "100"]) == 0
-    recommendation = load(run_dir).recommendation
-    assert recommendation.runtime == family
-    assert TARGETS[recommendation.variant].family.name == family
-    assert f"({FAMILIES[family].label})" in capsys.readouterr().out
+def test_the_recommendation_can_be_asked_per_runtime(small_run, tmp_path, capsys):
+    budget = dataclasses.replace(small_run.config.budget, max_accuracy_drop_pp=100)
+    for family in RUNTIMES:
+        recommendation = recommend(small_run, budget, family)
+        assert recommendation.runtime == family and TARGETS[recommendation.variant].family.name == family
+        assert recommendation.reason.startswith(f"{recommendation.variant} ({FAMILIES[family].label}): ")
+    run_dir = _results_only(small_run, tmp_path)  # the command, and what it stores
+    assert main(["report", str(run_dir), "--runtime", "openvino", "--max-accuracy-drop", "100"]) == 0
+    assert load(run_dir).recommendation == recommend(small_run, budget, "openvino")
+    assert "(OpenVINO)" in capsys.readouterr().out
 
 
 def test_an_unknown_runtime_for_the_recommendation_lists_the_measured_ones(small_run, tmp_path, capsys):

@@ -323,7 +323,7 @@ def test_page_says_none_of_these(chromium, small_run, web_photos, tmp_path, caps
 
 # ---------------------------------------------------------------- no browser needed
 
-@pytest.mark.parametrize("recommended", ["float16", "int8", "openvino_int8"])
+@pytest.mark.parametrize("recommended", ["int8", "openvino_int8"])
 def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_path, capsys, recommended):
     """The recommended file, as a plain export ships it (int8 as its uint8 twin); a file of a runtime
     the page cannot run gives way to the recommendation among LiteRT's files, under the same budget."""
