@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,30 @@ def test_predict_prints_top3_for_keras_and_litert_models(small_run, capsys):
         line = capsys.readouterr().out.strip()
         assert line.startswith(str(image)) and line.count(",") == 2
         assert all(label in line for label in ("dog", "cat", "spider"))
+
+
+def test_predict_takes_folders_skips_what_is_not_a_photo_and_prints_json_as_the_library_returns(
+        small_run, tmp_path, capsys):
+    import zoolite
+
+    photos = copy_sample(tmp_path / "photos", classes=("ragno", "gatto"), per_class=2)
+    (photos / "gatto" / "notes.jpg").write_text("not a photo")
+    single = next((Path(small_run.dataset["root"]) / "cane").iterdir())
+    model = str(Path(small_run.run_dir) / "efficientnet_lite0" / "models" / "uint8.tflite")
+    assert main(["predict", model, str(photos), str(single), "--top", "2"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 5 and all(line.count(",") == 1 or "none of the" in line for line in lines)
+    assert f"skipped {photos / 'gatto' / 'notes.jpg'}: not an image" in captured.err
+
+    assert main(["predict", model, str(photos), str(single), "--top", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == zoolite.predict(model, [photos, single], top=2).to_json()
+    assert [Path(p["file"]).name for p in printed["predictions"]][-1] == single.name
+    assert [len(p["top"]) for p in printed["predictions"]] == [2] * 5
+    assert printed["skipped"] == [{"file": str(photos / "gatto" / "notes.jpg"),
+                                   "reason": "not an image (content not recognised)"}]
+    assert [line.split(": ", 1)[1] for line in lines] == [p["answer"] for p in printed["predictions"]]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -17,7 +17,7 @@ from zoolite.config import Budget, LatencyConfig, RunConfig, TrainConfig
 from zoolite.errors import ZooliteError
 
 __all__ = ["Budget", "LatencyConfig", "RunConfig", "TrainConfig", "ZooliteError", "run", "load_results",
-           "rerender", "evaluate_model"]
+           "rerender", "evaluate_model", "predict"]
 
 
 def __getattr__(name):  # these import TensorFlow or matplotlib: only load them when asked for
@@ -33,6 +33,10 @@ def __getattr__(name):  # these import TensorFlow or matplotlib: only load them 
         from zoolite.reporting import rerender
 
         return rerender
+    if name == "predict":
+        from zoolite.evaluation import predict
+
+        return predict
     if name == "evaluate_model":
         from zoolite.evaluation import evaluate_model
 

@@ -103,9 +103,11 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help=f"top-3 labels of images with a model file ({model_files}), or \"none "
                                              "of the N classes\" when the model's top score is below its threshold")
-    predict.add_argument("model")
-    predict.add_argument("images", nargs="+")
-    predict.add_argument("--top", type=int, default=3)
+    predict.add_argument("model", help="the model file")
+    predict.add_argument("images", nargs="+", help="image files, and folders searched recursively (files in them "
+                                                   "that are not images are skipped and listed)")
+    predict.add_argument("--top", type=int, default=3, help="classes shown per photo, best first (default: 3)")
+    predict.add_argument("--json", action="store_true", help="print the answers as one JSON document on stdout")
     predict.add_argument("--labels-file", help="the model's labels.txt (default: the one beside the model)")
     predict.set_defaults(handler=_predict)
 
@@ -186,20 +188,18 @@ def _serve(args) -> int:
 
 
 def _predict(args) -> int:
-    from pathlib import Path
-
-    from zoolite.data import check_image, load_image
-    from zoolite.targets import open_classifier
+    from zoolite.evaluation import predict
 
     if args.top < 1:
         raise ZooliteError(f"--top {args.top}: must be at least 1")
-    classifier = open_classifier(args.model, args.labels_file)
-    for image in args.images:
-        problem = check_image(Path(image)) if Path(image).is_file() else "file not found"
-        if problem:
-            raise ZooliteError(f"{image}: {problem}; pass an image file (JPEG, PNG, ...)")
-        scores = classifier.runtime.predict_one(load_image(image, classifier.runtime.input_size))
-        print(f"{image}: {classifier.answer(scores, args.top)}")
+    answers = predict(args.model, args.images, args.labels_file, args.top)
+    for file, reason in answers.skipped:
+        log.warning("skipped %s: %s", file, reason)
+    if args.json:
+        print(json.dumps(answers.to_json(), indent=2, ensure_ascii=False))
+    else:
+        for prediction in answers.predictions:
+            print(f"{prediction.file}: {prediction.answer}")
     return 0
 
 

@@ -240,6 +240,24 @@ def scan_photos(root: str | Path, option: str = "--unlabelled") -> tuple[list[st
     return sorted(path for path, _ in files), skipped
 
 
+def photo_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The photos ``paths`` name: files as given, folders searched recursively, and the files in those
+    folders that are not usable images, with the reason. A missing path, a file given by name that is
+    not an image, or a folder without any usable one is a one-line error."""
+    files, skipped = [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found, unusable = scan_photos(path, "predict")
+            files += [path / file for file in found]
+            skipped += [(str(path / file), reason) for file, reason in unusable]
+            continue
+        problem = check_image(path) if path.is_file() else "file not found"
+        if problem:
+            raise ZooliteError(f"{path}: {problem}; pass an image file (JPEG, PNG, ...) or a folder of them")
+        files.append(path)
+    return files, skipped
+
+
 def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
                  workers: int | None = None) -> Dataset:
     """Find the classes and usable images under ``root``; list the files that are skipped.

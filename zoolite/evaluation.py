@@ -9,7 +9,7 @@ each call timed with ``time.perf_counter``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +198,52 @@ class ModelEvaluation:
                 f"(none of the {len(self.classes)} classes: {self.rejected})  latency mean {latency.mean_ms:.2f} ms, "
                 f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})\n"
                 f"recall per class [95% Wilson CI]: {recalls}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One photo's answer: its most probable classes, best first, and whether the model says it
+    shows none of them (its top score is below the model's threshold)."""
+
+    file: str
+    top: list[tuple[str, float]]
+    none_of_these: bool
+    answer: str  # the same, as one line of text
+
+
+@dataclass
+class Predictions:
+    """A model's answers for photos, and the files under the folders given that were not photos."""
+
+    model: str
+    labels_source: str
+    threshold: float | None
+    predictions: list[Prediction]
+    skipped: list[tuple[str, str]]  # (file, reason)
+
+    def to_json(self) -> dict:
+        return {**asdict(self),
+                "predictions": [{**asdict(p), "top": [{"label": label, "score": score} for label, score in p.top]}
+                                for p in self.predictions],
+                "skipped": [{"file": file, "reason": reason} for file, reason in self.skipped]}
+
+
+def predict(model: str | Path, photos, labels_file: str | Path | None = None, top: int = 3,
+            threads: int | None = None) -> Predictions:
+    """Classify photos with a model file of any runtime, as an app does: one photo per call, "none of
+    these" below the file's threshold. ``photos`` is a path or a list of paths, files or folders
+    (searched recursively; files in them that are not images are skipped and listed)."""
+    from zoolite.data import load_image, photo_files
+    from zoolite.targets import open_classifier, top_classes
+
+    classifier = open_classifier(model, labels_file, threads)
+    files, skipped = photo_files([photos] if isinstance(photos, (str, Path)) else photos)
+    answers = []
+    for file in files:
+        scores = classifier.runtime.predict_one(load_image(file, classifier.runtime.input_size))
+        answers.append(Prediction(str(file), [(classifier.labels[i], float(scores[i])) for i in top_classes(scores, top)],
+                                  bool(classifier.rejects(scores)), classifier.answer(scores, top)))
+    return Predictions(str(model), str(classifier.labels_source), classifier.threshold, answers, skipped)
 
 
 def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path | None = None,
