@@ -147,3 +147,14 @@ def test_an_image_that_vanishes_mid_run_is_one_line(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(zoolite.data, "load_image", load_after_deletion)
     line = _error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"])
     assert str(victim) in line and "--resume" in line
+
+
+def test_every_argument_of_every_command_says_what_it_is():
+    import argparse
+
+    from zoolite.cli import _parser
+
+    commands = _parser()._subparsers._group_actions[0].choices
+    missing = [f"{name} {action.dest}" for name, command in commands.items() for action in command._actions
+               if not action.help and not isinstance(action, argparse._HelpAction)]
+    assert set(commands) >= {"run", "report", "export", "serve", "predict", "evaluate"} and missing == []

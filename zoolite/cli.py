@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render report.md/report.html and the recommendation of a finished "
                                            "run, without recomputing anything; without budget options, the run's "
                                            "own budget is kept")
-    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (runs/<timestamp>-<backbone>)")
     report.add_argument("--runtime", help="recommend among the variants of one runtime only: "
                                           f"{', '.join(RUNTIMES)} (default: every runtime of the run)")
     _add_options(report, Budget, budget_metavars)
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="copy one model of a run (any runtime) into a folder with labels.txt "
                                            "and model.json (what an app needs)")
-    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (runs/<timestamp>-<backbone>)")
     export.add_argument("--variant", help="which variant (default: the run's recommendation)")
     export.add_argument("--backbone", help="which backbone's model, when the run has several "
                                            "(default: the recommended one)")
@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve a folder written by `export --web` on 127.0.0.1, with the headers "
                                          "the page needs for threads; Ctrl-C stops it")
-    serve.add_argument("directory", metavar="DIR")
+    serve.add_argument("directory", metavar="DIR", help="a folder written by `zoolite export --web`")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
     serve.set_defaults(handler=_serve)
 
@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help=f"loss, accuracy and latency of a model file ({model_files}) "
                               "on a folder with one sub-folder of images per class")
-    evaluate.add_argument("model")
+    evaluate.add_argument("model", help="the model file")
     evaluate.add_argument("data", help="folder with one sub-folder of images per class, as for `run`")
     evaluate.add_argument("--labels-file", help="the model's labels.txt (default: the one beside the model)")
     evaluate.add_argument("--labels", help="JSON map from folder names to labels (default: Animals-10's)")
