@@ -122,11 +122,17 @@ def test_the_web_page_refuses_a_family_it_cannot_run_before_writing(small_run, t
 
 
 @pytest.mark.parametrize("variant", ["onnxruntime_float32", "openvino_native"])
-def test_evaluate_measures_any_family_on_a_folder(small_run, small_dataset, capsys, variant):
+def test_evaluate_measures_any_family_on_a_folder_as_text_and_as_json(small_run, small_dataset, capsys, variant):
     model = Path(small_run.run_dir) / small_run.backbones[BACKBONE].variant(variant).file
     assert main(["evaluate", str(model), str(small_dataset), "--runs", "3", "--warmup", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "accuracy" in out and "balanced accuracy" in out
+    text = capsys.readouterr().out
+    assert main(["evaluate", str(model), str(small_dataset), "--runs", "3", "--warmup", "1", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    metrics = figures["metrics"]
+    assert figures["images"] == 24 and figures["classes"] == small_run.labels
+    assert f"accuracy {metrics['accuracy'] * 100:.1f}%" in text and metrics["latency"]["runs"] == 3
+    assert f"balanced accuracy {metrics['balanced_accuracy'] * 100:.1f}%" in text
+    assert set(figures["per_class"]) == set(small_run.labels) and f"threads: {metrics['threads']})" in text
 
 
 def test_a_runtime_left_without_modes_is_refused_before_any_work(tmp_path, capsys):

@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--labels-file", help="the model's labels.txt (default: the one beside the model)")
     evaluate.add_argument("--labels", help="JSON map from folder names to labels (default: Animals-10's)")
     evaluate.add_argument("--threads", type=int, help="threads of the model's runtime (default: all cores)")
+    evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON document on stdout")
     _add_options(evaluate, LatencyConfig)
     evaluate.set_defaults(handler=_evaluate)
     return parser
@@ -215,7 +216,7 @@ def _evaluate(args) -> int:
     evaluation = evaluate_model(args.model, args.data, args.labels_file, args.labels, args.threads, latency)
     for file, reason in evaluation.skipped:
         log.warning("skipped %s: %s", Path(args.data, file), reason)
-    print(evaluation.summary())
+    print(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False) if args.json else evaluation.summary())
     return 0
 
 

@@ -186,6 +186,10 @@ class ModelEvaluation:
     rejected: int  # photos the model said show none of its classes
     per_class: dict[str, ClassMeasure]  # the folder's classes
 
+    def to_json(self) -> dict:
+        """The same figures as data: the metrics as :class:`~zoolite.results.Variant` has them."""
+        return {**asdict(self), "skipped": [{"file": file, "reason": reason} for file, reason in self.skipped]}
+
     def summary(self) -> str:
         m, latency = self.metrics, self.metrics["latency"]
         recalls = ", ".join(f"{name} {c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, "
