@@ -2,7 +2,7 @@
 and Pillow only) side by side with the same prediction on a path that imports TensorFlow first, as
 zoolite 0.1's did (its option parser imported the training module, and with it Keras).
 
-    .venv/bin/python benchmarks/predict_startup.py MODEL.tflite PHOTO [--repeats 5]
+    .venv/bin/python benchmarks/predict_startup.py MODEL PHOTO [--repeats 5]   (a .tflite, .onnx, OpenVINO .xml or .keras file)
 
 Prints the median wall time of each over the repeats, and their ratio, on this machine's CPU.
 """

@@ -10,8 +10,7 @@ from zoolite.targets import FAMILIES
 
 def runtime_label(variant: Variant) -> str:
     """What runs the variant's file, as tables name it: "LiteRT", "ONNX Runtime"."""
-    family = FAMILIES.get(variant.family)
-    return family.label if family else variant.family
+    return FAMILIES[variant.family].label
 
 
 def machine_sentence(m: dict) -> str:

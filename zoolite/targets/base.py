@@ -104,13 +104,17 @@ def check_image_classifier(path, input_shapes: list, output_shapes: list) -> Non
 
 
 def read_once_per_version(read: Callable[[Path], dict]) -> Callable[[Path], dict]:
-    """``read(path)``, remembered while the file is unchanged (same path and modification time): the
-    labels and the threshold are asked for one after the other, and the file is read once for both."""
+    """``read(path)``, remembered while the file is unchanged (same path, modification time and size):
+    the labels and the threshold are asked for one after the other, and the file is read once for both."""
     @functools.lru_cache(maxsize=4)
-    def cached(path: str, modified: int) -> dict:
+    def cached(path: str, modified: int, size: int) -> dict:
         return read(Path(path))
 
-    return lambda path: cached(str(path), Path(path).stat().st_mtime_ns)
+    def read_unless_unchanged(path) -> dict:
+        status = Path(path).stat()
+        return cached(str(path), status.st_mtime_ns, status.st_size)
+
+    return read_unless_unchanged
 
 
 def _damaged(path, key: str, where: str) -> ZooliteError:
