@@ -81,10 +81,9 @@ def train_and_test(versions: list[np.ndarray], y_train, val, test, n_classes: in
         weights=class_weights(y_train, n_classes, weights))
     x_test, y_test = test
     probabilities = head.predict(x_test, verbose=0)
-    metrics = classification_metrics(probabilities, y_test, n_classes)
     right = np.bincount(y_test[probabilities.argmax(1) == y_test], minlength=n_classes)
-    metrics["recalls"] = right / np.bincount(y_test, minlength=n_classes)
-    return metrics
+    return {**vars(classification_metrics(probabilities, y_test, n_classes)),
+            "recalls": right / np.bincount(y_test, minlength=n_classes)}
 
 
 def main() -> None:
@@ -103,7 +102,7 @@ def main() -> None:
     from zoolite.augmentation import view_maker
     from zoolite.config import DEFAULT_FRACTIONS
     from zoolite.data import scan_dataset, split_dataset
-    from zoolite.reporting import machine_info
+    from zoolite.provenance import machine_info
     from zoolite.tables import plain_table
 
     tf.config.experimental.enable_op_determinism()  # as the pipeline's seeding does
@@ -163,7 +162,7 @@ def main() -> None:
           f"{'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)} per seed, seeds "
           f"{seeds}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test photos; "
           f"EfficientNet-Lite0 features (LiteRT float32); head: TrainConfig() as the pipeline trains it.")
-    print(f"CPU: {machine_info()['cpu']}, {len(os.sched_getaffinity(0))} cores. Features of one view of the training photos: "
+    print(f"CPU: {machine_info().cpu}, {len(os.sched_getaffinity(0))} cores. Features of one view of the training photos: "
           + ", ".join(f"{a} {np.median(s):.1f} s" for a, s in view_seconds.items()) + " (median over views and seeds).")
     print("Test split, %: bal sN = balanced accuracy of seed N; acc and bal = mean accuracy and balanced accuracy "
           "(mean lower bound of the 95% interval); Δbal = balanced accuracy minus that of weights none, augment "

@@ -35,18 +35,14 @@ REFERENCE = "efficientnet_lite0"
 
 
 def _rows(results: Run, accuracy_meaningful: bool) -> list[dict]:
-    from zoolite.tables import variant_rows
-
     out = []
     for name, backbone in results.backbones.items():
-        rows = {r["variant"]: r for r in variant_rows(backbone)}
-        reference = backbone.reference
+        reference, int8 = backbone.reference, backbone.variant("int8")
         out.append({"name": name, "weights": backbone.weights, "input": backbone.input_size,
                     "params": reference.params,
-                    "accuracy": rows[reference.variant]["accuracy"] if accuracy_meaningful else None,
-                    "int8_accuracy": rows["int8"]["accuracy"] if accuracy_meaningful else None,
-                    "int8_ms": rows["int8"]["mean_ms"], "int8_p90_ms": rows["int8"]["p90_ms"],
-                    "int8_mb": rows["int8"]["size_mb"]})
+                    "accuracy": reference.accuracy if accuracy_meaningful else None,
+                    "int8_accuracy": int8.accuracy if accuracy_meaningful else None,
+                    "int8_ms": int8.latency.mean_ms, "int8_p90_ms": int8.latency.p90_ms, "int8_mb": int8.size_mb})
     return out
 
 
@@ -80,15 +76,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.out or tmp
         pretrained_config = RunConfig(data=args.data, backbones=PRETRAINED, runs_dir=runs_dir, tensorboard=False)
-        random_config = replace(pretrained_config, backbones=RANDOM, weights="none", quantizations=("int8",),
+        random_config = replace(pretrained_config, backbones=RANDOM, weights="none", modes=("int8",),
                                 train=TrainConfig(epochs=1, validation_freq=1))
         pretrained = run(pretrained_config, progress=Progress(False))
         random = run(random_config, progress=Progress(False))
 
         machine = pretrained.machine
         split = pretrained.split
-        print(f"Backbones on {args.data}: {split['train']}/{split['val']}/{split['test']} train/val/test images "
-              f"(seed {split['seed']}); {machine['cpu']}, {machine['cores']} cores, LiteRT threads "
+        print(f"Backbones on {args.data}: {split.train}/{split.val}/{split.test} train/val/test images "
+              f"(seed {split.seed}); {machine.cpu}, {machine.cores} cores, LiteRT threads "
               f"{pretrained.backbones[REFERENCE].variant('int8').threads}.")
         print("Accuracy: the float Keras model on the test split; int8: the integer-only LiteRT model. "
               "Latency: mean and p90 ms per single-image call.\n")
@@ -97,7 +93,7 @@ def main() -> None:
               "ImageNet weights cannot be downloaded here.")
         lite, scratch = (pretrained.backbones[n].reference.accuracy for n in (REFERENCE, "scratch_cnn"))
         print(f"Transfer learning buys {(lite - scratch) * 100:+.1f} pp of test accuracy ({REFERENCE} "
-              f"{lite * 100:.1f}% vs scratch_cnn {scratch * 100:.1f}%, {split['test']} test images).")
+              f"{lite * 100:.1f}% vs scratch_cnn {scratch * 100:.1f}%, {split.test} test images).")
         print("Latency figures are noisy: other jobs share this machine's cores.")
         print(f"Run folders: {pretrained.run_dir}, {random.run_dir}"
               + ("" if args.out else " (temporary, removed on exit)"))

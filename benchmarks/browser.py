@@ -14,7 +14,9 @@ variant), or a folder already written by ``zoolite export --web``. For each mode
   tensor, run, output read) is shown, beside the median of 50 back-to-back runs on one image;
 - native: zoolite's own LiteRT runtime and latency routine (``zoolite.evaluation.measure_latency``,
   as a run measures) with N threads, one call per photo after one warm-up call, on the same
-  photos preprocessed the zoolite way.
+  photos preprocessed the zoolite way;
+- answers: how many photos get the same top-1 answer (a class, or none of them) in the page as
+  from ``zoolite.predict`` on the same file: a fast page that answers differently is no good.
 
 Target: <= 10 ms per photo for the default model (EfficientNet-Lite0) at 2 threads in Chromium.
 """
@@ -99,13 +101,22 @@ def browser_times(browser, url: str, photos: list[Path]) -> dict:
     page.set_input_files("#files", [str(p) for p in photos])
     page.wait_for_function(f"document.querySelectorAll('#results > [data-file]').length >= {len(photos)}",
                            timeout=600_000)
-    ms = [float(x) for x in page.eval_on_selector_all("#results > [data-ms]", "els => els.map(e => e.dataset.ms)")]
-    if len(ms) != len(photos):
-        sys.exit(f"{url}: {len(photos) - len(ms)} photo(s) not classified")
+    results = page.eval_on_selector_all(  # in the order given; a rejected photo's label is ""
+        "#results > [data-ms]", "els => els.map(e => ({ms: Number(e.dataset.ms), label: e.dataset.label || null}))")
+    if len(results) != len(photos):
+        sys.exit(f"{url}: {len(photos) - len(results)} photo(s) not classified")
     loop = page.evaluate("zoolite.benchmark(50)")
     info = page.evaluate("({threads: zoolite.threads, wasm: zoolite.wasm})")
     page.close()
-    return {"photos": statistics.median(ms), "loop": statistics.median(loop), **info}
+    return {"photos": statistics.median(r["ms"] for r in results), "loop": statistics.median(loop),
+            "answers": [r["label"] for r in results], **info}
+
+
+def predicted(model_file: Path, photos: list[Path]) -> list[str | None]:
+    """zoolite.predict's top-1 answer for each photo, as the page gives it: a class, or None."""
+    from zoolite import predict
+
+    return [None if p.none_of_these else p.top[0][0] for p in predict(model_file, photos, top=1).predictions]
 
 
 def native_median_ms(model_file: Path, photos: list[Path], threads: int) -> float:
@@ -132,7 +143,7 @@ def main(argv=None):
 
     from playwright.sync_api import sync_playwright
 
-    from zoolite.reporting import machine_info
+    from zoolite.provenance import machine_info
 
     photos = pick_photos(args.photos, args.photos_count)
     load_before = os.getloadavg()
@@ -143,30 +154,34 @@ def main(argv=None):
             for site, default in sites_of(path, args.variants, Path(tmp)):
                 card = json.loads((site / "model.json").read_text())
                 name = f"{card.get('backbone', '?')} {card.get('variant', '?')}" + (" (default)" if default else "")
+                expected = predicted(site / card["model_file"], photos)
                 server = Served(site)
                 try:
                     for threads in args.threads:
                         page = browser_times(browser, f"{server.url}?threads={threads}", photos)
                         native = native_median_ms(site / card["model_file"], photos, threads)
-                        rows.append((name, threads, page, native))
+                        same = sum(a == b for a, b in zip(page["answers"], expected))
+                        rows.append((name, threads, page, native, same))
                         print(f"  {name}, {threads} thread(s): browser {page['photos']:.1f} ms, "
-                              f"native {native:.1f} ms", file=sys.stderr)
+                              f"native {native:.1f} ms, {same}/{len(photos)} answers as zoolite.predict's",
+                              file=sys.stderr)
                 finally:
                     server.close()
         version = browser.version
         browser.close()
 
-    machine = machine_info()
+    machine = machine_info(runtimes=["litert"])
     load = " ".join(f"{x:.2f}" for x in load_before), " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"\nIn-browser vs native LiteRT latency, median ms per photo over {len(photos)} photos of {args.photos}")
-    print(f"CPU: {machine['cpu']} ({machine['cores']} cores); load average (1, 5, 15 min) {load[0]} before, "
-          f"{load[1]} after; Chromium {version}; ai_edge_litert {machine['ai_edge_litert']}\n")
-    print("| model | threads | browser, photos | browser, loop | native LiteRT | browser / native | wasm |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for name, threads, page, native in rows:
+    print(f"CPU: {machine.cpu} ({machine.cores} cores); load average (1, 5, 15 min) {load[0]} before, "
+          f"{load[1]} after; Chromium {version}; ai-edge-litert {machine.packages['ai-edge-litert']}\n")
+    print("| model | threads | browser, photos | browser, loop | native LiteRT | browser / native | "
+          "same answer as zoolite.predict | wasm |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, threads, page, native, same in rows:
         used = f", {page['threads']} used" if page["threads"] != threads else ""
         print(f"| {name} | {threads} | {page['photos']:.1f} | {page['loop']:.1f} | {native:.1f} | "
-              f"{page['photos'] / native:.1f}x | {page['wasm']}{used} |")
+              f"{page['photos'] / native:.1f}x | {same}/{len(photos)} | {page['wasm']}{used} |")
 
 
 if __name__ == "__main__":

@@ -68,10 +68,12 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
 
+    from zoolite.config import RunConfig
     from zoolite.data import Split, cache_images
     from zoolite.evaluation import predict_all
     from zoolite.layout import RunLayout
-    from zoolite.reporting import machine_info
+    from zoolite.provenance import machine_info
+    from zoolite.results import Dataset
     from zoolite.tables import plain_table
     from zoolite.targets import REFERENCE, TARGETS, open_model
     from zoolite.targets.keras import load_keras_model
@@ -80,9 +82,9 @@ def main() -> None:
 
     sizes, seeds = [int(s) for s in args.sizes.split(",")], [int(s) for s in args.seeds.split(",")]
     run = RunLayout(Path(args.run_dir))
-    layout = run.backbone(json.loads(run.config.read_text())["backbones"][0])
+    layout = run.backbone(RunConfig.load(run.config).backbones[0])
     split = Split.from_json(json.loads(run.split.read_text()))
-    root = Path(json.loads(run.dataset.read_text())["root"])
+    root = Path(Dataset.from_json(json.loads(run.dataset.read_text())).root)
     train_labels, test_labels = (np.array([label for _, label in items]) for items in (split.train, split.test))
     photos = {subset: np.load(layout.images(subset), mmap_mode="r") for subset in ("test", "unlabelled")}
 
@@ -113,7 +115,7 @@ def main() -> None:
                             figures(probabilities, reference, test_labels, threshold))
 
     info = machine_info()
-    print(f"{info['cpu']}, {info['cores']} cores; run {args.run_dir}")
+    print(f"{info.cpu}, {info.cores} cores; run {args.run_dir}")
     print(f"Train split {len(split.train)} photos, per class {np.bincount(train_labels).tolist()}; test "
           f"{len(split.test)} photos, unlabelled {len(photos['unlabelled'])}; seeds {seeds}.")
     print("float32.tflite: " + ", ".join(f"{c} {v * 100:.1f}%" for c, v in figures(

@@ -15,7 +15,6 @@ that really loses accuracy or fidelity, and only those.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -24,10 +23,10 @@ import numpy as np
 
 def _evidence(variant) -> str:
     p = variant.paired
-    fidelity = {name: next(r for r in rows if r["group"].endswith(">= 0.8")) for name, rows in variant.fidelity.items()}
-    confident = ", ".join(f"{name} {r['agreement'] * 100:.1f}% of {r['n']}" if r["n"] else f"{name} none"
+    fidelity = {name: next(r for r in rows if r.confident) for name, rows in variant.fidelity.sets().items()}
+    confident = ", ".join(f"{name} {r.agreement * 100:.1f}% of {r.n}" if r.n else f"{name} none"
                           for name, r in fidelity.items())
-    return (f"{variant.variant:<8} acc {variant.accuracy * 100:5.1f}%  won/lost {p.only_variant_right}/"
+    return (f"{variant.target:<8} acc {variant.accuracy * 100:5.1f}%  won/lost {p.only_variant_right}/"
             f"{p.only_reference_right}  Δ {p.difference * 100:+.1f} pp [{p.difference_interval.low * 100:+.1f}, "
             f"{p.difference_interval.high * 100:+.1f}]  McNemar p {p.mcnemar_p:.2g}  "
             f"median {variant.latency.median_ms:.2f} ms  agreement where the float model is confident: {confident}")
@@ -39,12 +38,11 @@ def damaged_case(results, out: Path):
     from tensorflow.lite.python import convert as tflite_convert
 
     from zoolite import stats
-    from zoolite.evaluation import evaluate, predict_all
+    from zoolite.evaluation import compare_with_reference, measure_variant, predict_all
     from zoolite.layout import RunLayout
     from zoolite.metadata import add_metadata
     from zoolite.recommend import recommend
-    from zoolite.results import Variant
-    from zoolite.targets import TARGETS
+    from zoolite.targets import TARGETS, About
     from zoolite.targets.keras import load_keras_model
     from zoolite.targets.base import export_saved_model
     from zoolite.targets.litert import LiteRTRuntime, calibrate, quantize_calibrated
@@ -65,25 +63,25 @@ def damaged_case(results, out: Path):
             "uint8_grey_calibration": quantize_calibrated(calibrate(saved, grey), "uint8"),
         }
     images = np.load(layout.images("test"))
-    labels = np.array([label for _, label in json.loads(RunLayout(Path(results.run_dir)).split.read_text())["test"]])
-    reference = np.load(layout.probabilities("keras"))
+    labels = np.array([label for _, label in results.test_photos()])
+    reference = {"test": np.load(layout.probabilities("keras"))}
+    if layout.unlabelled_probabilities("keras").exists():
+        reference["unlabelled"] = np.load(layout.unlabelled_probabilities("keras"))
     fastest = min((v.latency for v in backbone.shippable), key=lambda latency: latency.median_ms)
     smallest = min(v.size_bytes for v in backbone.shippable)
     for variant_name, model in damaged.items():
         path = out / f"{variant_name}.tflite"
-        path.write_bytes(add_metadata(model, name=variant_name, description="damaged on purpose",
-                                      labels=results.labels, version="benchmark"))
+        path.write_bytes(add_metadata(model, About(variant_name, "damaged on purpose", results.labels, "benchmark")))
         runtime = LiteRTRuntime(path, results.config.threads)
-        metrics, probs = evaluate(runtime, images, labels, len(results.labels), results.config.latency)
-        variant = Variant(variant=variant_name, family="litert", mode="uint8", role="shippable", file=str(path),
-                          size_bytes=path.stat().st_size, load_ms=0.0, **metrics)
-        variant.paired = stats.compare_paired(probs.argmax(1) == labels, reference.argmax(1) == labels)
-        variant.fidelity = {"test": stats.agreement_by_confidence(probs, reference)}
-        if layout.unlabelled_probabilities("keras").exists():
-            variant.fidelity["unlabelled"] = stats.agreement_by_confidence(
-                predict_all(runtime, np.load(layout.images("unlabelled"))),
-                np.load(layout.unlabelled_probabilities("keras")))
-        print(f"\nAltered variant {variant_name}, seed {results.split['seed']}:")
+        variant, probs = measure_variant(runtime, TARGETS["uint8"], path, images, labels, len(results.labels),
+                                         results.config.latency)
+        variant.target = variant_name  # a uint8 file, named after its damage
+        outputs = {"test": probs}
+        if "unlabelled" in reference:
+            outputs["unlabelled"] = predict_all(runtime, np.load(layout.images("unlabelled")))
+        compare_with_reference(variant, outputs, reference, labels, results.labels)
+        variant.paired = stats.compare_paired(probs.argmax(1) == labels, reference["test"].argmax(1) == labels)
+        print(f"\nAltered variant {variant_name}, seed {results.split.seed}:")
         print("  " + _evidence(variant))
         # Make it the fastest and smallest file, so that only the evidence can keep it out.
         variant.latency, variant.size_bytes = fastest, smallest - 1
@@ -104,17 +102,17 @@ def main() -> None:
     from zoolite.config import RunConfig
     from zoolite.pipeline import run
     from zoolite.progress import Progress
-    from zoolite.reporting import machine_info
+    from zoolite.provenance import machine_info
 
     out = Path(args.out or tempfile.mkdtemp(prefix="zoolite-evidence-"))
-    print(f"{machine_info()['cpu']}; runs in {out}")
+    print(f"{machine_info().cpu}; runs in {out}")
     first = None
     for seed in map(int, args.seeds.split(",")):
         results = run(RunConfig.from_options(data=args.data, unlabelled=args.unlabelled, seed=seed,
                                              runs_dir=str(out / "runs")), progress=Progress(False))
         first = first or results
         backbone = next(iter(results.backbones.values()))
-        print(f"\nseed {seed}: {results.split['test']} test images; float model "
+        print(f"\nseed {seed}: {results.split.test} test images; float model "
               f"{backbone.reference.accuracy * 100:.1f}%; recommended: {results.recommendation.variant}")
         for name in ("int8", "uint8"):
             print("  " + _evidence(backbone.variant(name)))

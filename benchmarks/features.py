@@ -141,9 +141,9 @@ def whole_run(data: Path, work: Path, cache: Path | None) -> None:
 
 
 def _cpu() -> str:
-    from zoolite.reporting import machine_info
+    from zoolite.provenance import machine_info
 
-    return machine_info()["cpu"]
+    return machine_info().cpu
 
 
 def main() -> None:

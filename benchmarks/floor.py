@@ -111,10 +111,32 @@ def batched_vs_single(run_dir: Path, backbone: Backbone, threads: int) -> None:
         totals[0] += batched_s
         totals[1] += single_s
         same = bool((batched.argmax(1) == single.argmax(1)).all())
-        print(f"  {row.variant:<14}{batched_s:>11.2f}{single_s:>11.2f}{single_s / batched_s:>9.1f}x{resized:>14}  "
+        print(f"  {row.target:<14}{batched_s:>11.2f}{single_s:>11.2f}{single_s / batched_s:>9.1f}x{resized:>14}  "
               f"{'yes' if same else 'NO'} (max prob diff {np.abs(batched - single).max():.1e})")
     print(f"  {'all variants':<14}{totals[0]:>11.2f}{totals[1]:>11.2f}{totals[1] / totals[0]:>9.1f}x  "
           "(target >= 3x)")
+
+
+def multiply_accumulates(model) -> int:
+    """Multiply-accumulates of one inference (batch 1) of a Keras model: its convolutions and
+    dense layers, nested models included; what bounds latency from below."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += multiply_accumulates(layer)
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            _, h, w, c = layer.output.shape
+            total += kh * kw * h * w * c
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            _, h, w, c = layer.output.shape
+            total += kh * kw * layer.input.shape[-1] // layer.groups * h * w * c
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
 
 
 def main() -> None:
@@ -124,7 +146,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from zoolite.config import DEFAULT_BACKBONE, RunConfig
-    from zoolite.evaluation import multiply_accumulates
     from zoolite.pipeline import run
     from zoolite.progress import Progress
     from zoolite.targets.keras import load_keras_model
@@ -146,9 +167,9 @@ def main() -> None:
         keras_ms = reference.latency.mean_ms
         print(f"  {'variant':<14}{'mean ms':>9}{'p90 ms':>9}{'floor':>8}{'x floor':>9}{'vs Keras':>10}  accuracy")
         for row in backbone.variants:
-            kind = "int8" if row.variant.startswith("int8") else "float32"
+            kind = "int8" if row.target.startswith("int8") else "float32"
             mean = row.latency.mean_ms
-            print(f"  {row.variant:<14}{mean:>9.2f}{row.latency.p90_ms:>9.2f}{kind:>8}"
+            print(f"  {row.target:<14}{mean:>9.2f}{row.latency.p90_ms:>9.2f}{kind:>8}"
                   f"{mean / floors[kind]:>8.1f}x{keras_ms / mean:>9.1f}x  {row.accuracy * 100:.1f}%")
         tf_function = reference.other_latency["tf_function"].mean_ms
         print(f"  {'keras (tf.function)':<14}{tf_function:>9.2f}")

@@ -56,8 +56,8 @@ def main() -> None:
             history = fit(head, (features["train"], one_hot(labels["train"], n_classes)),
                           (features["val"], one_hot(labels["val"], n_classes)), config, verbose=0)
             metrics = classification_metrics(np.asarray(head(features["test"])), labels["test"], n_classes)
-            print(f"{rate:>14g}{seed:>6}{history['epochs_run']:>8}{history['best_epoch'] or '-':>6}"
-                  f"{metrics['loss']:>11.3f}{metrics['accuracy'] * 100:>9.1f}%")
+            print(f"{rate:>14g}{seed:>6}{history.epochs_run:>8}{history.best_epoch or '-':>6}"
+                  f"{metrics.loss:>11.3f}{metrics.accuracy * 100:>9.1f}%")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ def measure(data: Path, out: Path, log: Path) -> dict:
         sys.exit(f"zoolite run failed on {data} (exit {os.waitstatus_to_exitcode(status)}); see {log}")
     [run_dir] = set(out.iterdir()) - before
     results = load(run_dir)
-    return {"images": results.dataset["images"], "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,
+    return {"images": results.dataset.images, "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,
             "timings": results.backbones[DEFAULT_BACKBONE].timings, "run_dir": run_dir}
 
 

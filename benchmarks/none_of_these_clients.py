@@ -20,18 +20,21 @@ import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
+from zoolite.data import Split
+from zoolite.results import load
+
 OTHER_SOURCES = ("pyis-", "c101-")
 
 
 def main(run: Path, export: Path, unseen: Path) -> None:
     card = json.loads((export / "model.json").read_text())
-    split = json.loads((run / "split.json").read_text())
-    data = Path(json.loads((run / "dataset.json").read_text())["root"])
-    test = [data / p for p, _ in split["test"]]
+    results = load(run)
+    test = [photo for photo, _ in results.test_photos()]
+    other = Split.from_json(json.loads((run / "split.json").read_text())).other
     photo_sets = [  # (name, photos, True: class photos, to be kept)
         ("Animals-10 photos (test split)", [p for p in test if not p.name.startswith(OTHER_SOURCES)], True),
         ("animal photos from other sources (test split)", [p for p in test if p.name.startswith(OTHER_SOURCES)], True),
-        ("--other photos, held-out half", [Path(split["other"]["root"]) / p for p in split["other"]["test"]], False),
+        ("--other photos, held-out half", [Path(other.root) / p for p in other.test], False),
         (f"{unseen} (never seen)", sorted(p for p in unseen.rglob("*") if p.suffix.lower() in (".jpg", ".png")), False),
     ]
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(export / card["model_file"])))

@@ -55,7 +55,7 @@ def head_training_ratio(results: Run, epochs: int) -> None:
 
     layout = RunLayout(Path(results.run_dir))
     split = Split.from_json(json.loads(layout.split.read_text()))
-    root = Path(results.dataset["root"])
+    root = Path(results.dataset.root)
     n_classes = len(results.labels)
     spec = get_backbone(DEFAULT_BACKBONE)
     backbone_layout = layout.backbone(spec.name)
@@ -69,7 +69,7 @@ def head_training_ratio(results: Run, epochs: int) -> None:
         model, train_data, val_data = make_data(head)
         start = time.perf_counter()
         history = fit(model, train_data, val_data, config, verbose=0, shuffle=False)
-        return time.perf_counter() - start, history["val_accuracy"][-1]
+        return time.perf_counter() - start, history.val_accuracy[-1]
 
     def cached(head):
         features = {s: np.load(backbone_layout.features(s)) for s in ("train", "val")}

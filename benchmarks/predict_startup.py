@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("photo")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from zoolite.reporting import machine_info
+    from zoolite.provenance import machine_info
 
     argv = ["predict", args.model, args.photo]
     wall_seconds(ZOOLITE, argv)  # warm the file cache for both
@@ -42,7 +42,7 @@ def main() -> None:
         times["the same after importing TensorFlow"].append(wall_seconds(WITH_TENSORFLOW, argv))
         times["zoolite --help"].append(wall_seconds(ZOOLITE, ["--help"]))
     medians = {name: statistics.median(t) for name, t in times.items()}
-    print(f"{machine_info()['cpu']}, {args.repeats} runs each, median wall time of the whole process:")
+    print(f"{machine_info().cpu}, {args.repeats} runs each, median wall time of the whole process:")
     for name, seconds in medians.items():
         print(f"  {name:<38} {seconds:6.2f} s")
     ratio = medians["the same after importing TensorFlow"] / medians["zoolite predict (no TensorFlow)"]

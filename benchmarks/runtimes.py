@@ -31,7 +31,7 @@ def main() -> None:
     from zoolite.evaluation import latency_stats, measure_latency
     from zoolite.layout import RunLayout
     from zoolite.recommend import MIN_TEST_IMAGES, failures
-    from zoolite.reporting import machine_info
+    from zoolite.provenance import machine_info
     from zoolite.results import load
     from zoolite.tables import runtime_label
     from zoolite.targets import open_model
@@ -40,7 +40,7 @@ def main() -> None:
     name, backbone = next(iter(results.backbones.items()))
     images = np.load(RunLayout(Path(results.run_dir)).backbone(name).images("test"))
     threads = args.threads or results.config.threads
-    runtimes = {v.variant: open_model(Path(results.run_dir) / v.file, threads)[0] for v in backbone.shippable}
+    runtimes = {v.target: open_model(Path(results.run_dir) / v.file, threads)[0] for v in backbone.shippable}
     timing = LatencyConfig(warmup=10, runs=args.calls, max_seconds=float("inf"), min_runs=1)
     samples: dict[str, list[float]] = {variant: [] for variant in runtimes}
     for _ in range(args.rounds):
@@ -49,28 +49,28 @@ def main() -> None:
     latency = {variant: latency_stats(np.asarray(ms) / 1000.0) for variant, ms in samples.items()}
 
     machine = machine_info()
-    print(f"{machine['cpu']}, {machine['cores']} cores; {next(iter(runtimes.values())).threads} threads; "
+    print(f"{machine.cpu}, {machine.cores} cores; {next(iter(runtimes.values())).threads} threads; "
           f"{args.rounds} rounds x {args.calls} calls per file, 1 image per call\n")
     for v in backbone.shippable:
-        median = latency[v.variant].median_interval
-        print(f"{v.variant:<22} {runtime_label(v):<13} {latency[v.variant].median_ms:7.3f} ms "
-              f"[{median.low:.3f}, {median.high:.3f}]  {runtimes[v.variant].backend}")
+        median = latency[v.target].median_interval
+        print(f"{v.target:<22} {runtime_label(v):<13} {latency[v.target].median_ms:7.3f} ms "
+              f"[{median.low:.3f}, {median.high:.3f}]  {runtimes[v.target].backend}")
 
     budget = results.recommendation.budget if results.recommendation else results.config.budget
     floor = budget.accuracy_floor(results.best_reference_accuracy)
     fastest = {}
     for v in backbone.shippable:
-        if v.family not in fastest or latency[v.variant].median_ms < latency[fastest[v.family].variant].median_ms:
+        if v.family not in fastest or latency[v.target].median_ms < latency[fastest[v.family].target].median_ms:
             fastest[v.family] = v
     print("\nEach runtime's fastest shippable variant:")
     for family, v in fastest.items():
         others = [o for f, o in fastest.items() if f != family]
-        best_other = min(others, key=lambda o: latency[o.variant].median_ms) if others else None
+        best_other = min(others, key=lambda o: latency[o.target].median_ms) if others else None
         ratio = "" if best_other is None else (
-            f"{latency[best_other.variant].median_ms / latency[v.variant].median_ms:.2f}x the speed of "
-            f"{best_other.variant}")
-        broken = failures(v, backbone, floor, budget, results.split["test"] >= MIN_TEST_IMAGES, results.balanced)
-        print(f"  {runtime_label(v):<13} {v.variant:<22} {latency[v.variant].median_ms:7.3f} ms  "
+            f"{latency[best_other.target].median_ms / latency[v.target].median_ms:.2f}x the speed of "
+            f"{best_other.target}")
+        broken = failures(v, backbone, floor, budget, results.split.test >= MIN_TEST_IMAGES, results.balanced)
+        print(f"  {runtime_label(v):<13} {v.target:<22} {latency[v.target].median_ms:7.3f} ms  "
               f"{results.accuracy_name} {v.judged_accuracy(results.balanced) * 100:.1f}%  "
               f"{'outside the budget: ' + ', '.join(broken) if broken else 'within the budget'}  {ratio}")
 

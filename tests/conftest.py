@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,8 +30,7 @@ def _private_cache(shared_dir):
 TINY_SIZE, TINY_CLASSES = 32, 4
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
+def make_tiny_model(classes: int = TINY_CLASSES):
     """A seeded Keras classifier small enough to convert in a second: raw pixels in, normalised inside
     as zoolite's models are, one ReLU6 convolution, class probabilities out."""
     import keras
@@ -40,8 +40,13 @@ def tiny_model():
     x = keras.layers.Rescaling(1 / 128, -127 / 128)(inputs)
     x = keras.layers.Conv2D(8, 3, activation="relu6")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(TINY_CLASSES, activation="softmax")(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
     return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return make_tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +54,6 @@ def coloured_images():
     """24 noisy photos of one colour each for ``tiny_model``: its outputs spread over 0.38 between
     them, where on pure noise they would all be within 0.01 of one another (so a tolerance could
     not fail)."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     colours, noise = rng.integers(0, 256, (24, 1, 1, 3)), rng.integers(-48, 49, (24, TINY_SIZE, TINY_SIZE, 3))
     return np.clip(colours + noise, 0, 255).astype(np.uint8)
@@ -149,8 +152,9 @@ def test_photos(small_run, tmp_path_factory) -> list[Path]:
     return paths
 
 
-def error_line(capsys, argv) -> str:
-    """Run the command; it must exit 2 with one error line and no traceback. Return the line."""
+def error_line(capsys, argv, alone: bool = True) -> str:
+    """Run the command; it must exit 2 with one error line and no traceback (``alone``: and nothing else on
+    stderr, no warning either). Return the line."""
     from zoolite.cli import main
 
     code = main([str(a) for a in argv])
@@ -158,5 +162,71 @@ def error_line(capsys, argv) -> str:
     assert code == 2, err
     assert not any("Traceback" in line for line in err), err
     errors = [line for line in err if line.startswith("zoolite: error:")]
-    assert len(errors) == 1, err
+    assert len(errors) == 1 and (len(err) == 1 or not alone), err
     return errors[0]
+
+
+# --- hand-made results, for the logic that reads them (recommendation, tables) ------------------
+
+# The dev-set case: 40 test images, the float model right on 35 of them.
+FLOAT_RIGHT = np.array([True] * 35 + [False] * 5)
+
+
+def flip(correct, lost: int, won: int = 0):
+    """``correct`` with its first ``lost`` right answers made wrong and first ``won`` wrong ones right."""
+    out = np.array(correct, bool)
+    out[np.flatnonzero(correct)[:lost]] = False
+    out[np.flatnonzero(~correct)[:won]] = True
+    return out
+
+def made_variant(name: str, accuracy: float, median_ms: float, mb: float, role: str = "shippable", **fields):
+    """A measured variant with no file behind it: ``accuracy``, median (and mean) latency and size as given,
+    every other figure as ``fields`` say or a plain default."""
+    from zoolite.results import Latency, Variant
+
+    reference = role == "reference"
+    return Variant(**{
+        "target": name, "family": "keras" if reference else "litert", "mode": "float32" if reference else name,
+        "role": role, "file": f"b/models/{name}", "size_bytes": int(mb * 1e6), "load_ms": 1.0, "loss": 1.0 - accuracy,
+        "accuracy": accuracy, "top_k": 3, "top_k_accuracy": 1.0, "threads": "2", "backend": "test",
+        "latency": Latency(median_ms, median_ms, median_ms * 1.2, median_ms * 1.3, 0.1, median_ms, 10),
+        "eval_seconds": 1.0, "input_dtype": "float32", **fields})
+
+
+def paired_variant(name: str, correct, reference, median_ms: float, mb: float, role: str = "shippable",
+                   spread: float = 0.02, confident_agreement: tuple[int, int] | None = None, **fields):
+    """A variant right on the test images where ``correct`` is True, with its paired evidence against a
+    float model right where ``reference`` is; 100 timed calls spread around ``median_ms``; with
+    ``confident_agreement`` (agreed, n), its fidelity where the float model is confident."""
+    import zlib
+
+    from zoolite import stats
+    from zoolite.results import Fidelity, Latency
+
+    samples = median_ms * (1 + spread * np.random.default_rng(zlib.crc32(name.encode())).standard_normal(100))
+    latency = Latency(float(samples.mean()), float(np.median(samples)), float(np.percentile(samples, 90)),
+                      float(np.percentile(samples, 99)), float(samples.std()), float(samples.min()), 100,
+                      samples_ms=samples.tolist(), median_interval=stats.median_interval(samples))
+    fidelity = None
+    if confident_agreement is not None:
+        agreed, n = confident_agreement
+        interval = stats.proportion_interval(agreed, n)
+        fidelity = Fidelity([stats.FidelityRow(f"reference max prob >= {stats.CONFIDENT:g}", stats.CONFIDENT, None, n,
+                                               agreed / n, interval.low, interval.high, 0.0)])
+    right = int(np.sum(correct))
+    return made_variant(name, right / len(correct), median_ms, mb, role, latency=latency, loss=0.3,
+                        accuracy_interval=stats.proportion_interval(right, len(correct)),
+                        paired=stats.compare_paired(correct, reference), fidelity=fidelity, **fields)
+
+
+def made_run(backbones: dict, test_images: int, labels=("a", "b", "c")):
+    """Results of a run that never happened: ``backbones`` maps names to their variants, the reference first."""
+    from zoolite.config import RunConfig
+    from zoolite.results import Backbone, Dataset, Machine, Run, SplitSizes, Training, TrainingStage
+
+    untrained = Training(TrainingStage([], [], [], [], [], 0, None, None))
+    return Run(run_dir="run", machine=Machine("test CPU", 2, "test OS", "3.11", {}, "test", "pytest"),
+               config=RunConfig(), dataset=Dataset("data", list(labels), list(labels), {}, test_images),
+               split=SplitSizes(0, 0, 0, test_images), timings={},
+               backbones={name: Backbone(name, 224, 1280, "ImageNet", "test", True, untrained, {}, variants)
+                          for name, variants in backbones.items()})

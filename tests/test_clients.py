@@ -114,9 +114,9 @@ sys.exit(code)
 
 def test_predict_and_evaluate_on_a_tflite_import_no_tensorflow(small_run, tmp_path):
     model = _models(small_run)["uint8"]
-    photo = next(Path(small_run.dataset["root"]).rglob("*.jpg"))
+    photo = next(Path(small_run.dataset.root).rglob("*.jpg"))
     for argv in (["predict", str(model), str(photo)],
-                 ["evaluate", str(model), small_run.dataset["root"], "--warmup", "0", "--runs", "2"]):
+                 ["evaluate", str(model), small_run.dataset.root, "--warmup", "0", "--runs", "2"]):
         result = subprocess.run([sys.executable, "-c", PREDICT_WITHOUT_TF, *argv], capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0, result.stderr
@@ -130,7 +130,7 @@ def test_a_model_without_metadata_needs_its_labels_file(small_run, tmp_path, cap
     source = _models(small_run)["float32"]
     _strip_metadata(source, plain)
     assert read_metadata(plain) is None
-    photo = next(Path(small_run.dataset["root"]).rglob("*.jpg"))
+    photo = next(Path(small_run.dataset.root).rglob("*.jpg"))
     assert main(["predict", str(plain), str(photo)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "carries no labels of its own" in err and "--labels-file" in err

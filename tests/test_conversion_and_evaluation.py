@@ -9,12 +9,13 @@ import pytest
 from conftest import TINY_CLASSES as CLASSES, TINY_SIZE as SIZE
 from zoolite import stats
 from zoolite.config import LatencyConfig
-from zoolite.evaluation import agreement, evaluate, latency_stats, measure_latency, per_class_report
+from zoolite.evaluation import agreement, latency_stats, measure_latency, measure_variant, per_class_report
 from zoolite.results import Agreement
-from zoolite.targets import LITERT, MODES, chosen_targets
+from zoolite.targets import LITERT, MODES, REFERENCE, chosen_targets
 from zoolite.targets.base import export_saved_model
-from zoolite.targets.keras import KerasRuntime
-from zoolite.targets.litert import LiteRTRuntime, convert, dequantize, quantize
+from zoolite.targets.keras import KerasRuntime, load_keras_model
+from zoolite.targets.litert import INTEGER_MODES, LiteRTRuntime, calibrate, convert, dequantize, quantize, \
+    quantize_calibrated
 
 
 @pytest.fixture(scope="module")
@@ -26,26 +27,27 @@ def images():
 def variants(tiny_model, images, tmp_path_factory):
     directory = tmp_path_factory.mktemp("variants")
     saved = export_saved_model(tiny_model, directory / "saved_model")
+    calibrated = calibrate(saved, images[:16])  # once for every integer mode, as the pipeline does
     paths = {}
     for mode in [target.mode for target in chosen_targets([LITERT.name], MODES)]:
         paths[mode] = directory / f"{mode}.tflite"
-        paths[mode].write_bytes(convert(saved, mode, images[:16]))
+        paths[mode].write_bytes(quantize_calibrated(calibrated, mode) if mode in INTEGER_MODES else convert(saved, mode))
     return paths
 
 
 @pytest.mark.parametrize("mode, io_dtype", [("float32", np.float32), ("dynamic", np.float32),
                                             ("float16", np.float32), ("int8_fallback", np.float32),
-                                            ("int8", np.int8)])
-def test_each_mode_has_the_promised_input_and_output_types(variants, mode, io_dtype):
+                                            ("int8", np.int8), ("uint8", np.uint8)])
+def test_every_litert_mode_has_the_promised_input_and_output_types(variants, mode, io_dtype):
     runtime = LiteRTRuntime(variants[mode])
     assert runtime.interpreter.get_input_details()[0]["dtype"] == io_dtype
     assert runtime.interpreter.get_output_details()[0]["dtype"] == io_dtype
-    if mode == "int8":  # integer only: no float tensor anywhere
-        assert {t["dtype"] for t in runtime.interpreter.get_tensor_details()} <= {np.int8, np.int32}
+    if mode in ("int8", "uint8"):  # integer only: no float tensor anywhere
+        assert {t["dtype"] for t in runtime.interpreter.get_tensor_details()} <= {np.int8, np.uint8, np.int32}
 
 
 @pytest.mark.parametrize("mode, tolerance", [("float32", 1e-5), ("dynamic", 0.05), ("float16", 0.01),
-                                             ("int8_fallback", 0.05), ("int8", 0.05)])
+                                             ("int8_fallback", 0.05), ("int8", 0.05), ("uint8", 0.05)])
 def test_variants_follow_the_keras_model(tiny_model, variants, images, mode, tolerance):
     expected = np.asarray(tiny_model(images.astype(np.float32)))
     got = LiteRTRuntime(variants[mode]).predict(images)
@@ -73,17 +75,22 @@ def _constant_model(probabilities):
     return model
 
 
-def test_evaluate_on_a_model_with_known_outputs(images):
+def test_measure_variant_on_a_model_with_known_outputs(images, tmp_path):
     p = np.array([0.5, 0.25, 0.15, 0.1], np.float32)
     labels = np.array([0] * 12 + [1] * 6 + [3] * 6)
-    metrics, probs = evaluate(KerasRuntime(_constant_model(p)), images, labels, CLASSES,
-                              LatencyConfig(warmup=2, runs=5), batch_size=7)
+    path = tmp_path / "constant.keras"
+    _constant_model(p).save(path)
+    variant, probs = measure_variant(KerasRuntime(load_keras_model(path)), REFERENCE, path, images, labels, CLASSES,
+                                     LatencyConfig(warmup=2, runs=5))
     np.testing.assert_allclose(probs, np.tile(p, (24, 1)), atol=1e-6)
-    assert metrics["accuracy"] == pytest.approx(0.5)
-    assert metrics["loss"] == pytest.approx(-np.mean(np.log(p[labels])), rel=1e-5)
-    assert (metrics["top_k"], metrics["top_k_accuracy"]) == (3, pytest.approx(18 / 24))
-    assert metrics["latency"].runs == 5 and metrics["latency"].mean_ms > 0
-    assert metrics["other_latency"]["tf_function"].runs == 5 and metrics["params"] == 3 * 4 + 4
+    assert (variant.target, variant.role, variant.file, variant.size_bytes) == \
+        ("keras", "reference", str(path), path.stat().st_size)
+    assert variant.accuracy == pytest.approx(0.5) and variant.accuracy_interval.estimate == pytest.approx(0.5)
+    assert variant.loss == pytest.approx(-np.mean(np.log(p[labels])), rel=1e-5)
+    assert (variant.top_k, variant.top_k_accuracy) == (3, pytest.approx(18 / 24))
+    assert variant.balanced_accuracy == pytest.approx((1 + 0 + 0) / 3)  # classes 0, 1 and 3 have photos
+    assert variant.latency.runs == 5 and variant.latency.mean_ms > 0
+    assert variant.other_latency["tf_function"].runs == 5 and variant.params == 3 * 4 + 4
 
 
 def test_latency_stats_on_known_timings():
@@ -123,8 +130,10 @@ def test_agreement_and_per_class_report():
     assert per_class["a"].won is None  # no reference given, no paired evidence
 
 
-def test_shared_calibration_gives_the_converters_own_int8_models(tiny_model, images, variants, tmp_path):
-    """The pipeline calibrates once for both int8 modes; the result must equal TFLiteConverter's."""
+def test_one_calibration_shared_by_the_integer_modes_gives_the_converters_own_models(tiny_model, images, variants,
+                                                                                     tmp_path):
+    """The integer modes are quantized from one calibration (the ``variants`` fixture, as the pipeline
+    does); each must equal what TFLiteConverter makes calibrating on its own."""
     import tensorflow as tf
 
     def data():

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from conftest import BACKBONE
+from conftest import BACKBONE, error_line
 from zoolite.cli import main
+from zoolite.export import chosen_variant
 from zoolite.layout import RunLayout
 from zoolite.targets import TARGETS
 
@@ -81,42 +82,33 @@ def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(
     assert "feed" not in card["input"] and "read" not in card["output"]
 
     assert main(["export", str(run_dir), "--to", str(tmp_path / "default")]) == 0
-    recommended = small_run.recommendation.variant
-    # an app client takes float32 or uint8 input: an int8 recommendation ships as its uint8 twin
-    shipped = TARGETS[recommended].app_twin or recommended
-    layout = RunLayout(run_dir).backbone(BACKBONE)
-    for file in TARGETS[shipped].family.files(layout.model(TARGETS[shipped])):
+    _, shipped = chosen_variant(small_run)
+    assert shipped.target in (small_run.recommendation.variant, TARGETS[small_run.recommendation.variant].app_twin)
+    for file in TARGETS[shipped.target].family.files(run_dir / shipped.file):
         assert (tmp_path / "default" / file.name).read_bytes() == file.read_bytes()
-
-
-def _error_line(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("zoolite: error:"), err
-    return err[0]
 
 
 def test_export_refuses_bad_requests_and_overwrites_nothing(small_run, tmp_path, capsys):
     run = str(small_run.run_dir)
     target = tmp_path / "bundle"
-    line = _error_line(capsys, ["export", run, "--variant", "int4", "--to", str(target)])
+    line = error_line(capsys, ["export", run, "--variant", "int4", "--to", str(target)])
     assert "--variant int4" in line and "choose from: float32, dynamic, float16, int8_fallback, int8, uint8" in line
-    assert "not a shippable model" in _error_line(capsys, ["export", run, "--variant", "keras", "--to", str(target)])
-    line = _error_line(capsys, ["export", run, "--variant", "int8", "--backbone", "lenet", "--to", str(target)])
+    assert "not a shippable model" in error_line(capsys, ["export", run, "--variant", "keras", "--to", str(target)])
+    line = error_line(capsys, ["export", run, "--variant", "int8", "--backbone", "lenet", "--to", str(target)])
     assert "--backbone lenet" in line and f"choose from: {BACKBONE}" in line
     assert not target.exists()
 
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    assert "not empty" in _error_line(capsys, ["export", run, "--variant", "int8", "--to", str(target)])
+    assert "not empty" in error_line(capsys, ["export", run, "--variant", "int8", "--to", str(target)])
     assert [p.name for p in target.iterdir()] == ["keep.txt"] and (target / "keep.txt").read_text() == "mine"
     assert not list(tmp_path.glob(".tmp-*"))
 
-    assert "run folder not found" in _error_line(capsys, ["export", str(tmp_path / "nope"), "--to", str(target)])
+    assert "run folder not found" in error_line(capsys, ["export", str(tmp_path / "nope"), "--to", str(target)])
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "config.json").write_text("{}")
-    assert "did not finish" in _error_line(capsys, ["export", str(unfinished), "--to", str(tmp_path / "x")])
+    assert "did not finish" in error_line(capsys, ["export", str(unfinished), "--to", str(tmp_path / "x")])
 
 
 def test_export_into_an_empty_folder(small_run, tmp_path):

@@ -57,7 +57,7 @@ def test_views_are_cached_and_an_interrupted_run_resumes_view_by_view(tmp_path):
     from zoolite.progress import Progress
 
     config = RunConfig.from_options(data=str(copy_sample(tmp_path / "data", per_class=6)), runs_dir=str(tmp_path),
-                                    augment="standard", augment_views=2, quantizations=("float32",),
+                                    augment="standard", augment_views=2, modes=("float32",),
                                     tensorboard=False, **SMALL_RUN_OPTIONS)
 
     def stop_after_the_first_view(stage):

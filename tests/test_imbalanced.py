@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_recommend import FLOAT, _flip, _run, _variant
+from conftest import FLOAT_RIGHT, flip, made_run, paired_variant
 from zoolite import stats, tables
 from zoolite.config import Budget, TrainConfig
 from zoolite.data import even_sample
@@ -56,7 +56,7 @@ def test_class_weights_change_the_loss_as_documented():
         history = fit(model, (x, y), (x, y), config, verbose=0, weights=class_weights(labels, 4, how))
         predicted = model.predict(x, verbose=0).argmax(1)
         recalls[how] = [np.mean(predicted[labels == c] == c) for c in range(4)]
-        assert ("class_weights" in history) == (how == "auto")
+        assert (history.class_weights is not None) == (how == "auto")
     assert np.mean(recalls["auto"]) > np.mean(recalls["none"])  # balanced accuracy
     assert min(recalls["auto"][2:]) > min(recalls["none"][2:])  # the rare classes
 
@@ -66,10 +66,10 @@ def test_balanced_accuracy_is_the_mean_recall_with_an_interval_around_it():
     probabilities = one_hot(labels, 4)
     probabilities[labels == 3] = one_hot([0], 4)  # every photo of the rarest class called class 0
     m = classification_metrics(probabilities, labels, 4)
-    assert m["accuracy"] == pytest.approx(96 / 100)
-    assert m["balanced_accuracy"] == pytest.approx(0.75)
-    interval = m["balanced_accuracy_interval"]
-    assert interval.low < 0.75 < interval.high < 0.9 and interval == m["balanced_accuracy_interval"]
+    assert m.accuracy == pytest.approx(96 / 100)
+    assert m.balanced_accuracy == pytest.approx(0.75)
+    interval = m.balanced_accuracy_interval
+    assert interval.low < 0.75 < interval.high < 0.9 and interval.estimate == m.balanced_accuracy
     # Perfect tiny classes still leave room below; an estimate outside its interval would be a bug.
     perfect = stats.balanced_accuracy_interval([2, 2, 2], [2, 2, 2])
     assert perfect.high == 1.0 and perfect.low < 0.9 and perfect.estimate == 1.0
@@ -94,15 +94,15 @@ def test_a_variant_that_loses_one_class_is_flagged_even_within_the_accuracy_budg
     assert per_class["a"].loss_p_holm == 1.0
 
     correct, float_correct = variant.argmax(1) == labels, reference.argmax(1) == labels
-    losing = _variant("int8", correct, float_correct, 1.0, 4.0)
+    losing = paired_variant("int8", correct, float_correct, 1.0, 4.0)
     losing.per_class = per_class
     assert lost_classes(losing) == ["b"]
-    variants = [_variant("keras", float_correct, float_correct, 60.0, 14.0, role="reference"),
-                _variant("float16", float_correct, float_correct, 5.0, 6.8), losing]
-    r = recommend(_run(variants, len(labels)), Budget(max_accuracy_drop_pp=15))  # -10.9 pp: within it
+    variants = [paired_variant("keras", float_correct, float_correct, 60.0, 14.0, role="reference"),
+                paired_variant("float16", float_correct, float_correct, 5.0, 6.8), losing]
+    r = recommend(made_run({"b": variants}, len(labels)), Budget(max_accuracy_drop_pp=15))  # -10.9 pp: within it
     assert r.variant == "float16" and "Faster but outside the budget: int8 (loses b)." in r.reason
-    losing.latency = _variant("slow", correct, float_correct, 9.0, 4.0).latency  # slower: still named
-    r = recommend(_run(variants, len(labels)), Budget(max_accuracy_drop_pp=15))
+    losing.latency = paired_variant("slow", correct, float_correct, 9.0, 4.0).latency  # slower: still named
+    r = recommend(made_run({"b": variants}, len(labels)), Budget(max_accuracy_drop_pp=15))
     assert r.variant == "float16" and "Also losing a class: int8 (b)." in r.reason
 
     # A few photos lost are not evidence: 3 of 12, Holm-corrected over 3 classes, p = 0.375.
@@ -115,16 +115,15 @@ def test_a_variant_that_loses_one_class_is_flagged_even_within_the_accuracy_budg
 def test_tables_show_balanced_accuracy_per_class_recall_and_the_flag():
     labels, reference, variant = _losing_one_class(lost=10)
     correct, float_correct = variant.argmax(1) == labels, reference.argmax(1) == labels
-    variants = [_variant("keras", float_correct, float_correct, 60.0, 14.0, role="reference"),
-                _variant("int8", correct, float_correct, 1.0, 4.0)]
+    variants = [paired_variant("keras", float_correct, float_correct, 60.0, 14.0, role="reference"),
+                paired_variant("int8", correct, float_correct, 1.0, 4.0)]
     for v, probabilities in zip(variants, (reference, variant)):
         metrics = classification_metrics(probabilities, labels, 3)
-        v.balanced_accuracy, v.balanced_accuracy_interval = metrics["balanced_accuracy"], \
-            metrics["balanced_accuracy_interval"]
+        v.balanced_accuracy, v.balanced_accuracy_interval = metrics.balanced_accuracy, \
+            metrics.balanced_accuracy_interval
         _, v.per_class = per_class_report(probabilities, labels, ["a", "b", "c"],
                                           None if v.role == "reference" else reference)
-    results = _run(variants, len(labels))
-    results.dataset = {"labels": ["a", "b", "c"]}
+    results = made_run({"b": variants}, len(labels))
     header, rows = tables.backbone_cells(results, "b")
     assert rows[1][header.index("Balanced [95% CI]")].startswith("72.2% [")
     assert rows[1][header.index("Flag")] == "loses b" and rows[0][header.index("Flag")] == ""
@@ -135,9 +134,9 @@ def test_tables_show_balanced_accuracy_per_class_recall_and_the_flag():
 
 def test_a_drop_beyond_the_budget_that_is_not_shown_real_is_said_so():
     """The sentence does not call a -2.5 pp variant "within the budget (accuracy drop <= 1 pp)"."""
-    variants = [_variant("keras", FLOAT, FLOAT, 60.0, 14.0, role="reference"),
-                _variant("int8", _flip(FLOAT, 1), FLOAT, 1.7, 4.0)]
-    r = recommend(_run(variants, 40))
+    variants = [paired_variant("keras", FLOAT_RIGHT, FLOAT_RIGHT, 60.0, 14.0, role="reference"),
+                paired_variant("int8", flip(FLOAT_RIGHT, 1), FLOAT_RIGHT, 1.7, 4.0)]
+    r = recommend(made_run({"b": variants}, 40))
     assert r.variant == "int8"
     assert "-2.5 pp vs the float model" in r.reason
     assert "that drop exceeds the budget's 1 pp, but the 40 test images do not show it to be real (one-sided " \

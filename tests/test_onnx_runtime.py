@@ -147,7 +147,7 @@ def test_tensors_and_runtime_description(files):
     assert (probabilities.name, probabilities.shape, probabilities.dtype) == ("probabilities", [1, CLASSES],
                                                                               "float32")
     assert (runtime.input_size, runtime.n_classes, runtime.input_dtype) == (SIZE, CLASSES, "float32")
-    assert runtime.backend.startswith("ONNX Runtime 1.") and runtime.details() == {} == runtime.other_calls()
+    assert runtime.backend.startswith("ONNX Runtime 1.") and runtime.params() is None and runtime.other_calls() == {}
 
 
 def test_threads_are_honoured(files):

@@ -21,7 +21,7 @@ VARIANTS = list(TARGETS)
 def test_run_writes_every_variant_and_report(small_run):
     layout = RunLayout(Path(small_run.run_dir))
     backbone = small_run.backbones[BACKBONE]
-    assert [v.variant for v in backbone.variants] == VARIANTS  # the run has every runtime
+    assert [v.target for v in backbone.variants] == VARIANTS  # the run has every runtime
     assert VARIANTS[:7] == ["keras", "float32", "dynamic", "float16", "int8_fallback", "int8", "uint8"]
     assert [(v.family, v.role) for v in backbone.variants] == \
         [("keras", "reference")] + [(TARGETS[name].family.name, "shippable") for name in VARIANTS[1:]]
@@ -32,16 +32,16 @@ def test_run_writes_every_variant_and_report(small_run):
         assert file.stat().st_size > 0, file
     assert (models / "labels.txt").read_text().split() == ["dog", "cat", "spider"]
     for v in backbone.variants:
-        assert v.size_bytes == TARGETS[v.variant].family.size_bytes(layout.root / v.file)
+        assert v.size_bytes == TARGETS[v.target].family.size_bytes(layout.root / v.file)
         assert v.loss > 0 and v.latency.p90_ms >= v.latency.median_ms > 0
-    sizes = {v.variant: v.size_bytes for v in backbone.variants}
+    sizes = {v.target: v.size_bytes for v in backbone.variants}
     assert sizes["int8"] < sizes["float16"] < sizes["float32"]
     assert layout.is_complete()
     saved = json.loads(layout.results.read_text())
     assert saved["schema_version"] == SCHEMA_VERSION
-    assert [v["variant"] for v in saved["backbones"][BACKBONE]["variants"]] == VARIANTS
+    assert [v["target"] for v in saved["backbones"][BACKBONE]["variants"]] == VARIANTS
     rows = list(csv.DictReader(layout.results_csv.open()))
-    assert [r["variant"] for r in rows] == VARIANTS
+    assert [r["target"] for r in rows] == VARIANTS
     report = layout.report_md.read_text()
     assert all(f"| {v} |" in report for v in VARIANTS)
 
@@ -58,8 +58,8 @@ def test_the_split_is_saved_and_stratified(small_run):
 def test_head_learns_from_real_photos(small_run):
     reference = small_run.backbones[BACKBONE].reference
     assert reference.accuracy >= 2 / 3  # chance is 1/3 for three classes
-    history = small_run.backbones[BACKBONE].training["head"]
-    assert history["loss"][-1] < history["loss"][0]
+    history = small_run.backbones[BACKBONE].training.head
+    assert history.loss[-1] < history.loss[0]
 
 
 def test_the_stored_probabilities_are_what_each_file_predicts(small_run):
@@ -69,16 +69,16 @@ def test_the_stored_probabilities_are_what_each_file_predicts(small_run):
     images = np.load(layout.images("test"))
     labels = np.array([label for _, label in json.loads(RunLayout(Path(small_run.run_dir)).split.read_text())["test"]])
     for variant in small_run.backbones[BACKBONE].variants:
-        runtime, _ = open_model(layout.model(TARGETS[variant.variant]))
+        runtime, _ = open_model(layout.model(TARGETS[variant.target]))
         predicted = np.stack([runtime.predict_one(image) for image in images])
-        stored = np.load(layout.probabilities(variant.variant))
-        np.testing.assert_allclose(predicted, stored, atol=1e-5, err_msg=variant.variant)
-        assert variant.accuracy == pytest.approx(np.mean(predicted.argmax(1) == labels)), variant.variant
+        stored = np.load(layout.probabilities(variant.target))
+        np.testing.assert_allclose(predicted, stored, atol=1e-5, err_msg=variant.target)
+        assert variant.accuracy == pytest.approx(np.mean(predicted.argmax(1) == labels)), variant.target
 
 
 def test_quantized_variants_agree_with_the_float_model(small_run):
     for v in small_run.backbones[BACKBONE].variants:
-        assert v.agreement.top1_agreement >= 0.8, v.variant
+        assert v.agreement.top1_agreement >= 0.8, v.target
     assert small_run.backbones[BACKBONE].variant("float32").agreement.mean_abs_prob_diff < 1e-4
 
 
@@ -119,13 +119,13 @@ def test_agreement_with_itself_and_with_a_perturbed_copy(small_run):
 def test_every_figure_carries_its_uncertainty(small_run):
     backbone = small_run.backbones[BACKBONE]
     for v in backbone.variants:
-        assert v.accuracy_interval.low <= v.accuracy <= v.accuracy_interval.high, v.variant
+        assert v.accuracy_interval.low <= v.accuracy <= v.accuracy_interval.high, v.target
         assert v.accuracy_interval.high - v.accuracy_interval.low > 0.3  # 6 test images say little
         assert v.top_k_interval.low <= v.top_k_accuracy <= v.top_k_interval.high
         latency = v.latency
         assert len(latency.samples_ms) == latency.runs
         assert latency.median_interval.low <= latency.median_ms <= latency.median_interval.high
-        assert v.paired.n == small_run.split["test"] == 6
+        assert v.paired.n == small_run.split.test == 6
         assert v.paired.variant_accuracy == pytest.approx(v.accuracy)
     reference = backbone.reference.paired
     assert (reference.only_variant_right, reference.only_reference_right, reference.mcnemar_p) == (0, 0, 1.0)
@@ -141,14 +141,14 @@ def test_six_test_images_cannot_decide_on_accuracy_and_the_recommendation_says_s
 def test_fidelity_on_the_unlabelled_photos(small_run):
     """12 photos of none of the classes (the text file among them skipped), split by the float
     model's confidence; the float32 file follows the float model on every one of them."""
-    assert small_run.unlabelled["photos"] == 12
-    assert [s["file"] for s in small_run.unlabelled["skipped"]] == ["notes.jpg"]
+    assert small_run.unlabelled.photos == 12
+    assert [s.file for s in small_run.unlabelled.skipped] == ["notes.jpg"]
     backbone = small_run.backbones[BACKBONE]
     for v in backbone.variants:
-        rows = v.fidelity["unlabelled"]
-        assert rows[0]["group"] == "all" and rows[0]["n"] == 12
-        assert sum(r["n"] for r in rows[1:]) == 12
-    assert backbone.variant("float32").fidelity["unlabelled"][0]["agreement"] == 1.0
+        rows = v.fidelity.unlabelled
+        assert rows[0].group == "all" and rows[0].n == 12
+        assert sum(r.n for r in rows[1:]) == 12
+    assert backbone.variant("float32").fidelity.unlabelled[0].agreement == 1.0
     html = (Path(small_run.run_dir) / "report.html").read_text()
     assert "Fidelity to the float model on the unlabelled photos" in html and "flip easily and mean little" in html
     markdown = (Path(small_run.run_dir) / "report.md").read_text()

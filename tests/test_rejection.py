@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from conftest import BACKBONE, copy_sample
-from test_recommend import FLOAT, _run, _variant
+from conftest import FLOAT_RIGHT, made_run, paired_variant
 from zoolite import rejection, stats
 from zoolite.cli import main
-from zoolite.data import load_image
 from zoolite.layout import RunLayout
 from zoolite.metadata import read_metadata
 from zoolite.recommend import recommend
-from zoolite.results import Rejection
+from zoolite.results import OtherPhotos, Rejection
 from zoolite.tables import rejection_cells
 from zoolite.targets import TARGETS, open_model
 
@@ -30,10 +29,10 @@ def test_other_photos_are_split_in_seeded_halves_and_saved(small_run):
     photos = sorted(p.relative_to(other["root"]).as_posix() for p in Path(other["root"]).rglob("*.jpg"))
     assert sorted(other["calibration"] + other["test"]) == photos and len(other["calibration"]) == len(photos) // 2
     assert not set(other["calibration"]) & set(other["test"])
-    assert small_run.other == {"root": other["root"], "calibration": 8, "test": 8}
+    assert small_run.other == OtherPhotos(other["root"], calibration=8, test=8)
     assert small_run.backbones[BACKBONE].rejection.other_photos == 8
     for variant in small_run.backbones[BACKBONE].variants:
-        assert variant.rejection.other_photos == 8 and variant.rejection.photos == small_run.split["test"]
+        assert variant.rejection.other_photos == 8 and variant.rejection.photos == small_run.split.test
 
 
 def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
@@ -70,7 +69,7 @@ def test_predict_says_none_of_the_classes_below_the_threshold(small_run, tmp_pat
     models = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).models
     for name in ("model.keras", "labels.txt"):
         shutil.copy(models / name, tmp_path / name)
-    photo = next(Path(small_run.dataset["root"]).rglob("*.jpg"))
+    photo = next(Path(small_run.dataset.root).rglob("*.jpg"))
     assert main(["predict", str(tmp_path / "model.keras"), str(photo)]) == 0
     assert "none of the" not in capsys.readouterr().out  # no rejection.json: it never rejects
     (tmp_path / "rejection.json").write_text(json.dumps({"threshold": 1.01}))
@@ -124,11 +123,11 @@ def test_a_variant_that_loses_rejection_is_flagged_and_not_recommended():
     """int8 is the fastest and as accurate as the float model, but rejects 70 of 100 other photos where the
     float model rejects 90: flagged in the table, left out of the recommendation, named in its sentence."""
     reference_rejected = np.arange(100) < 90
-    variants = [_with_rejection(_variant("keras", FLOAT, FLOAT, 60, 14, role="reference"),
+    variants = [_with_rejection(paired_variant("keras", FLOAT_RIGHT, FLOAT_RIGHT, 60, 14, role="reference"),
                                 reference_rejected, reference_rejected),
-                _with_rejection(_variant("float32", FLOAT, FLOAT, 6, 14), reference_rejected, reference_rejected),
-                _with_rejection(_variant("int8", FLOAT, FLOAT, 2, 4), np.arange(100) < 70, reference_rejected)]
-    run = _run(variants, 40)
+                _with_rejection(paired_variant("float32", FLOAT_RIGHT, FLOAT_RIGHT, 6, 14), reference_rejected, reference_rejected),
+                _with_rejection(paired_variant("int8", FLOAT_RIGHT, FLOAT_RIGHT, 2, 4), np.arange(100) < 70, reference_rejected)]
+    run = made_run({"b": variants}, 40)
     run.backbones["b"].rejection = Rejection("test", 1.0, 10, 1.0, 0.5, 0.3, 0.97, "test", 50)
     run.other = {"root": "other", "calibration": 50, "test": 100}
     run.recommendation = recommend(run)
@@ -148,7 +147,7 @@ def test_class_photos_in_other_are_warned_about(tmp_path, caplog):
     data = copy_sample(tmp_path / "data", per_class=10)
     other = copy_sample(tmp_path / "other", classes=("cane", "gatto"), per_class=16)  # the run's own classes
     config = RunConfig.from_options(data=str(data), other=str(other), runs_dir=str(tmp_path / "runs"),
-                                    quantizations=("float32",), epochs=4, validation_freq=1, start_from_epoch=0,
+                                    modes=("float32",), epochs=4, validation_freq=1, start_from_epoch=0,
                                     warmup=1, runs=3, tensorboard=False)
     with caplog.at_level(logging.WARNING, logger="zoolite"):
         run(config, progress=Progress(False))

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BACKBONE
+from conftest import BACKBONE, error_line, made_run, made_variant
 from zoolite import reporting, tables
 from zoolite.cli import main
-from zoolite.config import Budget, RunConfig
+from zoolite.config import Budget
 from zoolite.errors import ZooliteError
 from zoolite.recommend import recommend
-from zoolite.results import SCHEMA_VERSION, Backbone, Latency, Run, Variant, load
+from zoolite.results import SCHEMA_VERSION, Run, load
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -100,7 +100,7 @@ def test_report_html_has_the_tables_and_every_plot_embedded(small_run):
     assert "test images wrong" in alts
     html = unescape((run_dir / "report.html").read_text(encoding="utf-8"))
     assert small_run.recommendation.reason in html
-    assert small_run.machine["cpu"] in html
+    assert small_run.machine.cpu in html
     markdown = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "## Recommendation" in markdown and small_run.recommendation.reason in markdown
 
@@ -149,18 +149,8 @@ def test_run_stores_and_prints_the_recommendation(small_run):
 
 def _results(backbones: dict[str, list[tuple[str, float, float, float]]]) -> Run:
     """Results with (variant, accuracy, mean ms, MB) rows per backbone; the first row is the Keras model."""
-    def variant(backbone: str, i: int, name: str, accuracy: float, ms: float, mb: float) -> Variant:
-        return Variant(variant=name, family="keras" if i == 0 else "litert", mode=name,
-                       role="reference" if i == 0 else "shippable",
-                       file=f"{backbone}/models/" + ("model.keras" if i == 0 else f"{name}.tflite"),
-                       size_bytes=int(mb * 1e6), load_ms=1.0, loss=1.0 - accuracy, accuracy=accuracy, top_k=3,
-                       top_k_accuracy=1.0, latency=Latency(ms, ms, ms * 1.2, ms * 1.3, 0.1, ms, 10),
-                       threads="2", backend="test", eval_seconds=1.0, input_dtype="float32")
-
-    return Run(run_dir="run", machine={}, config=RunConfig(), dataset={}, split={"test": 40}, timings={}, backbones={
-        name: Backbone(name, 224, 1280, "ImageNet", "test", True, {}, {},
-                       [variant(name, i, *row) for i, row in enumerate(rows)])
-        for name, rows in backbones.items()})
+    return made_run({name: [made_variant(*row, role="reference" if i == 0 else "shippable")
+                            for i, row in enumerate(rows)] for name, rows in backbones.items()}, 40)
 
 
 ONE = _results({"b": [("keras", 0.90, 100.0, 14.0), ("float32", 0.90, 8.0, 13.5), ("float16", 0.895, 7.0, 6.8),
@@ -260,22 +250,15 @@ def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_
     assert not list(run_dir.glob(".tmp-*"))
 
 
-def _error_line(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("zoolite: error:"), err
-    return err[0]
-
-
 def test_report_refuses_what_is_not_a_finished_run(tmp_path, capsys):
-    assert "run folder not found" in _error_line(capsys, ["report", str(tmp_path / "nope")])
-    assert "not a zoolite run folder" in _error_line(capsys, ["report", str(tmp_path)])
+    assert "run folder not found" in error_line(capsys, ["report", str(tmp_path / "nope")])
+    assert "not a zoolite run folder" in error_line(capsys, ["report", str(tmp_path)])
     (tmp_path / "config.json").write_text("{}")
-    assert "did not finish; finish it with `zoolite run --resume" in _error_line(capsys, ["report", str(tmp_path)])
+    assert "did not finish; finish it with `zoolite run --resume" in error_line(capsys, ["report", str(tmp_path)])
     (tmp_path / "COMPLETE").write_text("")
     (tmp_path / "results.json").write_text("{not json")
-    assert "damaged results file" in _error_line(capsys, ["report", str(tmp_path)])
-    assert "--max-latency-ms 0.0: must be above 0" in _error_line(capsys, ["report", str(tmp_path),
+    assert "damaged results file" in error_line(capsys, ["report", str(tmp_path)])
+    assert "--max-latency-ms 0.0: must be above 0" in error_line(capsys, ["report", str(tmp_path),
                                                                            "--max-latency-ms", "0"])
 
 
@@ -310,19 +293,41 @@ def test_the_plot_draws_the_budget_floor_from_the_best_float_model(monkeypatch):
     assert results.recommendation.budget.accuracy_floor(results.best_reference_accuracy) == pytest.approx(0.93)
 
 
-def test_results_of_zoolite_0_1_are_upgraded_and_newer_ones_refused(tmp_path, capsys):
-    """A run folder written by zoolite 0.1 (results.json without a schema version) re-renders; a
-    results file of a newer schema is refused in one line."""
-    run_dir = Path(shutil.copytree(Path(__file__).parent / "data" / "run-v0.1", tmp_path / "old"))
-    assert main(["report", str(run_dir)]) == 0
+# Real run folders written by earlier versions (tests/data/README.md says how each was made), and
+# the sections each schema added: fidelity from 2, "none of these" from 3, balanced accuracy from 4.
+OLD_RUNS = {"run-v0.1": 1, "run-schema2": 2, "run-schema3": 3, "run-schema4": 4}
+
+
+@pytest.mark.parametrize("folder", OLD_RUNS)
+def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path):
+    run_dir = Path(shutil.copytree(Path(__file__).parent / "data" / folder, tmp_path / folder))
+    written = json.loads((run_dir / "results.json").read_text())
+    schema = OLD_RUNS[folder]
+    assert written.get("schema_version", 1) == schema
     results = load(run_dir)
     backbone = results.backbones[BACKBONE]
-    assert backbone.reference.variant == "keras" and backbone.reference.other_latency["tf_function"].mean_ms > 0
-    assert [v.role for v in backbone.variants].count("reference") == 1
-    assert backbone.variant("int8").agreement.top1_agreement > 0 and backbone.variant("int8").top_k == 3
-    assert json.loads((run_dir / "results.json").read_text())["schema_version"] == SCHEMA_VERSION
-    assert results.recommendation.variant in [v.variant for v in backbone.shippable]
+    assert backbone.reference.target == "keras" and [v.role for v in backbone.variants].count("reference") == 1
+    assert [v.target for v in backbone.variants] == [row["variant"] for row in written["backbones"][BACKBONE]["variants"]]
+    int8 = backbone.variant("int8")
+    assert int8.agreement.top1_agreement > 0 and int8.top_k == 3 and int8.latency.median_ms > 0
+    assert backbone.training.head.epochs_run == len(backbone.training.head.loss) > 0
+    assert results.machine.cpu and results.dataset.labels == results.labels and results.split.test > 0
+    assert (int8.fidelity is not None) == (schema >= 2)
+    if schema >= 2:
+        assert int8.fidelity.test[0].n == results.split.test and results.unlabelled.photos > 0
+    assert (backbone.rejection is not None) == (results.other is not None) == (schema >= 3)
+    assert (int8.balanced_accuracy is not None) == (schema >= 4)
+    assert results.recommendation.variant == written["recommendation"]["variant"]
 
+    assert main(["report", str(run_dir)]) == 0  # re-rendered, and saved in the current schema
+    assert json.loads((run_dir / "results.json").read_text())["schema_version"] == SCHEMA_VERSION
+    assert load(run_dir).backbones[BACKBONE].variant("int8").latency == int8.latency
+    html = (run_dir / "report.html").read_text()
+    assert "<h3>Per class</h3>" in html and ("<h3>None of these</h3>" in html) == (schema >= 3)
+
+
+def test_results_of_a_newer_schema_are_refused_in_one_line(tmp_path, capsys):
+    run_dir = Path(shutil.copytree(Path(__file__).parent / "data" / "run-schema4", tmp_path / "newer"))
     saved = json.loads((run_dir / "results.json").read_text())
     (run_dir / "results.json").write_text(json.dumps({**saved, "schema_version": 99}))
-    assert "written by a newer zoolite (results schema 99" in _error_line(capsys, ["report", str(run_dir)])
+    assert "written by a newer zoolite (results schema 99" in error_line(capsys, ["report", str(run_dir)])

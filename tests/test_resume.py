@@ -115,7 +115,7 @@ def test_the_same_seed_gives_the_same_split_weights_and_figures(killed_and_resum
     assert len(weights[0]) == len(weights[1])
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
-    figures = ["variant", "loss", "accuracy", "top_k_accuracy", "confusion_matrix", "per_class", "agreement",
+    figures = ["target", "loss", "accuracy", "top_k_accuracy", "confusion_matrix", "per_class", "agreement",
                "size_bytes"]
     got = killed_and_resumed["results"].backbones[BACKBONE].variants
     expected = [v for v in small_run.backbones[BACKBONE].variants if v.family in ("keras", "litert")]
@@ -131,7 +131,7 @@ def test_ctrl_c_names_the_incomplete_run_to_resume(small_run, tmp_path, monkeypa
 
     monkeypatch.setattr(pipeline._BackboneStages, "train", interrupted)
     runs = tmp_path / "runs"
-    code = main(["run", "--data", small_run.dataset["root"], "--out", str(runs), "--quiet"])
+    code = main(["run", "--data", small_run.dataset.root, "--out", str(runs), "--quiet"])
     err = capsys.readouterr().err
     [run_dir] = list(runs.iterdir())
     assert code == 130 and "Traceback" not in err

@@ -37,7 +37,7 @@ def test_one_table_holds_every_runtime_with_its_label(small_run):
 def test_every_familys_runtime_has_what_evaluation_and_export_ask_of_it(small_run):
     for v in small_run.backbones[BACKBONE].variants:
         runtime, _ = open_model(Path(small_run.run_dir) / v.file)
-        assert isinstance(runtime, Runtime), v.variant
+        assert isinstance(runtime, Runtime), v.target
         model_input, model_output = runtime.tensors()
         assert model_input.shape == [1, runtime.input_size, runtime.input_size, 3] and model_input.dtype == v.input_dtype
         assert model_output.shape == [1, runtime.n_classes] and (runtime.threads, runtime.backend) == (v.threads, v.backend)
@@ -46,14 +46,14 @@ def test_every_familys_runtime_has_what_evaluation_and_export_ask_of_it(small_ru
 def test_every_float_variant_follows_the_keras_model(small_run):
     for family in RUNTIMES:
         float32 = next(v for v in _variants(small_run, family) if v.mode == "float32")
-        assert float32.agreement.top1_agreement >= 0.99, (float32.variant, float32.agreement)
-        assert float32.agreement.mean_abs_prob_diff < 1e-3, (float32.variant, float32.agreement)
+        assert float32.agreement.top1_agreement >= 0.99, (float32.target, float32.agreement)
+        assert float32.agreement.mean_abs_prob_diff < 1e-3, (float32.target, float32.agreement)
 
 
 def test_every_integer_variant_carries_paired_and_per_class_evidence(small_run):
     for family in RUNTIMES:
         int8 = next(v for v in _variants(small_run, family) if v.mode == "int8")
-        assert int8.paired is not None and int8.paired.n == small_run.split["test"]
+        assert int8.paired is not None and int8.paired.n == small_run.split.test
         assert int8.balanced_paired is not None
         assert all(c.loss_p is not None for c in int8.per_class.values())
         assert int8.rejection is not None and int8.size_bytes > 0
@@ -128,16 +128,16 @@ def test_evaluate_measures_any_family_on_a_folder_as_text_and_as_json(small_run,
     text = capsys.readouterr().out
     assert main(["evaluate", str(model), str(small_dataset), "--runs", "3", "--warmup", "1", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
-    metrics = figures["metrics"]
+    scores = figures["scores"]
     assert figures["images"] == 24 and figures["classes"] == small_run.labels
-    assert f"accuracy {metrics['accuracy'] * 100:.1f}%" in text and metrics["latency"]["runs"] == 3
-    assert f"balanced accuracy {metrics['balanced_accuracy'] * 100:.1f}%" in text
-    assert set(figures["per_class"]) == set(small_run.labels) and f"threads: {metrics['threads']})" in text
+    assert f"accuracy {scores['accuracy'] * 100:.1f}%" in text and figures["latency"]["runs"] == 3
+    assert f"balanced accuracy {scores['balanced_accuracy'] * 100:.1f}%" in text
+    assert set(figures["per_class"]) == set(small_run.labels) and f"threads: {figures['threads']})" in text
 
 
 def test_a_runtime_left_without_modes_is_refused_before_any_work(tmp_path, capsys):
     line = error_line(capsys, ["run", "--out", tmp_path / "runs", "--runtimes", "litert,openvino",
-                               "--quantizations", "native"])
-    assert line == ("zoolite: error: --quantizations native: the runtime litert has none of these modes; add one of: "
+                               "--modes", "native"])
+    assert line == ("zoolite: error: --modes native: the runtime litert has none of these modes; add one of: "
                     "float32, dynamic, float16, int8_fallback, int8, uint8 (or leave litert out of --runtimes)")
     assert not (tmp_path / "runs").exists()

@@ -9,6 +9,7 @@ a closed form, an independent formula written out here, or an exact sum with mat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from fractions import Fraction
@@ -292,25 +293,26 @@ def test_agreement_by_confidence():
         [0.00, 0.00, 1.00],  # identical
     ])
     rows = stats.agreement_by_confidence(variant, reference)
-    assert [row["group"] for row in rows] == [
+    assert [row.group for row in rows] == [
         "all", "reference max prob < 0.5", "0.5 <= reference max prob < 0.8", "reference max prob >= 0.8"]
-    assert [row["n"] for row in rows] == [6, 2, 2, 2]
-    assert [row["agreement"] for row in rows] == [4 / 6, 0.5, 1.0, 0.5]
-    assert [row["mean_total_variation"] for row in rows] == pytest.approx([0.95 / 6, 0.075, 0.1, 0.3])
+    assert [row.n for row in rows] == [6, 2, 2, 2]
+    assert [row.agreement for row in rows] == [4 / 6, 0.5, 1.0, 0.5]
+    assert [row.mean_total_variation for row in rows] == pytest.approx([0.95 / 6, 0.075, 0.1, 0.3])
     for row in rows:
-        ci = stats.proportion_interval(round(row["agreement"] * row["n"]), row["n"])
-        assert (row["agreement_low"], row["agreement_high"]) == (ci.low, ci.high)
-    assert (rows[1]["reference_max_prob_from"], rows[1]["reference_max_prob_below"]) == (None, 0.5)
-    json.dumps(rows)
+        ci = stats.proportion_interval(round(row.agreement * row.n), row.n)
+        assert (row.agreement_low, row.agreement_high) == (ci.low, ci.high)
+    assert (rows[1].reference_max_prob_from, rows[1].reference_max_prob_below) == (None, 0.5)
+    json.dumps([dataclasses.asdict(row) for row in rows])
+    assert [row.changed for row in rows] == [2, 1, 0, 1] and [row.confident for row in rows] == [False] * 3 + [True]
 
 
 def test_agreement_by_confidence_edge_cases():
     confident = np.array([[0.9, 0.1], [0.05, 0.95]])
     rows = stats.agreement_by_confidence(confident, confident)
-    assert rows[0]["agreement"] == 1.0 and rows[0]["mean_total_variation"] == 0.0
-    assert rows[1]["n"] == 0 and rows[1]["agreement"] is None and rows[1]["mean_total_variation"] is None
-    assert (rows[1]["agreement_low"], rows[1]["agreement_high"]) == (0.0, 1.0)
-    assert [row["group"] for row in stats.agreement_by_confidence(confident, confident, bins=())] == ["all"]
+    assert rows[0].agreement == 1.0 and rows[0].mean_total_variation == 0.0
+    assert rows[1].n == 0 and rows[1].agreement is None and rows[1].mean_total_variation is None
+    assert (rows[1].agreement_low, rows[1].agreement_high) == (0.0, 1.0)
+    assert [row.group for row in stats.agreement_by_confidence(confident, confident, bins=())] == ["all"]
     with pytest.raises(ValueError):
         stats.agreement_by_confidence(confident, confident[:, :1])
     with pytest.raises(ValueError):

@@ -25,22 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SAMPLE
+from conftest import SAMPLE, error_line
 from zoolite.cli import main
-from zoolite.targets import TARGETS
 
 CHROMIUM = Path(os.environ.get("ZOOLITE_CHROMIUM", "/usr/bin/chromium"))
 RUN_CLASSES = ("cane", "gatto", "ragno")  # small_run's classes: dog, cat, spider
 VARIANTS = ("float32", "uint8")
 N_PHOTOS = 10
 NONE = "none of these"  # the answer, page's or `zoolite predict`'s, for a photo the model rejects
-
-
-def _error_line(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("zoolite: error:"), (code, err)
-    return err[0]
 
 
 def export_site(run_dir, to: Path, *options: str) -> Path:
@@ -84,7 +76,7 @@ class ZooliteServe:
 @pytest.fixture
 def web_photos(small_run, tmp_path) -> list[Path]:
     """10 photos of small_run's classes that its data did not include, then one undecodable '.jpg'."""
-    used = {p.name for p in Path(small_run.dataset["root"]).rglob("*")}
+    used = {p.name for p in Path(small_run.dataset.root).rglob("*")}
     unseen = [[p for p in sorted((SAMPLE / name).iterdir()) if p.name not in used] for name in RUN_CLASSES]
     chosen = [photos[i] for i in range(N_PHOTOS) for photos in unseen if i < len(photos)][:N_PHOTOS]
     assert len(chosen) == N_PHOTOS
@@ -117,25 +109,37 @@ def predict_top1(model: Path, photos: list[Path], capsys) -> list[str]:
 
 @pytest.fixture(scope="session")
 def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    """Debian's Chromium driven by Playwright; without either the tests fail (never skip), saying how to get it."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("playwright missing: pip install -e '.[test]'", pytrace=False)
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} missing: run scripts/install-browser.sh"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(f"{CHROMIUM} missing: bash scripts/install-browser.sh (or sudo apt-get install -y chromium)",
+                    pytrace=False)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield browser
         browser.close()
 
 
-def open_page(browser, url: str, timeout_ms: int = 60_000):
-    """A new page at ``url`` once the model is loaded, with the requests and console errors it makes."""
+def open_page(browser, url: str, timeout_ms: int = 60_000, while_loading=None):
+    """A new page at ``url`` once the model is loaded, with the requests and console errors it makes.
+    ``while_loading(page)``, if given, is called while the model file's response is held back, so
+    surely before the model is ready; the response goes on when it returns."""
     page = browser.new_page()
     log = {"requests": [], "errors": []}
     page.on("request", lambda request: log["requests"].append(request.url))
     page.on("console", lambda msg: log["errors"].append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda error: log["errors"].append(str(error)))
+    if while_loading:
+        def hold_model(route):
+            try:
+                while_loading(page)
+            finally:  # an error in while_loading must not leave the page waiting for its model forever
+                route.continue_()
+
+        page.route("**/*.tflite", hold_model)  # the page fetches one .tflite file: its model
     page.goto(url)
     page.wait_for_selector("body[data-state]", timeout=timeout_ms)
     state = page.get_attribute("body", "data-state")
@@ -143,16 +147,38 @@ def open_page(browser, url: str, timeout_ms: int = 60_000):
     return page, log
 
 
-def classify_in_page(page, photos: list[Path], timeout_ms: int = 60_000) -> list[dict]:
-    """Give the page ``photos`` through its file input; wait for one result per photo; their attributes."""
-    before = page.locator("#results > [data-file]").count()
-    page.set_input_files("#files", [str(p) for p in photos])
-    page.wait_for_function(f"document.querySelectorAll('#results > [data-file]').length >= {before + len(photos)}",
+def results_in_page(page, count: int, timeout_ms: int = 60_000) -> list[dict]:
+    """Wait for ``count`` results on the page; the attributes of each, in the page's order."""
+    page.wait_for_function(f"document.querySelectorAll('#results > [data-file]').length >= {count}",
                            timeout=timeout_ms)
     return page.eval_on_selector_all(
         "#results > [data-file]",
         "els => els.map(e => ({file: e.dataset.file, label: e.dataset.label, rejected: e.dataset.rejected,"
-        " p: e.dataset.p, ms: e.dataset.ms, error: e.dataset.error, text: e.textContent}))")[before:]
+        " p: e.dataset.p, ms: e.dataset.ms, error: e.dataset.error, text: e.textContent}))")
+
+
+def classify_in_page(page, photos: list[Path], timeout_ms: int = 60_000) -> list[dict]:
+    """Give the page ``photos`` through its file input; wait for one result per photo; their attributes."""
+    before = page.locator("#results > [data-file]").count()
+    page.set_input_files("#files", [str(p) for p in photos])
+    return results_in_page(page, before + len(photos), timeout_ms)[before:]
+
+
+def drop_in_page(page, photos: list[Path], target: str = "#drop") -> list[bool]:
+    """Drag ``photos`` over ``target`` and drop them there (synthetic dragover and drop events with a
+    DataTransfer holding them); for each event, whether the page cancelled it, as it must: a file
+    drop the page does not cancel makes the browser leave the page to open the file."""
+    return page.evaluate(
+        """([target, files]) => {
+             const data = new DataTransfer();
+             for (const [name, b64] of files) {
+               data.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name));
+             }
+             const node = document.querySelector(target);
+             return ["dragover", "drop"].map((type) =>
+               !node.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true})));
+           }""",
+        [target, [[p.name, base64.b64encode(p.read_bytes()).decode()] for p in photos]])
 
 
 def answer(result: dict) -> str:
@@ -321,6 +347,47 @@ def test_page_says_none_of_these(chromium, small_run, web_photos, tmp_path, caps
               f"the shipped threshold rejects {natural or 'neither'} of the grey and noise images")
 
 
+@pytest.mark.slow
+def test_every_table_of_the_report_fits_a_1200_px_window(chromium, small_run):
+    """The widest report there is here, three runtimes' variants side by side, read in a 1,200 px window:
+    no table is wider than the page (a cut last column would need sideways scrolling to read)."""
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    page.goto((Path(small_run.run_dir) / "report.html").as_uri())
+    widths = page.eval_on_selector_all("div.wide", "boxes => boxes.map(b => [b.scrollWidth, b.clientWidth])")
+    page.close()
+    assert len(widths) >= 5 and all(width <= room for width, room in widths), widths
+
+
+def test_page_queues_photos_given_while_the_model_loads(chromium, small_run, web_photos, tmp_path):
+    """A photo chosen and two dropped on the drop target before the model is ready wait, and the
+    status says so; once it is ready each gets its result, in the order given. Every drop, on the
+    target or beside it, is cancelled from the start, so the browser stays on the page; one beside
+    the target is not classified. The model file's response is held back until the photos have
+    been given: they surely come first, whatever the machine's speed."""
+    site = export_site(small_run.run_dir, tmp_path / "site", "--variant", "uint8")
+    chosen, dropped, beside = web_photos[:1], web_photos[1:3], web_photos[3]
+    seen = {}
+
+    def give_photos(page):  # no assertion here: an error in a route handler is only logged
+        page.set_input_files("#files", [str(p) for p in chosen])
+        seen["cancelled"] = drop_in_page(page, dropped) + drop_in_page(page, [beside], "h1")
+        seen["status"] = page.text_content("#status")
+        seen["state"] = page.get_attribute("body", "data-state")
+
+    with ZooliteServe(site) as server:
+        page, log = open_page(chromium, server.url, while_loading=give_photos)
+        assert seen == {"cancelled": [True] * 4, "status": "Loading the model… 3 photos waiting.", "state": None}
+        results = results_in_page(page, len(chosen + dropped))
+        status, url = page.text_content("#status"), page.url
+        page.close()
+
+    assert [r["file"] for r in results] == [p.name for p in chosen + dropped]
+    assert all(r["error"] is None and answer(r) for r in results), results
+    assert status == "Done: 3 classified."  # and not still at work on the photo dropped beside the target
+    assert url == server.url
+    assert log["errors"] == []
+
+
 # ---------------------------------------------------------------- no browser needed
 
 @pytest.mark.parametrize("recommended", ["int8", "openvino_int8"])
@@ -330,6 +397,7 @@ def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_
     import copy
 
     from zoolite import reporting
+    from zoolite.export import chosen_variant
     from zoolite.recommend import recommend
     from zoolite.results import Recommendation
 
@@ -339,26 +407,26 @@ def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_
     reporting.write_reports(results)
     site = export_site(results.run_dir, tmp_path / "site")
     out = capsys.readouterr().out.strip().splitlines()
-    if recommended == "openvino_int8":
-        recommended = recommend(results, results.config.budget, "litert").variant
-    shipped = TARGETS[recommended].app_twin or recommended
-    files = sorted(["app.js", "index.html", "labels.txt", "litertjs", "model.json", f"{shipped}.tflite"])
+    if recommended == "openvino_int8":  # the page runs LiteRT files: the recommendation among those
+        results.recommendation = recommend(results, results.config.budget, "litert")
+    _, shipped = chosen_variant(results)  # as a plain export of that recommendation
+    files = sorted(["app.js", "index.html", "labels.txt", "litertjs", "model.json", Path(shipped.file).name])
     assert out == [f"{site}: {', '.join(files)}", f"open it in a browser: zoolite serve {site}"]
     assert (site / "litertjs" / "core" / "index.js").is_file()
 
 
 def test_export_web_refuses_int8_and_writes_nothing(small_run, tmp_path, capsys):
     target = tmp_path / "site"
-    line = _error_line(capsys, ["export", str(small_run.run_dir), "--web", "--variant", "int8", "--to", str(target)])
-    working = [v.variant for v in small_run.backbones["efficientnet_lite0"].shippable
-               if v.family == "litert" and v.variant != "int8"]
+    line = error_line(capsys, ["export", str(small_run.run_dir), "--web", "--variant", "int8", "--to", str(target)])
+    working = [v.target for v in small_run.backbones["efficientnet_lite0"].shippable
+               if v.family == "litert" and v.target != "int8"]
     assert "--variant int8: LiteRT.js cannot run this LiteRT file (int8 input) in the web page" in line
     assert line.endswith(f"for --web choose from: {', '.join(working)}") and "uint8" in working
     assert list(tmp_path.iterdir()) == []
 
 
 def test_serve_refuses_a_folder_without_page(tmp_path, capsys):
-    line = _error_line(capsys, ["serve", str(tmp_path)])
+    line = error_line(capsys, ["serve", str(tmp_path)])
     assert line == f"zoolite: error: {tmp_path}: no index.html; pass a folder written by `zoolite export --web`"
 
 
@@ -368,7 +436,7 @@ def test_serve_refuses_a_port_in_use(tmp_path, capsys):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = _error_line(capsys, ["serve", str(tmp_path), "--port", str(port)])
+        line = error_line(capsys, ["serve", str(tmp_path), "--port", str(port)])
     assert line == f"zoolite: error: --port {port}: already in use; pick another port"
 
 

@@ -54,7 +54,7 @@ def pair_run(shared_dir):
             config = RunConfig.from_options(
                 data=str(copy_sample(root / "data", classes=("cane", "gatto"), per_class=4)), backbones=PAIR,
                 runs_dir=str(root / "runs"), representative_images=2, tensorboard=False,
-                quantizations=tuple(PAIR_VARIANTS[1:]), epochs=1, validation_freq=1, start_from_epoch=0,
+                modes=tuple(PAIR_VARIANTS[1:]), epochs=1, validation_freq=1, start_from_epoch=0,
                 fine_tune_layers=FINE_TUNE_LAYERS, fine_tune_learning_rate=1e-4, warmup=0, runs=1, min_runs=1)
             (root / "run_dir.txt").write_text(run(config, progress=Progress(False)).run_dir)
     return load((root / "run_dir.txt").read_text())
@@ -177,12 +177,12 @@ def test_offline_keras_application_stops_before_any_work(tiny_data, tmp_path, mo
 def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
     layout = RunLayout(Path(pair_run.run_dir))
     backbone = pair_run.backbones["efficientnet_lite0"]
-    assert set(backbone.training) == {"head", "fine_tune"}
-    assert backbone.training["fine_tune"]["epochs_run"] == 1
+    assert [name for name, _ in backbone.training.stages] == ["head", "fine_tune"]
+    assert backbone.training.fine_tune.epochs_run == 1
     assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in backbone.weights
     assert "fine_tuning" in backbone.timings
     assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in layout.report_md.read_text()
-    assert set(pair_run.backbones["scratch_cnn"].training) == {"head"}  # nothing pretrained to fine-tune
+    assert pair_run.backbones["scratch_cnn"].training.fine_tune is None  # nothing pretrained to fine-tune
 
     model = load_keras_model(layout.backbone("efficientnet_lite0").model(TARGETS["keras"]))
     tuned = model.get_layer("efficientnet_lite0_features").layers[-1]
@@ -215,6 +215,6 @@ def test_several_backbones_get_one_combined_table(pair_run):
             assert r[3 + 3 * k] == f"{measured.size_bytes / 1e6:.1f}"
     scratch = pair_run.backbones["scratch_cnn"]
     features = np.load(RunLayout(Path(pair_run.run_dir)).backbone("efficientnet_lite0").features("train"))
-    assert features.shape == (pair_run.split["train"], 1280)  # the head trained on the frozen base's output
+    assert features.shape == (pair_run.split.train, 1280)  # the head trained on the frozen base's output
     assert not RunLayout(Path(pair_run.run_dir)).backbone("scratch_cnn").features("train").exists()
-    assert scratch.training["head"]["epochs_run"] == 1
+    assert scratch.training.head.epochs_run == 1

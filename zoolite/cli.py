@@ -18,7 +18,8 @@ import tempfile
 import time
 import warnings
 
-from zoolite.config import Budget, LatencyConfig, RunConfig, TrainConfig, fields_with_flags, flag_of
+from zoolite.config import Budget, LatencyConfig, ModelOptions, PredictOptions, RunConfig, TrainConfig, \
+    fields_with_flags, flag_of
 from zoolite.errors import ZooliteError
 
 log = logging.getLogger("zoolite")
@@ -53,24 +54,53 @@ def _add_options(parser: argparse.ArgumentParser, cls, metavars: dict | None = N
         parser.add_argument(flag_of(f), dest=f.name, type=_parser_type(f), default=argparse.SUPPRESS,
                             metavar=(metavars or {}).get(f.name, flag_of(f)[2:].upper().replace("-", "_")),
                             help=f"{f.metadata['help']}{shown}")
+        if f.metadata.get("renamed_from"):
+            parser.add_argument(f.metadata["renamed_from"], dest=f.name, type=_parser_type(f), help=argparse.SUPPRESS,
+                                default=argparse.SUPPRESS, action=_RenamedFlag, new_flag=flag_of(f))
+
+
+class _RenamedFlag(argparse.Action):
+    """The old name of a renamed flag: still taken, with a line that gives the new one."""
+
+    def __init__(self, *args, new_flag: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new_flag = new_flag
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        # Said once logging is set up (main), not while parsing.
+        namespace.renamed_flags = [*getattr(namespace, "renamed_flags", []), (option_string, self.new_flag)]
+        setattr(namespace, self.dest, values)
+
+
+def _options(args, cls):
+    """An option group of ``cls`` from the flags the user gave, checked by the option engine."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields_with_flags(cls) if hasattr(args, f.name)})
+
+
+BUDGET_METAVARS = {"max_accuracy_drop_pp": "PP", "max_rejection_drop_pp": "PP", "max_latency_ms": "MS",
+                   "max_size_mb": "MB"}
 
 
 def _parser() -> argparse.ArgumentParser:
-    from zoolite.targets import FAMILIES, RUNTIMES
-
-    model_files = ", ".join(f"{family.label} {family.suffix}" for family in FAMILIES.values())
     parser = argparse.ArgumentParser(prog="zoolite", description=(
         "Turn a folder of animal photos into small, fast image classifiers for LiteRT and other runtimes, "
         "and measure them."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    budget_metavars = {"max_accuracy_drop_pp": "PP", "max_rejection_drop_pp": "PP", "max_latency_ms": "MS", "max_size_mb": "MB"}
+    _add_run_commands(sub)
+    _add_model_commands(sub)
+    return parser
+
+
+def _add_run_commands(sub) -> None:
+    """The commands on run folders: run, report, export, and serve for what export --web wrote."""
+    from zoolite.targets import RUNTIMES
 
     run = sub.add_parser("run", help="scan, split, train, convert, evaluate and report")
     run.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run from its last finished stage, "
                                                          "with the options saved in it")
     for group in (RunConfig, TrainConfig, LatencyConfig, Budget):
-        _add_options(run, group, budget_metavars)
+        _add_options(run, group, BUDGET_METAVARS)
     run.add_argument("--quiet", action="store_true", help="no progress bars or training log")
     run.add_argument("--json", action="store_true", help="print the results as JSON on stdout (and nothing else)")
     run.set_defaults(handler=_run)
@@ -81,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (runs/<timestamp>-<backbone>)")
     report.add_argument("--runtime", help="recommend among the variants of one runtime only: "
                                           f"{', '.join(RUNTIMES)} (default: every runtime of the run)")
-    _add_options(report, Budget, budget_metavars)
+    _add_options(report, Budget, BUDGET_METAVARS)
     report.set_defaults(handler=_report)
 
     export = sub.add_parser("export", help="copy one model of a run (any runtime) into a folder with labels.txt "
@@ -101,12 +131,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0: any free port)")
     serve.set_defaults(handler=_serve)
 
+
+def _add_model_commands(sub) -> None:
+    """The commands on a model file: predict and evaluate."""
+    from zoolite.targets import FAMILIES
+
+    model_files = ", ".join(f"{family.label} {family.suffix}" for family in FAMILIES.values())
     predict = sub.add_parser("predict", help=f"top-3 labels of images with a model file ({model_files}), or \"none "
                                              "of the N classes\" when the model's top score is below its threshold")
     predict.add_argument("model", help="the model file")
     predict.add_argument("images", nargs="+", help="image files, and folders searched recursively (files in them "
                                                    "that are not images are skipped and listed)")
-    predict.add_argument("--top", type=int, default=3, help="classes shown per photo, best first (default: 3)")
+    _add_options(predict, PredictOptions)
     predict.add_argument("--json", action="store_true", help="print the answers as one JSON document on stdout")
     predict.add_argument("--labels-file", help="the model's labels.txt (default: the one beside the model)")
     predict.set_defaults(handler=_predict)
@@ -117,14 +153,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="folder with one sub-folder of images per class, as for `run`")
     evaluate.add_argument("--labels-file", help="the model's labels.txt (default: the one beside the model)")
     evaluate.add_argument("--labels", help="JSON map from folder names to labels (default: Animals-10's)")
-    evaluate.add_argument("--threads", type=int, help="threads of the model's runtime (default: all cores)")
+    _add_options(evaluate, ModelOptions)
     evaluate.add_argument("--json", action="store_true", help="print the figures as one JSON document on stdout")
     _add_options(evaluate, LatencyConfig)
     evaluate.set_defaults(handler=_evaluate)
-    return parser
 
 
-_NOT_OPTIONS = {"command", "handler", "debug", "resume", "quiet", "json"}
+_NOT_OPTIONS = {"command", "handler", "debug", "resume", "quiet", "json", "renamed_flags"}
 
 
 def _given(args) -> dict:
@@ -191,9 +226,8 @@ def _serve(args) -> int:
 def _predict(args) -> int:
     from zoolite.evaluation import predict
 
-    if args.top < 1:
-        raise ZooliteError(f"--top {args.top}: must be at least 1")
-    answers = predict(args.model, args.images, args.labels_file, args.top)
+    options = _options(args, PredictOptions)
+    answers = predict(args.model, args.images, args.labels_file, options.top, options.threads)
     for file, reason in answers.skipped:
         log.warning("skipped %s: %s", file, reason)
     if args.json:
@@ -209,11 +243,9 @@ def _evaluate(args) -> int:
 
     from zoolite.evaluation import evaluate_model
 
-    if args.threads is not None and args.threads < 1:
-        raise ZooliteError(f"--threads {args.threads}: must be at least 1")
-    latency = LatencyConfig(**{f.name: getattr(args, f.name) for f in fields_with_flags(LatencyConfig)
-                               if hasattr(args, f.name)})
-    evaluation = evaluate_model(args.model, args.data, args.labels_file, args.labels, args.threads, latency)
+    threads = _options(args, ModelOptions).threads
+    evaluation = evaluate_model(args.model, args.data, args.labels_file, args.labels, threads,
+                                _options(args, LatencyConfig))
     for file, reason in evaluation.skipped:
         log.warning("skipped %s: %s", Path(args.data, file), reason)
     print(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False) if args.json else evaluation.summary())
@@ -256,6 +288,8 @@ def main(argv=None) -> int:
         # zoolite's own notes at INFO; libraries' (TensorFlow's "Assets written to ...") from WARNING up.
         log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's concern
+        for old, new in getattr(args, "renamed_flags", []):
+            log.warning("%s is deprecated and will be removed; use %s", old, new)
         return _handle(args)
 
 

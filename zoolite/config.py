@@ -21,13 +21,16 @@ from zoolite.errors import ZooliteError
 SAMPLE_DATA = Path(__file__).parent / "sample" / "animals10"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+# config.json's own version (the results have theirs). Files before it numbered themselves with the
+# results' schema_version; a run is resumed only by the zoolite version that wrote its config.
+CONFIG_VERSION = 1
 AUGMENTATIONS = ("none", "flip", "standard")  # zoolite.augmentation builds them
 
 
 # --- the constraint engine -------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Interval:
+class Range:
     """Numbers between ``low`` and ``high``; ``closed`` says which ends are allowed."""
 
     low: float | None = None
@@ -58,11 +61,12 @@ class Check:
 
 
 def option(default, help: str, constraint=None, flag: str | None = None, optional: bool = False,
-           parse: Callable[[str], Any] | None = None, cli: bool = True):
+           parse: Callable[[str], Any] | None = None, cli: bool = True, renamed_from: str | None = None):
     """A dataclass field with its help, command-line flag (default ``--field-name``), constraint,
-    whether ``None`` is allowed (no limit / automatic), and how to parse the flag's text."""
+    whether ``None`` is allowed (no limit / automatic), how to parse the flag's text, and the flag's
+    old name, still taken with a deprecation line."""
     metadata = {"help": help, "constraint": constraint, "flag": flag, "optional": optional, "parse": parse,
-                "cli": cli}
+                "cli": cli, "renamed_from": renamed_from}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -98,9 +102,27 @@ def fields_with_flags(cls) -> list[dataclasses.Field]:
 
 # --- the option groups -----------------------------------------------------------------------
 
-ABOVE_0 = Interval(0, None, "neither")
-AT_LEAST_0 = Interval(0, None)
-AT_LEAST_1 = Interval(1, None)
+ABOVE_0 = Range(0, None, "neither")
+AT_LEAST_0 = Range(0, None)
+AT_LEAST_1 = Range(1, None)
+
+
+@dataclass
+class ModelOptions:
+    """How ``zoolite evaluate`` runs a model file."""
+
+    threads: int | None = option(None, "threads of the model's runtime (default: all cores)", AT_LEAST_1,
+                                 optional=True)
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass
+class PredictOptions(ModelOptions):
+    """How ``zoolite predict`` runs a model file and what it shows."""
+
+    top: int = option(3, "classes shown per photo, best first", AT_LEAST_1)
 
 
 @dataclass
@@ -120,7 +142,7 @@ class TrainConfig:
     patience: int = option(2, "validations without val_loss improvement before stopping", AT_LEAST_0)
     start_from_epoch: int = option(3, "epochs before early stopping starts watching", AT_LEAST_0)
     lr_decay: float = option(0.15, "the learning rate is multiplied by e^-DECAY every epoch", AT_LEAST_0)
-    dropout: float = option(0.2, "dropout before the dense head", Interval(0, 1, "left"))
+    dropout: float = option(0.2, "dropout before the dense head", Range(0, 1, "left"))
     fine_tune_layers: int = option(0, "after the head, also train the top N layers of the base (counted as in "
                                       "the base model's layer list) on images; 0: no fine-tuning", AT_LEAST_0)
     fine_tune_learning_rate: float = option(1e-5, "learning rate of fine-tuning", ABOVE_0)
@@ -233,7 +255,7 @@ def _runtimes() -> dict:
     return RUNTIMES
 
 
-def _quantizations() -> tuple:
+def _modes() -> tuple:
     from zoolite.targets import MODES
 
     return MODES
@@ -262,7 +284,7 @@ class RunConfig:
     other: str | None = option(None, "a folder of photos of none of the classes (any layout, any subject): half "
                                      "fits the model's \"none of these\" rejection, half measures it (seeded split)")
     keep_rate: float = option(0.97, "share of the validation photos the \"none of these\" threshold keeps; the rest "
-                                    "of what scores lower is rejected", Interval(0, 1, "neither"))
+                                    "of what scores lower is rejected", Range(0, 1, "neither"))
     # benchmarks/calibration.py: 10 to 300 photos agree with the float model alike; calibration costs
     # ~0.05 s a photo
     representative_images: int = option(50, "training photos (drawn evenly over the classes) that calibrate the "
@@ -272,9 +294,9 @@ class RunConfig:
     runtimes: tuple[str, ...] = option(tuple(), "comma-separated runtimes whose files are made and measured "
                                        "side by side, e.g. litert,onnxruntime,openvino (default: litert)",
                                        _known(_runtimes, "runtimes"), parse=_names)
-    quantizations: tuple[str, ...] = option(tuple(), "comma-separated quantization modes, each made for every "
-                                            "runtime that has it (default: all)",
-                                            _known(_quantizations, "quantizations"), parse=_names)
+    modes: tuple[str, ...] = option(tuple(), "comma-separated modes (how the weights and activations are stored: "
+                                    "float32, float16, int8 ...), each made for every runtime that has it (default: "
+                                    "all)", _known(_modes, "modes"), parse=_names, renamed_from="--quantizations")
     tensorboard: bool = option(True, "write TensorBoard logs of training")
     train: TrainConfig = option(TrainConfig(), "", cli=False)
     latency: LatencyConfig = option(LatencyConfig(), "", cli=False)
@@ -285,7 +307,7 @@ class RunConfig:
 
         self.backbones, self.split = tuple(self.backbones), tuple(float(f) for f in self.split)
         self.runtimes = tuple(self.runtimes) or DEFAULT_RUNTIMES
-        self.quantizations = tuple(self.quantizations) or tuple(_quantizations())
+        self.modes = tuple(self.modes) or tuple(_modes())
         check(self)
         self._check_variants()
 
@@ -295,17 +317,40 @@ class RunConfig:
 
         for runtime in self.runtimes:
             modes = [t.mode for t in CONVERTED.values() if t.family.name == runtime]
-            if not set(modes) & set(self.quantizations):
-                raise ZooliteError(f"--quantizations {','.join(self.quantizations)}: the runtime {runtime} has none "
+            if not set(modes) & set(self.modes):
+                raise ZooliteError(f"--modes {','.join(self.modes)}: the runtime {runtime} has none "
                                    f"of these modes; add one of: {', '.join(modes)} (or leave {runtime} out of "
                                    "--runtimes)")
 
     def to_json(self) -> dict:
         return asdict(self)
 
+    def save(self, path: Path) -> None:
+        """Write the options as the run folder's config.json, with the file's own version."""
+        from zoolite import storage
+
+        storage.write_json(path, {"config_version": CONFIG_VERSION, **self.to_json()})
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        """The options a run folder's config.json holds; one line if it is damaged or of another version."""
+        import json
+
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            version = saved.pop("config_version", None)
+            if version != CONFIG_VERSION:
+                raise ZooliteError(f"{path}: written by another zoolite version, which this one cannot resume (config "
+                                   f"version {version}, this one reads {CONFIG_VERSION}); start a new run")
+            return cls.from_json(saved)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise ZooliteError(f"{path}: damaged run config ({e}); start a new run") from None
+
     @classmethod
     def from_json(cls, obj: dict) -> "RunConfig":
         obj = dict(obj)
+        if "quantizations" in obj:  # written before the option was renamed --modes
+            obj["modes"] = obj.pop("quantizations")
         obj["train"] = TrainConfig(**obj["train"])
         obj["latency"] = LatencyConfig(**obj["latency"])
         obj["budget"] = Budget(**obj.get("budget", {}))

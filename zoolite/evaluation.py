@@ -11,14 +11,19 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from zoolite import stats
 from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
-from zoolite.results import Agreement, ClassMeasure, Latency
+from zoolite.results import Agreement, ClassMeasure, Fidelity, Latency, Variant
+from zoolite.stats import Interval
 from zoolite.targets.base import Runtime
+
+if TYPE_CHECKING:
+    from zoolite.targets import Target
 
 
 def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
@@ -70,8 +75,21 @@ def predict_all(runtime: Runtime, images: np.ndarray, batch_size: int = 32, prog
     return np.concatenate(out).astype(np.float32)
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_classes: int,
-                           top_k: int = 3) -> dict:
+@dataclass
+class Scores:
+    """How well a model's probabilities classify labelled images."""
+
+    loss: float
+    accuracy: float
+    accuracy_interval: Interval  # 95% Wilson
+    top_k: int
+    top_k_accuracy: float
+    top_k_interval: Interval
+    balanced_accuracy: float  # the mean recall over the classes with images
+    balanced_accuracy_interval: Interval
+
+
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_classes: int, top_k: int = 3) -> Scores:
     """Loss, top-1 and top-k accuracy (with 95% Wilson intervals), computed as Keras's ``CategoricalCrossentropy``,
     ``CategoricalAccuracy`` and ``TopKCategoricalAccuracy`` do (probabilities renormalised and
     clipped to [1e-7, 1 - 1e-7]; a tie at the k-th place counts as in the top k), in NumPy so
@@ -86,58 +104,72 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_clas
     right, in_top_k = int(np.sum(correct)), int(np.sum((p > target[:, None]).sum(1) < k))
     balanced = stats.balanced_accuracy_interval(np.bincount(labels[correct], minlength=n_classes),
                                                 np.bincount(labels, minlength=n_classes))
-    return {"loss": float(np.mean(-np.log(target))), "accuracy": right / len(labels),
-            "accuracy_interval": stats.proportion_interval(right, len(labels)),
-            "top_k": k, "top_k_accuracy": in_top_k / len(labels),
-            "top_k_interval": stats.proportion_interval(in_top_k, len(labels)),
-            "balanced_accuracy": balanced.estimate, "balanced_accuracy_interval": balanced}
+    return Scores(loss=float(np.mean(-np.log(target))), accuracy=right / len(labels),
+                  accuracy_interval=stats.proportion_interval(right, len(labels)), top_k=k,
+                  top_k_accuracy=in_top_k / len(labels), top_k_interval=stats.proportion_interval(in_top_k, len(labels)),
+                  balanced_accuracy=balanced.estimate, balanced_accuracy_interval=balanced)
 
 
-def evaluate(runtime: Runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
-             latency: LatencyConfig | None = None, batch_size: int = 32, progress=None, timing_progress=None):
-    """Measure one runtime on the test images; return (metrics dict, probabilities).
+@dataclass
+class Measurement:
+    """One runtime measured on labelled images by the one routine: scores over all of them (in
+    batches), then single-image latency as an app sees it."""
 
-    The metrics are :class:`~zoolite.results.Variant` fields. ``progress`` advances per
-    predicted image, ``timing_progress`` per timed call.
-    """
+    scores: Scores
+    latency: Latency
+    other_latency: dict[str, Latency]  # other ways to call the same model (Runtime.other_calls)
+    eval_seconds: float  # predicting every image, in batches
+    probabilities: np.ndarray
+
+
+def measure(runtime: Runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
+            latency: LatencyConfig | None = None, batch_size: int = 32, progress=None,
+            timing_progress=None) -> Measurement:
+    """Measure one runtime on the test images. ``progress`` advances per predicted image,
+    ``timing_progress`` per timed call."""
     latency = latency or LatencyConfig()
-    labels = np.asarray(labels, dtype=int)
     start = time.perf_counter()
     probabilities = predict_all(runtime, images, batch_size, progress)
     eval_seconds = time.perf_counter() - start
-    metrics = classification_metrics(probabilities, labels, n_classes)
-    metrics["latency"] = measure_latency(runtime.predict_one, images, latency, timing_progress)
-    metrics["other_latency"] = {name: measure_latency(call, images, latency)
-                                for name, call in runtime.other_calls().items()}
-    metrics.update(threads=runtime.threads, backend=runtime.backend, eval_seconds=eval_seconds,
-                   input_dtype=runtime.input_dtype, **runtime.details())
-    return metrics, probabilities
+    return Measurement(classification_metrics(probabilities, labels, n_classes),
+                       measure_latency(runtime.predict_one, images, latency, timing_progress),
+                       {name: measure_latency(call, images, latency) for name, call in runtime.other_calls().items()},
+                       eval_seconds, probabilities)
 
 
-def multiply_accumulates(model) -> int:
-    """Multiply-accumulates of one inference (batch 1) of a Keras model: its convolutions and
-    dense layers, nested models included; what bounds latency from below."""
-    import keras
+def measure_variant(runtime: Runtime, target: Target, path: Path, images: np.ndarray, labels: np.ndarray,
+                    n_classes: int, latency: LatencyConfig | None = None, *, recorded_as: str | None = None,
+                    load_ms: float = 0.0, progress=None, timing_progress=None) -> tuple[Variant, np.ndarray]:
+    """A model file of ``target`` measured by :func:`measure`, as the :class:`~zoolite.results.Variant` the
+    results record (``recorded_as``: its path there, default ``path``), and its probabilities."""
+    m = measure(runtime, images, labels, n_classes, latency, progress=progress, timing_progress=timing_progress)
+    s = m.scores
+    variant = Variant(
+        target=target.name, family=target.family.name, mode=target.mode, role=target.role,
+        file=recorded_as or str(path), size_bytes=target.family.size_bytes(path), load_ms=load_ms, loss=s.loss,
+        accuracy=s.accuracy, accuracy_interval=s.accuracy_interval, top_k=s.top_k, top_k_accuracy=s.top_k_accuracy,
+        top_k_interval=s.top_k_interval, balanced_accuracy=s.balanced_accuracy,
+        balanced_accuracy_interval=s.balanced_accuracy_interval, latency=m.latency, other_latency=m.other_latency,
+        threads=runtime.threads, backend=runtime.backend, eval_seconds=m.eval_seconds, input_dtype=runtime.input_dtype,
+        params=runtime.params())
+    return variant, m.probabilities
 
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += multiply_accumulates(layer)
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            kh, kw = layer.kernel_size
-            _, h, w, c = layer.output.shape
-            total += kh * kw * h * w * c
-        elif isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            _, h, w, c = layer.output.shape
-            total += kh * kw * layer.input.shape[-1] // layer.groups * h * w * c
-        elif isinstance(layer, keras.layers.Dense):
-            total += layer.input.shape[-1] * layer.units
-    return int(total)
+
+def compare_with_reference(variant: Variant, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+                           labels: np.ndarray, class_names: list[str]) -> None:
+    """Fill in how ``variant`` follows its backbone's float model on the same images: agreement, per-class
+    evidence on the ``test`` images (with their ``labels``), and fidelity on them and on any ``unlabelled`` photos.
+    ``outputs`` and ``reference`` map those image sets to the two models' probabilities."""
+    variant.agreement = agreement(outputs["test"], reference["test"])
+    is_reference = outputs["test"] is reference["test"]
+    variant.confusion_matrix, variant.per_class = per_class_report(
+        outputs["test"], labels, class_names, None if is_reference else reference["test"])
+    variant.fidelity = Fidelity(*(stats.agreement_by_confidence(outputs[name], reference[name])
+                                  if name in outputs else None for name in ("test", "unlabelled")))
 
 
 def agreement(probabilities: np.ndarray, reference: np.ndarray) -> Agreement:
-    """How closely a variant follows the reference (float) model on the same images."""
+    """How closely a variant's answers and probabilities follow the reference (float) model's on the same images."""
     return Agreement(top1_agreement=float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
                      mean_abs_prob_diff=float(np.mean(np.abs(probabilities - reference))))
 
@@ -182,25 +214,28 @@ class ModelEvaluation:
     images: int
     classes: list[str]
     skipped: list[tuple[str, str]]
-    metrics: dict  # Variant fields: loss, accuracy, top_k, top_k_accuracy, latency, threads, ...
+    scores: Scores
+    latency: Latency
+    threads: str
+    backend: str
     rejected: int  # photos the model said show none of its classes
     per_class: dict[str, ClassMeasure]  # the folder's classes
 
     def to_json(self) -> dict:
-        """The same figures as data: the metrics as :class:`~zoolite.results.Variant` has them."""
+        """The same figures as data."""
         return {**asdict(self), "skipped": [{"file": file, "reason": reason} for file, reason in self.skipped]}
 
     def summary(self) -> str:
-        m, latency = self.metrics, self.metrics["latency"]
+        s, latency = self.scores, self.latency
         recalls = ", ".join(f"{name} {c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, "
                             f"{c.recall_interval.high * 100:.0f}] of {c.support}"
                             for name, c in self.per_class.items() if c.support)
         return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
-                f"skipped\nloss {m['loss']:.4f}  accuracy {m['accuracy'] * 100:.1f}%  balanced accuracy "
-                f"{m['balanced_accuracy'] * 100:.1f}%  top-{m['top_k']} accuracy "
-                f"{m['top_k_accuracy'] * 100:.1f}%  kept {(self.images - self.rejected) / self.images * 100:.1f}% "
+                f"skipped\nloss {s.loss:.4f}  accuracy {s.accuracy * 100:.1f}%  balanced accuracy "
+                f"{s.balanced_accuracy * 100:.1f}%  top-{s.top_k} accuracy "
+                f"{s.top_k_accuracy * 100:.1f}%  kept {(self.images - self.rejected) / self.images * 100:.1f}% "
                 f"(none of the {len(self.classes)} classes: {self.rejected})  latency mean {latency.mean_ms:.2f} ms, "
-                f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {m['threads']})\n"
+                f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {self.threads})\n"
                 f"recall per class [95% Wilson CI]: {recalls}")
 
 
@@ -237,9 +272,11 @@ def predict(model: str | Path, photos, labels_file: str | Path | None = None, to
     """Classify photos with a model file of any runtime, as an app does: one photo per call, "none of
     these" below the file's threshold. ``photos`` is a path or a list of paths, files or folders
     (searched recursively; files in them that are not images are skipped and listed)."""
+    from zoolite.config import PredictOptions
     from zoolite.data import load_image, photo_files
     from zoolite.targets import open_classifier, top_classes
 
+    PredictOptions(threads=threads, top=top)  # checked as the command's flags are
     classifier = open_classifier(model, labels_file, threads)
     files, skipped = photo_files([photos] if isinstance(photos, (str, Path)) else photos)
     answers = []
@@ -274,7 +311,9 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
     with tempfile.TemporaryDirectory(prefix="zoolite-evaluate-") as tmp:  # decoded once, on disk
         images = cache_images([dataset.root / p for p, _ in dataset.files], runtime.input_size,
                               Path(tmp) / "images.npy")
-        metrics, scores = evaluate(runtime, images, targets, len(labels), latency)
+        measured = measure(runtime, images, targets, len(labels), latency)
         del images
-    return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), metrics,
-                           int(np.sum(classifier.rejects(scores))), per_class_report(scores, targets, labels)[1])
+    probabilities = measured.probabilities
+    return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), measured.scores, measured.latency,
+                           runtime.threads, runtime.backend, int(np.sum(classifier.rejects(probabilities))),
+                           per_class_report(probabilities, targets, labels)[1])

@@ -38,8 +38,9 @@ def _tensor(tensor: Tensor) -> dict:
             "quantization": {"scale": tensor.scale, "zero_point": tensor.zero_point} if quantized else None}
 
 
-def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Backbone, Variant]:
-    """The backbone and variant to export; one-line errors list the valid choices."""
+def chosen_variant(results: Run, backbone: str | None = None, variant: str | None = None) -> tuple[Backbone, Variant]:
+    """The backbone and variant ``zoolite export`` writes: the ones asked for, else the recommendation, as its
+    app twin when app clients refuse its input (LiteRT int8 -> uint8); one-line errors list the valid choices."""
     recommendation = results.recommendation
     recommended = recommendation.backbone if recommendation else None
     names = list(results.backbones)
@@ -53,7 +54,7 @@ def _choose(results: Run, backbone: str | None, variant: str | None) -> tuple[Ba
     if backbone not in results.backbones:
         raise ZooliteError(f"--backbone {backbone}: not in this run; choose from: {', '.join(names)}")
     chosen = results.backbones[backbone]
-    shippable = [v.variant for v in chosen.shippable]
+    shippable = [v.target for v in chosen.shippable]
     if variant is None:
         if recommended != backbone:
             raise ZooliteError(f"no recommended variant for {backbone} under the run's budget; pass --variant, "
@@ -85,10 +86,10 @@ def _recommend_for_the_page(results: Run) -> None:
 
 def _check_web(backbone: Backbone, variant: Variant) -> None:
     """Refuse, before anything is written, a variant the web page (LiteRT.js) cannot run."""
-    target = get_target(variant.variant)
+    target = get_target(variant.target)
     if not target.web:
-        working = [v.variant for v in backbone.shippable if get_target(v.variant).web]
-        raise ZooliteError(f"--variant {variant.variant}: LiteRT.js cannot run this {target.family.label} file "
+        working = [v.target for v in backbone.shippable if get_target(v.target).web]
+        raise ZooliteError(f"--variant {variant.target}: LiteRT.js cannot run this {target.family.label} file "
                            f"({target.input_dtype} input) in the web page; for --web choose from: "
                            f"{', '.join(working) or 'none in this run'}")
 
@@ -106,7 +107,7 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
     from zoolite.backbones import get_backbone
 
     spec = get_backbone(backbone.name)
-    target = get_target(variant.variant)
+    target = get_target(variant.target)
     model_input, model_output = (_tensor(tensor) for tensor in runtime.tensors())
     size = model_input["shape"][1]
     model_input.update({
@@ -129,21 +130,21 @@ def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> d
         "model_files": [path.name for path in target.family.files(Path(variant.file))], "labels_file": "labels.txt",
         "classes": results.labels, "backbone": backbone.name, "input_size": size,
         "runtime": target.family.label, "clients": list(target.clients), "web": target.web,
-        "variant": variant.variant, "quantization": target.description,
+        "variant": variant.target, "mode": target.mode, "mode_description": target.description,
         "input": model_input, "output": model_output,
         "none_of_these": _none_of_these(backbone, variant),
         "measured": {
-            "test_images": results.split["test"], "accuracy": variant.accuracy, "loss": variant.loss,
+            "test_images": results.split.test, "accuracy": variant.accuracy, "loss": variant.loss,
             "balanced_accuracy": variant.balanced_accuracy,
             "recall": {name: c.recall for name, c in variant.per_class.items()},
             f"top{variant.top_k}_accuracy": variant.top_k_accuracy,
             "latency_ms": {key.removesuffix("_ms"): value for key, value in asdict(variant.latency).items()
                            if key.endswith("_ms") and value is not None},
             "latency_method": "1 image per call after warm-up, wall clock (time.perf_counter)",
-            "threads": variant.threads, "cpu": m["cpu"], "cores": m["cores"], "size_bytes": variant.size_bytes,
+            "threads": variant.threads, "cpu": m.cpu, "cores": m.cores, "size_bytes": variant.size_bytes,
         },
         "source": {"run_dir": str(Path(results.run_dir).resolve()), "file": variant.file,
-                   "zoolite": m["zoolite"], "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                   "zoolite": m.zoolite, "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
     }
 
 
@@ -152,7 +153,7 @@ def _none_of_these(backbone: Backbone, variant: Variant) -> dict | None:
     rejection, measured = backbone.rejection, variant.rejection
     if rejection is None:
         return None
-    mediapipe = "MediaPipe Tasks" in get_target(variant.variant).clients
+    mediapipe = "MediaPipe Tasks" in get_target(variant.target).clients
     card = {"threshold": rejection.threshold,
             "rule": "a photo shows none of the classes when its top score is below the threshold (also in the "
                     + ("file's metadata as ScoreThresholdingOptions, which MediaPipe Tasks applies by default)"
@@ -180,21 +181,21 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
     results, target = load(run_dir), Path(to)
     if web and variant is None:
         _recommend_for_the_page(results)
-    backbone, variant = _choose(results, backbone, variant)
+    backbone, variant = chosen_variant(results, backbone, variant)
     if web:
         _check_web(backbone, variant)
     _check_target(target)
     model_path = Path(results.run_dir) / variant.file
     runtime, _ = open_model(model_path)
     card = model_card(results, backbone, variant, runtime)
-    twin = get_target(variant.variant).app_twin
+    twin = get_target(variant.target).app_twin
     if twin:
         log.warning("%s takes %s input, which %s refuse; for those apps export --variant %s (the same model, with "
                     "an input they take)", card["model_file"], card["input"]["dtype"],
                     ", ".join(client for client in get_target(twin).clients
-                              if client not in get_target(variant.variant).clients), twin)
+                              if client not in get_target(variant.target).clients), twin)
     with storage.atomic_dir(target) as staging:  # replaces an empty folder; a non-empty one was refused
-        for file in get_target(variant.variant).family.files(model_path):
+        for file in get_target(variant.target).family.files(model_path):
             shutil.copyfile(file, staging / file.name)
         storage.write_text(staging / "labels.txt", "\n".join(card["classes"]) + "\n")
         storage.write_json(staging / "model.json", card)

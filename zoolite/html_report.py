@@ -7,18 +7,16 @@ probabilities, decoded test images), so it can be re-rendered without recomputin
 from __future__ import annotations
 
 import base64
-import json
 from html import escape
 from pathlib import Path
 
 import numpy as np
 
-from zoolite import plots
+from zoolite import plots, stats
 from zoolite.layout import RunLayout
-from zoolite.recommend import CONFIDENT
 from zoolite.results import Run
 from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_cells, caption, class_cells, combined_cells, \
-    fidelity_cells, fidelity_titles, machine_sentence, rejection_cells, rejection_note
+    dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, rejection_cells, rejection_note
 
 # Test images shown in the prediction grid of each backbone.
 GRID_IMAGES = 24
@@ -33,7 +31,7 @@ h3 { margin-top: 28px; }
 .box.none { border-color: #ef6c00; background: #fff3e0; }
 .box strong { font-size: 1.1em; }
 table { border-collapse: collapse; margin: 10px 0; font-size: 0.92em; }
-th, td { border-bottom: 1px solid #dde1e3; padding: 5px 10px; text-align: right; white-space: nowrap; }
+th, td { border-bottom: 1px solid #dde1e3; padding: 5px 6px; text-align: right; min-width: 4.5em; }
 th { background: #f3f5f6; white-space: normal; vertical-align: bottom; }
 th:first-child, td:first-child { text-align: left; }
 .wide { overflow-x: auto; }
@@ -51,6 +49,7 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], highlight: int | None = None) -> str:
+    """An HTML table whose cells break their text where they must, so that it fits a 1,200 px window."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         f"<tr{' class=recommended' if i == highlight else ''}>" + "".join(f"<td>{escape(c)}</td>" for c in row)
@@ -77,19 +76,20 @@ def _test_images(layout: RunLayout, results: Run, backbone: str, indices) -> lis
         return [np.asarray(images[i]) for i in indices]
     from zoolite.data import load_image
 
-    test = json.loads(layout.split.read_text())["test"]
-    paths = [Path(results.dataset["root"]) / test[i][0] for i in indices]
-    if not all(p.is_file() for p in paths):
+    test = results.test_photos()
+    paths = [test[i][0] for i in indices] if test else []
+    if not paths or not all(p.is_file() for p in paths):
         return None
     return [load_image(p, results.backbones[backbone].input_size) for p in paths]
 
 
 def _prediction_grid(layout: RunLayout, results: Run, backbone: str, variant: str) -> str:
     probabilities_path = layout.backbone(backbone).probabilities(variant)
-    if not (probabilities_path.exists() and layout.split.exists()):
+    test = results.test_photos()
+    if not (probabilities_path.exists() and test):
         return f'<p class="note">No prediction grid: {probabilities_path.name} or split.json is missing.</p>'
     probabilities = np.load(probabilities_path)
-    labels = np.array([label for _, label in json.loads(layout.split.read_text())["test"]], dtype=int)
+    labels = np.array([label for _, label in test], dtype=int)
     order = plots.prediction_order(labels, probabilities)[:GRID_IMAGES]
     images = _test_images(layout, results, backbone, order)
     if images is None:
@@ -112,15 +112,14 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     parts += _fidelity_section(results, backbone)
     parts += _rejection_section(results, name)
     curves = plots.training_curves(backbone.training, f"{name}: training")
-    parts += ["<h3>Training</h3>", _img(curves, f"{name} training curves") if curves
-              else '<p class="note">No training history recorded.</p>']
+    parts += ["<h3>Training</h3>", _img(curves, f"{name} training curves")]
     shown = [(backbone.reference, "float Keras model")] + ([(recommended, "recommended")] if recommended else [])
     matrices = []
     for variant, role in shown:
-        title = f"{name} {variant.variant} ({role}): accuracy {variant.accuracy * 100:.1f}%"
+        title = f"{name} {variant.target} ({role}): accuracy {variant.accuracy * 100:.1f}%"
         matrices.append(_img(plots.confusion_matrix(variant.confusion_matrix, results.labels, title), title))
     parts += ["<h3>Confusion matrices (test split)</h3>", f'<div class="pair">{"".join(matrices)}</div>',
-              "<h3>Test images and predictions</h3>", _prediction_grid(layout, results, name, shown[-1][0].variant)]
+              "<h3>Test images and predictions</h3>", _prediction_grid(layout, results, name, shown[-1][0].target)]
     return parts
 
 
@@ -145,25 +144,23 @@ def _fidelity_section(results: Run, backbone) -> list[str]:
                       f'<p class="note">{escape(FIDELITY_NOTE)}</p>', _table(*table)]
     if parts and results.unlabelled:
         u = results.unlabelled
-        parts.append(f'<p class="note">Unlabelled photos: <code>{escape(u["root"])}</code>, {u["photos"]} used, '
-                     f'{len(u["skipped"])} skipped. No labels are needed: these figures say how faithfully each variant '
+        parts.append(f'<p class="note">Unlabelled photos: <code>{escape(u.root)}</code>, {u.photos} used, '
+                     f'{len(u.skipped)} skipped. No labels are needed: these figures say how faithfully each variant '
                      "reproduces the float model. Photos of none of the classes make the float model unsure, and "
                      "unsure answers flip easily and mean little; a changed answer where the float model is "
-                     f"confident (max probability ≥ {CONFIDENT:g}) is what the recommendation counts.</p>")
+                     f"confident (max probability ≥ {stats.CONFIDENT:g}) is what the recommendation counts.</p>")
     return parts
 
 
 def html_report(results: Run) -> str:
     layout = RunLayout(Path(results.run_dir))
-    d, split, m = results.dataset, results.split, results.machine
+    skipped, m = results.dataset.skipped, results.machine
     names = list(results.backbones)
     body = [f"<h1>zoolite run: {escape(', '.join(names))}</h1>",
             f'<p class="sub">{escape(results.run_dir)}</p>']
     if results.recommendation:
         body.append(_recommendation_box(results))
-    body += [f"<p>Dataset <code>{escape(d['root'])}</code>: {d['images']} images in {len(d['labels'])} classes "
-             f"({escape(', '.join(d['labels']))}); split {split['train']}/{split['val']}/{split['test']} "
-             f"(train/val/test, seed {split['seed']}); {len(d['skipped'])} file(s) skipped.</p>",
+    body += [f"<p>{escape(dataset_sentence(results))}</p>",
              "<h2>Accuracy, latency and size</h2>",
              _img(plots.tradeoff(results), "accuracy vs latency of every variant"),
              '<p class="note">Up and to the left is better; bars are 95% intervals. The dashed line is the '
@@ -174,12 +171,11 @@ def html_report(results: Run) -> str:
         body += ["<h3>All backbones</h3>", _table(*combined_cells(results))]
     for name in names:
         body += _backbone_section(layout, results, name)
-    if d["skipped"]:
-        body += ["<h2>Skipped files</h2>",
-                 _table(["File", "Reason"], [[s["file"], s["reason"]] for s in d["skipped"]])]
+    if skipped:
+        body += ["<h2>Skipped files</h2>", _table(["File", "Reason"], [[s.file, s.reason] for s in skipped])]
     body += ["<h2>Machine</h2>",
              f"<p>{escape(machine_sentence(m))} The run took {results.timings['total']:.0f} s.</p>",
-             f"<p>Command: <code>{escape(m['command'])}</code></p>"]
+             f"<p>Command: <code>{escape(m.command)}</code></p>"]
     if results.config.tensorboard:
         body.append(f'<p class="note">Training logs: <code>tensorboard --logdir {escape(results.run_dir)}</code></p>')
     title = f"zoolite run: {', '.join(names)}"

@@ -15,41 +15,29 @@ import sys
 import types
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from zoolite.errors import ZooliteError
+from zoolite.targets.base import About
 
 _METADATA_NAME = b"TFLITE_METADATA"  # name of the model metadata entry that holds the metadata buffer
 _LABELS_FILE = "labels.txt"
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the metadata of a zoolite model says about it."""
-
-    name: str
-    description: str
-    version: str
-    author: str
-    labels: tuple[str, ...]
-    score_threshold: float | None = None  # below it the top score means "none of these classes"
-
-
-def add_metadata(model: bytes, *, name: str, description: str, labels: list[str], version: str,
-                 author: str = "zoolite", score_threshold: float | None = None) -> bytes:
+def add_metadata(model: bytes, about: About) -> bytes:
     """Return ``model`` with TFLite metadata that MediaPipe's ``ImageClassifier`` accepts.
 
     The input is described as an RGB image of raw 0-255 pixels (normalisation mean 0, std 1:
-    the model normalises inside), the output as class scores with ``labels`` attached as
-    ``labels.txt``. ``score_threshold``, if given, is stored as the output's
+    the model normalises inside), the output as class scores with ``about.labels`` attached as
+    ``labels.txt``. ``about.score_threshold``, if given, is stored as the output's
     ``ScoreThresholdingOptions``: MediaPipe Tasks drops every class scored below it unless the
     app sets its own threshold, so a photo of none of the classes comes back with no class.
     Only the metadata entry and the appended zip change: tensors and ops don't.
     """
     from ai_edge_litert import schema_py_generated as tfl
 
+    labels, threshold = about.labels, about.score_threshold
     classes = _class_count(tfl.Model.GetRootAs(model, 0))
     if len(labels) != classes:
         raise ValueError(f"{len(labels)} labels for a model with {classes} classes")
@@ -60,17 +48,17 @@ def add_metadata(model: bytes, *, name: str, description: str, labels: list[str]
     writer = writers.MetadataWriter.create(bytearray(model))
     # add_general_info() sets only name and description; GeneralMd also takes version and author.
     writer._general_md = writers.metadata_info.GeneralMd(
-        name=name, description=description, version=version, author=author)
+        name=about.name, description=about.description, version=about.version, author=about.author)
     # MediaPipe applies this to float inputs and ignores it for uint8 ones (checked with 1.2.3).
     writer.add_image_input(norm_mean=[0.0], norm_std=[1.0])
     writer.add_classification_output(
         writers.Labels().add(list(labels), exported_filename=_LABELS_FILE),
-        score_thresholding=None if score_threshold is None else writers.ScoreThresholding(float(score_threshold)))
+        score_thresholding=None if threshold is None else writers.ScoreThresholding(float(threshold)))
     model_with_metadata, _json = writer.populate()
     return bytes(model_with_metadata)
 
 
-def read_metadata(model: str | os.PathLike | bytes) -> ModelInfo | None:
+def read_metadata(model: str | os.PathLike | bytes) -> About | None:
     """Read the metadata of a ``.tflite`` model (path or contents); None if it has none.
 
     Imports neither TensorFlow nor MediaPipe. Raises ZooliteError if the file is not a TFLite
@@ -94,8 +82,8 @@ def read_metadata(model: str | os.PathLike | bytes) -> ModelInfo | None:
                            "with `zoolite run`, or pass --labels-file to use it without its metadata") from None
 
 
-def _parse(data: bytes, model) -> ModelInfo | None:
-    """The ModelInfo of a TFLite ``model`` (parsed from ``data``); raises on damage."""
+def _parse(data: bytes, model) -> About | None:
+    """What the metadata of a TFLite ``model`` (parsed from ``data``); raises on damage."""
     buffer = next((model.Buffers(model.Metadata(i).Buffer()) for i in range(model.MetadataLength())
                    if model.Metadata(i).Name() == _METADATA_NAME), None)
     if buffer is None:
@@ -113,7 +101,7 @@ def _parse(data: bytes, model) -> ModelInfo | None:
         raise ValueError("the output has no label file")
     with zipfile.ZipFile(io.BytesIO(data)) as attached:
         # The writer joins labels with "\n"; splitlines() would also split on other characters.
-        labels = tuple(attached.read(label_file).decode("utf-8").split("\n"))
+        labels = attached.read(label_file).decode("utf-8").split("\n")
     classes = _class_count(model)
     if len(labels) != classes:
         raise ValueError(f"{label_file} has {len(labels)} labels for {classes} classes")
@@ -125,9 +113,8 @@ def _parse(data: bytes, model) -> ModelInfo | None:
         options = fb.ScoreThresholdingOptions()
         options.Init(thresholding.Options().Bytes, thresholding.Options().Pos)
         threshold = float(options.GlobalScoreThreshold())
-    return ModelInfo(name=_text(meta.Name()), description=_text(meta.Description()),
-                     version=_text(meta.Version()), author=_text(meta.Author()), labels=labels,
-                     score_threshold=threshold)
+    return About(name=_text(meta.Name()), description=_text(meta.Description()), labels=labels,
+                 version=_text(meta.Version()), score_threshold=threshold, author=_text(meta.Author()))
 
 
 def _class_count(model) -> int:

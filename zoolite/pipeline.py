@@ -20,20 +20,20 @@ from typing import Callable
 import numpy as np
 from tensorflow import errors as tf_errors
 
-from zoolite import features, rejection, reporting, stats, storage
+from zoolite import features, provenance, rejection, reporting, stats, storage
 from zoolite.augmentation import Views, random_views, view_maker
-from zoolite.backbones import build_feature_extractor, describe_weights, get_backbone, resolve_weights
+from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
 from zoolite.config import RunConfig
 from zoolite.data import Split, cache_images, even_sample, load_label_map, scan_dataset, scan_photos, split_dataset, \
     split_other
 from zoolite.errors import ZooliteError
-from zoolite.evaluation import agreement, evaluate, per_class_report, predict_all
+from zoolite.evaluation import compare_with_reference, measure_variant, predict_all
 from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
-from zoolite.results import SCHEMA_VERSION, Backbone, BalancedComparison, Rejection, Run, Variant, \
-    best_float_backbone, is_imbalanced
-from zoolite.targets import REFERENCE, About, ConversionSource, Target, chosen_targets, open_model
+from zoolite.results import Backbone, BalancedComparison, Dataset, OtherPhotos, Rejection, Run, Skipped, SplitSizes, \
+    Training, UnlabelledPhotos, Variant, best_float_backbone, is_imbalanced
+from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
 
@@ -179,43 +179,44 @@ class _BackboneStages:
                                 None if shuffle else self.class_weights,
                                 random_views(train.augment) if shuffle else None)
 
+    def _train_head(self, extractor, head):
+        """The head trained on the frozen base's cached features (and on those of augmented views)."""
+        train_features, val_features = (self._features(extractor, subset) for subset in ("train", "val"))
+        views = self._views(extractor)
+        train = one_hot(self._labels("train"), self.n_classes)
+        with self.stages.step("training"):
+            return self._fit(head, Views([train_features, *views], train, self.config.train.batch_size,
+                                         self.config.seed) if views else (np.asarray(train_features), train),
+                             (np.asarray(val_features), one_hot(self._labels("val"), self.n_classes)), "head")
+
     def train(self, extractor) -> tuple:
         """The trained Keras classifier and its history (loaded when a previous attempt saved them)."""
         model_path, history_path = self.layout.classifier, self.layout.history
         if model_path.exists() and history_path.exists():
-            return load_keras_model(model_path), json.loads(history_path.read_text())
+            return load_keras_model(model_path), Training.from_json(json.loads(history_path.read_text()))
         _seed_everything(self.config.seed)
         train_cfg = self.config.train
         head = build_head(self.spec.feature_dim, self.n_classes, train_cfg.dropout)
-        history = {}
         if self.spec.pretrained:
-            cached = {s: self._features(extractor, s) for s in ("train", "val")}
-            views = self._views(extractor)
-            train = one_hot(self._labels("train"), self.n_classes)
-            with self.stages.step("training"):
-                history["head"] = self._fit(
-                    head, Views([cached["train"], *views], train, train_cfg.batch_size, self.config.seed) if views
-                    else (np.asarray(cached["train"]), train),
-                    (np.asarray(cached["val"]), one_hot(self._labels("val"), self.n_classes)), "head")
+            training = Training(self._train_head(extractor, head))
             model = assemble(extractor, head, name=f"{self.spec.name}_classifier")
         else:  # from scratch: the whole network learns, so it must see images
             set_base_trainable(extractor, None)
             model = assemble(extractor, head, name=f"{self.spec.name}_classifier")
             with self.stages.step("training"):
-                history["head"] = self._fit(model, self._image_data("train", True),
-                                            self._image_data("val", False), "scratch")
+                training = Training(self._fit(model, self._image_data("train", True),
+                                              self._image_data("val", False), "scratch"))
         if train_cfg.fine_tune_layers and self.spec.pretrained:
             set_base_trainable(extractor, train_cfg.fine_tune_layers)
             with self.stages.step("fine_tuning"):
-                history["fine_tune"] = self._fit(model, self._image_data("train", True),
-                                                 self._image_data("val", False), "fine_tune",
-                                                 learning_rate=train_cfg.fine_tune_learning_rate)
+                training.fine_tune = self._fit(model, self._image_data("train", True), self._image_data("val", False),
+                                               "fine_tune", learning_rate=train_cfg.fine_tune_learning_rate)
             set_base_trainable(extractor, 0)
         storage.atomic_save_model(model, model_path)
-        storage.write_json(history_path, history)
-        return model, history
+        storage.write_json(history_path, asdict(training))
+        return model, training
 
-    def reject(self, classifier, history: dict) -> tuple:
+    def reject(self, classifier, training: Training) -> tuple:
         """The reference model: ``classifier`` with "none of these" folded in (:mod:`zoolite.rejection`),
         and how it rejects (loaded when a previous attempt saved them)."""
         model_path, rejection_path = self.layout.model(REFERENCE), self.layout.rejection
@@ -223,7 +224,7 @@ class _BackboneStages:
             return load_keras_model(model_path), Rejection.from_json(json.loads(rejection_path.read_text()))
         extractor = classifier.layers[-2]
         # The cached features are the frozen base's; a base that learned gives other features.
-        tuned = "fine_tune" in history or not self.spec.pretrained
+        tuned = training.fine_tune is not None or not self.spec.pretrained
         subsets = {subset: self._features(extractor, f"trained_{subset}" if tuned else subset, self._paths(subset), tuned)
                    for subset in ("train", "val")}
         other = {half: self._features(extractor, f"other_{half}", paths, tuned)
@@ -244,12 +245,13 @@ class _BackboneStages:
         storage.atomic_save_model(model, model_path)
         storage.write_json(rejection_path, asdict(fitted))
         return model, fitted
+
     def _warn_of_class_photos(self, confident: int) -> None:
         if confident:
             other = self.split.other
             log.warning("--other %s: the float model is confident (score >= %g) that %d of its %d photos show one "
                         "of the classes; any that do show one teach the model to reject its class: remove them from "
-                        "the folder", other.root, rejection.CONFIDENT, confident,
+                        "the folder", other.root, stats.CONFIDENT, confident,
                         len(other.calibration) + len(other.test))
 
     def convert(self, model, rejected: Rejection) -> dict[Target, Path]:
@@ -257,20 +259,11 @@ class _BackboneStages:
         ``rejected`` in its metadata; target -> file."""
         files = {REFERENCE: self.layout.model(REFERENCE)}
         by_family: dict = {}
-        for target in chosen_targets(self.config.runtimes, self.config.quantizations):
+        for target in chosen_targets(self.config.runtimes, self.config.modes):
             files[target] = self.layout.model(target)
             if not all(file.exists() for file in target.family.files(files[target])):
                 by_family.setdefault(target.family, []).append(target)
-        version = reporting.package_version("zoolite")
-        about = About(
-            name=f"zoolite {self.spec.name} classifier",
-            description=f"Classifies {self.spec.input_size}x{self.spec.input_size} RGB photos (raw 0-255 pixels; "
-                        f"normalised inside the model) into {self.n_classes} classes: {', '.join(self.labels)}. "
-                        f"Transfer learning from {self.spec.name} ({describe_weights(self.spec, self.weights)}) "
-                        f"on {Path(self.root).name}, by zoolite {version}. A top score below {rejected.threshold:.4f} "
-                        f"means none of these classes (the threshold keeps {rejected.keep_rate:.0%} of the "
-                        f"validation photos; fitted on {rejected.calibrated_on}).",
-            labels=list(self.labels), version=version, score_threshold=rejected.threshold)
+        about = provenance.model_about(self.spec, self.weights, self.labels, self.root, rejected)
         with ConversionSource(model, self.layout.cache, self._representative, self.stages.step, about) as source:
             for family, missing in by_family.items():
                 converter = family.implementation().Converter(source)
@@ -294,11 +287,9 @@ class _BackboneStages:
             latency = self.config.latency
             with self.stages.progress.bar(f"{self.spec.name}: timing {target.name} (up to {latency.runs} calls "
                                           f"or {latency.max_seconds:g} s)", latency.runs, unit="call") as timed:
-                metrics, probs = evaluate(runtime, images, labels, self.n_classes, latency,
-                                          progress=step, timing_progress=timed)
-            variant = Variant(variant=target.name, family=target.family.name, mode=target.mode, role=target.role,
-                              file=path.relative_to(self.layout.root.parent).as_posix(),
-                              size_bytes=target.family.size_bytes(path), load_ms=load_seconds * 1000.0, **metrics)
+                variant, probs = measure_variant(
+                    runtime, target, path, images, labels, self.n_classes, latency, progress=step, timing_progress=timed,
+                    recorded_as=path.relative_to(self.layout.root.parent).as_posix(), load_ms=load_seconds * 1000.0)
             for name, photos in (("unlabelled", unlabelled), ("other", other)):
                 if photos is not None:
                     storage.write_npy(outputs[name], predict_all(runtime, photos, progress=step))
@@ -331,15 +322,11 @@ class _BackboneStages:
         rejected.ece_before = rejection.expected_calibration_error(calibrated ** rejected.temperature, labels)
         for variant, outputs in measured:
             variant.params = reference_variant.params  # every variant holds the same weights, differently stored
-            variant.agreement = agreement(outputs["test"], reference["test"])
-            variant.confusion_matrix, variant.per_class = per_class_report(
-                outputs["test"], labels, self.labels, None if variant is reference_variant else reference["test"])
-            variant.fidelity = {name: stats.agreement_by_confidence(outputs[name], reference[name])
-                                for name in ("test", "unlabelled") if name in outputs}
+            compare_with_reference(variant, outputs, reference, labels, self.labels)
             variant.rejection = rejection.measure(outputs["test"], outputs.get("other"), rejected.threshold,
                                                   (reference["test"], reference.get("other")))
         return [variant for variant, _ in measured], \
-            {variant.variant: outputs["test"].argmax(1) == labels for variant, outputs in measured}
+            {variant.target: outputs["test"].argmax(1) == labels for variant, outputs in measured}
 
 
 def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: dict[tuple[str, str], np.ndarray],
@@ -350,10 +337,10 @@ def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: 
     n_classes = len(next(iter(backbones.values())).reference.per_class)
     per_class = np.bincount(labels, minlength=n_classes)
     best = best_float_backbone(backbones, is_imbalanced(per_class.tolist()))
-    reference = correct[best.name, best.reference.variant]
+    reference = correct[best.name, best.reference.target]
     for backbone in backbones.values():
         for variant in backbone.variants:
-            mine = correct[backbone.name, variant.variant]
+            mine = correct[backbone.name, variant.target]
             variant.paired = stats.compare_paired(mine, reference)
             won, lost = (np.bincount(labels[a & ~b], minlength=n_classes) for a, b in ((mine, reference),
                                                                                        (reference, mine)))
@@ -362,52 +349,51 @@ def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: 
                 loss_p=stats.balanced_loss_p(won, lost, per_class))
 
 
-def _describe_dataset(dataset) -> dict:
-    return {"root": str(dataset.root), "class_dirs": dataset.class_dirs, "labels": dataset.labels,
-            "counts": dataset.counts(), "images": len(dataset.files),
-            "skipped": [{"file": f, "reason": r} for f, r in dataset.skipped]}
+def _describe_dataset(dataset) -> Dataset:
+    return Dataset(root=str(dataset.root), class_dirs=dataset.class_dirs, labels=dataset.labels,
+                   counts=dataset.counts(), images=len(dataset.files),
+                   skipped=[Skipped(file, reason) for file, reason in dataset.skipped])
 
 
-def _scan_and_split(config: RunConfig, timings: dict) -> tuple[dict, Split]:
+def _scan_and_split(config: RunConfig, timings: dict) -> tuple[Dataset, Split]:
     start = time.perf_counter()
     dataset = scan_dataset(config.data, load_label_map(config.labels))
     timings["scan"] = round(time.perf_counter() - start, 3)
     for file, reason in dataset.skipped:
         log.warning("skipped %s: %s", Path(config.data, file), reason)
     split = split_dataset(dataset, config.split, config.seed)
-    other = _scan_photos(config.other, "--other")
-    if other is not None:
-        if len(other["photos"]) < 2:
+    if config.other is not None:
+        photos, _ = _scan_photos(config.other, "--other")
+        if len(photos) < 2:
             raise ZooliteError(f"--other {config.other}: only 1 usable photo; at least 2 are needed (half fit the "
                                "rejection, half measure it); add photos of things that are none of the classes")
-        split.other = split_other(other["root"], other["photos"], config.seed)
+        split.other = split_other(str(Path(config.other)), photos, config.seed)
     return _describe_dataset(dataset), split
 
 
-def _scan_photos(folder: str | None, option: str) -> dict | None:
-    """The photos of a folder option, ``--unlabelled`` or ``--other`` (checked before any work), or None."""
-    if folder is None:
-        return None
+def _scan_photos(folder: str, option: str) -> tuple[list[str], list[Skipped]]:
+    """The photos of a folder option, ``--unlabelled`` or ``--other`` (checked before any work), and what
+    in it was skipped."""
     photos, skipped = scan_photos(folder, option)
     for file, reason in skipped:
         log.warning("skipped %s: %s", Path(folder, file), reason)
-    return {"root": str(Path(folder)), "photos": photos, "skipped": [{"file": f, "reason": r} for f, r in skipped]}
+    return photos, [Skipped(file, reason) for file, reason in skipped]
 
 
-def _save_split(layout: RunLayout, dataset_info: dict, split: Split) -> None:
-    storage.write_json(layout.dataset, dataset_info)
+def _save_split(layout: RunLayout, dataset: Dataset, split: Split) -> None:
+    storage.write_json(layout.dataset, asdict(dataset))
     storage.write_json(layout.split, split.to_json())
 
 
-def _new_run_dir(config: RunConfig, dataset_info: dict, split: Split) -> RunLayout:
+def _new_run_dir(config: RunConfig, dataset: Dataset, split: Split) -> RunLayout:
     for earlier in storage.incomplete_runs(config.runs_dir):
         log.warning("%s did not finish (unless it is still running); finish it with "
                     "`zoolite run --resume %s`", earlier, earlier)
     name = config.backbones[0] if len(config.backbones) == 1 else f"{len(config.backbones)}-backbones"
     layout = RunLayout(storage.new_run_dir(config.runs_dir, name))
     log.info("run folder: %s", layout.root)
-    storage.write_json(layout.config, {"schema_version": SCHEMA_VERSION, **config.to_json()})
-    _save_split(layout, dataset_info, split)
+    config.save(layout.config)
+    _save_split(layout, dataset, split)
     return layout
 
 
@@ -416,32 +402,61 @@ def _resumable(layout: RunLayout) -> RunConfig:
         raise ZooliteError(f"{layout.root}: not a zoolite run folder (no config.json); pass a folder under runs/")
     if layout.is_complete():
         raise ZooliteError(f"{layout.root}: this run is already complete; nothing to resume")
-    try:
-        saved = json.loads(layout.config.read_text())
-        if saved.pop("schema_version", 1) != SCHEMA_VERSION:
-            raise ZooliteError(f"{layout.root}: written by another zoolite version, which this one cannot resume; "
-                               "start a new run")
-        config = RunConfig.from_json(saved)
-    except (ValueError, TypeError, KeyError) as e:
-        raise ZooliteError(f"{layout.config}: damaged run config ({e}); start a new run") from None
+    config = RunConfig.load(layout.config)
     storage.remove_partial_files(layout.root)
     return config
 
 
-def _resumed_split(layout: RunLayout, config: RunConfig, timings: dict) -> tuple[dict, Split]:
+def _resumed_split(layout: RunLayout, config: RunConfig, timings: dict) -> tuple[Dataset, Split]:
     """The split the interrupted run saved (made now if it was interrupted before), its images checked."""
     if not layout.split.exists():
-        dataset_info, split = _scan_and_split(config, timings)
-        _save_split(layout, dataset_info, split)
-        return dataset_info, split
-    dataset_info = json.loads(layout.dataset.read_text())
+        dataset, split = _scan_and_split(config, timings)
+        _save_split(layout, dataset, split)
+        return dataset, split
+    dataset = Dataset.from_json(json.loads(layout.dataset.read_text()))
     split = Split.from_json(json.loads(layout.split.read_text()))
-    root = Path(dataset_info["root"])
+    root = Path(dataset.root)
     missing = [p for name in ("train", "val", "test") for p, _ in split.subset(name) if not (root / p).is_file()]
     if missing:
         raise ZooliteError(f"{root / missing[0]}: an image of this run's split is gone ({len(missing)} "
                            "missing); put the data folder back to resume, or start a new run")
-    return dataset_info, split
+    return dataset, split
+
+
+def _image_read_error(error: tf_errors.OpError, layout: RunLayout) -> ZooliteError:
+    """One line for an image that failed to decode mid-run (a file vanished or changed during the run)."""
+    # TensorFlow wraps the Python error of the decoding function; its last line names the file.
+    causes = [line.strip() for line in error.message.splitlines() if re.match(r"\s*\w+(Error|Exception): ", line)]
+    return ZooliteError(f"reading an image failed mid-run ({(causes or [error.message])[-1][:200]}); if the "
+                        f"data folder changed, restore it and finish with `zoolite run --resume {layout.root}`")
+
+
+def _backbone(spec, weights: str | None, extractor, stages: _BackboneStages, config: RunConfig) -> tuple:
+    """One backbone trained, converted and measured: (its results, which test images each variant got right)."""
+    classifier, training = stages.train(extractor)
+    model, rejected = stages.reject(classifier, training)
+    variants, right = stages.evaluate(stages.convert(model, rejected), rejected)
+    return Backbone(name=spec.name, input_size=spec.input_size, feature_dim=spec.feature_dim,
+                    weights=provenance.weights_caption(spec, weights, config.train, training),
+                    weights_source=spec.weights_source, pretrained=spec.pretrained, training=training,
+                    timings=stages.stages.timings, variants=variants, rejection=rejected,
+                    features_per_second=stages.features_per_second()), right
+
+
+def _measure_backbones(config: RunConfig, layout: RunLayout, dataset: Dataset, split: Split, specs: list, weights: dict,
+                       extractors: dict, unlabelled: list[Path], progress: Progress, after_stage) -> dict[str, Backbone]:
+    """Every backbone's results, each variant with its paired evidence against the run's best float model."""
+    storage.write_text(layout.labels, "\n".join(dataset.labels) + "\n")
+    backbones, correct = {}, {}
+    for spec in specs:
+        stages = _BackboneStages(spec, weights[spec.name], config, split, Path(dataset.root), dataset.labels,
+                                 layout.backbone(spec.name), Stages(progress, {}, f"{spec.name}: ", after_stage),
+                                 unlabelled)
+        storage.write_text(stages.layout.labels, "\n".join(dataset.labels) + "\n")
+        backbones[spec.name], right = _backbone(spec, weights[spec.name], extractors[spec.name], stages, config)
+        correct.update({(spec.name, name): r for name, r in right.items()})
+    _compare_with_the_best_float_model(backbones, correct, np.array([label for _, label in split.test]))
+    return backbones
 
 
 def run(config: RunConfig | None = None, resume: str | Path | None = None, progress: Progress | None = None,
@@ -456,57 +471,31 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
     timings: dict[str, float] = {}
     if resume is None:
         config = config or RunConfig()
-        dataset_info, split = _scan_and_split(config, timings)
+        dataset, split = _scan_and_split(config, timings)
     else:
         layout = RunLayout(Path(resume))
         config = _resumable(layout)
-    unlabelled = _scan_photos(config.unlabelled, "--unlabelled")
-    progress = progress or Progress()
+    unlabelled = _scan_photos(config.unlabelled, "--unlabelled") if config.unlabelled else None
     # Weights next: a backbone whose weights cannot be had stops the run before any work.
     specs = [get_backbone(name) for name in config.backbones]
     weights = {spec.name: resolve_weights(spec, config.weights) for spec in specs}
     extractors = {spec.name: build_feature_extractor(spec, weights[spec.name]) for spec in specs}
     if resume is None:
-        layout = _new_run_dir(config, dataset_info, split)
+        layout = _new_run_dir(config, dataset, split)
     else:
-        dataset_info, split = _resumed_split(layout, config, timings)
-
+        dataset, split = _resumed_split(layout, config, timings)
     try:
-        labels = dataset_info["labels"]
-        root = Path(dataset_info["root"])
-        storage.write_text(layout.labels, "\n".join(labels) + "\n")
-        backbones, correct = {}, {}
-        for spec in specs:
-            stage_timings: dict[str, float] = {}
-            stages = _BackboneStages(spec, weights[spec.name], config, split, root, labels,
-                                     layout.backbone(spec.name),
-                                     Stages(progress, stage_timings, f"{spec.name}: ", after_stage),
-                                     [Path(unlabelled["root"]) / p for p in unlabelled["photos"]] if unlabelled else [])
-            storage.write_text(stages.layout.labels, "\n".join(labels) + "\n")
-            classifier, history = stages.train(extractors[spec.name])
-            model, rejected = stages.reject(classifier, history)
-            variants, right = stages.evaluate(stages.convert(model, rejected), rejected)
-            correct.update({(spec.name, name): r for name, r in right.items()})
-            weights_label = describe_weights(spec, weights[spec.name])
-            if "fine_tune" in history:  # the report's caption says both training stages happened
-                weights_label += (f"; top {config.train.fine_tune_layers} base layers fine-tuned "
-                                  f"({history['fine_tune']['epochs_run']} epochs, learning rate "
-                                  f"{config.train.fine_tune_learning_rate:g})")
-            backbones[spec.name] = Backbone(
-                name=spec.name, input_size=spec.input_size, feature_dim=spec.feature_dim, weights=weights_label,
-                weights_source=spec.weights_source, pretrained=spec.pretrained, training=history,
-                timings=stage_timings, variants=variants, rejection=rejected,
-                features_per_second=stages.features_per_second())
-        _compare_with_the_best_float_model(backbones, correct, np.array([label for _, label in split.test]))
+        backbones = _measure_backbones(config, layout, dataset, split, specs, weights, extractors,
+                                       [Path(config.unlabelled) / p for p in unlabelled[0]] if unlabelled else [],
+                                       progress or Progress(), after_stage)
         timings["total"] = round(time.perf_counter() - started, 3)
-        results = Run(run_dir=str(layout.root), machine=reporting.machine_info(command, config.runtimes), config=config,
-                      dataset=dataset_info,
-                      split={"seed": split.seed, **{name: len(split.subset(name)) for name in ("train", "val", "test")}},
-                      timings=timings, backbones=backbones,
-                      unlabelled={"root": unlabelled["root"], "photos": len(unlabelled["photos"]),
-                                  "skipped": unlabelled["skipped"]} if unlabelled else None,
-                      other={"root": split.other.root, "calibration": len(split.other.calibration),
-                             "test": len(split.other.test)} if split.other else None)
+        sizes = SplitSizes(split.seed, len(split.train), len(split.val), len(split.test))
+        results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),
+                      config=config, dataset=dataset, split=sizes, timings=timings, backbones=backbones,
+                      unlabelled=UnlabelledPhotos(str(Path(config.unlabelled)), len(unlabelled[0]), unlabelled[1])
+                      if unlabelled else None,
+                      other=OtherPhotos(split.other.root, len(split.other.calibration), len(split.other.test))
+                      if split.other else None)
         results.recommendation = recommend(results, config.budget)
         reporting.write_reports(results)
         storage.mark_complete(layout.root)
@@ -514,12 +503,8 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
     except KeyboardInterrupt as interrupt:
         interrupt.run_dir = layout.root
         raise
-    except tf_errors.OpError as e:  # the image pipeline: a file vanished or changed during the run
-        # TensorFlow wraps the Python error of the decoding function; its last line names the file.
-        causes = [line.strip() for line in e.message.splitlines() if re.match(r"\s*\w+(Error|Exception): ", line)]
-        raise ZooliteError(f"reading an image failed mid-run ({(causes or [e.message])[-1][:200]}); if the "
-                           f"data folder changed, restore it and finish with `zoolite run --resume {layout.root}`") \
-            from None
+    except tf_errors.OpError as e:
+        raise _image_read_error(e, layout) from None
 
 
 __all__ = ["RunConfig", "run", "Stages"]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import io
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
-from zoolite.results import Backbone, Run
+from zoolite.results import Backbone, Run, Training, TrainingStage
+from zoolite.stats import Interval
 from zoolite.tables import runtime_label
 
 DPI = 110
@@ -34,23 +36,58 @@ def _marker_area(size_mb: float, largest_mb: float) -> float:
     return max(40.0, MAX_MARKER_AREA * size_mb / largest_mb)
 
 
-def _label_points(ax, points: list[dict], largest_mb: float) -> None:
+@dataclass
+class _Point:
+    """One variant in the trade-off plot."""
+
+    name: str
+    accuracy: float  # the accuracy the budget judges
+    ms: float  # median latency
+    size_mb: float
+    accuracy_interval: Interval | None
+    latency_interval: Interval | None
+
+
+def _label_points(ax, points: list[_Point], largest_mb: float) -> None:
     """Name each point. Points close on both axes (often variants of equal accuracy) get their
     labels alternately above and below, further out the more crowded it gets, with a leader line."""
-    accuracies = [p["accuracy"] for p in points]
+    accuracies = [p.accuracy for p in points]
     near_accuracy = max(0.08 * (max(accuracies) - min(accuracies)), 1e-3)
     previous, level = None, 0
-    for p in sorted(points, key=lambda p: p["ms"]):
-        crowded = previous and p["ms"] < previous["ms"] * 1.35 \
-            and abs(p["accuracy"] - previous["accuracy"]) < near_accuracy
+    for p in sorted(points, key=lambda p: p.ms):
+        crowded = previous and p.ms < previous.ms * 1.35 and abs(p.accuracy - previous.accuracy) < near_accuracy
         level = level + 1 if crowded else 0
         previous = p
-        radius = np.sqrt(_marker_area(p["size_mb"], largest_mb)) / 2  # scatter's area is diameter squared
+        radius = np.sqrt(_marker_area(p.size_mb, largest_mb)) / 2  # scatter's area is diameter squared
         offset = (radius + 11 + 12 * (level // 2)) * (1 if level % 2 == 0 else -1)
-        ax.annotate(p["variant"], (p["ms"], p["accuracy"] * 100), xytext=(0, offset),
+        ax.annotate(p.name, (p.ms, p.accuracy * 100), xytext=(0, offset),
                     textcoords="offset points", ha="center", va="center", fontsize=9, zorder=4,
                     arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.6, "shrinkA": 0,
                                 "shrinkB": radius} if level > 1 else None)
+
+
+def _error_bars(ax, points: list[_Point], colour: str) -> None:
+    """95% intervals of accuracy and median latency around each point that has both."""
+    points = [p for p in points if p.accuracy_interval and p.latency_interval]
+    if points:
+        ax.errorbar([p.ms for p in points], [p.accuracy * 100 for p in points],
+                    xerr=np.array([[p.ms - p.latency_interval.low, p.latency_interval.high - p.ms]
+                                   for p in points]).T.clip(0),
+                    yerr=np.array([[(p.accuracy - p.accuracy_interval.low) * 100,
+                                    (p.accuracy_interval.high - p.accuracy) * 100] for p in points]).T.clip(0),
+                    fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.8, zorder=2)
+
+
+def _points(results: Run) -> dict[tuple[str, str], list[_Point]]:
+    """The plotted variants, grouped by (backbone, runtime label)."""
+    balanced = results.balanced
+    points: dict[tuple[str, str], list[_Point]] = {}
+    for name, b in results.backbones.items():
+        for v in b.variants:
+            points.setdefault((name, runtime_label(v)), []).append(_Point(
+                v.target, v.judged_accuracy(balanced), v.latency.median_ms, v.size_mb,
+                v.balanced_accuracy_interval if balanced else v.accuracy_interval, v.latency.median_interval))
+    return points
 
 
 def tradeoff(results: Run) -> bytes:
@@ -61,33 +98,18 @@ def tradeoff(results: Run) -> bytes:
     ax = fig.add_subplot()
     balanced = results.balanced  # the accuracy the budget judges
     # One group per backbone and runtime: colour says the runtime, marker shape the backbone.
-    runtimes = list(dict.fromkeys(runtime_label(v) for b in results.backbones.values() for v in b.variants))
+    points = _points(results)
+    runtimes = list(dict.fromkeys(runtime for _, runtime in points))
     several = len(results.backbones) > 1
-    points: dict[tuple[str, str], list[dict]] = {}
-    for name, b in results.backbones.items():
-        for v in b.variants:
-            points.setdefault((name, runtime_label(v)), []).append({
-                "variant": v.variant, "accuracy": v.judged_accuracy(balanced), "ms": v.latency.median_ms,
-                "size_mb": v.size_mb,
-                "accuracy_interval": v.balanced_accuracy_interval if balanced else v.accuracy_interval,
-                "latency_interval": v.latency.median_interval})
-    largest = max(p["size_mb"] for rows in points.values() for p in rows)
+    largest = max(p.size_mb for rows in points.values() for p in rows)
     markers = dict(zip(results.backbones, itertools.cycle(MARKERS)))
     for (name, runtime), rows in points.items():
         colour = COLOURS[runtimes.index(runtime) % len(COLOURS)]
-        ax.scatter([r["ms"] for r in rows], [r["accuracy"] * 100 for r in rows],
-                   s=[_marker_area(r["size_mb"], largest) for r in rows], color=colour, alpha=0.55,
+        ax.scatter([p.ms for p in rows], [p.accuracy * 100 for p in rows],
+                   s=[_marker_area(p.size_mb, largest) for p in rows], color=colour, alpha=0.55,
                    marker=markers[name], edgecolors="black", linewidths=0.6,
                    label=f"{name}, {runtime}" if several else runtime, zorder=3)
-        with_intervals = [r for r in rows if r["accuracy_interval"] and r["latency_interval"]]
-        if with_intervals:
-            ax.errorbar([r["ms"] for r in with_intervals], [r["accuracy"] * 100 for r in with_intervals],
-                        xerr=np.array([[r["ms"] - r["latency_interval"].low,
-                                        r["latency_interval"].high - r["ms"]] for r in with_intervals]).T.clip(0),
-                        yerr=np.array([[(r["accuracy"] - r["accuracy_interval"].low) * 100,
-                                        (r["accuracy_interval"].high - r["accuracy"]) * 100]
-                                       for r in with_intervals]).T.clip(0),
-                        fmt="none", ecolor=colour, elinewidth=1, capsize=3, alpha=0.8, zorder=2)
+        _error_bars(ax, rows, colour)
     recommendation = results.recommendation
     budget = recommendation.budget if recommendation else None
     if budget:
@@ -128,41 +150,37 @@ def tradeoff(results: Run) -> bytes:
     return _png(fig)
 
 
-def _stage_series(history: dict) -> list[tuple[str, dict, int]]:
+def _stage_series(training: Training) -> list[tuple[str, TrainingStage, int]]:
     """(stage, its history, epoch offset) for head training then fine-tuning, end to end."""
     out, offset = [], 0
-    for stage in ("head", "fine_tune"):
-        if stage in history:
-            out.append((stage, history[stage], offset))
-            offset += len(history[stage]["loss"])
+    for name, stage in training.stages:
+        out.append((name, stage, offset))
+        offset += len(stage.loss)
     return out
 
 
-def training_curves(history: dict, title: str) -> bytes | None:
+def training_curves(training: Training, title: str) -> bytes:
     """Loss and accuracy per epoch, train and validation, with the kept and the stopping epoch marked."""
-    stages = _stage_series(history)
-    if not stages:
-        return None
+    stages = _stage_series(training)
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, metric, label in zip(axes, ("loss", "accuracy"), ("cross-entropy loss", "accuracy")):
         for i, (stage, h, offset) in enumerate(stages):
-            epochs = np.arange(1, len(h[metric]) + 1) + offset
+            train, val = getattr(h, metric), getattr(h, f"val_{metric}")
             stage_name = [stage.replace("_", "-")] if len(stages) > 1 else []
             style = "-" if i == 0 else "-."
-            ax.plot(epochs, h[metric], color="C0", linestyle=style, label=", ".join(["train", *stage_name]))
-            val = h.get(f"val_{metric}", [])
+            ax.plot(np.arange(1, len(train) + 1) + offset, train, color="C0", linestyle=style,
+                    label=", ".join(["train", *stage_name]))
             if val:  # Keras validates every validation_freq-th epoch only
-                freq = h.get("validation_freq", 1)
-                every = [f"every {freq} epochs"] if freq > 1 else []
-                ax.plot(offset + freq * np.arange(1, len(val) + 1), val, color="C1", marker="o", markersize=4,
-                        linestyle=style, label=", ".join(["validation", *stage_name, *every]))
-            if h.get("best_epoch"):
-                ax.axvline(offset + h["best_epoch"], color=RIGHT, linestyle="--", linewidth=1,
-                           label=f"best val_loss, weights kept (epoch {offset + h['best_epoch']})")
-            if h.get("stopped_epoch"):
-                ax.axvline(offset + h["stopped_epoch"], color=WRONG, linestyle=":", linewidth=1.5,
-                           label=f"early stop (epoch {offset + h['stopped_epoch']})")
+                every = [f"every {h.validation_freq} epochs"] if h.validation_freq > 1 else []
+                ax.plot(offset + h.validation_freq * np.arange(1, len(val) + 1), val, color="C1", marker="o",
+                        markersize=4, linestyle=style, label=", ".join(["validation", *stage_name, *every]))
+            if h.best_epoch:
+                ax.axvline(offset + h.best_epoch, color=RIGHT, linestyle="--", linewidth=1,
+                           label=f"best val_loss, weights kept (epoch {offset + h.best_epoch})")
+            if h.stopped_epoch:
+                ax.axvline(offset + h.stopped_epoch, color=WRONG, linestyle=":", linewidth=1.5,
+                           label=f"early stop (epoch {offset + h.stopped_epoch})")
             if offset:
                 ax.axvline(offset + 0.5, color="grey", linewidth=1, label="fine-tuning starts")
         ax.set_xlabel("epoch")
@@ -239,7 +257,7 @@ def rejection_curves(backbone: Backbone, title: str) -> bytes | None:
         r = variant.rejection
         points = np.asarray(r.curve)
         ax.plot(points[:, 2] * 100, points[:, 1] * 100, color=colour, lw=1.4,
-                label=f"{variant.variant} (AUROC {r.auroc:.3f})")
+                label=f"{variant.target} (AUROC {r.auroc:.3f})")
         ax.plot(r.rejected_rate * 100, r.kept_rate * 100, "o", color=colour, ms=7, mec="black", mew=0.6)
     ax.set_xlabel("other photos rejected, % (held-out --other photos)")
     ax.set_ylabel("class photos kept, % (test split)")

@@ -51,7 +51,6 @@ from zoolite.targets import FAMILIES
 _TOLERANCE = 1e-8
 SIGNIFICANCE = 0.05  # one-sided: only a loss rejects
 MIN_TEST_IMAGES = 10
-CONFIDENT = 0.8  # the float model's max probability from which its answers count as confident
 MIN_CHANGED = 3  # changed confident answers below this are never evidence of damage
 
 
@@ -83,10 +82,9 @@ def lost_classes(variant: Variant) -> list[str]:
 
 def changed_confident_answers(variant: Variant) -> tuple[int, int]:
     """(answers changed, images) where the float model is confident, test and unlabelled pooled."""
-    rows = [r for rows in variant.fidelity.values() for r in rows
-            if r["reference_max_prob_from"] == CONFIDENT and r["reference_max_prob_below"] is None and r["n"]]
-    n = sum(r["n"] for r in rows)
-    return n - sum(round(r["agreement"] * r["n"]) for r in rows), n
+    sets = variant.fidelity.sets().values() if variant.fidelity else []
+    rows = [r for rows in sets for r in rows if r.confident]
+    return sum(r.changed for r in rows), sum(r.n for r in rows)
 
 
 def unfaithful(variant: Variant, budget: Budget) -> bool:
@@ -149,7 +147,7 @@ def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None
     balanced = run.balanced
     best_float = run.best_reference_accuracy
     floor = budget.accuracy_floor(best_float)
-    n = run.split["test"]
+    n = run.split.test
     decide_accuracy = n >= MIN_TEST_IMAGES
     pool = [(name, v) for name, b in run.backbones.items() for v in b.shippable if runtime in (None, v.family)]
     if not pool:
@@ -181,7 +179,7 @@ def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None
     several = len(run.backbones) > 1
 
     def named(b: str, v: Variant) -> str:
-        return f"{b} {v.variant}" if several else v.variant
+        return f"{b} {v.target}" if several else v.target
 
     name = named(backbone, best)
     others = [named(b, v) for b, v in tied if v is not best]
@@ -200,7 +198,7 @@ def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None
               f"{_rejection_text(best)}. Of the {which} shippable {among}variants the budget ({limits_text}) does not rule "
               f"out, it is {speed}." + (f" Faster but outside the budget: {', '.join(excluded)}." if excluded else "")
               + (f" Also losing a class: {', '.join(losing)}." if losing else "") + f" Evidence: {evidence}.")
-    return Recommendation(budget, reason, backbone, best.variant, runtime)
+    return Recommendation(budget, reason, backbone, best.target, runtime)
 
 
 def _accuracy_text(best: Variant, best_float: float, floor: float, budget: Budget, balanced: bool, reference: str,

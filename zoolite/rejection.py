@@ -31,7 +31,6 @@ from zoolite.results import Rejection, RejectionMeasure
 
 CENTROIDS_PER_CLASS = 16  # benchmarks/rejection.py: 16 to 64 reject alike; 16 keeps the file small
 KMEANS_ITERATIONS = 30
-CONFIDENT = 0.8  # a top score from which the float model's answer counts as confident
 
 
 # --- fitting (NumPy, on backbone features) ----------------------------------------------------
@@ -196,8 +195,8 @@ def scores(classifier, features: np.ndarray, centroids: np.ndarray, rejection: R
 
 
 def confident_class_photos(classifier, centroids: np.ndarray, rejection: Rejection, features: np.ndarray) -> int:
-    """How many photos the float model is confident show one of its classes (top score >= CONFIDENT)."""
-    return int(np.sum(scores(classifier, features, centroids, rejection).max(1) >= CONFIDENT))
+    """How many photos the float model is confident show one of its classes (top score >= stats.CONFIDENT)."""
+    return int(np.sum(scores(classifier, features, centroids, rejection).max(1) >= stats.CONFIDENT))
 
 
 # --- measuring (on any variant's output) ------------------------------------------------------

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import platform
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,43 +17,7 @@ from zoolite.layout import RunLayout
 from zoolite.recommend import lost_classes
 from zoolite.results import Run, load
 from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_table, caption, class_table, combined_table, \
-    fidelity_cells, fidelity_titles, machine_sentence, markdown_table, rejection_note, rejection_table
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def package_version(module: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(module)
-    except PackageNotFoundError:
-        return None
-
-
-def runtime_packages(runtimes) -> dict[str, str | None]:
-    """The versions of the packages of the Keras reference and of ``runtimes`` (None: not installed)."""
-    from zoolite.targets import KERAS, RUNTIMES
-
-    return {name: package_version(name) for family in (KERAS, *(RUNTIMES[r] for r in runtimes))
-            for name in family.packages}
-
-
-def machine_info(command: str | None = None, runtimes=()) -> dict:
-    """What the figures were measured on, written beside them."""
-    return {
-        "cpu": _cpu_model(), "cores": os.cpu_count(), "os": platform.platform(),
-        "python": platform.python_version(), "packages": runtime_packages(runtimes), "zoolite": package_version("zoolite"),
-        "command": command or " ".join(sys.argv),
-    }
+    dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, markdown_table, rejection_note, rejection_table
 
 
 def text_summary(results: Run) -> str:
@@ -71,7 +32,7 @@ def text_summary(results: Run) -> str:
         parts += ["\nAll backbones:", combined_table(results)]
     if results.recommendation:
         parts.append(f"\nRecommendation: {results.recommendation.reason}")
-    skipped = results.dataset["skipped"]
+    skipped = results.dataset.skipped
     if skipped:
         parts.append(f"\n{len(skipped)} file(s) skipped (listed in dataset.json).")
     parts.append(f"\nRun folder: {results.run_dir} (report.html has the plots)")
@@ -79,11 +40,8 @@ def text_summary(results: Run) -> str:
 
 
 def markdown_report(results: Run) -> str:
-    d, split = results.dataset, results.split
-    lines = [f"# zoolite run: {', '.join(results.backbones)}", "",
-             f"Dataset `{d['root']}`: {d['images']} images in {len(d['labels'])} classes "
-             f"({', '.join(d['labels'])}); split {split['train']}/{split['val']}/{split['test']} "
-             f"(train/val/test, seed {split['seed']}); {len(d['skipped'])} file(s) skipped. Plots: `report.html`.", ""]
+    lines = [f"# zoolite run: {', '.join(results.backbones)}", "", f"{dataset_sentence(results)} Plots: `report.html`.",
+             ""]
     if results.recommendation:
         chosen = results.recommended()
         lines += ["## Recommendation", "", (f"**Ship `{chosen[1].file}`.** " if chosen else "")
@@ -101,16 +59,14 @@ def markdown_report(results: Run) -> str:
                           markdown_table(*table), ""]
     if len(results.backbones) > 1:
         lines += ["## All backbones", "", combined_table(results, True), ""]
-    if d["skipped"]:
-        lines += ["## Skipped files", ""] + [f"- `{s['file']}`: {s['reason']}" for s in d["skipped"]] + [""]
-    m = results.machine
-    lines += ["## Machine", "", machine_sentence(m), "",
-              f"Command: `{m['command']}`", ""]
+    if results.dataset.skipped:
+        lines += ["## Skipped files", ""] + [f"- `{s.file}`: {s.reason}" for s in results.dataset.skipped] + [""]
+    lines += ["## Machine", "", machine_sentence(results.machine), "", f"Command: `{results.machine.command}`", ""]
     return "\n".join(lines)
 
 
 def results_csv(results: Run) -> str:
-    fields = ["backbone", "variant", "family", "mode", "role", "loss", "accuracy", "accuracy_low", "accuracy_high",
+    fields = ["backbone", "target", "family", "mode", "role", "loss", "accuracy", "accuracy_low", "accuracy_high",
               "balanced_accuracy", "balanced_low", "balanced_high", "lost_classes", "top_k", "top_k_accuracy", "difference_vs_best_float", "difference_low", "difference_high",
               "images_won", "images_lost", "mcnemar_p", "mean_ms", "median_ms", "median_low", "median_high",
               "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes", "size_vs_reference",

@@ -5,7 +5,10 @@ notebooks) reads these classes, never dicts by position. ``results.json`` is the
 form; :func:`load` is the one place that reads it: it upgrades files of older schema
 versions and refuses anything else in one line.
 
-    Run ── backbones: {name: Backbone} ── variants: [Variant]   (the reference first)
+    Run ── machine: Machine, dataset: Dataset, split: SplitSizes, unlabelled, other
+        ├─ backbones: {name: Backbone} ── training: Training, rejection: Rejection
+        │                              └─ variants: [Variant]  (the reference first)
+        │                                   └─ latency, per_class, fidelity, rejection, paired ...
         └─ recommendation: Recommendation
 """
 
@@ -18,9 +21,10 @@ from pathlib import Path
 
 from zoolite.config import Budget, RunConfig
 from zoolite.errors import ZooliteError
-from zoolite.stats import Interval, PairedComparison
+from zoolite.stats import FidelityRow, Interval, PairedComparison
 
-SCHEMA_VERSION = 4
+# 5: typed leaves (machine, dataset, split, training, fidelity rows); a variant's target under "target".
+SCHEMA_VERSION = 5
 MB = 1e6
 # The test split counts as imbalanced, and the budget is judged on balanced accuracy, when its
 # largest class has this many times the photos of its smallest.
@@ -39,6 +43,141 @@ def _paired(obj: dict | None) -> PairedComparison | None:
     return PairedComparison(**{**obj, "difference_interval": _interval(obj["difference_interval"]),
                                **{k: math.nan if obj[k] is None else obj[k]
                                   for k in ("variant_accuracy", "reference_accuracy", "difference")}})
+
+
+@dataclass
+class Skipped:
+    """A file a folder option held that zoolite could not use, and why."""
+
+    file: str  # relative to the folder
+    reason: str
+
+
+def _skipped(rows: list[dict]) -> list[Skipped]:
+    return [Skipped(**row) for row in rows]
+
+
+@dataclass
+class Machine:
+    """What the figures were measured on."""
+
+    cpu: str
+    cores: int | None
+    os: str
+    python: str
+    packages: dict[str, str | None]  # the version of each package the run's runtimes need (None: not installed)
+    zoolite: str | None
+    command: str
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Machine":
+        if "packages" not in obj:  # zoolite 0.2 and earlier: TensorFlow's, Keras's and LiteRT's own keys
+            old = {"tensorflow": "tensorflow-cpu", "keras": "keras", "ai_edge_litert": "ai-edge-litert"}
+            obj = {**{k: v for k, v in obj.items() if k not in old},
+                   "packages": {package: obj.get(key) for key, package in old.items()}}
+        return cls(**obj)
+
+
+@dataclass
+class Dataset:
+    """The labelled folder a run learned from (also the run folder's dataset.json)."""
+
+    root: str
+    class_dirs: list[str]
+    labels: list[str]  # in the models' output order
+    counts: dict[str, int]  # usable photos per class folder
+    images: int
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Dataset":
+        return cls(**{**obj, "skipped": _skipped(obj["skipped"])})
+
+
+@dataclass
+class SplitSizes:
+    """The photos of each part of the dataset's split, and the seed that drew it."""
+
+    seed: int
+    train: int
+    val: int
+    test: int
+
+
+@dataclass
+class UnlabelledPhotos:
+    """The ``--unlabelled`` folder: photos fidelity is measured on without labels."""
+
+    root: str
+    photos: int
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "UnlabelledPhotos":
+        return cls(**{**obj, "skipped": _skipped(obj.get("skipped", []))})
+
+
+@dataclass
+class OtherPhotos:
+    """The ``--other`` folder (photos of none of the classes), split in two halves."""
+
+    root: str
+    calibration: int  # photos that fitted the rejection
+    test: int  # held-out photos it is measured on
+
+
+@dataclass
+class TrainingStage:
+    """One training stage as Keras ran it: per-epoch figures and where early stopping left it."""
+
+    loss: list[float]
+    accuracy: list[float]
+    val_loss: list[float]  # one per validation_freq epochs
+    val_accuracy: list[float]
+    learning_rate: list[float]
+    epochs_run: int
+    best_epoch: int | None  # 1-based: the epoch whose weights were kept (None: the last)
+    stopped_epoch: int | None  # 1-based: where early stopping ended it (None: ran every epoch)
+    validation_freq: int = 1
+    class_weights: list[float] | None = None  # per class, when the loss was weighted
+
+
+@dataclass
+class Training:
+    """How a backbone's classifier was trained: the head (or the whole network from scratch), then
+    optional fine-tuning of the base's top layers."""
+
+    head: TrainingStage
+    fine_tune: TrainingStage | None = None
+
+    @property
+    def stages(self) -> list[tuple[str, TrainingStage]]:
+        """(name, stage) of the stages that ran, in order."""
+        return [(name, stage) for name, stage in (("head", self.head), ("fine_tune", self.fine_tune)) if stage]
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Training":
+        return cls(TrainingStage(**obj["head"]), TrainingStage(**obj["fine_tune"]) if obj.get("fine_tune") else None)
+
+
+@dataclass
+class Fidelity:
+    """Label-free fidelity of a variant to its backbone's float model, by the float model's confidence
+    (:func:`zoolite.stats.agreement_by_confidence`): on the test images and the unlabelled photos."""
+
+    test: list[FidelityRow]
+    unlabelled: list[FidelityRow] | None = None
+
+    def sets(self) -> dict[str, list[FidelityRow]]:
+        """The image sets it was measured on ("test", "unlabelled") and their rows."""
+        return {name: rows for name, rows in (("test", self.test), ("unlabelled", self.unlabelled)) if rows}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "Fidelity | None":
+        if not obj:
+            return None
+        return cls(*([FidelityRow(**row) for row in obj[name]] if obj.get(name) else None
+                     for name in ("test", "unlabelled")))
 
 
 @dataclass
@@ -156,9 +295,10 @@ class BalancedComparison:
 
 @dataclass
 class Variant:
-    """One measured model file: a target (runtime family x mode) of one backbone."""
+    """One backbone's model file of one target (a runtime family x a mode), measured. A run names its
+    variants by their targets: within a backbone, one variant per target."""
 
-    variant: str  # the target's name, e.g. "int8"
+    target: str  # the target's name, e.g. "int8", "onnxruntime_int8"
     family: str  # "keras", "litert"
     mode: str
     role: str  # "reference" (the float model others are compared with) or "shippable"
@@ -183,9 +323,7 @@ class Variant:
     top_k_interval: Interval | None = None
     # Against the run's most accurate float model (the budget's reference), on the same test images.
     paired: PairedComparison | None = None
-    # Label-free fidelity to this backbone's float model, by the float model's confidence:
-    # {"test": rows, "unlabelled": rows} (stats.agreement_by_confidence).
-    fidelity: dict[str, list[dict]] = field(default_factory=dict)
+    fidelity: Fidelity | None = None  # to this backbone's float model (None: results of zoolite 0.1)
     rejection: RejectionMeasure | None = None  # "none of these" at the backbone's shipped threshold
     balanced_accuracy: float | None = None  # mean recall over the classes (None: results before schema 4)
     balanced_accuracy_interval: Interval | None = None
@@ -212,6 +350,7 @@ class Variant:
         obj["per_class"] = {name: ClassMeasure.from_json(c) for name, c in obj.get("per_class", {}).items()}
         obj["balanced_accuracy_interval"] = _interval(obj.get("balanced_accuracy_interval"))
         obj["balanced_paired"] = BalancedComparison(**obj["balanced_paired"]) if obj.get("balanced_paired") else None
+        obj["fidelity"] = Fidelity.from_json(obj.get("fidelity"))
         return cls(**obj)
 
     def judged_accuracy(self, balanced: bool) -> float:
@@ -229,7 +368,7 @@ class Backbone:
     weights: str  # what it started from, as reports say it
     weights_source: str
     pretrained: bool
-    training: dict  # Keras history per stage ("head", "fine_tune")
+    training: Training
     timings: dict[str, float]
     variants: list[Variant]
     rejection: Rejection | None = None  # how its files say "none of these" (None: zoolite 0.2 results)
@@ -244,18 +383,19 @@ class Backbone:
         return [v for v in self.variants if v.shippable]
 
     def variant(self, name: str) -> Variant | None:
-        return next((v for v in self.variants if v.variant == name), None)
+        return next((v for v in self.variants if v.target == name), None)
 
     @classmethod
     def from_json(cls, obj: dict) -> "Backbone":
         return cls(**{**obj, "variants": [Variant.from_json(v) for v in obj["variants"]],
+                      "training": Training.from_json(obj["training"]),
                       "rejection": Rejection.from_json(obj["rejection"]) if obj.get("rejection") else None})
 
 
 @dataclass
 class Recommendation:
-    """Which variant to ship under ``budget``; ``variant`` is None when nothing satisfies it,
-    and ``reason`` (one sentence) says why, either way."""
+    """Which variant to ship under ``budget`` (``backbone``'s variant of the target ``variant``); ``variant``
+    is None when nothing satisfies it, and ``reason`` (one sentence) says why, either way."""
 
     budget: Budget
     reason: str
@@ -273,20 +413,20 @@ class Run:
     """Everything one run measured, with the machine and options it was measured with."""
 
     run_dir: str
-    machine: dict
+    machine: Machine
     config: RunConfig
-    dataset: dict  # root, labels, counts, images, skipped
-    split: dict  # seed and the train/val/test counts
-    timings: dict[str, float]
+    dataset: Dataset
+    split: SplitSizes
+    timings: dict[str, float]  # seconds per step
     backbones: dict[str, Backbone]
     recommendation: Recommendation | None = None
-    unlabelled: dict | None = None  # root, photos, skipped: the --unlabelled folder, if any
-    other: dict | None = None  # root, photos, calibration, test, skipped: the --other folder, if any
+    unlabelled: UnlabelledPhotos | None = None
+    other: OtherPhotos | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
     def labels(self) -> list[str]:
-        return self.dataset["labels"]
+        return self.dataset.labels
 
     @property
     def balanced(self) -> bool:
@@ -304,6 +444,17 @@ class Run:
         weak backbone cannot win by staying close to its own float model."""
         return best_float_backbone(self.backbones, self.balanced).reference.judged_accuracy(self.balanced)
 
+    def test_photos(self) -> list[tuple[Path, int]] | None:
+        """The test split's photos (under the dataset's root) and labels, from the run folder's split.json;
+        None when the file is gone."""
+        from zoolite.layout import RunLayout
+
+        path = RunLayout(Path(self.run_dir)).split
+        if not path.is_file():
+            return None
+        test = json.loads(path.read_text(encoding="utf-8"))["test"]
+        return [(Path(self.dataset.root) / photo, int(label)) for photo, label in test]
+
     def recommended(self) -> tuple[Backbone, Variant] | None:
         r = self.recommendation
         if r is None or r.variant is None:
@@ -318,20 +469,13 @@ class Run:
     @classmethod
     def from_json(cls, obj: dict) -> "Run":
         return cls(
-            run_dir=obj["run_dir"], machine=_machine(obj["machine"]), config=RunConfig.from_json(obj["config"]),
-            dataset=obj["dataset"], split=obj["split"], timings=obj["timings"],
+            run_dir=obj["run_dir"], machine=Machine.from_json(obj["machine"]),
+            config=RunConfig.from_json(obj["config"]), dataset=Dataset.from_json(obj["dataset"]),
+            split=SplitSizes(**obj["split"]), timings=obj["timings"],
             backbones={name: Backbone.from_json(b) for name, b in obj["backbones"].items()},
             recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None,
-            unlabelled=obj.get("unlabelled"), other=obj.get("other"))
-
-
-def _machine(machine: dict) -> dict:
-    """Machine info with the versions of every runtime's packages under ``packages``; results of zoolite
-    0.2 and earlier recorded TensorFlow's, Keras's and LiteRT's as keys of their own."""
-    if "packages" in machine or "tensorflow" not in machine:
-        return machine
-    old = {"tensorflow": "tensorflow-cpu", "keras": "keras", "ai_edge_litert": "ai-edge-litert"}
-    return {**machine, "packages": {package: machine.get(key) for key, package in old.items()}}
+            unlabelled=UnlabelledPhotos.from_json(obj["unlabelled"]) if obj.get("unlabelled") else None,
+            other=OtherPhotos(**obj["other"]) if obj.get("other") else None)
 
 
 def is_imbalanced(class_counts: list[int]) -> bool:
@@ -369,6 +513,17 @@ def _upgrade_v1(obj: dict) -> dict:
     return obj
 
 
+def _upgrade(obj: dict, version: int) -> dict:
+    """Results of an older schema in the current one's shape."""
+    if version == 1:
+        obj = _upgrade_v1(obj)
+    if version < 5:  # a variant's target was under "variant"
+        for backbone in obj["backbones"].values():
+            for row in backbone["variants"]:
+                row["target"] = row.pop("variant")
+    return obj
+
+
 def load(run_dir: str | Path) -> Run:
     """The results of a finished run folder (any schema version this zoolite reads); a one-line
     error for anything else."""
@@ -394,7 +549,7 @@ def load(run_dir: str | Path) -> Run:
         raise ZooliteError(f"{path}: written by a newer zoolite (results schema {version}, this one reads up to "
                            f"{SCHEMA_VERSION}); upgrade zoolite to read it")
     try:
-        run = Run.from_json(_upgrade_v1(obj) if version == 1 else obj)
+        run = Run.from_json(_upgrade(obj, version))
     except (KeyError, TypeError, ValueError, StopIteration) as e:
         raise ZooliteError(f"{path}: damaged results file (schema {version}: {type(e).__name__} {e}); "
                            "re-run with `zoolite run`") from None

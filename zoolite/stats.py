@@ -457,9 +457,44 @@ def is_clearly_faster(a_ms: ArrayLike, b_ms: ArrayLike, confidence: float = 0.95
 # --------------------------------------------------------------------------- label-free fidelity
 
 
+CONFIDENT = 0.8  # the float model's top score from which its answer counts as confident
+
+
+@dataclass
+class FidelityRow:
+    """A variant's top-1 agreement with the reference on one group of images (:func:`agreement_by_confidence`)."""
+
+    group: str  # which images, in words
+    reference_max_prob_from: float | None  # the group's range of the reference's max probability (None: open)
+    reference_max_prob_below: float | None
+    n: int
+    agreement: float | None  # None for an empty group
+    agreement_low: float
+    agreement_high: float
+    mean_total_variation: float | None
+
+    @property
+    def confident(self) -> bool:
+        """The top band: images the reference is confident about (max probability from the last bin edge)."""
+        return self.reference_max_prob_from is not None and self.reference_max_prob_below is None
+
+    @property
+    def changed(self) -> int:
+        """Images whose top-1 answer differs from the reference's."""
+        return self.n - round((self.agreement or 0.0) * self.n)
+
+
+def _confidence_group(lower: float | None, upper: float | None) -> str:
+    if lower is None:
+        return f"reference max prob < {upper:g}"
+    if upper is None:
+        return f"reference max prob >= {lower:g}"
+    return f"{lower:g} <= reference max prob < {upper:g}"
+
+
 def agreement_by_confidence(variant_probs: ArrayLike, reference_probs: ArrayLike,
-                            bins: tuple[float, ...] = (0.5, 0.8),
-                            confidence: float = 0.95) -> list[dict]:
+                            bins: tuple[float, ...] = (0.5, CONFIDENT),
+                            confidence: float = 0.95) -> list[FidelityRow]:
     """How faithfully a variant reproduces the reference on (possibly unlabelled) images.
 
     ``variant_probs`` and ``reference_probs`` are (images, classes) output probabilities of
@@ -492,14 +527,12 @@ def agreement_by_confidence(variant_probs: ArrayLike, reference_probs: ArrayLike
     total_variation = 0.5 * np.abs(variant - reference).sum(axis=1)
     top = reference.max(axis=1)
 
-    def row(group: str, lower: float | None, upper: float | None, mask: np.ndarray) -> dict:
+    def row(group: str, lower: float | None, upper: float | None, mask: np.ndarray) -> FidelityRow:
         n = int(mask.sum())
         agreed = int(agree[mask].sum())
         interval = proportion_interval(agreed, n, confidence)
-        return {"group": group, "reference_max_prob_from": lower, "reference_max_prob_below": upper,
-                "n": n, "agreement": agreed / n if n else None,
-                "agreement_low": interval.low, "agreement_high": interval.high,
-                "mean_total_variation": float(total_variation[mask].mean()) if n else None}
+        return FidelityRow(group, lower, upper, n, agreed / n if n else None, interval.low, interval.high,
+                           float(total_variation[mask].mean()) if n else None)
 
     rows = [row("all", None, None, np.ones(top.shape, dtype=bool))]
     if not edges:
@@ -511,11 +544,5 @@ def agreement_by_confidence(variant_probs: ArrayLike, reference_probs: ArrayLike
             mask &= top >= lower
         if upper is not None:
             mask &= top < upper
-        if lower is None:
-            group = f"reference max prob < {upper:g}"
-        elif upper is None:
-            group = f"reference max prob >= {lower:g}"
-        else:
-            group = f"{lower:g} <= reference max prob < {upper:g}"
-        rows.append(row(group, lower, upper, mask))
+        rows.append(row(_confidence_group(lower, upper), lower, upper, mask))
     return rows

@@ -4,7 +4,8 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 from __future__ import annotations
 
 from zoolite.recommend import lost_classes, rejection_lost
-from zoolite.results import Backbone, Run, Variant
+from zoolite.results import Backbone, Machine, Run, Variant
+from zoolite.stats import FidelityRow
 from zoolite.targets import FAMILIES
 
 
@@ -13,24 +14,18 @@ def runtime_label(variant: Variant) -> str:
     return FAMILIES[variant.family].label
 
 
-def machine_sentence(m: dict) -> str:
+def machine_sentence(m: Machine) -> str:
     """What the figures were measured on: the CPU, the OS and the versions of Python and every runtime."""
-    versions = ", ".join(f"{name} {version}" for name, version in m.get("packages", {}).items() if version)
-    return f"{m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}, {versions}."
+    versions = ", ".join(f"{name} {version}" for name, version in m.packages.items() if version)
+    return f"{m.cpu}, {m.cores} cores, {m.os}; Python {m.python}, {versions}."
 
 
-def variant_rows(backbone: Backbone) -> list[dict]:
-    """The table rows of one backbone: each variant's figures, their 95% intervals, the paired
-    evidence against the run's best float model, and ratios to the backbone's reference."""
-    reference = backbone.reference
-    return [{
-        "variant": v.variant, "runtime": runtime_label(v), "loss": v.loss, "accuracy": v.accuracy, "accuracy_interval": v.accuracy_interval,
-        "balanced_accuracy": v.balanced_accuracy, "balanced_accuracy_interval": v.balanced_accuracy_interval,
-        "lost_classes": lost_classes(v), "paired": v.paired, "median_ms": v.latency.median_ms, "median_interval": v.latency.median_interval,
-        "mean_ms": v.latency.mean_ms, "p90_ms": v.latency.p90_ms,
-        "speedup": reference.latency.mean_ms / v.latency.mean_ms,
-        "size_mb": v.size_mb, "size_ratio": v.size_bytes / reference.size_bytes,
-    } for v in backbone.variants]
+def dataset_sentence(results: Run) -> str:
+    """The dataset, its classes and its split, in one sentence."""
+    d, split = results.dataset, results.split
+    return (f"Dataset {d.root}: {d.images} images in {len(d.labels)} classes ({', '.join(d.labels)}); split "
+            f"{split.train}/{split.val}/{split.test} (train/val/test, seed {split.seed}); {len(d.skipped)} file(s) "
+            "skipped.")
 
 
 _COLUMNS = ["Variant", "Runtime", "Loss", "Accuracy [95% CI]", "Balanced [95% CI]", "Δ vs float, pp [95% CI]",
@@ -41,19 +36,21 @@ def _percent(value: float, interval) -> str:
     return f"{value * 100:.1f}%" + ("" if interval is None else f" [{interval.low * 100:.1f}, {interval.high * 100:.1f}]")
 
 
-def _cells(r: dict) -> list[str]:
-    paired, median = r["paired"], r["median_interval"]
+def _cells(v: Variant, reference: Variant) -> list[str]:
+    """One variant's row: its figures, their 95% intervals, the paired evidence against the run's best float
+    model, and ratios to its backbone's reference."""
+    paired, median = v.paired, v.latency.median_interval
     # 0.0 + x: no "-0.0" for a variant exactly as accurate as the reference
     delta = "-" if paired is None else (f"{0.0 + paired.difference * 100:+.1f} [{paired.difference_interval.low * 100:+.1f}, "
                                         f"{paired.difference_interval.high * 100:+.1f}]")
     evidence = "-" if paired is None else \
         f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})"
-    balanced = "-" if r["balanced_accuracy"] is None else _percent(r["balanced_accuracy"],
-                                                                    r["balanced_accuracy_interval"])
-    return [r["variant"], r["runtime"], f"{r['loss']:.4f}", _percent(r["accuracy"], r["accuracy_interval"]), balanced, delta,
-            evidence, f"{r['median_ms']:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
-            f"{r['mean_ms']:.2f}", f"{r['speedup']:.1f}x", f"{r['size_mb']:.2f}", f"{r['size_ratio'] * 100:.0f}%",
-            f"loses {', '.join(r['lost_classes'])}" if r["lost_classes"] else ""]
+    balanced = "-" if v.balanced_accuracy is None else _percent(v.balanced_accuracy, v.balanced_accuracy_interval)
+    lost = lost_classes(v)
+    return [v.target, runtime_label(v), f"{v.loss:.4f}", _percent(v.accuracy, v.accuracy_interval), balanced, delta,
+            evidence, f"{v.latency.median_ms:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
+            f"{v.latency.mean_ms:.2f}", f"{reference.latency.mean_ms / v.latency.mean_ms:.1f}x", f"{v.size_mb:.2f}",
+            f"{v.size_bytes / reference.size_bytes * 100:.0f}%", f"loses {', '.join(lost)}" if lost else ""]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -77,7 +74,7 @@ def backends(backbone: Backbone) -> str:
     parts = []
     for variants in by_runtime.values():
         first = variants[0].backend
-        others = [f"{v.variant}: {v.backend}" for v in variants[1:] if v.backend != first]
+        others = [f"{v.target}: {v.backend}" for v in variants[1:] if v.backend != first]
         parts.append(first + (f" ({'; '.join(others)})" if others else ""))
     return "; ".join(parts)
 
@@ -88,9 +85,9 @@ def caption(results: Run, backbone: str) -> str:
     m = results.machine
     latency = results.config.latency
     features = "" if b.features_per_second is None else f"features at {b.features_per_second:.0f} images/s; "
-    return (f"{backbone}, {b.input_size}px, weights: {b.weights}; {features}test split {results.split['test']} "
+    return (f"{backbone}, {b.input_size}px, weights: {b.weights}; {features}test split {results.split.test} "
             f"images; latency: 1 image per call, {latency.warmup} warm-up + up to {latency.runs} timed "
-            f"calls, threads {', '.join(threads) or '-'}; {m['cpu']}, {m['cores']} cores; {backends(b)}. "
+            f"calls, threads {', '.join(threads) or '-'}; {m.cpu}, {m.cores} cores; {backends(b)}. "
             "Intervals are 95% (accuracy and per-class recall: Wilson; balanced accuracy, the mean recall over the "
             "classes: the spread of the mean of the classes' Jeffreys posteriors around it; Δ: Newcombe's paired interval against the run's most "
             "accurate float model on the same images, with the images won/lost and the exact McNemar p; "
@@ -101,7 +98,8 @@ def caption(results: Run, backbone: str) -> str:
 
 def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows of one backbone's table, one row per variant."""
-    return _COLUMNS, [_cells(r) for r in variant_rows(results.backbones[backbone])]
+    b = results.backbones[backbone]
+    return _COLUMNS, [_cells(v, b.reference) for v in b.variants]
 
 
 def backbone_table(results: Run, backbone: str, markdown: bool = False) -> str:
@@ -121,7 +119,7 @@ def class_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]
                 f"{c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, {c.recall_interval.high * 100:.0f}]"
             row.append(cell + (f" LOST {c.won}/{c.lost}" if name in lost_classes(v) else ""))
         rows.append(row)
-    return ["Class", "Test photos"] + [v.variant for v in variants], rows
+    return ["Class", "Test photos"] + [v.target for v in variants], rows
 
 
 def class_table(results: Run, backbone: str, markdown: bool = False) -> str:
@@ -136,15 +134,14 @@ def combined_cells(results: Run) -> tuple[list[str], list[list[str]]]:
     """Variants as rows, one column group per backbone: accuracy (loss), mean latency, size."""
     names = list(results.backbones)
     header = ["Variant"] + [f"{n} {c}" for n in names for c in ("acc (loss)", "ms", "MB")]
-    per_backbone = {n: {r["variant"]: r for r in variant_rows(results.backbones[n])} for n in names}
-    variants = list(dict.fromkeys(v for n in names for v in per_backbone[n]))
+    variants = list(dict.fromkeys(v.target for n in names for v in results.backbones[n].variants))
     rows = []
     for variant in variants:
         row = [variant]
         for n in names:
-            r = per_backbone[n].get(variant)
-            row += ([f"{r['accuracy'] * 100:.1f}% ({r['loss']:.3f})", f"{r['mean_ms']:.1f}", f"{r['size_mb']:.1f}"]
-                    if r else ["-", "-", "-"])
+            v = results.backbones[n].variant(variant)
+            row += ([f"{v.accuracy * 100:.1f}% ({v.loss:.3f})", f"{v.latency.mean_ms:.1f}", f"{v.size_mb:.1f}"]
+                    if v else ["-", "-", "-"])
         rows.append(row)
     return header, rows
 
@@ -158,12 +155,12 @@ FIDELITY_NOTE = ("Top-1 agreement with the float model [95% CI] and the mean tot
 
 
 def fidelity_titles(results: Run) -> list[tuple[str, str]]:
-    """The image sets fidelity is measured on: (key in Variant.fidelity, what to call it)."""
-    return [("test", f"the {results.split['test']} test images"), ("unlabelled", "the unlabelled photos")]
+    """The image sets fidelity is measured on: (name in Fidelity.sets(), what to call it)."""
+    return [("test", f"the {results.split.test} test images"), ("unlabelled", "the unlabelled photos")]
 
 
-def _confidence_group(row: dict) -> str:
-    low, high = row["reference_max_prob_from"], row["reference_max_prob_below"]
+def _confidence_group(row: FidelityRow) -> str:
+    low, high = row.reference_max_prob_from, row.reference_max_prob_below
     if low is None and high is None:
         return "all images"
     if low is None:
@@ -173,14 +170,15 @@ def _confidence_group(row: dict) -> str:
 
 def fidelity_cells(backbone: Backbone, images: str) -> tuple[list[str], list[list[str]]] | None:
     """Header and rows of the fidelity table on one image set ('test', 'unlabelled'); None if not measured."""
-    variants = [v for v in backbone.shippable if v.fidelity.get(images)]
-    if not variants:
+    measured = {v.target: v.fidelity.sets()[images] for v in backbone.shippable
+                if v.fidelity and images in v.fidelity.sets()}
+    if not measured:
         return None
-    header = ["Variant"] + [_confidence_group(r) for r in variants[0].fidelity[images]]
-    return header, [[v.variant] + ["-" if r["agreement"] is None else
-                                   f"{r['agreement'] * 100:.1f}% [{r['agreement_low'] * 100:.0f}–"
-                                   f"{r['agreement_high'] * 100:.0f}] of {r['n']}, TV {r['mean_total_variation']:.3f}"
-                                   for r in v.fidelity[images]] for v in variants]
+    header = ["Variant"] + [_confidence_group(r) for r in next(iter(measured.values()))]
+    return header, [[variant] + ["-" if r.agreement is None else
+                                 f"{r.agreement * 100:.1f}% [{r.agreement_low * 100:.0f}–"
+                                 f"{r.agreement_high * 100:.0f}] of {r.n}, TV {r.mean_total_variation:.3f}"
+                                 for r in rows] for variant, rows in measured.items()]
 
 
 def rejection_note(results: Run, backbone: str) -> str | None:
@@ -191,8 +189,8 @@ def rejection_note(results: Run, backbone: str) -> str | None:
     calibration = ("" if rejection.ece_before is None else
                    f" Probabilities calibrated by temperature T = {rejection.temperature:.2f}: expected calibration "
                    f"error on the test images {rejection.ece_before:.3f} before, {rejection.ece_after:.3f} after.")
-    measured = (f" Rejection measured on {results.other['test']} held-out --other photos (the other "
-                f"{results.other['calibration']} fitted it)." if results.other else
+    measured = (f" Rejection measured on {results.other.test} held-out --other photos (the other "
+                f"{results.other.calibration} fitted it)." if results.other else
                 " Rejection was NOT measured against photos of other things: pass --other DIR with photos of "
                 "none of the classes to fit and measure it.")
     return (f"\"None of these\": a photo whose top score is below {rejection.threshold:.3f} shows none of the "
@@ -212,7 +210,7 @@ def rejection_cells(results: Run, backbone: str) -> tuple[list[str], list[list[s
     rows = []
     for v in b.variants:
         r = v.rejection
-        row = [v.variant, f"{_percent(r.kept_rate, r.kept_interval)} of {r.photos}"]
+        row = [v.target, f"{_percent(r.kept_rate, r.kept_interval)} of {r.photos}"]
         if results.other:
             paired = r.paired
             row += [f"{_percent(r.rejected_rate, r.rejected_interval)} of {r.other_photos}", f"{r.auroc:.3f}",

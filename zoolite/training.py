@@ -16,8 +16,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from zoolite import storage
 from zoolite.config import TrainConfig
+from zoolite.results import TrainingStage
 
 
 class _EarlyStopping(keras.callbacks.EarlyStopping):
@@ -65,7 +65,7 @@ def sample_weights(one_hot_labels, weights: dict[int, float]) -> np.ndarray:
 
 def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: float | None = None,
         log_dir: Path | None = None, verbose: int = 1, shuffle: bool = True,
-        weights: dict[int, float] | None = None) -> dict[str, list[float]]:
+        weights: dict[int, float] | None = None) -> TrainingStage:
     """Train ``model`` with the recipe; ``train``/``val`` are (x, one-hot y) arrays or datasets
     (a validation dataset brings its own sample weights, if any).
 
@@ -73,7 +73,7 @@ def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: floa
     validation photo's too, so that early stopping watches the loss that is minimised.
     ``shuffle`` applies to arrays (a dataset brings its own order).
 
-    Returns the history (per-epoch lists) plus ``best_epoch`` and ``stopped_epoch``.
+    Returns the stage's history: per-epoch figures, and where early stopping left it.
     """
     compile_model(model, learning_rate or config.learning_rate)
     callbacks = recipe_callbacks(config, log_dir)
@@ -85,14 +85,13 @@ def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: floa
                         validation_freq=config.validation_freq, callbacks=callbacks,
                         shuffle=shuffle and y is not None, verbose=verbose)
     early_stopping = callbacks[0]
-    result = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    result["epochs_run"] = len(history.epoch)
-    result["best_epoch"] = early_stopping.best_epoch + 1 if early_stopping.best_weights is not None else None
-    result["stopped_epoch"] = early_stopping.stopped_epoch + 1 if early_stopping.stopped_epoch else None
-    result["validation_freq"] = config.validation_freq
-    if weights is not None:
-        result["class_weights"] = [weights[c] for c in sorted(weights)]
-    return result
+    per_epoch = {name: [float(v) for v in history.history.get(name, [])]
+                 for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")}
+    return TrainingStage(**per_epoch, epochs_run=len(history.epoch),
+                         best_epoch=early_stopping.best_epoch + 1 if early_stopping.best_weights is not None else None,
+                         stopped_epoch=early_stopping.stopped_epoch + 1 if early_stopping.stopped_epoch else None,
+                         validation_freq=config.validation_freq,
+                         class_weights=None if weights is None else [weights[c] for c in sorted(weights)])
 
 
 def one_hot(labels, n_classes: int) -> np.ndarray:

@@ -63,7 +63,7 @@ class Target:
 
     name: str  # what users call it: results, export --variant
     family: Family
-    mode: str  # what --quantizations chooses
+    mode: str  # what --modes chooses
     description: str
     shippable: bool = True  # False: the float reference, measured but not handed to apps
     input_dtype: str = "float32"  # what an app feeds it
@@ -126,7 +126,7 @@ TARGETS: dict[str, Target] = {target.name: target for target in [
            "representative images; float input/output", clients=_OPENVINO_APPS),
 ]}
 REFERENCE = TARGETS["keras"]
-# What --runtimes and --quantizations choose from: every converted target's family and mode.
+# What --runtimes and --modes choose from: every converted target's family and mode.
 CONVERTED = {name: target for name, target in TARGETS.items() if target.shippable}
 RUNTIMES = {target.family.name: target.family for target in CONVERTED.values()}
 MODES = tuple(dict.fromkeys(target.mode for target in CONVERTED.values()))  # in the registry's order

@@ -27,6 +27,7 @@ class About:
     labels: list[str]
     version: str  # zoolite's
     score_threshold: float | None = None  # the top score below which the model means "none of these"
+    author: str = "zoolite"
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ class Runtime(Protocol):
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """One (size, size, 3) image -> (classes,) probabilities, called as an app calls the file."""
 
-    def details(self) -> dict:
-        """Fields of :class:`~zoolite.results.Variant` the runtime knows besides the shared measurements."""
+    def params(self) -> int | None:
+        """The model's weights count, when the runtime can tell (None: it cannot)."""
 
     def other_calls(self) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
         """Other ways to call the same model whose single-image latency is worth knowing."""

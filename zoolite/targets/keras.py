@@ -32,9 +32,8 @@ class KerasRuntime:
     def backend(self) -> str:
         return f"Keras {'tf.function' if self.compiled else 'eager'} on TensorFlow (oneDNN)"
 
-    def details(self) -> dict:
-        """What the results record besides the shared measurements."""
-        return {"params": int(self.model.count_params())}
+    def params(self) -> int:
+        return int(self.model.count_params())
 
     def other_calls(self) -> dict:
         """Other ways to call the same model whose latency is worth knowing: what a careful
@@ -83,7 +82,7 @@ def score_threshold(path: Path) -> float | None:
     """The "none of these" threshold of a run's model.keras, from the rejection.json beside it."""
     import json
 
-    rejection = path.parent / "rejection.json"
+    rejection = path.parent / "rejection.json"  # zoolite.results.Rejection, as the pipeline saved it
     try:
         return float(json.loads(rejection.read_text())["threshold"]) if rejection.is_file() else None
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -13,6 +13,7 @@ file that is measured is the file that ships. Opening a file imports no TensorFl
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -133,9 +134,7 @@ class Converter:
         with source.stage(f"convert_{target.name}", 1, "model") as step:
             model = quantize_calibrated(self._calibrated, target.mode) if target.mode in INTEGER_MODES \
                 else convert(saved_model, target.mode)
-            storage.write_bytes(out, add_metadata(
-                model, name=about.name, description=source.description(target), labels=about.labels,
-                version=about.version, score_threshold=about.score_threshold))
+            storage.write_bytes(out, add_metadata(model, replace(about, description=source.description(target))))
             step(1)
 
 
@@ -192,8 +191,8 @@ class LiteRTRuntime:
     def backend(self) -> str:
         return "LiteRT + XNNPACK delegate" if self.xnnpack else "LiteRT builtin kernels"
 
-    def details(self) -> dict:
-        return {}
+    def params(self) -> None:
+        return None
 
     def other_calls(self) -> dict:
         return {}
@@ -252,7 +251,7 @@ def embedded_labels(path: Path) -> list[str] | None:
     from zoolite.metadata import read_metadata
 
     info = read_metadata(path)
-    return list(info.labels) if info else None
+    return info.labels if info else None
 
 
 __all__ = ["Converter", "LiteRTRuntime", "calibrate", "convert", "quantize_calibrated",

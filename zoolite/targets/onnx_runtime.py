@@ -253,8 +253,8 @@ class OnnxRuntimeRuntime:
     def threads(self) -> str:
         return str(self.num_threads)
 
-    def details(self) -> dict:
-        return {}
+    def params(self) -> None:
+        return None
 
     def other_calls(self) -> dict:
         return {}

@@ -189,8 +189,8 @@ class OpenVINORuntime:
         precision = f"int8, {self.precision} elsewhere" if self.quantized else self.precision
         return f"OpenVINO {version} {DEVICE}, {precision}"
 
-    def details(self) -> dict:
-        return {}
+    def params(self) -> None:
+        return None
 
     def other_calls(self) -> dict:
         return {}

@@ -49,11 +49,6 @@ def check_web_model(card: dict, where: str = "model.json") -> None:
                            "with --web")
 
 
-def vendored_files() -> list[Path]:
-    """The runtime files the site gets, relative to the vendored folder."""
-    return sorted(p.relative_to(VENDOR) for p in VENDOR.rglob("*") if p.is_file())
-
-
 def write_site(bundle_dir: Path) -> None:
     """Add the page and the LiteRT.js runtime to ``bundle_dir``, which holds an export bundle.
 

@@ -263,32 +263,45 @@ async function handle(file) {
   updateSummary();
 }
 
+// Photos chosen or dropped while the model loads wait here, in the order given; null once it is ready.
+let waiting = [];
 let queue = Promise.resolve();
 function addFiles(files) {
+  if (files.length === 0) return;  // e.g. text dragged in, not files
+  if (document.body.dataset.state === "error") return;  // no model to run: the status says why
+  if (waiting) {
+    waiting.push(...files);
+    setStatus(`Loading the model… ${waiting.length} photo${waiting.length === 1 ? "" : "s"} waiting.`, "loading");
+    return;
+  }
   for (const file of files) queue = queue.then(() => handle(file));
   queue = queue.then(() => { setStatus(`Done: ${state.photos} classified.`, "ready"); });
   setStatus("Classifying…", "busy");
 }
 
+// Listening from the start, not once the model is ready: a photo given while it loads is queued,
+// and one dropped anywhere on the page never makes the browser navigate away to the file.
+const chooser = $("files");
+chooser.addEventListener("change", () => { addFiles([...chooser.files]); chooser.value = ""; });
+const drop = $("drop");
+drop.addEventListener("dragover", () => drop.classList.add("over"));
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  drop.classList.remove("over");
+  addFiles([...e.dataTransfer.files]);
+});
+window.addEventListener("dragover", (e) => e.preventDefault());
+window.addEventListener("drop", (e) => e.preventDefault());
+
 state.ready = init().then(() => {
-  const input = $("files");
-  input.disabled = false;
-  input.addEventListener("change", () => { addFiles([...input.files]); input.value = ""; });
-  const drop = $("drop");
-  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    addFiles([...e.dataTransfer.files]);
-  });
-  // A photo dropped beside the target must not make the browser navigate away from the page.
-  window.addEventListener("dragover", (e) => e.preventDefault());
-  window.addEventListener("drop", (e) => e.preventDefault());
   setStatus(`Ready: ${state.threadsNote}, LiteRT.js ${state.wasm}.`, "ready");
   document.body.dataset.state = "ready";
+  const given = waiting;
+  waiting = null;
+  addFiles(given);
 }, (e) => {
   setStatus(`Cannot load the model: ${String(e.message || e).split("\n")[0]}`, "error");
   document.body.dataset.state = "error";
+  chooser.disabled = true;
   throw e;
 });
