@@ -152,6 +152,18 @@ def test_photos(small_run, tmp_path_factory) -> list[Path]:
     return paths
 
 
+def predict_top1(capsys, model, photos) -> list[str | None]:
+    """What `zoolite predict MODEL PHOTO... --top 1` says of each photo: its top label, or None where it
+    says the photo shows none of the classes."""
+    from zoolite.cli import main
+
+    capsys.readouterr()
+    assert main(["predict", str(model), *map(str, photos), "--top", "1"]) == 0
+    files, said = zip(*(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines()))
+    assert list(files) == [str(photo) for photo in photos]
+    return [None if answer.startswith("none of the ") else answer.rpartition(" ")[0] for answer in said]
+
+
 def error_line(capsys, argv, alone: bool = True) -> str:
     """Run the command; it must exit 2 with one error line and no traceback (``alone``: and nothing else on
     stderr, no warning either). Return the line."""
@@ -224,7 +236,7 @@ def made_run(backbones: dict, test_images: int, labels=("a", "b", "c")):
     from zoolite.config import RunConfig
     from zoolite.results import Backbone, Dataset, Machine, Run, SplitSizes, Training, TrainingStage
 
-    untrained = Training(TrainingStage([], [], [], [], [], 0, None, None))
+    untrained = Training(TrainingStage())
     return Run(run_dir="run", machine=Machine("test CPU", 2, "test OS", "3.11", {}, "test", "pytest"),
                config=RunConfig(), dataset=Dataset("data", list(labels), list(labels), {}, test_images),
                split=SplitSizes(0, 0, 0, test_images), timings={},

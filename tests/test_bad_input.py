@@ -483,7 +483,9 @@ def test_resume_refuses_options_that_contradict_the_saved_run(tmp_path, capsys):
     (lambda d: None, "not a zoolite run folder (no config.json)"),
     (lambda d: (d / "config.json").write_text('{"seed": '), "config.json: damaged run config"),
     (lambda d: (d / "config.json").write_text('{"seed": 0}'), "written by another zoolite version, which this one "
-                                                               "cannot resume (config version None"),
+                                                               "cannot resume (no version"),
+    (lambda d: shutil.copy(Path(__file__).parent / "data" / "run-schema4" / "config.json", d),  # the previous version's
+     "cannot resume (results schema 4; this one resumes config version 1); start a new run"),
     (lambda d: ((d / "config.json").write_text("{}"), (d / "COMPLETE").write_text("")), "already complete"),
 ])
 def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, message):

@@ -15,7 +15,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
-from conftest import BACKBONE
+from conftest import BACKBONE, predict_top1
 from zoolite.cli import main
 from zoolite.layout import RunLayout
 from zoolite.metadata import read_metadata
@@ -60,13 +60,6 @@ def other_test_photos(small_run, tmp_path_factory) -> list[Path]:
     return paths
 
 
-def _zoolite_answers(capsys, model: Path, photos: list[Path]) -> list[str | None]:
-    """``zoolite predict``'s top-1 label per photo; None where it says the photo shows none of the classes."""
-    assert main(["predict", str(model), *map(str, photos), "--top", "1"]) == 0
-    answers = [line.split(": ", 1)[1] for line in capsys.readouterr().out.strip().splitlines()]
-    return [None if answer.startswith("none of the") else answer.rsplit(" ", 1)[0] for answer in answers]
-
-
 def test_mediapipe_with_default_options_rejects_what_predict_rejects(small_run, test_photos, other_test_photos,
                                                                     capsys):
     """MediaPipe knows nothing of zoolite: with default options it applies the threshold in the file's
@@ -86,7 +79,7 @@ def test_mediapipe_with_default_options_rejects_what_predict_rejects(small_run, 
             categories = [classifier.classify(mp.Image.create_from_file(str(photo))).classifications[0].categories
                           for photo in photos]
         theirs = [c[0].category_name if c else None for c in categories]
-        ours = _zoolite_answers(capsys, path, photos)
+        ours = predict_top1(capsys, path, photos)
         assert np.mean([(a is None) == (b is None) for a, b in zip(theirs, ours)]) >= 0.98, (name, theirs, ours)
         both_kept = [(a, b) for a, b in zip(theirs, ours) if a and b]
         assert all(a == b for a, b in both_kept), name

@@ -46,6 +46,8 @@ def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path,
     _matches(card["input"], model_input)
     _matches(card["output"], model_output)
     assert card["input"]["dtype"] == card["output"]["dtype"] == "int8"
+    assert (card["variant"], card["runtime"], card["mode"]) == ("int8", "LiteRT", "int8")
+    assert card["mode_description"] == TARGETS["int8"].description and "quantization" not in card
     assert card["input_size"] == model_input["shape"][1] == 224 and card["input"]["pixel_range"] == [0, 255]
     assert card["input"]["normalisation_inside_model"] == {"scale": 1 / 128, "offset": -127 / 128,
                                                            "formula": "pixel * scale + offset"}

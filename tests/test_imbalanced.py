@@ -128,8 +128,9 @@ def test_tables_show_balanced_accuracy_per_class_recall_and_the_flag():
     assert rows[1][header.index("Balanced [95% CI]")].startswith("72.2% [")
     assert rows[1][header.index("Flag")] == "loses b" and rows[0][header.index("Flag")] == ""
     header, rows = tables.class_cells(results, "b")
-    assert rows[1][0] == "b" and rows[1][1] == "12"
-    assert rows[1][2].startswith("100% [") and rows[1][3].startswith("17% [") and rows[1][3].endswith("LOST 0/10")
+    assert header == ["Variant", "a (40)", "b (12)", "c (40)"] and [row[0] for row in rows] == ["keras", "int8"]
+    assert rows[0][2].startswith("100% [") and rows[1][2].startswith("17% [") and rows[1][2].endswith("LOST 0/10")
+    assert not any("LOST" in cell for cell in rows[0] + rows[1][1:2] + rows[1][3:])
 
 
 def test_a_drop_beyond_the_budget_that_is_not_shown_real_is_said_so():

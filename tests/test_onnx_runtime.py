@@ -23,12 +23,7 @@ ONNX_TARGETS = [name for name, target in TARGETS.items() if target.family.name =
 
 
 @pytest.fixture(scope="module")
-def images(coloured_images):
-    return coloured_images
-
-
-@pytest.fixture(scope="module")
-def conversion(tiny_model, images, tmp_path_factory):
+def conversion(tiny_model, coloured_images, tmp_path_factory):
     """Every ONNX Runtime target of the tiny model (target name -> file), with the steps the
     converter timed (name -> [total, units advanced]) and its work folder. The int8 model is
     calibrated on the images it is tested on, as the pipeline's representative photos span
@@ -47,7 +42,7 @@ def conversion(tiny_model, images, tmp_path_factory):
 
     about = About("zoolite tiny classifier", "Classifies tiny photos.", LABELS, "0.0-test", THRESHOLD)
     workdir = directory / "work"
-    with ConversionSource(tiny_model, workdir, lambda: images, stage, about) as source:
+    with ConversionSource(tiny_model, workdir, lambda: coloured_images, stage, about) as source:
         converter = onnx_runtime.Converter(source)
         files = {}
         for name in ONNX_TARGETS:
@@ -74,14 +69,14 @@ def test_each_target_is_one_timed_step_and_calibration_advances_per_image(conver
 # 1/255); the outputs themselves differ between images by up to 0.22.
 @pytest.mark.parametrize("name, tolerance", [("onnxruntime_float32", 1e-5), ("onnxruntime_dynamic", 0.01),
                                              ("onnxruntime_int8", 0.01)])
-def test_variants_follow_the_keras_model(tiny_model, files, images, name, tolerance):
-    expected = np.asarray(tiny_model(images.astype(np.float32)))
+def test_variants_follow_the_keras_model(tiny_model, files, coloured_images, name, tolerance):
+    expected = np.asarray(tiny_model(coloured_images.astype(np.float32)))
     assert np.abs(expected - expected.mean(0)).max() > 10 * tolerance  # a constant answer would fail
     runtime = onnx_runtime.open(files[name])
-    got = runtime.predict(images)
+    got = runtime.predict(coloured_images)
     assert got.shape == expected.shape and got.dtype == np.float32
     assert np.abs(got - expected).max() <= tolerance
-    np.testing.assert_array_equal(runtime.predict_one(images[3]), got[3])
+    np.testing.assert_array_equal(runtime.predict_one(coloured_images[3]), got[3])
 
 
 def _op_types(path) -> set[str]:
@@ -94,11 +89,11 @@ def test_quantized_files_hold_quantized_operators(files):
     assert {"QuantizeLinear", "DequantizeLinear"} <= _op_types(files["onnxruntime_int8"])
 
 
-def test_int8_input_takes_raw_pixels_exactly(files, images, tmp_path):
+def test_int8_input_takes_raw_pixels_exactly(files, coloured_images, tmp_path):
     """Calibrated on images without a pixel below 20 or above 230, the input is still quantized
     over 0..255 with one step per pixel value."""
     prepared = onnx_runtime.prepare(files["onnxruntime_float32"].read_bytes(), tmp_path)
-    ranges = onnx_runtime.calibrate(prepared, np.clip(images, 20, 230), tmp_path)
+    ranges = onnx_runtime.calibrate(prepared, np.clip(coloured_images, 20, 230), tmp_path)
     model = onnx.ModelProto.FromString(onnx_runtime.quantize(prepared, "int8", tmp_path, ranges))
     constants = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     (quantize_input,) = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "pixels"]

@@ -28,12 +28,7 @@ TOLERANCE = {"openvino_float32": 1e-5, "openvino_native": 0.005, "openvino_int8"
 
 
 @pytest.fixture(scope="module")
-def images(coloured_images):
-    return coloured_images
-
-
-@pytest.fixture(scope="module")
-def converted(tiny_model, images, tmp_path_factory):
+def converted(tiny_model, coloured_images, tmp_path_factory):
     """Every OpenVINO target of the tiny model in one folder; the source, converter and the stages run."""
     workdir, models = tmp_path_factory.mktemp("work"), tmp_path_factory.mktemp("models")
     stages = {}
@@ -43,7 +38,7 @@ def converted(tiny_model, images, tmp_path_factory):
         stages[name] = {"total": total, "steps": 0}
         yield lambda n=1: stages[name].update(steps=stages[name]["steps"] + n)
 
-    with ConversionSource(tiny_model, workdir, lambda: images[:16], stage, ABOUT) as source:
+    with ConversionSource(tiny_model, workdir, lambda: coloured_images[:16], stage, ABOUT) as source:
         converter = openvino_family.Converter(source)
         paths = {}
         for name in OPENVINO_TARGETS:
@@ -61,13 +56,13 @@ def test_conversion_writes_both_files_atomically_in_timed_stages(converted):
 
 
 @pytest.mark.parametrize("name", OPENVINO_TARGETS)
-def test_each_mode_follows_the_keras_model(tiny_model, converted, images, name):
-    expected = np.asarray(tiny_model(images.astype(np.float32)))
+def test_each_mode_follows_the_keras_model(tiny_model, converted, coloured_images, name):
+    expected = np.asarray(tiny_model(coloured_images.astype(np.float32)))
     runtime = openvino_family.open(converted["paths"][name])
-    got = runtime.predict(images)
+    got = runtime.predict(coloured_images)
     assert got.shape == expected.shape and got.dtype == np.float32
     assert np.abs(got - expected).max() <= TOLERANCE[name]
-    np.testing.assert_array_equal(runtime.predict_one(images[3]), got[3])
+    np.testing.assert_array_equal(runtime.predict_one(coloured_images[3]), got[3])
 
 
 def test_float32_records_and_runs_in_f32(converted):

@@ -326,6 +326,17 @@ def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path
     assert "<h3>Per class</h3>" in html and ("<h3>None of these</h3>" in html) == (schema >= 3)
 
 
+def test_a_run_trained_for_fewer_epochs_than_validation_freq_loads_and_plots(tmp_path):
+    """Keras records no validation figures when no epoch was validated (e.g. --epochs 2, --validation-freq 3)."""
+    run_dir = Path(shutil.copytree(Path(__file__).parent / "data" / "run-schema4", tmp_path / "run"))
+    saved = json.loads((run_dir / "results.json").read_text())
+    head = saved["backbones"][BACKBONE]["training"]["head"]
+    del head["val_loss"], head["val_accuracy"]
+    (run_dir / "results.json").write_text(json.dumps(saved))
+    assert load(run_dir).backbones[BACKBONE].training.head.val_loss == []
+    assert main(["report", str(run_dir)]) == 0 and "training curves" in (run_dir / "report.html").read_text()
+
+
 def test_results_of_a_newer_schema_are_refused_in_one_line(tmp_path, capsys):
     run_dir = Path(shutil.copytree(Path(__file__).parent / "data" / "run-schema4", tmp_path / "newer"))
     saved = json.loads((run_dir / "results.json").read_text())

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, error_line
+from conftest import SAMPLE, error_line, predict_top1
 from zoolite.cli import main
+from zoolite.targets import TARGETS
 
 CHROMIUM = Path(os.environ.get("ZOOLITE_CHROMIUM", "/usr/bin/chromium"))
 RUN_CLASSES = ("cane", "gatto", "ragno")  # small_run's classes: dog, cat, spider
@@ -89,20 +90,6 @@ def web_photos(small_run, tmp_path) -> list[Path]:
     bad = folder / "not-a-photo.jpg"
     bad.write_text("these are text bytes, not a JPEG\n")
     return copies + [bad]
-
-
-def predict_top1(model: Path, photos: list[Path], capsys) -> list[str]:
-    """`zoolite predict MODEL PHOTO... --top 1`: the top-1 label of each photo, or NONE."""
-    capsys.readouterr()
-    assert main(["predict", str(model), *map(str, photos), "--top", "1"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == len(photos)
-    labels = []
-    for photo, line in zip(photos, lines):
-        assert line.startswith(f"{photo}: ")
-        said = line[len(f"{photo}: "):]
-        labels.append(NONE if said.startswith("none of the ") else said.rpartition(" ")[0])
-    return labels
 
 
 # ---------------------------------------------------------------- browser
@@ -229,7 +216,7 @@ def check_page_against_predict(chromium, site: Path, web_photos: list[Path], cap
     assert "\n" not in results[bad.name]["text"].strip() and bad.name in results[bad.name]["text"]
     assert all(results[p.name]["error"] is None and answer(results[p.name]) for p in photos)
 
-    expected = predict_top1(site / card["model_file"], photos, capsys)
+    expected = [NONE if said is None else said for said in predict_top1(capsys, site / card["model_file"], photos)]
     got = [answer(results[p.name]) for p in photos]
     disagreements = sum(a != b for a, b in zip(expected, got))
     variant = card["variant"]
@@ -409,7 +396,8 @@ def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_
     out = capsys.readouterr().out.strip().splitlines()
     if recommended == "openvino_int8":  # the page runs LiteRT files: the recommendation among those
         results.recommendation = recommend(results, results.config.budget, "litert")
-    _, shipped = chosen_variant(results)  # as a plain export of that recommendation
+    _, shipped = chosen_variant(results)  # as a plain export of that recommendation: it, or its app twin
+    assert shipped.target in (results.recommendation.variant, TARGETS[results.recommendation.variant].app_twin)
     files = sorted(["app.js", "index.html", "labels.txt", "litertjs", "model.json", Path(shipped.file).name])
     assert out == [f"{site}: {', '.join(files)}", f"open it in a browser: zoolite serve {site}"]
     assert (site / "litertjs" / "core" / "index.js").is_file()

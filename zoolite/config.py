@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,8 +22,9 @@ from zoolite.errors import ZooliteError
 SAMPLE_DATA = Path(__file__).parent / "sample" / "animals10"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
-# config.json's own version (the results have theirs). Files before it numbered themselves with the
-# results' schema_version; a run is resumed only by the zoolite version that wrote its config.
+# config.json's own version (the results have theirs). A run is resumed only from files of this version:
+# bump it with any change to the options or to a stage's files (history.json, rejection.json, the
+# measurements). config.json files before it carried the results' schema_version instead.
 CONFIG_VERSION = 1
 AUGMENTATIONS = ("none", "flip", "standard")  # zoolite.augmentation builds them
 
@@ -340,8 +342,10 @@ class RunConfig:
             saved = json.loads(path.read_text(encoding="utf-8"))
             version = saved.pop("config_version", None)
             if version != CONFIG_VERSION:
-                raise ZooliteError(f"{path}: written by another zoolite version, which this one cannot resume (config "
-                                   f"version {version}, this one reads {CONFIG_VERSION}); start a new run")
+                written = (f"config version {version}" if version is not None else
+                           f"results schema {saved['schema_version']}" if "schema_version" in saved else "no version")
+                raise ZooliteError(f"{path}: written by another zoolite version, which this one cannot resume "
+                                   f"({written}; this one resumes config version {CONFIG_VERSION}); start a new run")
             return cls.from_json(saved)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise ZooliteError(f"{path}: damaged run config ({e}); start a new run") from None
@@ -360,6 +364,11 @@ class RunConfig:
     def from_options(cls, **options) -> "RunConfig":
         """A config from flat option names (as the CLI has them): recipe, latency and budget
         options go to their groups; anything not given keeps its default."""
+        for f in fields_with_flags(cls):
+            old = (f.metadata.get("renamed_from") or "")[2:].replace("-", "_")
+            if old in options:  # the option's name before it was renamed
+                warnings.warn(f"{old} is deprecated; use {f.name}", DeprecationWarning, stacklevel=2)
+                options[f.name] = options.pop(old)
         groups = {name: {f.name: options.pop(f.name) for f in dataclasses.fields(group) if f.name in options}
                   for name, group in (("train", TrainConfig), ("latency", LatencyConfig), ("budget", Budget))}
         return cls(**options, train=TrainConfig(**groups["train"]), latency=LatencyConfig(**groups["latency"]),

@@ -1,4 +1,5 @@
-"""The evaluation stage: one routine measures every variant, the Keras model included.
+"""The measurements stage: one routine measures every variant, the Keras model included
+(:func:`measure_variant`), and every model file a user gives (:func:`evaluate_model`, :func:`predict`).
 
 Accuracy and loss are computed over the whole test split in batches (Keras's own
 ``CategoricalCrossentropy`` and ``CategoricalAccuracy``, used standalone). Latency is
@@ -169,8 +170,11 @@ def compare_with_reference(variant: Variant, outputs: dict[str, np.ndarray], ref
 
 
 def agreement(probabilities: np.ndarray, reference: np.ndarray) -> Agreement:
-    """How closely a variant's answers and probabilities follow the reference (float) model's on the same images."""
-    return Agreement(top1_agreement=float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
+    """How closely a variant's answers and probabilities follow the reference (float) model's on the same images:
+    the top-1 agreement as :func:`zoolite.stats.agreement_by_confidence` counts it, over every image, and the
+    mean absolute difference of the probabilities."""
+    every_image = stats.agreement_by_confidence(probabilities, reference, bins=())[0]
+    return Agreement(top1_agreement=every_image.agreement,
                      mean_abs_prob_diff=float(np.mean(np.abs(probabilities - reference))))
 
 
@@ -290,7 +294,7 @@ def predict(model: str | Path, photos, labels_file: str | Path | None = None, to
 def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path | None = None,
                    label_map: str | Path | None = None, threads: int | None = None,
                    latency: LatencyConfig | None = None) -> ModelEvaluation:
-    """Measure a model file on a folder with one sub-folder per class, with the one evaluate routine.
+    """Measure a model file on a folder with one sub-folder per class, with the one routine (:func:`measure`).
 
     The folder's classes must be the model's (from ``labels_file``, default the labels.txt beside it).
     """

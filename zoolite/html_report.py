@@ -31,7 +31,7 @@ h3 { margin-top: 28px; }
 .box.none { border-color: #ef6c00; background: #fff3e0; }
 .box strong { font-size: 1.1em; }
 table { border-collapse: collapse; margin: 10px 0; font-size: 0.92em; }
-th, td { border-bottom: 1px solid #dde1e3; padding: 5px 6px; text-align: right; min-width: 4.5em; }
+th, td { border-bottom: 1px solid #dde1e3; padding: 5px 6px; text-align: right; min-width: 3.5em; }
 th { background: #f3f5f6; white-space: normal; vertical-align: bottom; }
 th:first-child, td:first-child { text-align: left; }
 .wide { overflow-x: auto; }
@@ -48,11 +48,16 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
+def _breakable(text: str) -> str:
+    """``text`` escaped, with line breaks allowed after "_" and "/" (variant names, file paths) as well."""
+    return escape(text).replace("_", "_<wbr>").replace("/", "/<wbr>")
+
+
 def _table(header: list[str], rows: list[list[str]], highlight: int | None = None) -> str:
     """An HTML table whose cells break their text where they must, so that it fits a 1,200 px window."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{_breakable(h)}</th>" for h in header)
     body = "".join(
-        f"<tr{' class=recommended' if i == highlight else ''}>" + "".join(f"<td>{escape(c)}</td>" for c in row)
+        f"<tr{' class=recommended' if i == highlight else ''}>" + "".join(f"<td>{_breakable(c)}</td>" for c in row)
         + "</tr>" for i, row in enumerate(rows))
     return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
@@ -160,7 +165,7 @@ def html_report(results: Run) -> str:
             f'<p class="sub">{escape(results.run_dir)}</p>']
     if results.recommendation:
         body.append(_recommendation_box(results))
-    body += [f"<p>{escape(dataset_sentence(results))}</p>",
+    body += [f"<p>{dataset_sentence(results, lambda root: f'<code>{escape(root)}</code>', escape)}</p>",
              "<h2>Accuracy, latency and size</h2>",
              _img(plots.tradeoff(results), "accuracy vs latency of every variant"),
              '<p class="note">Up and to the left is better; bars are 95% intervals. The dashed line is the '

@@ -83,7 +83,7 @@ def read_metadata(model: str | os.PathLike | bytes) -> About | None:
 
 
 def _parse(data: bytes, model) -> About | None:
-    """What the metadata of a TFLite ``model`` (parsed from ``data``); raises on damage."""
+    """What the metadata of a TFLite ``model`` (parsed from ``data``) says about it; raises on damage."""
     buffer = next((model.Buffers(model.Metadata(i).Buffer()) for i in range(model.MetadataLength())
                    if model.Metadata(i).Name() == _METADATA_NAME), None)
     if buffer is None:

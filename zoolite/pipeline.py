@@ -32,7 +32,7 @@ from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
 from zoolite.results import Backbone, BalancedComparison, Dataset, OtherPhotos, Rejection, Run, Skipped, SplitSizes, \
-    Training, UnlabelledPhotos, Variant, best_float_backbone, is_imbalanced
+    Training, TrainingStage, UnlabelledPhotos, Variant, best_float_backbone, is_imbalanced
 from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
@@ -149,7 +149,7 @@ class _BackboneStages:
         seconds = sum(self.stages.timings[f"features_{name}"] for name in self.extracted)
         return sum(self.extracted.values()) / seconds if seconds else None
 
-    def _fit(self, model, train, val, stage: str, learning_rate=None) -> dict:
+    def _fit(self, model, train, val, stage: str, learning_rate=None) -> TrainingStage:
         def fit_logging_to(log_dir):
             return fit(model, train, val, self.config.train, learning_rate=learning_rate, log_dir=log_dir,
                        verbose=2 if self.stages.progress.enabled else 0, weights=self.class_weights)
@@ -306,7 +306,8 @@ class _BackboneStages:
                                    title=f"evaluating {target.name}")
 
     def evaluate(self, files: dict[Target, Path], rejected: Rejection) -> tuple[list[Variant], dict[str, np.ndarray]]:
-        """Measure every variant with the one evaluate routine, the reference first; compare each
+        """Measure every variant with the one routine (:func:`~zoolite.evaluation.measure_variant`), the reference
+        first; compare each
         with the reference on the same images (labels needed or not), and measure its "none of
         these" at the shipped threshold. Returns the variants and which test images each got right."""
         images = self._images("test", self._paths("test"))

@@ -40,7 +40,7 @@ def text_summary(results: Run) -> str:
 
 
 def markdown_report(results: Run) -> str:
-    lines = [f"# zoolite run: {', '.join(results.backbones)}", "", f"{dataset_sentence(results)} Plots: `report.html`.",
+    lines = [f"# zoolite run: {', '.join(results.backbones)}", "", f"{dataset_sentence(results, code=lambda root: f'`{root}`')} Plots: `report.html`.",
              ""]
     if results.recommendation:
         chosen = results.recommended()

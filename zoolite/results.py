@@ -130,14 +130,15 @@ class OtherPhotos:
 class TrainingStage:
     """One training stage as Keras ran it: per-epoch figures and where early stopping left it."""
 
-    loss: list[float]
-    accuracy: list[float]
-    val_loss: list[float]  # one per validation_freq epochs
-    val_accuracy: list[float]
-    learning_rate: list[float]
-    epochs_run: int
-    best_epoch: int | None  # 1-based: the epoch whose weights were kept (None: the last)
-    stopped_epoch: int | None  # 1-based: where early stopping ended it (None: ran every epoch)
+    # Per epoch; the validation figures once per validation_freq epochs (none if no epoch was validated).
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    epochs_run: int = 0
+    best_epoch: int | None = None  # 1-based: the epoch whose weights were kept (None: the last)
+    stopped_epoch: int | None = None  # 1-based: where early stopping ended it (None: ran every epoch)
     validation_freq: int = 1
     class_weights: list[float] | None = None  # per class, when the loss was weighted
 

@@ -475,8 +475,8 @@ class FidelityRow:
 
     @property
     def confident(self) -> bool:
-        """The top band: images the reference is confident about (max probability from the last bin edge)."""
-        return self.reference_max_prob_from is not None and self.reference_max_prob_below is None
+        """Whether the group is every image whose reference max probability is CONFIDENT or more."""
+        return self.reference_max_prob_from == CONFIDENT and self.reference_max_prob_below is None
 
     @property
     def changed(self) -> int:

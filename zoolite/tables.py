@@ -4,7 +4,7 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 from __future__ import annotations
 
 from zoolite.recommend import lost_classes, rejection_lost
-from zoolite.results import Backbone, Machine, Run, Variant
+from zoolite.results import Backbone, ClassMeasure, Machine, Run, Variant
 from zoolite.stats import FidelityRow
 from zoolite.targets import FAMILIES
 
@@ -20,10 +20,11 @@ def machine_sentence(m: Machine) -> str:
     return f"{m.cpu}, {m.cores} cores, {m.os}; Python {m.python}, {versions}."
 
 
-def dataset_sentence(results: Run) -> str:
-    """The dataset, its classes and its split, in one sentence."""
+def dataset_sentence(results: Run, code=str, text=str) -> str:
+    """The dataset, its classes and its split, in one sentence: the folder marked up by ``code``, the class
+    names by ``text`` (for HTML, escaped)."""
     d, split = results.dataset, results.split
-    return (f"Dataset {d.root}: {d.images} images in {len(d.labels)} classes ({', '.join(d.labels)}); split "
+    return (f"Dataset {code(d.root)}: {d.images} images in {len(d.labels)} classes ({text(', '.join(d.labels))}); split "
             f"{split.train}/{split.val}/{split.test} (train/val/test, seed {split.seed}); {len(d.skipped)} file(s) "
             "skipped.")
 
@@ -106,27 +107,29 @@ def backbone_table(results: Run, backbone: str, markdown: bool = False) -> str:
     return (markdown_table if markdown else plain_table)(*backbone_cells(results, backbone))
 
 
+def _recall(c: ClassMeasure) -> str:
+    return _percent(c.recall, None) if c.recall_interval is None else \
+        f"{c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, {c.recall_interval.high * 100:.0f}]"
+
+
 def class_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
-    """Per-class recall [95% CI] of every variant, one row per class; a class a variant loses against its
-    float model beyond chance is marked with its photos won/lost."""
+    """Per-class recall [95% CI] of every variant, one row per variant as in the main table and one column
+    per class (with its test photos); a class a variant loses against its float model beyond chance is
+    marked with its photos won/lost."""
     variants = results.backbones[backbone].variants
-    rows = []
-    for name in results.labels:
-        row = [name, str(variants[0].per_class[name].support)]
-        for v in variants:
-            c = v.per_class[name]
-            cell = _percent(c.recall, None) if c.recall_interval is None else \
-                f"{c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, {c.recall_interval.high * 100:.0f}]"
-            row.append(cell + (f" LOST {c.won}/{c.lost}" if name in lost_classes(v) else ""))
-        rows.append(row)
-    return ["Class", "Test photos"] + [v.target for v in variants], rows
+    header = ["Variant"] + [f"{name} ({variants[0].per_class[name].support})" for name in results.labels]
+    return header, [[v.target] + [_recall(v.per_class[name]) + (f" LOST {v.per_class[name].won}/"
+                                                                 f"{v.per_class[name].lost}" if name in lost else "")
+                                  for name in results.labels]
+                    for v, lost in ((v, lost_classes(v)) for v in variants)]
 
 
 def class_table(results: Run, backbone: str, markdown: bool = False) -> str:
     return (markdown_table if markdown else plain_table)(*class_cells(results, backbone))
 
 
-CLASS_NOTE = ("Recall per class [95% Wilson CI]; LOST w/l: the variant lost this class against its float model "
+CLASS_NOTE = ("Recall per class (its test photos) [95% Wilson CI]; LOST w/l: the variant lost this class against its "
+              "float model "
               "beyond chance (photos won/lost; one-sided exact test, Holm-corrected for the number of classes).")
 
 
