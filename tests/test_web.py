@@ -64,10 +64,12 @@ class ZooliteServe:
     def __exit__(self, *exc):
         self.process.send_signal(signal.SIGINT)
         try:
-            out, err = self.process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
+            out, err = self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # say what state the process was in, for a failure seen once in CI
+            status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
             self.process.kill()
-            raise
+            pytest.fail("zoolite serve did not stop within 30 s of Ctrl-C: "
+                        + "; ".join(line for line in status if line.startswith(("State", "SigBlk", "SigIgn"))))
         if exc[0] is None:
             assert (self.process.returncode, out, err) == (0, "", ""), "zoolite serve did not stop cleanly on Ctrl-C"
 
