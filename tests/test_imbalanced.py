@@ -127,10 +127,16 @@ def test_tables_show_balanced_accuracy_per_class_recall_and_the_flag():
     header, rows = tables.backbone_cells(results, "b")
     assert rows[1][header.index("Balanced [95% CI]")].startswith("72.2% [")
     assert rows[1][header.index("Flag")] == "loses b" and rows[0][header.index("Flag")] == ""
-    header, rows = tables.class_cells(results, "b")
-    assert header == ["Variant", "a (40)", "b (12)", "c (40)"] and [row[0] for row in rows] == ["keras", "int8"]
-    assert rows[0][2].startswith("100% [") and rows[1][2].startswith("17% [") and rows[1][2].endswith("LOST 0/10")
-    assert not any("LOST" in cell for cell in rows[0] + rows[1][1:2] + rows[1][3:])
+    header, rows = tables.class_cells(results, "b")  # 3 classes, 2 variants: a row per class
+    assert header == ["Class", "keras", "int8"] and [row[0] for row in rows] == ["a (40)", "b (12)", "c (40)"]
+    assert rows[1][1].startswith("100% [") and rows[1][2].startswith("17% [") and rows[1][2].endswith("LOST 0/10")
+    assert [cell for row in rows for cell in row if "LOST" in cell] == [rows[1][2]]
+    results.backbones["b"].variants += [paired_variant(name, correct, float_correct, 1.0, 4.0) for name in ("x", "y")]
+    for v in results.backbones["b"].variants[2:]:
+        v.per_class = variants[1].per_class
+    header, rows = tables.class_cells(results, "b")  # 4 variants, 3 classes: a row per variant
+    assert header == ["Variant", "a (40)", "b (12)", "c (40)"] and [row[0] for row in rows] == ["keras", "int8", "x", "y"]
+    assert rows[3][2] == rows[1][2] and rows[3][2].endswith("LOST 0/10")
 
 
 def test_a_drop_beyond_the_budget_that_is_not_shown_real_is_said_so():

@@ -113,15 +113,19 @@ def _recall(c: ClassMeasure) -> str:
 
 
 def class_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
-    """Per-class recall [95% CI] of every variant, one row per variant as in the main table and one column
-    per class (with its test photos); a class a variant loses against its float model beyond chance is
-    marked with its photos won/lost."""
+    """Per-class recall [95% CI] of every variant, a class a variant loses against its float model beyond
+    chance marked with its photos won/lost. One row per class and a column per variant, or the other way
+    round when there are more variants than classes (several runtimes): the table takes the fewer columns."""
     variants = results.backbones[backbone].variants
-    header = ["Variant"] + [f"{name} ({variants[0].per_class[name].support})" for name in results.labels]
-    return header, [[v.target] + [_recall(v.per_class[name]) + (f" LOST {v.per_class[name].won}/"
-                                                                 f"{v.per_class[name].lost}" if name in lost else "")
-                                  for name in results.labels]
-                    for v, lost in ((v, lost_classes(v)) for v in variants)]
+    cells = {(v.target, name): _recall(v.per_class[name]) + (f" LOST {v.per_class[name].won}/{v.per_class[name].lost}"
+                                                             if name in lost else "")
+             for v, lost in ((v, lost_classes(v)) for v in variants) for name in results.labels}
+    classes = [(name, f"{name} ({variants[0].per_class[name].support})") for name in results.labels]
+    if len(variants) > len(classes):
+        return ["Variant"] + [title for _, title in classes], \
+            [[v.target] + [cells[v.target, name] for name, _ in classes] for v in variants]
+    return ["Class"] + [v.target for v in variants], \
+        [[title] + [cells[v.target, name] for v in variants] for name, title in classes]
 
 
 def class_table(results: Run, backbone: str, markdown: bool = False) -> str:
