@@ -78,7 +78,7 @@ def main() -> None:
     from zoolite.targets import REFERENCE, TARGETS, open_model
     from zoolite.targets.keras import load_keras_model
     from zoolite.targets.base import export_saved_model
-    from zoolite.targets.litert import calibrate, quantize_calibrated, score_threshold
+    from zoolite.targets.litert import calibrate, quantize_calibrated
 
     sizes, seeds = [int(s) for s in args.sizes.split(",")], [int(s) for s in args.seeds.split(",")]
     run = RunLayout(Path(args.run_dir))
@@ -91,7 +91,7 @@ def main() -> None:
     float32 = layout.model(TARGETS["float32"])
     runtime, _ = open_model(float32)
     reference = {subset: predict_all(runtime, images) for subset, images in photos.items()}
-    threshold = score_threshold(float32)
+    threshold = runtime.score_threshold()
     seconds: dict = {}  # (n, draw) -> calibration seconds per seed
     measured: dict = {}  # (mode, n, draw) -> figures per seed
     with tempfile.TemporaryDirectory(prefix="zoolite-calibration-") as tmp:

@@ -119,7 +119,8 @@ def test_file_without_zoolite_metadata_has_no_labels_or_threshold(files, tmp_pat
     del model.metadata_props[:]
     other = tmp_path / "other.onnx"
     onnx.save(model, other)
-    assert onnx_runtime.embedded_labels(other) is None and onnx_runtime.score_threshold(other) is None
+    runtime = onnx_runtime.open(other)
+    assert runtime.embedded_labels() is None and runtime.score_threshold() is None
     (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
     assert open_classifier(other).labels == LABELS  # the labels.txt beside it
 
@@ -157,7 +158,7 @@ def test_damaged_file_is_one_line_error_naming_it(files, tmp_path, damage):
     path = tmp_path / "broken.onnx"
     good = files["onnxruntime_float32"].read_bytes()
     path.write_bytes(good[:len(good) // 2] if damage == "truncated" else b"not a model, just text\n")
-    for read in (open_classifier, onnx_runtime.embedded_labels, onnx_runtime.score_threshold):
+    for read in (open_classifier, onnx_runtime.open):
         with pytest.raises(ZooliteError) as error:
             read(path)
         message = str(error.value)

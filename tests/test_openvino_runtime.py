@@ -116,8 +116,9 @@ def test_a_model_without_threshold_leaves_it_out(converted, tmp_path):
         converted["converter"].convert(TARGETS["openvino_native"], tmp_path / "native.xml")
     finally:
         source.about = about
-    assert openvino_family.score_threshold(tmp_path / "native.xml") is None
-    assert openvino_family.embedded_labels(tmp_path / "native.xml") == ABOUT.labels
+    runtime = openvino_family.open(tmp_path / "native.xml")
+    assert runtime.score_threshold() is None
+    assert runtime.embedded_labels() == ABOUT.labels
 
 
 @pytest.mark.parametrize("key, value", [("labels", "cat dog"), ("labels", '{"cat": 0}'),
@@ -143,7 +144,8 @@ def _plain_model(input_shape) -> ov.Model:
 def test_another_tools_file_uses_the_labels_beside_it(tmp_path):
     path = tmp_path / "plain.xml"
     ov.save_model(_plain_model([1, SIZE, SIZE, 3]), path)
-    assert openvino_family.embedded_labels(path) is None and openvino_family.score_threshold(path) is None
+    runtime = openvino_family.open(path)
+    assert runtime.embedded_labels() is None and runtime.score_threshold() is None
     (tmp_path / "labels.txt").write_text("a\nb\nc\nd\n")
     classifier = open_classifier(path)
     assert classifier.labels == ["a", "b", "c", "d"] and classifier.threshold is None

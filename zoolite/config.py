@@ -109,6 +109,17 @@ AT_LEAST_0 = Range(0, None)
 AT_LEAST_1 = Range(1, None)
 
 
+def _renamed(cls, options: dict, warn: bool) -> dict:
+    """``options`` with the old names of renamed options (``renamed_from``) under their new ones."""
+    for f in fields_with_flags(cls):
+        old = (f.metadata.get("renamed_from") or "")[2:].replace("-", "_")
+        if old in options:
+            if warn:
+                warnings.warn(f"{old} is deprecated; use {f.name}", DeprecationWarning, stacklevel=3)
+            options[f.name] = options.pop(old)
+    return options
+
+
 @dataclass
 class ModelOptions:
     """How ``zoolite evaluate`` runs a model file."""
@@ -315,11 +326,11 @@ class RunConfig:
 
     def _check_variants(self) -> None:
         """Every runtime asked for makes at least one file: a mode list it has none of is refused."""
-        from zoolite.targets import CONVERTED
+        from zoolite.targets import MODES, chosen_targets
 
         for runtime in self.runtimes:
-            modes = [t.mode for t in CONVERTED.values() if t.family.name == runtime]
-            if not set(modes) & set(self.modes):
+            if not chosen_targets((runtime,), self.modes):
+                modes = [t.mode for t in chosen_targets((runtime,), MODES)]
                 raise ZooliteError(f"--modes {','.join(self.modes)}: the runtime {runtime} has none "
                                    f"of these modes; add one of: {', '.join(modes)} (or leave {runtime} out of "
                                    "--runtimes)")
@@ -352,9 +363,7 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, obj: dict) -> "RunConfig":
-        obj = dict(obj)
-        if "quantizations" in obj:  # written before the option was renamed --modes
-            obj["modes"] = obj.pop("quantizations")
+        obj = _renamed(cls, dict(obj), warn=False)  # files keep the names they were written with
         obj["train"] = TrainConfig(**obj["train"])
         obj["latency"] = LatencyConfig(**obj["latency"])
         obj["budget"] = Budget(**obj.get("budget", {}))
@@ -364,11 +373,7 @@ class RunConfig:
     def from_options(cls, **options) -> "RunConfig":
         """A config from flat option names (as the CLI has them): recipe, latency and budget
         options go to their groups; anything not given keeps its default."""
-        for f in fields_with_flags(cls):
-            old = (f.metadata.get("renamed_from") or "")[2:].replace("-", "_")
-            if old in options:  # the option's name before it was renamed
-                warnings.warn(f"{old} is deprecated; use {f.name}", DeprecationWarning, stacklevel=2)
-                options[f.name] = options.pop(old)
+        options = _renamed(cls, options, warn=True)
         groups = {name: {f.name: options.pop(f.name) for f in dataclasses.fields(group) if f.name in options}
                   for name, group in (("train", TrainConfig), ("latency", LatencyConfig), ("budget", Budget))}
         return cls(**options, train=TrainConfig(**groups["train"]), latency=LatencyConfig(**groups["latency"]),

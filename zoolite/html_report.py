@@ -73,17 +73,16 @@ def _recommendation_box(results: Run) -> str:
             f'and model.json:</span><code class="command">{escape(command)}</code></div>')
 
 
-def _test_images(layout: RunLayout, results: Run, backbone: str, indices) -> list | None:
-    """The chosen test images: decoded from the run's cache, else from the dataset; None if gone."""
+def _test_images(layout: RunLayout, results: Run, backbone: str, test: list, indices) -> list | None:
+    """The chosen ``test`` photos: decoded from the run's cache, else from the dataset; None if gone."""
     cache = layout.backbone(backbone).images("test")
     if cache.exists():
         images = np.load(cache, mmap_mode="r")
         return [np.asarray(images[i]) for i in indices]
     from zoolite.data import load_image
 
-    test = results.test_photos()
-    paths = [test[i][0] for i in indices] if test else []
-    if not paths or not all(p.is_file() for p in paths):
+    paths = [test[i][0] for i in indices]
+    if not all(p.is_file() for p in paths):
         return None
     return [load_image(p, results.backbones[backbone].input_size) for p in paths]
 
@@ -96,7 +95,7 @@ def _prediction_grid(layout: RunLayout, results: Run, backbone: str, variant: st
     probabilities = np.load(probabilities_path)
     labels = np.array([label for _, label in test], dtype=int)
     order = plots.prediction_order(labels, probabilities)[:GRID_IMAGES]
-    images = _test_images(layout, results, backbone, order)
+    images = _test_images(layout, results, backbone, test, order)
     if images is None:
         return '<p class="note">No prediction grid: the decoded test images and the dataset are both gone.</p>'
     wrong = int((probabilities.argmax(1) != labels).sum())

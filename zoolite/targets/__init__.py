@@ -11,7 +11,7 @@ pretrained configs, and of zoolite's own backbones.
 
 Adding a runtime is one module here plus a :class:`Family` and its :class:`Target`
 entries. The module implements :class:`FamilyModule`: ``open(path, threads)`` returning a
-:class:`Runtime`, the labels and "none of these" threshold the file carries, and a
+:class:`Runtime` (which also says what labels and "none of these" threshold the opened file carries), and a
 ``Converter(source)`` that writes the family's targets from a :class:`ConversionSource`.
 Family modules are imported only when used, so opening a ``.tflite`` file never imports
 TensorFlow, nor ONNX Runtime or OpenVINO.
@@ -23,8 +23,7 @@ import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from zoolite.errors import ZooliteError
 from zoolite.targets.base import (About, ConversionSource, FamilyModule, Runtime, Tensor,  # noqa: F401 (the API)
@@ -97,6 +96,12 @@ _LITERT_APPS = ("MediaPipe Tasks", "Android Task Library", "LiteRT.js", "LiteRT 
 _ONNX_APPS = ("ONNX Runtime (Python, C/C++, C#, Java, JavaScript)",)
 _OPENVINO_APPS = ("OpenVINO Runtime (Python, C/C++)",)
 
+def _family_targets(family: Family, clients: tuple[str, ...], modes: dict[str, str]) -> list[Target]:
+    """A family's targets named "<family>_<mode>", all taken by the same apps; ``modes``: mode -> what it is."""
+    return [Target(f"{family.name}_{mode}", family, mode, description, clients=clients)
+            for mode, description in modes.items()]
+
+
 # The order is the report's: the reference first, then each runtime from least to most quantized.
 TARGETS: dict[str, Target] = {target.name: target for target in [
     Target("keras", KERAS, "float32", "the trained Keras model, float32: the reference", shippable=False),
@@ -112,18 +117,15 @@ TARGETS: dict[str, Target] = {target.name: target for target in [
            clients=("LiteRT interpreter",), app_twin="uint8"),
     Target("uint8", LITERT, "uint8", "integer only, uint8 input and output: raw pixels go in as they are "
            "(scale 1, zero point 0)", input_dtype="uint8", clients=_LITERT_APPS, web=True),
-    Target("onnxruntime_float32", ONNXRUNTIME, "float32", "no quantization (tf2onnx from the same SavedModel)",
-           clients=_ONNX_APPS),
-    Target("onnxruntime_dynamic", ONNXRUNTIME, "dynamic", "dynamic quantization: int8 weights, activations "
-           "quantized at run time", clients=_ONNX_APPS),
-    Target("onnxruntime_int8", ONNXRUNTIME, "int8", "static int8 quantization (QDQ), calibrated on the "
-           "representative images; float input/output", clients=_ONNX_APPS),
-    Target("openvino_float32", OPENVINO, "float32", "no quantization, run in float32 (INFERENCE_PRECISION_HINT f32)",
-           clients=_OPENVINO_APPS),
-    Target("openvino_native", OPENVINO, "native", "float32 weights, run in the CPU's default inference precision "
-           "(bf16 where the CPU has it, else f32)", clients=_OPENVINO_APPS),
-    Target("openvino_int8", OPENVINO, "int8", "int8 by NNCF post-training quantization, calibrated on the "
-           "representative images; float input/output", clients=_OPENVINO_APPS),
+    *_family_targets(ONNXRUNTIME, _ONNX_APPS, {
+        "float32": "no quantization (tf2onnx from the same SavedModel)",
+        "dynamic": "dynamic quantization: int8 weights, activations quantized at run time",
+        "int8": "static int8 quantization (QDQ), calibrated on the representative images; float input/output"}),
+    *_family_targets(OPENVINO, _OPENVINO_APPS, {
+        "float32": "no quantization, run in float32 (INFERENCE_PRECISION_HINT f32)",
+        "native": "float32 weights, run in the CPU's default inference precision (bf16 where the CPU has it, else f32)",
+        "int8": "int8 by NNCF post-training quantization, calibrated on the representative images; float "
+                "input/output"}),
 ]}
 REFERENCE = TARGETS["keras"]
 # What --runtimes and --modes choose from: every converted target's family and mode.
@@ -184,9 +186,15 @@ def read_labels(path: Path) -> list[str]:
                            "model's run") from None
 
 
+if TYPE_CHECKING:  # imported where used: `zoolite --help` reads the registry without NumPy
+    import numpy as np
+
+
 def top_classes(probabilities: np.ndarray, k: int) -> np.ndarray:
     """The indices of the ``k`` most probable classes, best first; ties go to the first class, as
     ``argmax`` and app clients break them."""
+    import numpy as np
+
     return np.argsort(-np.asarray(probabilities), kind="stable")[:k]
 
 
@@ -203,6 +211,8 @@ class Classifier:
     def rejects(self, scores: np.ndarray) -> np.ndarray | bool:
         """Whether the model says "none of these" for these scores (one row or many): MediaPipe's
         rule, a top score below the threshold."""
+        import numpy as np
+
         return self.threshold is not None and np.asarray(scores).max(-1) < self.threshold
 
     def answer(self, scores: np.ndarray, top: int = 3) -> str:
@@ -220,14 +230,13 @@ def open_classifier(model: str | Path, labels_file: str | Path | None = None,
     labels.txt beside it."""
     runtime, _ = open_model(model, threads)
     model = Path(model)
-    family = family_of(model).implementation()
     labels, source = None, None
     if labels_file:
         source = Path(labels_file)
         if not source.is_file():
             raise ZooliteError(f"{source}: labels file not found; pass an existing labels.txt")
     else:
-        labels = family.embedded_labels(model)
+        labels = runtime.embedded_labels()
         source = f"{model} (its metadata)" if labels else model.parent / "labels.txt"
         if labels is None and not source.is_file():
             raise ZooliteError(f"{source}: labels file not found next to the model, and {model.name} carries no "
@@ -237,4 +246,4 @@ def open_classifier(model: str | Path, labels_file: str | Path | None = None,
     if runtime.n_classes != len(labels):
         raise ZooliteError(f"{model}: the model has {runtime.n_classes} outputs but {source} lists "
                            f"{len(labels)} labels; use the labels.txt of the same run")
-    return Classifier(runtime, labels, source, family.score_threshold(model))
+    return Classifier(runtime, labels, source, runtime.score_threshold())

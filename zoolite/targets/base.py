@@ -6,14 +6,14 @@ registry -> family module -> base.
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy only in annotations: `zoolite --help` reads the registry without it
+    import numpy as np
 
 from zoolite.errors import ZooliteError
 
@@ -68,6 +68,12 @@ class Runtime(Protocol):
     def tensors(self) -> tuple[Tensor, Tensor]:
         """The file's input and output."""
 
+    def embedded_labels(self) -> list[str] | None:
+        """The labels the opened file carries (None: it carries none, e.g. another tool's file)."""
+
+    def score_threshold(self) -> float | None:
+        """The "none of these" threshold the opened file carries (None: it has none)."""
+
 
 class Converter(Protocol):
     """Writes a family's targets (:class:`zoolite.targets.Target`) of one trained model; made as
@@ -81,10 +87,6 @@ class FamilyModule(Protocol):
     """The module a :class:`Family` names."""
 
     def open(self, path: Path, threads: int | None = None) -> Runtime: ...
-
-    def embedded_labels(self, path: Path) -> list[str] | None: ...
-
-    def score_threshold(self, path: Path) -> float | None: ...
 
     Converter: Callable[["ConversionSource"], Converter]
 
@@ -104,23 +106,21 @@ def check_image_classifier(path, input_shapes: list, output_shapes: list) -> Non
                            "probabilities (batch, classes); pass an image classifier made by `zoolite run`")
 
 
-def read_once_per_version(read: Callable[[Path], dict]) -> Callable[[Path], dict]:
-    """``read(path)``, remembered while the file is unchanged (same path, modification time and size):
-    the labels and the threshold are asked for one after the other, and the file is read once for both."""
-    @functools.lru_cache(maxsize=4)
-    def cached(path: str, modified: int, size: int) -> dict:
-        return read(Path(path))
-
-    def read_unless_unchanged(path) -> dict:
-        status = Path(path).stat()
-        return cached(str(path), status.st_mtime_ns, status.st_size)
-
-    return read_unless_unchanged
-
-
 def _damaged(path, key: str, where: str) -> ZooliteError:
     return ZooliteError(f"{path}: damaged {key!r} in its {where}; re-create the model with `zoolite run`, or pass "
                         "--labels-file to use it without its metadata")
+
+
+def about_fields(about: About, description: str, version_key: str = "version") -> dict[str, str]:
+    """What a file's text metadata says of its model: ``name``, ``description``, ``labels`` (a JSON list, in
+    output order), the zoolite version (under ``version_key``) and, if the model has one, ``score_threshold``
+    (the top score below which it means "none of these"); read back by :func:`labels_from_text` and
+    :func:`threshold_from_text`."""
+    fields = {"name": about.name, "description": description, "labels": json.dumps(about.labels, ensure_ascii=False),
+              version_key: about.version}
+    if about.score_threshold is not None:
+        fields["score_threshold"] = repr(float(about.score_threshold))
+    return fields
 
 
 def labels_from_text(path, text: str | None, where: str) -> list[str] | None:

@@ -13,8 +13,9 @@ from zoolite.targets.base import Tensor, check_image_classifier
 class KerasRuntime:
     """A Keras model called as ``model(x, training=False)``, or through a compiled ``tf.function``."""
 
-    def __init__(self, model, compiled: bool = False):
+    def __init__(self, model, compiled: bool = False, path: Path | None = None):
         self.model = model
+        self.path = path  # the .keras file it came from, if any
         self.compiled = compiled
         self.input_size = int(model.input_shape[1])
         self.n_classes = int(model.output_shape[-1])
@@ -39,6 +40,13 @@ class KerasRuntime:
         """Other ways to call the same model whose latency is worth knowing: what a careful
         Python user would call, the model compiled as a ``tf.function``."""
         return {"tf_function": KerasRuntime(self.model, compiled=True).predict_one}
+
+    def embedded_labels(self) -> None:
+        """A .keras file carries no labels: they are in the labels.txt beside it."""
+        return None
+
+    def score_threshold(self) -> float | None:
+        return _rejection_threshold(self.path) if self.path else None
 
     def tensors(self) -> tuple[Tensor, Tensor]:
         return (Tensor(self.model.inputs[0].name, [1, *self.model.input_shape[1:]], "float32"),
@@ -73,12 +81,7 @@ def load_keras_model(path: str | Path):
                            "re-create it with `zoolite run`") from None
 
 
-def embedded_labels(path: Path) -> None:
-    """A .keras file carries no labels: they are in the labels.txt beside it."""
-    return None
-
-
-def score_threshold(path: Path) -> float | None:
+def _rejection_threshold(path: Path) -> float | None:
     """The "none of these" threshold of a run's model.keras, from the rejection.json beside it."""
     import json
 
@@ -92,4 +95,4 @@ def score_threshold(path: Path) -> float | None:
 def open(path: Path, threads: int | None = None) -> KerasRuntime:  # noqa: A001 (the family interface)
     model = load_keras_model(path)
     check_image_classifier(path, [t.shape for t in model.inputs], [t.shape for t in model.outputs])
-    return KerasRuntime(model)
+    return KerasRuntime(model, path=path)

@@ -12,6 +12,7 @@ file that is measured is the file that ships. Opening a file imports no TensorFl
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -197,6 +198,18 @@ class LiteRTRuntime:
     def other_calls(self) -> dict:
         return {}
 
+    @functools.cached_property
+    def _about(self):
+        from zoolite.metadata import read_metadata
+
+        return read_metadata(self.path)  # None for a file without metadata (another tool's)
+
+    def embedded_labels(self) -> list[str] | None:
+        return self._about.labels if self._about else None
+
+    def score_threshold(self) -> float | None:
+        return self._about.score_threshold if self._about else None
+
     def tensors(self) -> tuple[Tensor, Tensor]:
         return _tensor(self._input), _tensor(self._output)
 
@@ -238,21 +251,5 @@ def open(path: Path, threads: int | None = None) -> LiteRTRuntime:  # noqa: A001
     return LiteRTRuntime(path, threads)
 
 
-def score_threshold(path: Path) -> float | None:
-    """The "none of these" threshold in the file's TFLite metadata (None: the file has none)."""
-    from zoolite.metadata import read_metadata
-
-    info = read_metadata(path)
-    return info.score_threshold if info else None
-
-
-def embedded_labels(path: Path) -> list[str] | None:
-    """The labels in the file's TFLite metadata; None for a file without metadata (another tool's)."""
-    from zoolite.metadata import read_metadata
-
-    info = read_metadata(path)
-    return info.labels if info else None
-
-
 __all__ = ["Converter", "LiteRTRuntime", "calibrate", "convert", "quantize_calibrated",
-           "quantize", "dequantize", "open", "embedded_labels", "score_threshold"]
+           "quantize", "dequantize", "open"]

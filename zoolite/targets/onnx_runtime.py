@@ -10,7 +10,7 @@ measured is the file that ships. Opening a file imports neither TensorFlow nor t
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -19,7 +19,7 @@ import numpy as np
 
 from zoolite import storage
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import (About, Tensor, check_image_classifier, labels_from_text, read_once_per_version,
+from zoolite.targets.base import (About, Tensor, about_fields, check_image_classifier, labels_from_text,
                                   threshold_from_text)
 
 INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
@@ -132,14 +132,9 @@ def quantize(prepared: Path, mode: str, folder: Path, ranges: Path | None = None
 
 
 def metadata_props(about: About, description: str) -> dict[str, str]:
-    """What a zoolite ``.onnx`` file says about itself in its ``metadata_props``: ``name``,
-    ``description``, ``labels`` (a JSON list, in output order), ``zoolite_version`` and, if the
-    model has one, ``score_threshold`` (the top score below which it means "none of these")."""
-    props = {"name": about.name, "description": description, "labels": json.dumps(about.labels, ensure_ascii=False),
-             "zoolite_version": about.version}
-    if about.score_threshold is not None:
-        props["score_threshold"] = repr(float(about.score_threshold))
-    return props
+    """What a zoolite ``.onnx`` file says about itself in its ``metadata_props`` (:func:`about_fields`; the
+    version under ``zoolite_version``)."""
+    return about_fields(about, description, version_key="zoolite_version")
 
 
 def describe(model: bytes, about: About, description: str) -> bytes:
@@ -259,6 +254,16 @@ class OnnxRuntimeRuntime:
     def other_calls(self) -> dict:
         return {}
 
+    @functools.cached_property
+    def _metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def embedded_labels(self) -> list[str] | None:
+        return labels_from_text(self.path, self._metadata.get("labels"), "ONNX metadata")
+
+    def score_threshold(self) -> float | None:
+        return threshold_from_text(self.path, self._metadata.get("score_threshold"), "ONNX metadata")
+
     def tensors(self) -> tuple[Tensor, Tensor]:
         return (Tensor(self._input.name, [1, self.input_size, self.input_size, 3], "float32"),
                 Tensor(self._output.name, [1, self.n_classes], "float32"))
@@ -280,26 +285,5 @@ def open(path: Path, threads: int | None = None) -> OnnxRuntimeRuntime:  # noqa:
     return OnnxRuntimeRuntime(path, threads)
 
 
-@read_once_per_version
-def _metadata(path: Path) -> dict[str, str]:
-    """The file's ``metadata_props``, read through an unoptimized session: ONNX Runtime is imported
-    anyway to run the file, while ``import onnx`` alone takes longer than the read."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return dict(_session(path, options).get_modelmeta().custom_metadata_map)
-
-
-def embedded_labels(path: Path) -> list[str] | None:
-    """The labels in the file's metadata; None for a file without them (another tool's)."""
-    return labels_from_text(path, _metadata(path).get("labels"), "ONNX metadata")
-
-
-def score_threshold(path: Path) -> float | None:
-    """The "none of these" threshold in the file's metadata (None: the file has none)."""
-    return threshold_from_text(path, _metadata(path).get("score_threshold"), "ONNX metadata")
-
-
 __all__ = ["Converter", "OnnxRuntimeRuntime", "to_onnx", "prepare", "calibrate", "quantize", "metadata_props",
-           "describe", "open", "embedded_labels", "score_threshold"]
+           "describe", "open"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import openvino as ov
 
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import (Tensor, check_image_classifier, labels_from_text, read_once_per_version,
+from zoolite.targets.base import (Tensor, about_fields, check_image_classifier, labels_from_text,
                                   threshold_from_text)
 
 ABOUT_SECTION = "zoolite"  # rt_info section: name, description, version, labels (JSON), score_threshold
@@ -118,11 +117,7 @@ class Converter:
         with source.stage(f"convert_{target.name}", 1, "model") as step:
             if target.mode in RECORDED_PRECISION:
                 model.set_rt_info(RECORDED_PRECISION[target.mode], PRECISION_HINT)
-            about_fields = {"name": about.name, "description": source.description(target), "version": about.version,
-                            "labels": json.dumps(about.labels, ensure_ascii=False)}
-            if about.score_threshold is not None:
-                about_fields["score_threshold"] = repr(float(about.score_threshold))
-            for key, value in about_fields.items():
+            for key, value in about_fields(about, source.description(target)).items():
                 model.set_rt_info(value, [ABOUT_SECTION, key])
             save_atomically(model, out)
             step(1)
@@ -170,6 +165,8 @@ class OpenVINORuntime:
                   "NUM_STREAMS": 1}
         if model.has_rt_info(PRECISION_HINT):
             config["INFERENCE_PRECISION_HINT"] = model.get_rt_info(PRECISION_HINT).astype(str)
+        self._about = {key: model.get_rt_info([ABOUT_SECTION, key]).astype(str)  # the labels and threshold
+                       for key in ("labels", "score_threshold") if model.has_rt_info([ABOUT_SECTION, key])}
         try:
             self.compiled = core().compile_model(model, DEVICE, config)
         except RuntimeError as e:
@@ -195,6 +192,12 @@ class OpenVINORuntime:
     def other_calls(self) -> dict:
         return {}
 
+    def embedded_labels(self) -> list[str] | None:
+        return labels_from_text(self.path, self._about.get("labels"), "OpenVINO rt_info")
+
+    def score_threshold(self) -> float | None:
+        return threshold_from_text(self.path, self._about.get("score_threshold"), "OpenVINO rt_info")
+
     def tensors(self) -> tuple[Tensor, Tensor]:
         return tuple(Tensor(port.get_any_name(), [int(n) for n in _shape(port)],
                             port.get_element_type().to_dtype().name) for port in (self._input, self._output))
@@ -212,23 +215,4 @@ def open(path: Path, threads: int | None = None) -> OpenVINORuntime:  # noqa: A0
     return OpenVINORuntime(path, threads)
 
 
-@read_once_per_version
-def _about(path: Path) -> dict[str, str]:
-    """The file's rt_info section ``zoolite`` (empty for another tool's file)."""
-    model = read_model(path)
-    return {key: model.get_rt_info([ABOUT_SECTION, key]).astype(str) for key in ("labels", "score_threshold")
-            if model.has_rt_info([ABOUT_SECTION, key])}
-
-
-def embedded_labels(path: Path) -> list[str] | None:
-    """The labels the file's rt_info carries; None for a file without them."""
-    return labels_from_text(path, _about(path).get("labels"), "OpenVINO rt_info")
-
-
-def score_threshold(path: Path) -> float | None:
-    """The "none of these" threshold the file's rt_info carries (None: it has none)."""
-    return threshold_from_text(path, _about(path).get("score_threshold"), "OpenVINO rt_info")
-
-
-__all__ = ["Converter", "OpenVINORuntime", "quantize_int8", "save_atomically", "read_model", "open",
-           "embedded_labels", "score_threshold"]
+__all__ = ["Converter", "OpenVINORuntime", "quantize_int8", "save_atomically", "read_model", "open"]
