@@ -103,7 +103,7 @@ def test_a_variant_that_loses_one_class_is_flagged_even_within_the_accuracy_budg
     assert r.variant == "float16" and "Faster but outside the budget: int8 (loses b)." in r.reason
     losing.latency = paired_variant("slow", correct, float_correct, 9.0, 4.0).latency  # slower: still named
     r = recommend(made_run({"b": variants}, len(labels)), Budget(max_accuracy_drop_pp=15))
-    assert r.variant == "float16" and "Also losing a class: int8 (b)." in r.reason
+    assert r.variant == "float16" and "Also losing a class: int8 (loses b)." in r.reason
 
     # A few photos lost are not evidence: 3 of 12, Holm-corrected over 3 classes, p = 0.375.
     labels, reference, variant = _losing_one_class(lost=3)

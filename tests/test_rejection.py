@@ -1,9 +1,12 @@
 """"None of these": the --other photos are split and saved, the rejection is computed inside the model
-file and its threshold travels in the metadata, the fitting pieces do what they say, a variant that
-loses rejection power is flagged and not recommended, and class photos inside --other are warned about."""
+file and its threshold travels in the metadata, the fitting pieces do what they say, each class's share
+of photos kept is measured for every variant, a variant that loses rejection power or a class's kept
+photos is flagged and not recommended, and class photos inside --other are warned about."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import re
@@ -11,11 +14,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import BACKBONE, copy_sample
 from conftest import FLOAT_RIGHT, made_run, paired_variant
-from zoolite import rejection, stats
+from zoolite import rejection, reporting, stats, tables
 from zoolite.cli import main
+from zoolite.evaluation import per_class_report
 from zoolite.layout import RunLayout
 from zoolite.metadata import read_metadata
 from zoolite.recommend import recommend
@@ -137,6 +142,104 @@ def test_a_variant_that_loses_rejection_is_flagged_and_not_recommended():
     header, rows = rejection_cells(run, "b")
     flags = {row[0]: row[header.index("Flag")] for row in rows}
     assert flags == {"keras": "", "float32": "", "int8": "loses rejection"}
+
+
+def _scores(top, answer, classes: int = 3) -> np.ndarray:
+    """Scores whose top score and top class for each photo are as given, the other scores 0."""
+    out = np.zeros((len(top), classes))
+    out[np.arange(len(top)), answer] = top
+    return out
+
+
+def test_each_classs_kept_share_and_the_balanced_shares_are_what_the_photos_say():
+    """At a threshold of 0.5: class a keeps 3 of its 4 photos (one of them answered wrong), b loses both of its
+    photos to "none of these", c keeps and answers all 3; the float model keeps every photo."""
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    scores = _scores([0.9, 0.8, 0.6, 0.3, 0.2, 0.4, 0.7, 0.5, 0.95], [0, 0, 1, 0, 1, 1, 2, 2, 2])
+    measured = rejection.measure(scores, labels, ["a", "b", "c"], None, 0.5, (_scores([0.9] * 9, labels), None))
+    a, b, c = measured.per_class.values()
+    assert (measured.kept, measured.photos, measured.rejected) == (6, 9, None)
+    assert [(k.kept, k.photos, k.won, k.lost) for k in (a, b, c)] == [(3, 4, 0, 1), (0, 2, 0, 2), (3, 3, 0, 0)]
+    assert a.interval == stats.proportion_interval(3, 4) and b.rate == 0.0 and b.interval.high < 0.7
+    assert [k.loss_p for k in (a, b, c)] == [0.5, 0.25, 1.0] and [k.loss_p_holm for k in (a, b, c)] == [1.0, 0.75, 1.0]
+    assert measured.balanced_kept == pytest.approx((3 / 4 + 0 + 1) / 3)
+    assert measured.balanced_answered_right == pytest.approx((2 / 4 + 0 + 1) / 3)  # kept but wrong is a miss
+    for value, interval in ((measured.balanced_kept, measured.balanced_kept_interval),
+                            (measured.balanced_answered_right, measured.balanced_answered_right_interval)):
+        assert interval.estimate == value and interval.low < value < interval.high
+    assert measured.fewest_kept() == ("b", b)
+    alone = rejection.measure(scores, labels, ["a", "b", "c"], None, 0.5)  # no float model to compare with
+    assert alone.per_class["a"].won is None and alone.balanced_kept == measured.balanced_kept
+
+
+def _gate_variant(name: str, kept_of_a: int, median_ms: float, mb: float, role: str = "shippable"):
+    """A variant right on all 40 test photos (20 of class a, 20 of b) whose gate keeps ``kept_of_a`` of a's
+    photos and all of b's, measured against a float model that keeps every photo."""
+    labels = np.repeat([0, 1], 20)
+    scores = _scores(np.where((labels == 0) & (np.arange(40) >= kept_of_a), 0.1, 0.9), labels, 2)
+    reference = _scores(np.full(40, 0.9), labels, 2)
+    variant = paired_variant(name, np.ones(40, bool), np.ones(40, bool), median_ms, mb, role=role)
+    variant.per_class = per_class_report(scores, labels, ["a", "b"], reference)[1]
+    variant.rejection = rejection.measure(scores, labels, ["a", "b"], None, 0.5, (reference, None))
+    return variant
+
+
+def _gate_run(int8_keeps_of_a: int):
+    variants = [_gate_variant("keras", 20, 60, 14, role="reference"), _gate_variant("float16", 20, 5, 6.8),
+                _gate_variant("int8", int8_keeps_of_a, 1.7, 4)]
+    run = made_run({"b": variants}, 40, labels=("a", "b"))
+    run.recommendation = recommend(run)
+    return run
+
+
+def test_a_variant_whose_gate_drops_a_class_is_flagged_and_not_recommended():
+    """int8 is the fastest and answers every photo right, but says "none of these" to 15 of class a's 20 photos,
+    which the float model keeps: flagged in the tables, left out of the recommendation, named in its sentence."""
+    run = _gate_run(int8_keeps_of_a=5)
+    assert run.recommendation.variant == "float16"
+    assert "Faster but outside the budget: int8 (keeps fewer of a)." in run.recommendation.reason
+    assert "; the gate keeps every test photo of every class" in run.recommendation.reason
+    header, rows = tables.backbone_cells(run, "b")
+    flags = {row[0]: row[header.index("Flag")] for row in rows}
+    assert flags == {"keras": "", "float16": "", "int8": "keeps fewer of a"}
+    header, rows = tables.class_cells(run, "b")  # 3 variants, 2 classes: a row per variant
+    assert header == ["Variant", "a (20)", "b (20)"]
+    assert rows[2][1].startswith("100% [") and "; kept 25% [" in rows[2][1] and rows[2][1].endswith(" LOST 0/15")
+    assert [cell for row in rows for cell in row if "LOST" in cell] == [rows[2][1]]
+    csv_rows = {row["target"]: row for row in csv.DictReader(io.StringIO(reporting.results_csv(run)))}
+    assert csv_rows["int8"]["fewer_kept_classes"] == "a" and csv_rows["int8"]["balanced_kept"] == "0.625"
+
+
+def test_a_chance_difference_in_a_classs_kept_share_is_not_flagged():
+    """2 of class a's 20 photos rejected where the float model keeps them: p = 0.25 before Holm, no evidence."""
+    run = _gate_run(int8_keeps_of_a=18)
+    assert run.recommendation.variant == "int8"
+    assert "; the gate keeps 95% of test photos per class on average, fewest of a: 90% [70%, 97%]." \
+        in run.recommendation.reason
+    assert "LOST" not in str(tables.class_cells(run, "b"))
+
+
+def test_a_run_measures_every_variants_gate_per_class_and_keeps_it_in_results_json(small_run):
+    """What results.json holds for each variant, the Keras model included, is what the measurement gives on the
+    run's saved scores, with the test labels in the class order; and every report shows it."""
+    layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)
+    backbone = small_run.backbones[BACKBONE]
+    labels = np.array([label for _, label in small_run.test_photos()])
+
+    def saved(target: str) -> tuple[np.ndarray, np.ndarray]:
+        return np.load(layout.probabilities(target)), np.load(layout.other_probabilities(target))
+
+    for variant in backbone.variants:
+        scores, other = saved(variant.target)
+        assert variant.rejection == rejection.measure(scores, labels, small_run.labels, other,
+                                                      backbone.rejection.threshold, saved(backbone.reference.target))
+        assert list(variant.rejection.per_class) == small_run.labels
+        assert sum(c.photos for c in variant.rejection.per_class.values()) == small_run.split.test
+    header, rows = rejection_cells(small_run, BACKBONE)
+    assert "Balanced kept [95% CI]" in header and all(row[2] != "-" and row[3] != "-" for row in rows)
+    assert all("; kept " in cell for row in tables.class_cells(small_run, BACKBONE)[1] for cell in row[1:])
+    html = (Path(small_run.run_dir) / "report.html").read_text(encoding="utf-8")
+    assert "Balanced answered right [95% CI]" in html and "Balanced kept [95% CI]" in reporting.text_summary(small_run)
 
 
 def test_class_photos_in_other_are_warned_about(tmp_path, caplog):

@@ -294,8 +294,9 @@ def test_the_plot_draws_the_budget_floor_from_the_best_float_model(monkeypatch):
 
 
 # Real run folders written by earlier versions (tests/data/README.md says how each was made), and
-# the sections each schema added: fidelity from 2, "none of these" from 3, balanced accuracy from 4.
-OLD_RUNS = {"run-v0.1": 1, "run-schema2": 2, "run-schema3": 3, "run-schema4": 4}
+# the sections each schema added: fidelity from 2, "none of these" from 3, balanced accuracy from 4,
+# the target under "target" from 5 (and "none of these" per class from 6, which none of them has).
+OLD_RUNS = {"run-v0.1": 1, "run-schema2": 2, "run-schema3": 3, "run-schema4": 4, "run-schema5": 5}
 
 
 @pytest.mark.parametrize("folder", OLD_RUNS)
@@ -307,7 +308,8 @@ def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path
     results = load(run_dir)
     backbone = results.backbones[BACKBONE]
     assert backbone.reference.target == "keras" and [v.role for v in backbone.variants].count("reference") == 1
-    assert [v.target for v in backbone.variants] == [row["variant"] for row in written["backbones"][BACKBONE]["variants"]]
+    assert [v.target for v in backbone.variants] == [row["target" if schema >= 5 else "variant"]
+                                                     for row in written["backbones"][BACKBONE]["variants"]]
     int8 = backbone.variant("int8")
     assert int8.agreement.top1_agreement > 0 and int8.top_k == 3 and int8.latency.median_ms > 0
     assert backbone.training.head.epochs_run == len(backbone.training.head.loss) > 0
@@ -317,6 +319,9 @@ def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path
         assert int8.fidelity.test[0].n == results.split.test and results.unlabelled.photos > 0
     assert (backbone.rejection is not None) == (results.other is not None) == (schema >= 3)
     assert (int8.balanced_accuracy is not None) == (schema >= 4)
+    if schema >= 3:  # measured before "none of these" was measured per class: none of its new figures
+        assert int8.rejection.kept > 0 and int8.rejection.per_class is None and int8.rejection.balanced_kept is None
+        assert int8.rejection.balanced_answered_right is None and int8.rejection.fewest_kept() is None
     assert results.recommendation.variant == written["recommendation"]["variant"]
 
     assert main(["report", str(run_dir)]) == 0  # re-rendered, and saved in the current schema
@@ -324,6 +329,11 @@ def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path
     assert load(run_dir).backbones[BACKBONE].variant("int8").latency == int8.latency
     html = (run_dir / "report.html").read_text()
     assert "<h3>Per class</h3>" in html and ("<h3>None of these</h3>" in html) == (schema >= 3)
+    assert "; kept " not in html and "gate keeps" not in html  # no per-class kept share to show
+    if schema >= 3:
+        header, rows = tables.rejection_cells(results, BACKBONE)
+        assert header[2:4] == ["Balanced kept [95% CI]", "Balanced answered right [95% CI]"]
+        assert {cell for row in rows for cell in row[2:4]} == {"-"}
 
 
 def test_a_run_trained_for_fewer_epochs_than_validation_freq_loads_and_plots(tmp_path):

@@ -133,6 +133,16 @@ def test_evaluate_measures_any_family_on_a_folder_as_text_and_as_json(small_run,
     assert f"accuracy {scores['accuracy'] * 100:.1f}%" in text and figures["latency"]["runs"] == 3
     assert f"balanced accuracy {scores['balanced_accuracy'] * 100:.1f}%" in text
     assert set(figures["per_class"]) == set(small_run.labels) and f"threads: {figures['threads']})" in text
+    kept = figures["rejection"]  # "none of these" at the file's own threshold, per class
+    assert list(kept["per_class"]) == small_run.labels and kept["photos"] == 24
+    assert sum(c["photos"] for c in kept["per_class"].values()) == 24 and kept["rejected"] is None
+    for name, c in kept["per_class"].items():
+        assert c["interval"]["low"] <= c["kept"] / c["photos"] <= c["interval"]["high"]
+        assert f"{name} {c['kept'] / c['photos'] * 100:.0f}% [" in text.split("kept per class")[1]
+    assert 0 <= kept["balanced_answered_right"] <= kept["balanced_kept"] <= 1
+    assert f"balanced kept {kept['balanced_kept'] * 100:.0f}% [" in text
+    assert f"balanced answered right (a photo said to be none of the classes counts as a miss) " \
+           f"{kept['balanced_answered_right'] * 100:.0f}% [" in text
 
 
 def test_a_runtime_left_without_modes_is_refused_before_any_work(tmp_path, capsys):

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from zoolite import stats
+from zoolite import rejection, stats
 from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
-from zoolite.results import Agreement, ClassMeasure, Fidelity, Latency, Variant
+from zoolite.results import Agreement, ClassMeasure, Fidelity, Latency, RejectionMeasure, Variant
 from zoolite.stats import Interval
+from zoolite.tables import share
 from zoolite.targets.base import Runtime
 
 if TYPE_CHECKING:
@@ -189,6 +190,8 @@ def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names:
     predicted = probabilities.argmax(1)
     confusion = np.zeros((n, n), dtype=int)
     np.add.at(confusion, (labels, predicted), 1)
+    losses = [{}] * n if reference is None else \
+        [vars(loss) for loss in stats.class_losses(predicted == labels, reference.argmax(1) == labels, labels, n)]
     per_class = {}
     for i, name in enumerate(class_names):
         tp, support, claimed = int(confusion[i, i]), int(confusion[i].sum()), int(confusion[:, i].sum())
@@ -197,16 +200,7 @@ def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names:
         per_class[name] = ClassMeasure(
             precision=precision, recall=recall,
             f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            support=support, recall_interval=stats.proportion_interval(tp, support))
-    if reference is not None:
-        right, reference_right = predicted == labels, reference.argmax(1) == labels
-        for i, measure in enumerate(per_class.values()):
-            mine = labels == i
-            measure.won = int(np.sum(right & ~reference_right & mine))
-            measure.lost = int(np.sum(~right & reference_right & mine))
-            measure.loss_p = stats.sign_test_loss_p(measure.won, measure.lost)
-        for measure, adjusted in zip(per_class.values(), stats.holm([m.loss_p for m in per_class.values()])):
-            measure.loss_p_holm = adjusted
+            support=support, recall_interval=stats.proportion_interval(tp, support), **losses[i])
     return confusion.tolist(), per_class
 
 
@@ -222,25 +216,29 @@ class ModelEvaluation:
     latency: Latency
     threads: str
     backend: str
-    rejected: int  # photos the model said show none of its classes
     per_class: dict[str, ClassMeasure]  # the folder's classes
+    rejection: RejectionMeasure  # the photos it kept rather than said show none of its classes, overall and per class
 
     def to_json(self) -> dict:
         """The same figures as data."""
         return {**asdict(self), "skipped": [{"file": file, "reason": reason} for file, reason in self.skipped]}
 
     def summary(self) -> str:
-        s, latency = self.scores, self.latency
-        recalls = ", ".join(f"{name} {c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, "
-                            f"{c.recall_interval.high * 100:.0f}] of {c.support}"
+        s, latency, r = self.scores, self.latency, self.rejection
+        recalls = ", ".join(f"{name} {share(c.recall, c.recall_interval)} of {c.support}"
                             for name, c in self.per_class.items() if c.support)
+        kept = ", ".join(f"{name} {share(c.rate, c.interval)}" for name, c in r.per_class.items() if c.photos)
         return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
                 f"skipped\nloss {s.loss:.4f}  accuracy {s.accuracy * 100:.1f}%  balanced accuracy "
                 f"{s.balanced_accuracy * 100:.1f}%  top-{s.top_k} accuracy "
-                f"{s.top_k_accuracy * 100:.1f}%  kept {(self.images - self.rejected) / self.images * 100:.1f}% "
-                f"(none of the {len(self.classes)} classes: {self.rejected})  latency mean {latency.mean_ms:.2f} ms, "
+                f"{s.top_k_accuracy * 100:.1f}%  kept {r.kept_rate * 100:.1f}% (none of the {len(self.classes)} "
+                f"classes: {r.photos - r.kept})  latency mean {latency.mean_ms:.2f} ms, "
                 f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {self.threads})\n"
-                f"recall per class [95% Wilson CI]: {recalls}")
+                f"recall per class [95% Wilson CI]: {recalls}\n"
+                f"kept per class (not \"none of these\") [95% Wilson CI]: {kept}\n"
+                f"balanced kept {share(r.balanced_kept, r.balanced_kept_interval)}  balanced answered right "
+                f"(a photo said to be none of the classes counts as a miss) "
+                f"{share(r.balanced_answered_right, r.balanced_answered_right_interval)}")
 
 
 @dataclass(frozen=True)
@@ -318,6 +316,7 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
         measured = measure(runtime, images, targets, len(labels), latency)
         del images
     probabilities = measured.probabilities
+    threshold = -np.inf if classifier.threshold is None else classifier.threshold  # none: it never rejects
     return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), measured.scores, measured.latency,
-                           runtime.threads, runtime.backend, int(np.sum(classifier.rejects(probabilities))),
-                           per_class_report(probabilities, targets, labels)[1])
+                           runtime.threads, runtime.backend, per_class_report(probabilities, targets, labels)[1],
+                           rejection.measure(probabilities, targets, labels, None, threshold))

@@ -307,9 +307,9 @@ class _BackboneStages:
 
     def evaluate(self, files: dict[Target, Path], rejected: Rejection) -> tuple[list[Variant], dict[str, np.ndarray]]:
         """Measure every variant with the one routine (:func:`~zoolite.evaluation.measure_variant`), the reference
-        first; compare each
-        with the reference on the same images (labels needed or not), and measure its "none of
-        these" at the shipped threshold. Returns the variants and which test images each got right."""
+        first; compare each with the reference on the same images (labels needed or not), and measure its
+        "none of these" at the shipped threshold, overall and per class. Returns the variants and which test
+        images each got right."""
         images = self._images("test", self._paths("test"))
         unlabelled = self._images("unlabelled", self.unlabelled) if self.unlabelled else None
         other = self._images("other_test", self.other["test"]) if self.other["test"] else None
@@ -324,8 +324,8 @@ class _BackboneStages:
         for variant, outputs in measured:
             variant.params = reference_variant.params  # every variant holds the same weights, differently stored
             compare_with_reference(variant, outputs, reference, labels, self.labels)
-            variant.rejection = rejection.measure(outputs["test"], outputs.get("other"), rejected.threshold,
-                                                  (reference["test"], reference.get("other")))
+            variant.rejection = rejection.measure(outputs["test"], labels, self.labels, outputs.get("other"),
+                                                  rejected.threshold, (reference["test"], reference.get("other")))
         return [variant for variant, _ in measured], \
             {variant.target: outputs["test"].argmax(1) == labels for variant, outputs in measured}
 

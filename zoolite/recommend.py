@@ -34,7 +34,9 @@ The rule (the README's "How the recommendation decides" gives the reasoning):
 5. **No class lost.** A variant is also rejected when it loses a class's photos against its
    backbone's float model beyond chance (one-sided exact test per class, Holm-corrected for
    the number of classes), whatever its overall accuracy: quantization can cost a rare class
-   while the average barely moves. The sentence names such variants.
+   while the average barely moves. The same test on the photos kept rather than said to be
+   "none of these" rejects a variant whose gate drops a class's photos. The sentence names
+   such variants, and what the gate costs the recommended variant's weakest class.
 6. With fewer than :data:`MIN_TEST_IMAGES` test images nothing can be concluded about
    accuracy: the choice then rests on speed, size and fidelity, and the sentence says so.
 """
@@ -44,7 +46,7 @@ from __future__ import annotations
 from zoolite import rejection, stats
 from zoolite.config import Budget
 from zoolite.errors import ZooliteError
-from zoolite.results import MB, Backbone, Recommendation, Run, Variant
+from zoolite.results import MB, Backbone, Recommendation, RejectionMeasure, Run, Variant
 from zoolite.targets import FAMILIES
 
 # Accuracies are fractions: a drop of exactly the budget must not fail on rounding.
@@ -73,11 +75,30 @@ def accuracy_loss_p(variant: Variant, balanced: bool = False) -> float:
     return paired.mcnemar_p / 2 if paired.only_reference_right > paired.only_variant_right else 1.0
 
 
-def lost_classes(variant: Variant) -> list[str]:
-    """Rule 5: the classes whose photos ``variant`` loses against its float model beyond chance, the
-    test corrected for the number of classes (Holm), whatever its overall accuracy."""
-    return [name for name, c in variant.per_class.items()
+def _lost(per_class: dict) -> list[str]:
+    """The classes (of a ClassMeasure or ClassKept mapping) lost against the float model beyond chance: more
+    photos lost than won, Holm-corrected one-sided p below SIGNIFICANCE."""
+    return [name for name, c in per_class.items()
             if c.loss_p_holm is not None and c.lost > c.won and c.loss_p_holm < SIGNIFICANCE]
+
+
+def lost_classes(variant: Variant) -> list[str]:
+    """Rule 5: the classes whose photos ``variant`` gets wrong more often than its float model beyond
+    chance, the test corrected for the number of classes (Holm), whatever its overall accuracy."""
+    return _lost(variant.per_class)
+
+
+def fewer_kept_classes(variant: Variant) -> list[str]:
+    """Rule 5 on "none of these": the classes whose photos ``variant`` rejects more often than its float
+    model beyond chance (none for results before schema 6, which have no per-class kept shares)."""
+    return _lost(variant.rejection.per_class) if variant.rejection and variant.rejection.per_class else []
+
+
+def class_flags(variant: Variant) -> dict[str, str]:
+    """The per-class limits ("class", "kept") ``variant`` breaks, each with what it loses in words:
+    {"class": "loses b", "kept": "keeps fewer of a"}."""
+    found = {"class": ("loses", lost_classes(variant)), "kept": ("keeps fewer of", fewer_kept_classes(variant))}
+    return {limit: f"{words} {' and '.join(classes)}" for limit, (words, classes) in found.items() if classes}
 
 
 def changed_confident_answers(variant: Variant) -> tuple[int, int]:
@@ -105,7 +126,7 @@ def rejection_lost(variant: Variant, backbone: Backbone, budget: Budget | None =
                                     SIGNIFICANCE)
 
 
-LIMITS = ("accuracy", "class", "fidelity", "rejection", "latency", "size")
+LIMITS = ("accuracy", "class", "kept", "fidelity", "rejection", "latency", "size")
 
 
 def failures(variant: Variant, backbone: Backbone, floor: float, budget: Budget, decide_accuracy: bool,
@@ -114,8 +135,7 @@ def failures(variant: Variant, backbone: Backbone, floor: float, budget: Budget,
     failed = []
     if decide_accuracy and accuracy_loss_is_real(variant, floor, balanced):
         failed.append("accuracy")
-    if lost_classes(variant):
-        failed.append("class")
+    failed += class_flags(variant)  # "class", "kept"
     if unfaithful(variant, budget):
         failed.append("fidelity")
     if rejection_lost(variant, backbone, budget):
@@ -159,8 +179,8 @@ def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None
         return failures(v, run.backbones[name], floor, budget, decide_accuracy, balanced)
 
     def broken_text(name: str, v: Variant) -> str:
-        return ", ".join(f"loses {' and '.join(lost_classes(v))}" if limit == "class" else limit
-                         for limit in broken(name, v))
+        flags = class_flags(v)
+        return ", ".join(flags.get(limit, limit) for limit in broken(name, v))
 
     fitting = [(name, v) for name, v in pool if not broken(name, v)]
     limits_text = budget.describe(run.other is not None, run.accuracy_name)
@@ -189,8 +209,8 @@ def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None
         speed = "the only one" if len(fitting) == 1 else "clearly faster than the others"
     excluded = [f"{named(b, v)} ({broken_text(b, v)})" for b, v in pool
                 if (b, v) not in fitting and v.latency.median_ms < best.latency.median_ms]
-    losing = [f"{named(b, v)} ({', '.join(lost_classes(v))})" for b, v in pool
-              if lost_classes(v) and v.latency.median_ms >= best.latency.median_ms]  # the faster ones are named above
+    losing = [f"{named(b, v)} ({', '.join(class_flags(v).values())})" for b, v in pool
+              if class_flags(v) and v.latency.median_ms >= best.latency.median_ms]  # the faster ones are named above
     which = f"{len(pool)}" if len(fitting) == len(pool) else f"{len(fitting)} (of {len(pool)})"
     reference = f"the {'best ' if several else ''}float model"
     reason = (f"{name} ({FAMILIES[best.family].label}): {best.latency.median_ms:.2f} ms median per image, {best.size_mb:.2f} MB, "
@@ -228,9 +248,21 @@ def _rejection_text(variant: Variant) -> str:
     if r is None:
         return ""
     kept = f"; it keeps {r.kept_rate * 100:.1f}% of the test images as one of the classes"
-    if r.rejected is None:
-        return kept + " (its \"none of these\" was not measured on photos of other things)"
-    return kept + f" and rejects {r.rejected_rate * 100:.1f}% of the held-out other photos"
+    other = (" (its \"none of these\" was not measured on photos of other things)" if r.rejected is None else
+             f" and rejects {r.rejected_rate * 100:.1f}% of the held-out other photos")
+    return kept + other + _weakest_class_text(r)
+
+
+def _weakest_class_text(r: RejectionMeasure) -> str:
+    """What the gate costs the class it keeps the fewest photos of (nothing for results before schema 6)."""
+    fewest = r.fewest_kept()
+    if fewest is None:
+        return ""
+    name, c = fewest
+    if c.kept == c.photos:
+        return "; the gate keeps every test photo of every class"
+    return (f"; the gate keeps {r.balanced_kept * 100:.0f}% of test photos per class on average, fewest of {name}: "
+            f"{c.rate * 100:.0f}% [{c.interval.low * 100:.0f}%, {c.interval.high * 100:.0f}%]")
 
 
 def _interval_text(interval) -> str:

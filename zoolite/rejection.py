@@ -226,14 +226,40 @@ def curve(positive: np.ndarray, negative: np.ndarray, points: int = 101) -> list
     return [[float(t), float(np.mean(positive >= t)), float(np.mean(negative < t))] for t in thresholds]
 
 
-def measure(scores: np.ndarray, other_scores: np.ndarray | None, threshold: float,
-            reference: tuple[np.ndarray, np.ndarray | None] | None = None) -> RejectionMeasure:
-    """A variant's rejection at ``threshold``: ``scores`` on the class photos of the test split,
-    ``other_scores`` on the held-out ``--other`` photos (or None), ``reference`` the float
-    model's two score arrays for the paired comparison."""
+def kept_per_class(scores: np.ndarray, keep: np.ndarray, labels: np.ndarray, class_names: list[str],
+                   reference_keep: np.ndarray | None = None) -> dict:
+    """What users of each class feel, as :class:`RejectionMeasure` fields: each class's share of photos
+    kept (with, against the float model's ``reference_keep``, the photos kept only here / only there and
+    the Holm-corrected test that the class loses them), the balanced kept share, and the balanced share
+    answered and right (a rejected photo counts as a miss)."""
+    from zoolite.results import ClassKept
+
+    labels, n = np.asarray(labels, dtype=int), len(class_names)
+    photos = np.bincount(labels, minlength=n)
+    kept_photos = np.bincount(labels[keep], minlength=n)
+    answered_right = np.bincount(labels[keep & (np.asarray(scores).argmax(1) == labels)], minlength=n)
+    losses = [{}] * n if reference_keep is None else \
+        [vars(loss) for loss in stats.class_losses(keep, reference_keep, labels, n)]
+    balanced_kept = stats.balanced_accuracy_interval(kept_photos, photos)
+    balanced_right = stats.balanced_accuracy_interval(answered_right, photos)
+    return {"per_class": {name: ClassKept(int(kept_photos[i]), int(photos[i]),
+                                          stats.proportion_interval(int(kept_photos[i]), int(photos[i])), **losses[i])
+                          for i, name in enumerate(class_names)},
+            "balanced_kept": balanced_kept.estimate, "balanced_kept_interval": balanced_kept,
+            "balanced_answered_right": balanced_right.estimate, "balanced_answered_right_interval": balanced_right}
+
+
+def measure(scores: np.ndarray, labels: np.ndarray, class_names: list[str], other_scores: np.ndarray | None,
+            threshold: float, reference: tuple[np.ndarray, np.ndarray | None] | None = None) -> RejectionMeasure:
+    """A variant's rejection at ``threshold``: ``scores`` on the class photos of the test split (of
+    ``labels``, indices into ``class_names``), overall and per class (:func:`kept_per_class`);
+    ``other_scores`` on the held-out ``--other`` photos (or None); ``reference`` the float model's
+    two score arrays for the paired comparisons."""
     keep = kept(scores, threshold)
     measured = RejectionMeasure(kept=int(keep.sum()), photos=len(keep),
-                                kept_interval=stats.proportion_interval(int(keep.sum()), len(keep)))
+                                kept_interval=stats.proportion_interval(int(keep.sum()), len(keep)),
+                                **kept_per_class(scores, keep, labels, class_names,
+                                                 None if reference is None else kept(reference[0], threshold)))
     if other_scores is None or len(other_scores) == 0:
         return measured
     reject = ~kept(other_scores, threshold)

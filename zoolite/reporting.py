@@ -14,7 +14,7 @@ from pathlib import Path
 from zoolite import storage
 from zoolite.config import Budget
 from zoolite.layout import RunLayout
-from zoolite.recommend import lost_classes
+from zoolite.recommend import fewer_kept_classes, lost_classes
 from zoolite.results import Run, load
 from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_table, caption, class_table, combined_table, \
     dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, markdown_table, rejection_note, rejection_table
@@ -67,7 +67,9 @@ def markdown_report(results: Run) -> str:
 
 def results_csv(results: Run) -> str:
     fields = ["backbone", "target", "family", "mode", "role", "loss", "accuracy", "accuracy_low", "accuracy_high",
-              "balanced_accuracy", "balanced_low", "balanced_high", "lost_classes", "top_k", "top_k_accuracy", "difference_vs_best_float", "difference_low", "difference_high",
+              "balanced_accuracy", "balanced_low", "balanced_high", "lost_classes", "balanced_kept",
+              "balanced_answered_right", "fewer_kept_classes", "top_k", "top_k_accuracy", "difference_vs_best_float",
+              "difference_low", "difference_high",
               "images_won", "images_lost", "mcnemar_p", "mean_ms", "median_ms", "median_low", "median_high",
               "p90_ms", "p99_ms", "std_ms", "first_inference_ms", "load_ms", "size_bytes", "size_vs_reference",
               "top1_agreement", "mean_abs_prob_diff", "threads", "backend"]
@@ -83,6 +85,10 @@ def results_csv(results: Run) -> str:
             if v.balanced_accuracy_interval:
                 row.update(balanced_low=v.balanced_accuracy_interval.low, balanced_high=v.balanced_accuracy_interval.high)
             row["lost_classes"] = " ".join(lost_classes(v))
+            row["fewer_kept_classes"] = " ".join(fewer_kept_classes(v))
+            if v.rejection:
+                row.update(balanced_kept=v.rejection.balanced_kept,
+                           balanced_answered_right=v.rejection.balanced_answered_right)
             if v.latency.median_interval:
                 row.update(median_low=v.latency.median_interval.low, median_high=v.latency.median_interval.high)
             if v.paired:

@@ -24,7 +24,8 @@ from zoolite.errors import ZooliteError
 from zoolite.stats import FidelityRow, Interval, PairedComparison
 
 # 5: typed leaves (machine, dataset, split, training, fidelity rows); a variant's target under "target".
-SCHEMA_VERSION = 5
+# 6: "none of these" per class: each class's kept share, balanced kept and answered-and-right shares.
+SCHEMA_VERSION = 6
 MB = 1e6
 # The test split counts as imbalanced, and the budget is judged on balanced accuracy, when its
 # largest class has this many times the photos of its smallest.
@@ -203,6 +204,30 @@ class Rejection:
 
 
 @dataclass
+class ClassKept:
+    """One class's test photos kept (answered as one of the classes, not "none of these") by one variant,
+    and what it kept or rejected there against its backbone's float model."""
+
+    kept: int
+    photos: int  # test photos of the class
+    interval: Interval  # 95% Wilson, of the kept share
+    # Against the float model on the class's photos, as ClassMeasure's: kept only here / only there, the
+    # one-sided exact test that the class's kept share is lost, and that p Holm-corrected over the classes.
+    won: int | None = None
+    lost: int | None = None
+    loss_p: float | None = None
+    loss_p_holm: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.kept / self.photos if self.photos else 0.0  # as ClassMeasure.recall
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ClassKept":
+        return cls(**{**obj, "interval": _interval(obj["interval"])})
+
+
+@dataclass
 class RejectionMeasure:
     """One variant's "none of these" at the shipped threshold."""
 
@@ -213,11 +238,17 @@ class RejectionMeasure:
     other_photos: int | None = None
     rejected_interval: Interval | None = None
     auroc: float | None = None  # top score separating class photos from other photos
-    # Against this backbone's float model, on the same photos: a right decision is keeping a class
-    # photo or rejecting another photo.
     # Against this backbone's float model, on the same other photos: rejected by one, kept by the other.
     paired: PairedComparison | None = None
     curve: list[list[float]] | None = None  # [threshold, kept, rejected] as the threshold moves
+    # What users of each class feel (None: results before schema 6). Balanced: the mean over the classes
+    # with test photos, with the interval of balanced accuracy (stats.balanced_accuracy_interval).
+    per_class: dict[str, ClassKept] | None = None
+    balanced_kept: float | None = None
+    balanced_kept_interval: Interval | None = None
+    # Balanced accuracy with a rejected class photo counted wrong: kept and its top-1 class right.
+    balanced_answered_right: float | None = None
+    balanced_answered_right_interval: Interval | None = None
 
     @property
     def kept_rate(self) -> float:
@@ -227,11 +258,20 @@ class RejectionMeasure:
     def rejected_rate(self) -> float | None:
         return None if self.rejected is None else self.rejected / self.other_photos
 
+    def fewest_kept(self) -> tuple[str, ClassKept] | None:
+        """The class with test photos whose share kept is the lowest (the first in label order on a tie)."""
+        present = [(name, c) for name, c in (self.per_class or {}).items() if c.photos]
+        return min(present, key=lambda item: item[1].rate) if present else None
+
     @classmethod
     def from_json(cls, obj: dict) -> "RejectionMeasure":
         return cls(**{**obj, "kept_interval": _interval(obj["kept_interval"]),
                       "rejected_interval": _interval(obj.get("rejected_interval")),
-                      "paired": _paired(obj.get("paired"))})
+                      "paired": _paired(obj.get("paired")),
+                      "per_class": None if obj.get("per_class") is None else
+                      {name: ClassKept.from_json(c) for name, c in obj["per_class"].items()},
+                      "balanced_kept_interval": _interval(obj.get("balanced_kept_interval")),
+                      "balanced_answered_right_interval": _interval(obj.get("balanced_answered_right_interval"))})
 
 
 @dataclass

@@ -13,8 +13,8 @@ comparison needs to be trustworthy:
   :func:`median_ratio_interval`, :func:`is_clearly_faster`: bootstrap spreads of latency;
 * :func:`detectable_drop_pp`: what a test set of ``n`` images can resolve at all;
 * :func:`balanced_accuracy_interval`, :func:`sign_test_loss_p`, :func:`holm`,
-  :func:`balanced_loss_p`: imbalanced test sets, where a rare class's losses hide in the
-  overall accuracy;
+  :func:`class_losses`, :func:`balanced_loss_p`: imbalanced test sets, where a rare class's
+  losses hide in the overall accuracy;
 * :func:`agreement_by_confidence`: label-free fidelity of a variant to the reference on
   unlabelled photos.
 
@@ -39,7 +39,7 @@ __all__ = [
     "paired_difference_interval", "compare_paired", "median_interval", "mean_interval",
     "median_ratio_interval", "is_clearly_faster",
     "detectable_drop_pp", "agreement_by_confidence", "balanced_accuracy_interval", "sign_test_loss_p",
-    "holm", "balanced_loss_p",
+    "holm", "ClassLoss", "class_losses", "balanced_loss_p",
 ]
 
 
@@ -351,6 +351,29 @@ def holm(p_values: ArrayLike) -> list[float]:
         running = max(running, min(1.0, (len(p) - rank) * p[index]))
         adjusted[index] = running
     return adjusted.tolist()
+
+
+@dataclass(frozen=True)
+class ClassLoss:
+    """One class's images that only the variant / only the reference got (``won`` / ``lost``), the
+    one-sided exact test that the class is lost (:func:`sign_test_loss_p`), and that p Holm-corrected
+    for the number of classes."""
+
+    won: int
+    lost: int
+    loss_p: float
+    loss_p_holm: float
+
+
+def class_losses(variant_ok: ArrayLike, reference_ok: ArrayLike, labels: ArrayLike, n_classes: int) -> list[ClassLoss]:
+    """Per class (``labels`` of the same images), what a variant won and lost against the reference on
+    one per-image success (right, kept, ...): one exact sign test per class, Holm over the classes."""
+    mine, theirs = _as_correct(variant_ok, "variant_ok"), _as_correct(reference_ok, "reference_ok")
+    labels = np.asarray(labels, dtype=int)
+    won = np.bincount(labels[mine & ~theirs], minlength=n_classes)
+    lost = np.bincount(labels[~mine & theirs], minlength=n_classes)
+    p = [sign_test_loss_p(int(w), int(l)) for w, l in zip(won, lost)]
+    return [ClassLoss(int(w), int(l), pi, adjusted) for w, l, pi, adjusted in zip(won, lost, p, holm(p))]
 
 
 def balanced_loss_p(won: ArrayLike, lost: ArrayLike, n: ArrayLike, resamples: int = 20000, seed: int = 0) -> float:

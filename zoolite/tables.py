@@ -3,9 +3,9 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 
 from __future__ import annotations
 
-from zoolite.recommend import lost_classes, rejection_lost
-from zoolite.results import Backbone, ClassMeasure, Machine, Run, Variant
-from zoolite.stats import FidelityRow
+from zoolite.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
+from zoolite.results import Backbone, Machine, Run, Variant
+from zoolite.stats import FidelityRow, Interval
 from zoolite.targets import FAMILIES
 
 
@@ -47,11 +47,10 @@ def _cells(v: Variant, reference: Variant) -> list[str]:
     evidence = "-" if paired is None else \
         f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})"
     balanced = "-" if v.balanced_accuracy is None else _percent(v.balanced_accuracy, v.balanced_accuracy_interval)
-    lost = lost_classes(v)
     return [v.target, runtime_label(v), f"{v.loss:.4f}", _percent(v.accuracy, v.accuracy_interval), balanced, delta,
             evidence, f"{v.latency.median_ms:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
             f"{v.latency.mean_ms:.2f}", f"{reference.latency.mean_ms / v.latency.mean_ms:.1f}x", f"{v.size_mb:.2f}",
-            f"{v.size_bytes / reference.size_bytes * 100:.0f}%", f"loses {', '.join(lost)}" if lost else ""]
+            f"{v.size_bytes / reference.size_bytes * 100:.0f}%", "; ".join(class_flags(v).values())]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -93,8 +92,9 @@ def caption(results: Run, backbone: str) -> str:
             "classes: the spread of the mean of the classes' Jeffreys posteriors around it; Δ: Newcombe's paired interval against the run's most "
             "accurate float model on the same images, with the images won/lost and the exact McNemar p; "
             "median latency: bootstrap over the timed calls). Speed-up and size vs the float Keras model. A variant "
-            "is flagged when it loses a class's photos against its float model beyond chance (one-sided exact "
-            "test per class, Holm-corrected for the number of classes).")
+            "is flagged when it loses a class's photos against its float model beyond chance, answering them wrong "
+            "(loses) or saying \"none of these\" (keeps fewer of) more often (one-sided exact test per class, "
+            "Holm-corrected for the number of classes).")
 
 
 def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
@@ -107,19 +107,32 @@ def backbone_table(results: Run, backbone: str, markdown: bool = False) -> str:
     return (markdown_table if markdown else plain_table)(*backbone_cells(results, backbone))
 
 
-def _recall(c: ClassMeasure) -> str:
-    return _percent(c.recall, None) if c.recall_interval is None else \
-        f"{c.recall * 100:.0f}% [{c.recall_interval.low * 100:.0f}, {c.recall_interval.high * 100:.0f}]"
+def share(value: float, interval: Interval | None) -> str:
+    """A class's share (recall, photos kept) with its 95% interval, in whole percents."""
+    return _percent(value, None) if interval is None else \
+        f"{value * 100:.0f}% [{interval.low * 100:.0f}, {interval.high * 100:.0f}]"
+
+
+def _class_cell(v: Variant, name: str, lost: list[str], fewer_kept: list[str]) -> str:
+    """One class under one variant: its recall, then its share of photos kept (schema 6 on), each marked
+    LOST with the photos won/lost when the variant loses it against its float model beyond chance."""
+    c = v.per_class[name]
+    cell = share(c.recall, c.recall_interval) + (f" LOST {c.won}/{c.lost}" if name in lost else "")
+    if v.rejection is None or v.rejection.per_class is None:
+        return cell
+    k = v.rejection.per_class[name]
+    return cell + f"; kept {share(k.rate, k.interval)}" + (f" LOST {k.won}/{k.lost}" if name in fewer_kept else "")
 
 
 def class_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:
-    """Per-class recall [95% CI] of every variant, a class a variant loses against its float model beyond
-    chance marked with its photos won/lost. One row per class and a column per variant, or the other way
-    round when there are more variants than classes (several runtimes): the table takes the fewer columns."""
+    """Per-class recall [95% CI] and share of photos kept [95% CI] of every variant, a class a variant loses
+    against its float model beyond chance marked with its photos won/lost. One row per class and a column per
+    variant, or the other way round when there are more variants than classes (several runtimes): the table
+    takes the fewer columns."""
     variants = results.backbones[backbone].variants
-    cells = {(v.target, name): _recall(v.per_class[name]) + (f" LOST {v.per_class[name].won}/{v.per_class[name].lost}"
-                                                             if name in lost else "")
-             for v, lost in ((v, lost_classes(v)) for v in variants) for name in results.labels}
+    cells = {(v.target, name): _class_cell(v, name, lost, fewer_kept)
+             for v, lost, fewer_kept in ((v, lost_classes(v), fewer_kept_classes(v)) for v in variants)
+             for name in results.labels}
     classes = [(name, f"{name} ({variants[0].per_class[name].support})") for name in results.labels]
     if len(variants) > len(classes):
         return ["Variant"] + [title for _, title in classes], \
@@ -132,9 +145,10 @@ def class_table(results: Run, backbone: str, markdown: bool = False) -> str:
     return (markdown_table if markdown else plain_table)(*class_cells(results, backbone))
 
 
-CLASS_NOTE = ("Recall per class (its test photos) [95% Wilson CI]; LOST w/l: the variant lost this class against its "
-              "float model "
-              "beyond chance (photos won/lost; one-sided exact test, Holm-corrected for the number of classes).")
+CLASS_NOTE = ("Recall per class (its test photos) [95% Wilson CI]; kept: the share of them answered as one of the "
+              "classes rather than \"none of these\" [95% Wilson CI]; LOST w/l after either: the variant lost it "
+              "against its float model beyond chance (photos won/lost; one-sided exact test, Holm-corrected for the "
+              "number of classes).")
 
 
 def combined_cells(results: Run) -> tuple[list[str], list[list[str]]]:
@@ -203,7 +217,10 @@ def rejection_note(results: Run, backbone: str) -> str | None:
     return (f"\"None of these\": a photo whose top score is below {rejection.threshold:.3f} shows none of the "
             f"{len(results.labels)} classes (the threshold keeps {rejection.keep_rate:.0%} of the validation photos; "
             f"fitted on {rejection.calibrated_on}; it is in every file's metadata, so MediaPipe Tasks applies it)."
-            + measured + calibration)
+            + measured + calibration + " Balanced kept: the mean over the classes of the share of their test photos "
+            "kept (each class's is in the per-class table); balanced answered right: the mean over the classes of "
+            "the share kept and answered right, a photo said to be \"none of these\" counting as a miss (intervals "
+            "as balanced accuracy's).")
 
 
 def rejection_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]] | None:
@@ -211,13 +228,16 @@ def rejection_cells(results: Run, backbone: str) -> tuple[list[str], list[list[s
     b = results.backbones[backbone]
     if b.rejection is None:
         return None
-    header = ["Variant", "Class photos kept [95% CI]"]
+    header = ["Variant", "Class photos kept [95% CI]", "Balanced kept [95% CI]", "Balanced answered right [95% CI]"]
     if results.other:
         header += ["Other photos rejected [95% CI]", "AUROC", "Won/lost vs float (p)", "Flag"]
     rows = []
     for v in b.variants:
         r = v.rejection
-        row = [v.target, f"{_percent(r.kept_rate, r.kept_interval)} of {r.photos}"]
+        row = [v.target, f"{_percent(r.kept_rate, r.kept_interval)} of {r.photos}",
+               *("-" if value is None else _percent(value, interval)  # "-": results before schema 6
+                 for value, interval in ((r.balanced_kept, r.balanced_kept_interval),
+                                         (r.balanced_answered_right, r.balanced_answered_right_interval)))]
         if results.other:
             paired = r.paired
             row += [f"{_percent(r.rejected_rate, r.rejected_interval)} of {r.other_photos}", f"{r.auroc:.3f}",
