@@ -4,7 +4,7 @@
 
 On a finished run (made with --unlabelled): for each size n and seed, n photos of the run's train
 split drawn evenly over the classes (``data.even_sample``) with scrambled photos that show none of
-the classes (``rejection.calibration_sample``, the pipeline's sample: a fifth as many, at least 10),
+the classes (``rejection.calibration_sample``, the pipeline's sample: a fifth as many, at least 10, and as many plain ones),
 and for comparison the same n without them, and n drawn uniformly at random (as zoolite 0.2 drew
 them). Each sample calibrates the run's model.keras once (``litert.calibrate``, timed; a one-image
 calibration first pays TensorFlow's start-up costs), which is quantized to uint8 and int8_fallback

@@ -41,18 +41,25 @@ def test_other_photos_are_split_in_seeded_halves_and_saved(small_run):
 
 
 def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
-    """The model's output is softmax(logits / T) x gate: NumPy's reading of the same weights gives the
-    same scores, and a photo the model rejects gets scores that sum to well below 1."""
+    """The model's output is softmax(logits / T) x gate: refitting the rejection in NumPy on the run's cached
+    features gives the same fit, the file gives the scores NumPy computes from it, and a photo the model
+    rejects gets scores that sum to well below 1."""
     from zoolite.targets.keras import load_keras_model
 
     layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)
     model, classifier = load_keras_model(layout.model(TARGETS["keras"])), load_keras_model(layout.classifier)
     fitted = small_run.backbones[BACKBONE].rejection
+    train, val, other = (np.load(layout.features(name)) for name in ("train", "val", "other_calibration"))
+    split = json.loads((Path(small_run.run_dir) / "split.json").read_text())
+    labels = {name: np.array([label for _, label in split[name]]) for name in ("train", "val")}
+    prototypes, refitted = rejection.fit(classifier, np.concatenate([train, val]),
+                                         np.concatenate([labels["train"], labels["val"]]), val, labels["val"], other,
+                                         fitted.keep_rate, small_run.config.seed)
+    assert refitted.threshold == fitted.threshold and refitted.classes == fitted.classes
     images = np.concatenate([np.load(layout.images("test")), np.load(layout.images("other_test")),
                              np.full((1, 224, 224, 3), 128, np.uint8)]).astype(np.float32)
     features = model.get_layer(f"{BACKBONE}_features").predict(images, verbose=0)
-    centroids = model.get_layer("centroid_similarity").get_weights()[0].T
-    expected = rejection.scores(classifier, features, centroids, fitted)
+    expected = rejection.scores(classifier, features, prototypes, fitted)
     in_file = open_model(layout.model(TARGETS["float32"]))[0].predict(images)
     np.testing.assert_allclose(in_file, expected, atol=1e-4)
     rejected = in_file.max(1) < fitted.threshold
@@ -83,6 +90,46 @@ def test_predict_says_none_of_the_classes_below_the_threshold(small_run, tmp_pat
     assert re.fullmatch(r"none of the 3 classes \(top: (dog|cat|spider) [01]\.\d\d\)", answer), answer
 
 
+def test_integer_files_keep_the_gate(small_run):
+    """Made photos of other things (finely scrambled test photos, plain colours, noise): every file of the
+    run, the integer ones of every runtime included, rejects them as its float model does; and on the
+    held-out --other photos none rejects fewer than its float model by more than one photo."""
+    from zoolite.recommend import rejection_lost
+
+    backbone = small_run.backbones[BACKBONE]
+    test = np.load(RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).images("test"))
+    rng = np.random.default_rng(7)
+    made = np.concatenate([rejection.scrambled(np.resize(test, (20, *test.shape[1:])), 3, tiles=8),
+                           np.broadcast_to(rng.integers(0, 256, (10, 1, 1, 3)), (10, *test.shape[1:])),
+                           rng.integers(0, 256, (10, *test.shape[1:]))]).astype(np.uint8)
+    threshold = backbone.rejection.threshold
+
+    def rejected(variant) -> np.ndarray:
+        return open_model(Path(small_run.run_dir) / variant.file)[0].predict(made).max(1) < threshold
+
+    reference = rejected(backbone.reference)
+    assert reference.mean() >= 0.5
+    integer = [v for v in backbone.shippable if v.input_dtype in ("int8", "uint8") or "int8" in v.mode]
+    assert len(integer) >= 4  # LiteRT's int8, uint8 and int8_fallback, ONNX Runtime's and OpenVINO's int8
+    for variant in backbone.shippable:
+        decisions = rejected(variant)
+        assert np.mean(decisions == reference) >= 0.9 and decisions.sum() >= reference.sum() - 2, variant.target
+        assert variant.rejection.rejected >= backbone.reference.rejection.rejected - 1, variant.target
+        assert not rejection_lost(variant, backbone), variant.target
+
+
+def test_classes_too_small_for_a_gate_of_their_own_are_said_to_share_the_pooled_one(small_run):
+    """3 classes x 10 photos: 8 training and validation photos a class, below the minimum, so every class
+    takes the pooled figures, and the report says so; each class's estimate comes with its interval."""
+    fitted = small_run.backbones[BACKBONE].rejection
+    assert fitted.pooled_classes == [0, 1, 2] and [gate.photos for gate in fitted.classes] == [8, 8, 8]
+    assert all(gate.kept_interval.low <= gate.kept / gate.photos <= gate.kept_interval.high for gate in fitted.classes)
+    assert all(gate.kept_estimate >= fitted.keep_rate for gate in fitted.classes)
+    note = tables.rejection_note(small_run, BACKBONE)
+    assert "Too few photos to fit the gate per class for dog, cat, spider" in note, note
+    assert "Too few photos to fit the gate per class" in reporting.text_summary(small_run)
+
+
 def test_temperature_and_calibration_error():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (4000, 5))
@@ -96,10 +143,54 @@ def test_temperature_and_calibration_error():
     assert after < 0.03 < before
 
 
-def test_threshold_keeps_the_asked_share_and_no_more():
-    top = np.random.default_rng(1).uniform(size=200)
-    threshold = rejection.choose_threshold(top, 0.97)
-    assert np.mean(top >= threshold) == 0.97  # 194 of 200 kept: the highest threshold that keeps 97%
+def test_threshold_keeps_the_asked_share_of_every_class():
+    """Each class keeps at least the keep rate (shrunk toward the pooled share); the highest such threshold."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], [300, 100])
+    top = np.concatenate([rng.uniform(0.5, 1.0, 300), rng.uniform(0.0, 1.0, 100)])  # class 1 scores lower
+    threshold = rejection.choose_threshold(top, labels, 2, 0.97)
+    estimates = rejection.class_keep_estimates(top, labels, 2, threshold)
+    assert estimates.min() >= 0.97 and threshold == float(np.float32(threshold))
+    lowest_kept = np.min(top[top >= threshold])
+    above = np.min(top[top > lowest_kept])
+    assert rejection.class_keep_estimates(top, labels, 2, above).min() < 0.97  # no higher threshold would do
+    assert np.mean(top[labels == 1] >= threshold) >= 0.96  # the class that scores lower is not sacrificed
+
+
+def test_classes_with_few_photos_take_the_pooled_figures():
+    photos = np.array([200, rejection.MIN_CLASS_PHOTOS - 1, rejection.MIN_CLASS_PHOTOS])
+    shrunk = rejection.shrunk(np.array([0.5, 0.9, 0.9]), 0.6, photos)
+    assert shrunk[1] == 0.6  # too few photos: the pooled figure alone
+    assert 0.6 < shrunk[2] < 0.9 and abs(shrunk[0] - 0.5) < 0.03  # weighed by photos
+
+
+def test_every_class_keeps_its_share_out_of_sample_whatever_its_spread():
+    """Classes whose photos sit at different distances from their prototypes (a tight class, a varied one,
+    a rare one): fitted on one draw, every class keeps close to the keep rate of a new draw, where one
+    threshold on raw similarity keeps the tight class and drops the varied and the rare one."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    dim, keep_rate = 64, 0.95
+    centres = np.eye(dim)[:3] * 10 + 1
+
+    def draw(counts):
+        labels = np.repeat(np.arange(3), counts)
+        noise = rng.normal(size=(len(labels), dim)) * np.array([1.0, 4.0, 2.5])[labels, None]
+        return centres[labels] + noise, labels
+
+    (x, y), (new_x, new_y) = draw([300, 300, 24]), draw([2000, 2000, 2000])
+    inputs = keras.Input((dim,))
+    head = keras.Sequential([keras.layers.Dense(3, activation="softmax", name="probabilities")])
+    classifier = keras.Model(inputs, head(inputs))
+    head.get_layer("probabilities").set_weights([centres.T * 2, np.zeros(3)])
+    prototypes, fitted = rejection.fit(classifier, x, y, x, y, None, keep_rate, seed=0)
+    kept = rejection.scores(classifier, new_x, prototypes, fitted).max(1) >= fitted.threshold
+    per_class = [np.mean(kept[new_y == c]) for c in range(3)]
+    assert min(per_class) >= keep_rate - 0.04, per_class
+    raw = prototypes.similarity(new_x).max(1)
+    one_threshold = np.quantile(prototypes.similarity(x).max(1), 1 - keep_rate)
+    assert min(np.mean(raw[new_y == c] >= one_threshold) for c in (1, 2)) < keep_rate - 0.1
 
 
 def test_gate_fitted_on_other_photos_separates_them():
@@ -258,3 +349,5 @@ def test_class_photos_in_other_are_warned_about(tmp_path, caplog):
     assert len(warnings) == 1 and f"--other {other}: the float model is confident" in warnings[0]
     confident = int(warnings[0].split("that ")[1].split(" of ")[0])
     assert confident >= 3 and "of its 32 photos show one of the classes" in warnings[0]
+    pooled = [r.getMessage() for r in caplog.records if "too few photos" in r.getMessage()]
+    assert len(pooled) == 1 and "per class for dog, cat, spider (fewer than 10 training" in pooled[0], pooled

@@ -25,7 +25,7 @@ DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 # config.json's own version (the results have theirs). A run is resumed only from files of this version:
 # bump it with any change to the options or to a stage's files (history.json, rejection.json, the
 # measurements). config.json files before it carried the results' schema_version instead.
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: rejection.json per class (results schema 6)
 AUGMENTATIONS = ("none", "flip", "standard")  # zoolite.augmentation builds them
 
 
@@ -296,8 +296,9 @@ class RunConfig:
                                           "and to the recommendation's evidence")
     other: str | None = option(None, "a folder of photos of none of the classes (any layout, any subject): half "
                                      "fits the model's \"none of these\" rejection, half measures it (seeded split)")
-    keep_rate: float = option(0.97, "share of the validation photos the \"none of these\" threshold keeps; the rest "
-                                    "of what scores lower is rejected", Range(0, 1, "neither"))
+    keep_rate: float = option(0.97, "share of its photos every class is estimated (out of sample) to keep at the "
+                                    "\"none of these\" threshold; what scores lower is rejected",
+                              Range(0, 1, "neither"))
     # benchmarks/calibration.py: 10 to 300 photos agree with the float model alike; calibration costs
     # ~0.05 s a photo
     representative_images: int = option(50, "training photos (drawn evenly over the classes) that calibrate the "

@@ -158,7 +158,7 @@ def _none_of_these(backbone: Backbone, variant: Variant) -> dict | None:
             "rule": "a photo shows none of the classes when its top score is below the threshold (also in the "
                     + ("file's metadata as ScoreThresholdingOptions, which MediaPipe Tasks applies by default)"
                        if mediapipe else "file's own metadata, as score_threshold)"),
-            "chosen": f"keeps {rejection.keep_rate:.0%} of the validation photos; fitted on {rejection.calibrated_on}",
+            "chosen": f"{rejection.chosen}; fitted on {rejection.calibrated_on}",
             "method": rejection.method}
     if measured is not None:
         card["measured"] = {"class_photos_kept": measured.kept_rate, "class_photos": measured.photos,

@@ -111,7 +111,7 @@ class _BackboneStages:
 
     def _representative(self) -> np.ndarray:
         """The integer modes' calibration sample: training photos drawn evenly over the classes, and
-        scrambled ones that show none of them (:func:`zoolite.rejection.calibration_sample`)."""
+        scrambled and plain ones that show none of them (:func:`zoolite.rejection.calibration_sample`)."""
         paths = self._paths("train")
         drawn = even_sample(self._labels("train"), self.config.representative_images, self.config.seed)
         return rejection.calibration_sample(self._images("representative", [paths[i] for i in drawn]),
@@ -229,22 +229,30 @@ class _BackboneStages:
                    for subset in ("train", "val")}
         other = {half: self._features(extractor, f"other_{half}", paths, tuned)
                  for half, paths in self.other.items() if paths}
+        gate_features = np.concatenate([subsets["train"], subsets["val"]])
+        gate_labels = np.concatenate([self._labels("train"), self._labels("val")])
         with self.stages.step("rejection"):
-            centroids = rejection.class_centroids(subsets["train"], self._labels("train"), seed=self.config.seed)
-
             def fit(other_features):
-                return rejection.fit(classifier, centroids, subsets["val"], self._labels("val"), other_features,
-                                     self.config.keep_rate)
+                return rejection.fit(classifier, gate_features, gate_labels, subsets["val"], self._labels("val"),
+                                     other_features, self.config.keep_rate, self.config.seed)
 
-            fitted = fit(None)
+            prototypes, fitted = fit(None)
             if other:  # photos of the classes in --other would also bend the gate fitted on them: judge without
                 self._warn_of_class_photos(rejection.confident_class_photos(
-                    classifier, centroids, fitted, np.concatenate(list(other.values()))))
-                fitted = fit(other["calibration"])
-            model = rejection.with_rejection(classifier, centroids, fitted)
+                    classifier, prototypes, fitted, np.concatenate(list(other.values()))))
+                prototypes, fitted = fit(other["calibration"])
+            self._warn_of_pooled_classes(fitted)
+            model = rejection.with_rejection(classifier, prototypes, fitted)
         storage.atomic_save_model(model, model_path)
         storage.write_json(rejection_path, asdict(fitted))
         return model, fitted
+
+    def _warn_of_pooled_classes(self, fitted: Rejection) -> None:
+        if fitted.pooled_classes:
+            log.warning("too few photos to fit \"none of these\" per class for %s (fewer than %d training and "
+                        "validation photos): their gate uses the figures pooled over all classes; add photos to "
+                        "give them their own", ", ".join(self.labels[c] for c in fitted.pooled_classes),
+                        rejection.MIN_CLASS_PHOTOS)
 
     def _warn_of_class_photos(self, confident: int) -> None:
         if confident:

@@ -64,6 +64,6 @@ def model_about(spec: BackboneSpec, weights: str | None, labels: list[str], data
         description=f"Classifies {spec.input_size}x{spec.input_size} RGB photos (raw 0-255 pixels; normalised inside "
                     f"the model) into {len(labels)} classes: {', '.join(labels)}. Transfer learning from {spec.name} "
                     f"({describe_weights(spec, weights)}) on {Path(data).name}, by zoolite {zoolite}. A top score "
-                    f"below {rejection.threshold:.4f} means none of these classes (the threshold keeps "
-                    f"{rejection.keep_rate:.0%} of the validation photos; fitted on {rejection.calibrated_on}).",
+                    f"below {rejection.threshold:.4f} means none of these classes ({rejection.chosen}; fitted "
+                    f"on {rejection.calibrated_on}).",
         labels=list(labels), version=zoolite, score_threshold=rejection.threshold)

@@ -1,25 +1,26 @@
 """The "none of these" stage: a classifier that says so when a photo shows none of its classes.
 
-Chosen by measurement (``benchmarks/rejection.py``): the score that generalised best to photos
-of other things from collections it never saw is the cosine similarity of a photo's backbone
-features to the nearest of a few *centroids* of each class's training features (k-means),
-better than the top probability alone (which a confident mistake fools) and better than an
-extra "other" class (which learns what its negatives look like). It runs inside the model:
+Chosen by measurement (``benchmarks/rejection.py``, judged per class and on photos from sources
+the model never saw). Each class c gets a *similarity* s_c: the mean of the cosine similarities of
+a photo's backbone features to the class's mean and to the nearest of a few centroids of its
+training features (k-means). One threshold on raw similarities served the classes unevenly: a
+class with few or varied photos sits further from its own prototypes, so its photos were the ones
+rejected. So each class's similarity is *normalised*, z_c = (s_c - mean_c) / spread_c, with mean_c
+and spread_c measured out of sample (cross-fitted over the training and validation photos: each
+photo scored by prototypes fitted without it) and shrunk toward the pooled figures for a class with
+few photos. The model computes, with built-in layers only,
 
-    scores = softmax(logits / T) * gate,    gate = sigmoid(slope * (similarity - centre))
+    scores = softmax(logits / T) * gate,    gate = sigmoid(slope * (max_c z_c - centre))
 
-``T`` is the temperature fitted on the validation photos (calibrated probabilities); the gate
-is the probability that the photo shows one of the classes at all. The scores of a class
-photo are its class probabilities; those of anything else fall towards 0. A photo is
-*rejected* when its top score is below the threshold, which keeps ``keep_rate`` of the
-validation photos and travels in the file's metadata (``ScoreThresholdingOptions``, which
-MediaPipe Tasks applies when the app sets no threshold) and in model.json. So every client
-rejects the same photos with no glue, and every variant is measured at the same threshold.
+``T`` is the temperature fitted on the validation photos (calibrated probabilities). A photo is
+*rejected* when its top score is below the threshold, the highest at which every class is
+estimated, out of sample, to keep at least ``keep_rate`` of its photos (:func:`choose_threshold`).
+It travels in the file's metadata (``ScoreThresholdingOptions``, which MediaPipe Tasks applies when
+the app sets no threshold) and in model.json, so every client rejects the same photos with no glue.
 
-With ``--other`` photos, their calibration half fits the gate (a one-feature logistic
-regression of similarity against class photos of the validation split); without them the
-gate is centred on the validation photos' similarities, and the report says rejection was
-not measured against photos of other things.
+With ``--other`` photos, their calibration half fits the gate's slope and centre (a one-feature
+logistic regression against the class photos' out-of-sample z); without them the gate is centred
+on the class photos', and the report says rejection was not measured against photos of other things.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ from __future__ import annotations
 import numpy as np
 
 from zoolite import stats
-from zoolite.results import Rejection, RejectionMeasure
+from zoolite.results import ClassGate, ClassKept, Rejection, RejectionMeasure
 
 CENTROIDS_PER_CLASS = 16  # benchmarks/rejection.py: 16 to 64 reject alike; 16 keeps the file small
 KMEANS_ITERATIONS = 30
+FOLDS = 5  # cross-fitting: each photo's similarity comes from prototypes fitted on the other folds
+# A class's own figures weigh as much as its photos against this many photos' worth of the pooled
+# ones (shrinkage); a class with fewer than MIN_CLASS_PHOTOS takes the pooled figures alone.
+SHRINKAGE_PHOTOS = 10
+MIN_CLASS_PHOTOS = 10
 
 
 # --- fitting (NumPy, on backbone features) ----------------------------------------------------
@@ -59,11 +65,21 @@ def scrambled(images: np.ndarray, seed: int, tiles: int = 4) -> np.ndarray:
 SCRAMBLED = 10  # at least; benchmarks/calibration.py: 2 or 5 left the gate's range to chance, 10 did not
 
 
+def flat(images: np.ndarray) -> np.ndarray:
+    """Each image filled with its own mean colour: a photo's colour with no texture or shape at all."""
+    return np.broadcast_to(np.asarray(images).mean((1, 2), keepdims=True), np.shape(images)).astype(images.dtype)
+
+
 def calibration_sample(photos: np.ndarray, seed: int) -> np.ndarray:
-    """The integer modes' calibration sample: ``photos`` of the classes and :func:`scrambled` ones,
-    a fifth as many and at least :data:`SCRAMBLED` (photos reused when there are fewer)."""
+    """The integer modes' calibration sample: ``photos`` of the classes, and as many :func:`scrambled` and
+    as many :func:`flat` ones, each a fifth as many as the photos and at least :data:`SCRAMBLED` (photos
+    reused when there are fewer). The gate's best class z of a photo of nothing in particular lies far
+    below a scrambled photo's (-3 to -4 spreads against -1 to -2 on the bundled sample), and a range
+    that stops at the scrambled photos clamps it up to a gate that keeps it: the int8 files then kept
+    98% of plain and noise images their float file rejected half of (tests/test_rejection.py)."""
     count = max(SCRAMBLED, -(-len(photos) // 5))
-    return np.concatenate([photos, scrambled(np.resize(photos, (count, *photos.shape[1:])), seed)])
+    reused = np.resize(photos, (count, *photos.shape[1:]))
+    return np.concatenate([photos, scrambled(reused, seed), flat(reused)])
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -71,27 +87,78 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def class_centroids(features: np.ndarray, labels: np.ndarray, per_class: int = CENTROIDS_PER_CLASS,
-                    seed: int = 0) -> np.ndarray:
-    """Unit-length centroids of each class's unit-length features: spherical k-means with
-    ``min(per_class, photos of the class)`` centroids per class; (centroids, features)."""
-    rng = np.random.default_rng(seed)
-    unit, labels = _unit(features), np.asarray(labels)
-    found = []
-    for label in np.unique(labels):
-        points = unit[labels == label]
-        centres = points[rng.choice(len(points), min(per_class, len(points)), replace=False)]
-        for _ in range(KMEANS_ITERATIONS):
-            nearest = (points @ centres.T).argmax(1)
-            centres = _unit(np.stack([points[nearest == j].mean(0) if np.any(nearest == j) else centres[j]
-                                      for j in range(len(centres))]))
-        found.append(centres)
-    return np.concatenate(found).astype(np.float32)
+class Prototypes:
+    """Each class's unit-length mean and ``per_class`` unit-length centroids (spherical k-means) of its
+    unit-length features, and the per-class normalisation of the similarity to them."""
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, n_classes: int,
+                 per_class: int = CENTROIDS_PER_CLASS, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        unit, labels = _unit(features), np.asarray(labels)
+        self.means = _unit(np.stack([unit[labels == c].mean(0) for c in range(n_classes)]))
+        # As many centroids for every class (a class with fewer photos repeats some), so that the
+        # model takes each class's nearest one with one pooling layer.
+        self.centroids = np.stack([np.resize(_kmeans(unit[labels == c], per_class, rng), (per_class, unit.shape[1]))
+                                   for c in range(n_classes)])
+        self.mean, self.spread = np.zeros(n_classes), np.ones(n_classes)  # set by normalise()
+
+    def similarity(self, features: np.ndarray) -> np.ndarray:
+        """(photos, classes): the mean of the cosine similarity to each class's mean and to its nearest centroid."""
+        unit = _unit(features)
+        nearest = np.einsum("nd,ckd->nck", unit, self.centroids).max(2)
+        return 0.5 * (unit @ self.means.T + nearest)
+
+    def normalised(self, features: np.ndarray) -> np.ndarray:
+        """(photos, classes): each class's similarity, normalised by its out-of-sample mean and spread."""
+        return (self.similarity(features) - self.mean) / self.spread
 
 
-def similarity(features: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each photo's features to its nearest centroid."""
-    return (_unit(features) @ np.asarray(centroids, np.float64).T).max(1)
+def _kmeans(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centres = points[rng.choice(len(points), min(k, len(points)), replace=False)]
+    for _ in range(KMEANS_ITERATIONS):
+        nearest = (points @ centres.T).argmax(1)
+        centres = _unit(np.stack([points[nearest == j].mean(0) if np.any(nearest == j) else centres[j]
+                                  for j in range(len(centres))]))
+    return centres
+
+
+def _folds(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """Each photo's fold, dealt round-robin within its class in a seeded order."""
+    rng, fold = np.random.default_rng(seed), np.empty(len(labels), int)
+    for c in range(n_classes):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        fold[members] = np.arange(len(members)) % FOLDS
+    return fold
+
+
+def out_of_fold_similarity(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """(photos, classes): each photo's similarity to every class by prototypes fitted without its fold.
+    A class whose every photo is in the fold keeps all of them (only with one or two photos a class)."""
+    labels, fold = np.asarray(labels), _folds(labels, n_classes, seed)
+    out = np.empty((len(labels), n_classes))
+    for f in range(FOLDS):
+        held = fold == f
+        if held.any():
+            fitting = ~held | np.isin(labels, [c for c in range(n_classes) if np.all(held[labels == c])])
+            out[held] = Prototypes(features[fitting], labels[fitting], n_classes, seed=seed).similarity(features[held])
+    return out
+
+
+def shrunk(own: np.ndarray, pooled: float, photos: np.ndarray) -> np.ndarray:
+    """Per-class figures shrunk toward the pooled one: weighed as photos against SHRINKAGE_PHOTOS
+    pooled ones, and the pooled one alone below MIN_CLASS_PHOTOS."""
+    weight = np.where(photos >= MIN_CLASS_PHOTOS, photos, 0)
+    return (weight * own + SHRINKAGE_PHOTOS * pooled) / (weight + SHRINKAGE_PHOTOS)
+
+
+def normalisation(own_similarity: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, spread) per class of the photos' out-of-sample similarity to their own class, shrunk."""
+    photos = np.bincount(labels, minlength=n_classes)
+    means = np.array([own_similarity[labels == c].mean() for c in range(n_classes)])
+    variances = np.array([own_similarity[labels == c].var() for c in range(n_classes)])
+    mean = shrunk(means, float(own_similarity.mean()), photos)
+    spread = np.sqrt(shrunk(variances, float(np.mean((own_similarity - means[labels]) ** 2)), photos))
+    return mean, np.maximum(spread, 1e-6)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -149,13 +216,28 @@ def gate(similarities: np.ndarray, slope: float, centre: float) -> np.ndarray:
     return 1 / (1 + np.exp(-slope * (np.asarray(similarities, np.float64) - centre)))
 
 
-def choose_threshold(top_scores: np.ndarray, keep_rate: float) -> float:
-    """The highest threshold that keeps at least ``keep_rate`` of these photos, as a float32 (what the
-    file's metadata holds), rounded down so that the photos at it stay kept."""
-    ordered = np.sort(np.asarray(top_scores, np.float64))
-    dropped = int(np.floor(len(ordered) * (1 - keep_rate) + 1e-9))
-    threshold = np.float32(ordered[min(dropped, len(ordered) - 1)])
-    return float(threshold if threshold <= ordered[dropped] else np.nextafter(threshold, np.float32(0)))
+def class_keep_estimates(top: np.ndarray, labels: np.ndarray, n_classes: int, threshold: float) -> np.ndarray:
+    """Each class's estimated share of photos kept at ``threshold``, shrunk toward the pooled share."""
+    photos = np.bincount(labels, minlength=n_classes)
+    kept = np.bincount(labels[top >= threshold], minlength=n_classes)
+    return shrunk(kept / np.maximum(photos, 1), kept.sum() / photos.sum(), photos)
+
+
+def choose_threshold(top: np.ndarray, labels: np.ndarray, n_classes: int, keep_rate: float) -> float:
+    """The highest threshold at which every class is estimated (:func:`class_keep_estimates`) to keep at
+    least ``keep_rate`` of its photos, as a float32 (what the file's metadata holds), rounded down so
+    that the photos at it stay kept."""
+    top, labels = np.asarray(top, np.float64), np.asarray(labels)
+    values = np.unique(top)  # ascending; the lowest keeps every photo, and estimates fall as it rises
+    low, high = 0, len(values) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if class_keep_estimates(top, labels, n_classes, values[middle]).min() >= keep_rate - 1e-12:
+            low = middle
+        else:
+            high = middle - 1
+    threshold = np.float32(values[low])
+    return float(threshold if threshold <= values[low] else np.nextafter(threshold, np.float32(0)))
 
 
 def _head(classifier) -> tuple[np.ndarray, np.ndarray]:
@@ -164,39 +246,59 @@ def _head(classifier) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
 
 
-def fit(classifier, centroids: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
-        other_features: np.ndarray | None, keep_rate: float) -> Rejection:
-    """Fit the rejection of a trained ``classifier`` around its training photos' ``centroids``
-    (:func:`class_centroids`): the temperature and the threshold on the validation photos, the
-    gate on the validation photos and (if given) the calibration half of the other photos."""
+def _class_gates(top: np.ndarray, labels: np.ndarray, prototypes: Prototypes, threshold: float) -> list[ClassGate]:
+    photos = np.bincount(labels, minlength=len(prototypes.mean))
+    estimates = class_keep_estimates(top, labels, len(photos), threshold)
+    return [ClassGate(photos=int(photos[c]), mean=float(prototypes.mean[c]), spread=float(prototypes.spread[c]),
+                      pooled=bool(photos[c] < MIN_CLASS_PHOTOS), kept=int(np.sum(top[labels == c] >= threshold)),
+                      kept_estimate=float(estimates[c]),
+                      kept_interval=stats.proportion_interval(int(np.sum(top[labels == c] >= threshold)),
+                                                              int(photos[c])))
+            for c in range(len(photos))]
+
+
+def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_features: np.ndarray,
+        val_labels: np.ndarray, other_features: np.ndarray | None, keep_rate: float,
+        seed: int = 0) -> tuple[Prototypes, Rejection]:
+    """Fit the rejection of a trained ``classifier``: prototypes of the ``gate_*`` photos (the training
+    and validation photos), normalised and thresholded out of sample (cross-fitted over them); the
+    temperature on the validation photos; the gate's slope and centre on the class photos and, if
+    given, the calibration half of the other photos. Returns the prototypes and how it rejects."""
     kernel, bias = _head(classifier)
-    val_logits = np.asarray(val_features, np.float64) @ kernel + bias
-    temperature = fit_temperature(val_logits, np.asarray(val_labels))
-    val_similarity = similarity(val_features, centroids)
-    other_similarity = None if other_features is None else similarity(other_features, centroids)
-    slope, centre = fit_gate(val_similarity, other_similarity)
-    top = softmax(val_logits / temperature).max(1) * gate(val_similarity, slope, centre)
+    n_classes, labels = kernel.shape[1], np.asarray(gate_labels)
+    temperature = fit_temperature(np.asarray(val_features, np.float64) @ kernel + bias, np.asarray(val_labels))
+    similarity = out_of_fold_similarity(gate_features, labels, n_classes, seed)
+    prototypes = Prototypes(gate_features, labels, n_classes, seed=seed)
+    prototypes.mean, prototypes.spread = normalisation(similarity[np.arange(len(labels)), labels], labels, n_classes)
+    best = ((similarity - prototypes.mean) / prototypes.spread).max(1)
+    other_best = None if other_features is None else prototypes.normalised(other_features).max(1)
+    slope, centre = fit_gate(best, other_best)
+    top = softmax((np.asarray(gate_features, np.float64) @ kernel + bias) / temperature).max(1) * \
+        gate(best, slope, centre)
+    threshold = choose_threshold(top, labels, n_classes, keep_rate)
     n_other = 0 if other_features is None else len(other_features)
-    return Rejection(
-        method=f"top score of softmax(logits / T) x sigmoid(slope x (cosine similarity to the nearest of "
-               f"{len(centroids)} class centroids - centre))",
-        temperature=temperature, centroids=len(centroids), gate_slope=slope, gate_centre=centre,
-        threshold=choose_threshold(top, keep_rate), keep_rate=keep_rate,
-        calibrated_on=(f"{len(val_labels)} validation photos and {n_other} --other photos" if n_other else
-                       f"{len(val_labels)} validation photos only (no --other photos)"),
-        other_photos=n_other)
+    return prototypes, Rejection(
+        method=f"top score of softmax(logits / T) x sigmoid(slope x (best class z - centre)), z = a class's "
+               f"similarity (cosine to its mean and to the nearest of its {prototypes.centroids.shape[1]} "
+               "centroids, averaged) normalised by its out-of-sample mean and spread",
+        temperature=temperature, centroids=int(np.prod(prototypes.centroids.shape[:2])), gate_slope=slope,
+        gate_centre=centre, threshold=threshold, keep_rate=keep_rate,
+        calibrated_on=(f"{len(labels)} training and validation photos (cross-fitted) and {n_other} --other photos"
+                       if n_other else f"{len(labels)} training and validation photos (cross-fitted; no --other photos)"),
+        other_photos=n_other, classes=_class_gates(top, labels, prototypes, threshold))
 
 
-def scores(classifier, features: np.ndarray, centroids: np.ndarray, rejection: Rejection) -> np.ndarray:
+def scores(classifier, features: np.ndarray, prototypes: Prototypes, rejection: Rejection) -> np.ndarray:
     """What the model with rejection outputs for these features, computed in NumPy."""
     kernel, bias = _head(classifier)
     probabilities = softmax((np.asarray(features, np.float64) @ kernel + bias) / rejection.temperature)
-    return probabilities * gate(similarity(features, centroids), rejection.gate_slope, rejection.gate_centre)[:, None]
+    best = prototypes.normalised(features).max(1)
+    return probabilities * gate(best, rejection.gate_slope, rejection.gate_centre)[:, None]
 
 
-def confident_class_photos(classifier, centroids: np.ndarray, rejection: Rejection, features: np.ndarray) -> int:
+def confident_class_photos(classifier, prototypes: Prototypes, rejection: Rejection, features: np.ndarray) -> int:
     """How many photos the float model is confident show one of its classes (top score >= stats.CONFIDENT)."""
-    return int(np.sum(scores(classifier, features, centroids, rejection).max(1) >= stats.CONFIDENT))
+    return int(np.sum(scores(classifier, features, prototypes, rejection).max(1) >= stats.CONFIDENT))
 
 
 # --- measuring (on any variant's output) ------------------------------------------------------
@@ -232,8 +334,6 @@ def kept_per_class(scores: np.ndarray, keep: np.ndarray, labels: np.ndarray, cla
     kept (with, against the float model's ``reference_keep``, the photos kept only here / only there and
     the Holm-corrected test that the class loses them), the balanced kept share, and the balanced share
     answered and right (a rejected photo counts as a miss)."""
-    from zoolite.results import ClassKept
-
     labels, n = np.asarray(labels, dtype=int), len(class_names)
     photos = np.bincount(labels, minlength=n)
     kept_photos = np.bincount(labels[keep], minlength=n)
@@ -288,27 +388,37 @@ def lost_rejection(variant: RejectionMeasure, reference: RejectionMeasure, max_d
 
 # --- in the model (Keras) -----------------------------------------------------------------------
 
-def with_rejection(classifier, centroids: np.ndarray, rejection: Rejection):
+def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     """The trained ``classifier`` (pixels -> extractor -> head) with the temperature and the gate
     folded in: pixels in, ``softmax(logits / T) * gate`` out. Built-in layers only, so the
-    ``.keras`` file loads in safe mode and every converter takes it."""
+    ``.keras`` file loads in safe mode and every converter takes it. Each class's normalisation is
+    folded into the weights of its similarities: z_c = (0.5 cos(mean) + 0.5 max cos(centroids) - mean_c) / spread_c,
+    and a positive scale commutes with the max over a class's centroids."""
     import keras
 
     from zoolite.layers import L2Normalize
 
     extractor, head = classifier.layers[-2], classifier.layers[-1]
     kernel, bias = head.get_layer("probabilities").get_weights()
+    n_classes, per_class, dim = prototypes.centroids.shape
+    scale = 0.5 / prototypes.spread
     pixels = keras.Input(extractor.input_shape[1:], name="pixels")
     features = extractor(pixels)
-    probabilities = keras.layers.Dense(kernel.shape[1], activation="softmax", name="calibrated_probabilities")
-    similarities = keras.layers.Dense(len(centroids), use_bias=False, name="centroid_similarity")
+    unit = L2Normalize(name="unit_features")(features)
+    probabilities = keras.layers.Dense(n_classes, activation="softmax", name="calibrated_probabilities")
+    to_means = keras.layers.Dense(n_classes, name="class_mean_similarity")
+    to_centroids = keras.layers.Dense(n_classes * per_class, use_bias=False, name="centroid_similarity")
+    nearest = keras.layers.GlobalMaxPooling1D(data_format="channels_first", name="nearest_centroid")(
+        keras.layers.Reshape((n_classes, per_class))(to_centroids(unit)))
+    z = keras.layers.Add(name="class_z")([to_means(unit), nearest])
+    best = keras.layers.GlobalMaxPooling1D(name="best_class_z")(keras.layers.Reshape((n_classes, 1))(z))
     shows_a_class = keras.layers.Dense(1, activation="sigmoid", name="shows_a_class")
-    nearest = keras.layers.GlobalMaxPooling1D(name="nearest_centroid")(
-        keras.layers.Reshape((len(centroids), 1))(similarities(L2Normalize(name="unit_features")(features))))
-    scores = keras.layers.Multiply(name="scores")([probabilities(features), shows_a_class(nearest)])
+    scores = keras.layers.Multiply(name="scores")([probabilities(features), shows_a_class(best)])
     model = keras.Model(pixels, scores, name=classifier.name)
     probabilities.set_weights([kernel / rejection.temperature, bias / rejection.temperature])
-    similarities.set_weights([np.asarray(centroids, np.float32).T])
+    to_means.set_weights([(prototypes.means * scale[:, None]).T.astype(np.float32),
+                          (-prototypes.mean / prototypes.spread).astype(np.float32)])
+    to_centroids.set_weights([(prototypes.centroids * scale[:, None, None]).reshape(-1, dim).T.astype(np.float32)])
     shows_a_class.set_weights([np.array([[rejection.gate_slope]], np.float32),
                                np.array([-rejection.gate_slope * rejection.gate_centre], np.float32)])
     return model

@@ -24,7 +24,8 @@ from zoolite.errors import ZooliteError
 from zoolite.stats import FidelityRow, Interval, PairedComparison
 
 # 5: typed leaves (machine, dataset, split, training, fidelity rows); a variant's target under "target".
-# 6: "none of these" per class: each class's kept share, balanced kept and answered-and-right shares.
+# 6: "none of these" per class: each class's kept share, balanced kept and answered-and-right shares,
+# and the gate as fitted per class (Rejection.classes).
 SCHEMA_VERSION = 6
 MB = 1e6
 # The test split counts as imbalanced, and the budget is judged on balanced accuracy, when its
@@ -183,6 +184,24 @@ class Fidelity:
 
 
 @dataclass
+class ClassGate:
+    """How one class's photos pass the gate, as fitted: the normalisation of its similarity and its share
+    of photos kept at the threshold, estimated out of sample on its training and validation photos."""
+
+    photos: int  # training and validation photos of the class
+    mean: float  # of their out-of-sample similarity to the class (shrunk toward the pooled mean)
+    spread: float
+    pooled: bool  # too few photos for figures of its own: the pooled ones stand in
+    kept: int  # of those photos, kept out of sample at the threshold
+    kept_estimate: float  # the kept share, shrunk toward the pooled share (what the threshold guarantees)
+    kept_interval: Interval  # 95% Wilson, of kept / photos: how sure the estimate is
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "ClassGate":
+        return cls(**{**obj, "kept_interval": _interval(obj["kept_interval"])})
+
+
+@dataclass
 class Rejection:
     """How a backbone's model rejects photos of none of its classes (stored in results.json)."""
 
@@ -192,15 +211,29 @@ class Rejection:
     gate_slope: float
     gate_centre: float
     threshold: float  # on the top score of the file's output
-    keep_rate: float  # of the validation photos, which chose the threshold
+    keep_rate: float  # what every class is estimated to keep at the threshold (before schema 6: of the val photos)
     calibrated_on: str  # where the gate and threshold come from, in words
     other_photos: int  # --other photos that fitted the gate (0: none given)
     ece_before: float | None = None  # expected calibration error on the test photos, T = 1
     ece_after: float | None = None  # with the temperature folded in
+    classes: list[ClassGate] | None = None  # per class, in the labels' order (None: before schema 6)
+
+    @property
+    def chosen(self) -> str:
+        """How the threshold was chosen, in words."""
+        if self.classes is None:
+            return f"the threshold keeps {self.keep_rate:.0%} of the validation photos"
+        return f"every class is estimated, out of sample, to keep at least {self.keep_rate:.0%} of its photos"
+
+    @property
+    def pooled_classes(self) -> list[int]:
+        """The classes with too few photos to fit their own part of the gate."""
+        return [c for c, gate in enumerate(self.classes or []) if gate.pooled]
 
     @classmethod
     def from_json(cls, obj: dict) -> "Rejection":
-        return cls(**obj)
+        classes = obj.get("classes")
+        return cls(**{**obj, "classes": None if classes is None else [ClassGate.from_json(c) for c in classes]})
 
 
 @dataclass

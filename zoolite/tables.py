@@ -202,6 +202,21 @@ def fidelity_cells(backbone: Backbone, images: str) -> tuple[list[str], list[lis
                                  for r in rows] for variant, rows in measured.items()]
 
 
+def _class_gate_note(rejection, labels: list[str]) -> str:
+    """Each class's kept share as the gate was fitted (out of sample), with how sure it is, and the classes
+    with too few photos for a gate of their own."""
+    if not rejection.classes:
+        return ""
+    estimates = "; ".join(f"{label} {gate.kept_estimate:.0%} [{gate.kept_interval.low:.0%}, "
+                          f"{gate.kept_interval.high:.0%}] of {gate.photos}"
+                          for label, gate in zip(labels, rejection.classes))
+    pooled = [labels[c] for c in rejection.pooled_classes]
+    return (f" Kept at the threshold, estimated out of sample on the training and validation photos (shrunk "
+            f"toward the pooled share; 95% Wilson interval of the class's own): {estimates}."
+            + (f" Too few photos to fit the gate per class for {', '.join(pooled)}: the figures pooled over the "
+               "classes stand in; add photos to give them their own." if pooled else ""))
+
+
 def rejection_note(results: Run, backbone: str) -> str | None:
     """How one backbone's files say "none of these", how it was chosen and what it was measured on."""
     rejection = results.backbones[backbone].rejection
@@ -215,9 +230,8 @@ def rejection_note(results: Run, backbone: str) -> str | None:
                 " Rejection was NOT measured against photos of other things: pass --other DIR with photos of "
                 "none of the classes to fit and measure it.")
     return (f"\"None of these\": a photo whose top score is below {rejection.threshold:.3f} shows none of the "
-            f"{len(results.labels)} classes (the threshold keeps {rejection.keep_rate:.0%} of the validation photos; "
-            f"fitted on {rejection.calibrated_on}; it is in every file's metadata, so MediaPipe Tasks applies it)."
-            + measured + calibration + " Balanced kept: the mean over the classes of the share of their test photos "
+            f"{len(results.labels)} classes ({rejection.chosen}; fitted on {rejection.calibrated_on}; it is in every file's metadata, so MediaPipe Tasks applies it)."
+            + measured + calibration + _class_gate_note(rejection, results.labels) + " Balanced kept: the mean over the classes of the share of their test photos "
             "kept (each class's is in the per-class table); balanced answered right: the mean over the classes of "
             "the share kept and answered right, a photo said to be \"none of these\" counting as a miss (intervals "
             "as balanced accuracy's).")
