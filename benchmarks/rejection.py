@@ -1,26 +1,41 @@
-"""Benchmark of "none of these" (open-set rejection): the method zoolite ships against the usual ones.
+"""Benchmark of "none of these" (open-set rejection): the method zoolite ships against the old one and the usual ones.
 
-One run, on EfficientNet-Lite0 features computed once (zoolite's extractor, cached in --cache):
-for each seed, zoolite's split of the class photos (stratified, 70/15/15) and of each collection of
-other things (``split_other``: a calibration half and a held-out half). The classifier head is
-trained with zoolite's own recipe (``training.build_head`` + ``training.fit`` on the features, so
-early stopping on the validation split); the "other"-class head likewise, with the calibration
-half as an 11th class; the binary in/out head is a class-balanced NumPy logistic regression. The
-shipped method is ``zoolite.rejection.fit`` / ``scores`` called on that head, unchanged. Every
-method's threshold keeps --keep-rate of the validation photos (``rejection.choose_threshold``).
+One run, on EfficientNet-Lite0 features computed once (zoolite's extractor, cached in --cache).
+animals10-large mixes sources, told apart by file-name prefix: ``crit-`` (Animals-10 cats, horses
+and squirrels), ``pyis-`` (dogs from Dogs vs Cats), ``c101-`` (Caltech-101 butterflies, elephants
+and roosters) and the rest (Animals-10 photos, 24 a class). Per seed, four scenarios, each with its
+own head trained once (zoolite's recipe: ``training.build_head`` + ``training.fit``, class weights
+"auto", early stopping on the validation split) and shared by every method:
+
+- *in-source*: zoolite's stratified 70/15/15 split of all photos (``data.split_dataset``); measured
+  on the test split's Animals-10 photos (``crit-`` and unprefixed) and on every photo of the two
+  collections of other things (ImageNet photos, Caltech-101 photos);
+- *held-out source* h in pyis, c101, crit: the same split of the photos NOT from h (its test part
+  unused, so the head and gate see as many photos as zoolite would train on), measured on every
+  photo of h: photos of the classes from a source the model never saw.
+
+Each method's threshold keeps --keep-rate of the class photos by its own rule (the rule column).
+The shipped method is ``zoolite.rejection.fit`` / ``scores`` called on the head, unchanged; the
+other methods are written here. With --other (the old gate and the shipped one), the gate is also
+fitted on the calibration half of one collection (``data.split_other``, seeded) and measured on
+the other collection entirely. Also: each method's scores at a threshold that rejects 92% of the
+pooled collections (separability, whatever the threshold rule), a sweep of the shipped method's
+keep rate, the winner by a stated rule, the kept share per class, and the size the gate adds.
 
     .venv/bin/python benchmarks/rejection.py [DATA] [--imagenet DIR] [--caltech DIR]
-        [--seeds 0,1,2] [--keep-rate 0.97] [--cache DIR]
+        [--seeds 0,1,2] [--keep-rate 0.92] [--keep-rates 0.85,0.9,0.92,0.95,0.97] [--cache DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy as pycopy
+import dataclasses
 import functools
 import os
 import tempfile
 import time
-import timeit
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -30,10 +45,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import numpy as np  # noqa: E402
 
+from zoolite.rejection import FOLDS, GATE_SLOPE, SHRINKAGE_PHOTOS, choose_threshold, fit_gate, fit_temperature, \
+    folds, kmeans, normalisation, softmax, unit  # noqa: E402
+
 SHARED = Path("/work/shared/data")
-OTHER_SOURCES = ("pyis-", "c101-")  # Dogs-vs-Cats and Caltech-101 photos among the class photos
-NEIGHBOURS = 5
-COLUMNS = ["A10 kept", "other-src kept", "same rej", "unseen rej", "AUROC", "ECE"]
+HELD_OUT = {"pyis": "Dogs vs Cats", "c101": "Caltech-101", "crit": "Animals-10 (crit-)"}  # sources left out in turn
+ANIMALS10 = ("dev", "crit")  # the in-source test photos measured: Animals-10's own
+COLLECTIONS = ("ImageNet", "Caltech")
+SEPARATION = 0.92  # separability: kept shares at the threshold that rejects this share of other things
+BAR = 0.90  # the winner rule: methods rejecting at least this share of each collection (no --other)
 
 
 def features(extractor, size: int, name: str, root: Path, photos: list[str], cache: Path) -> np.ndarray:
@@ -47,105 +67,358 @@ def features(extractor, size: int, name: str, root: Path, photos: list[str], cac
     return np.asarray(np.load(out), np.float64)
 
 
+def source(path: str) -> str:
+    """Where a class photo comes from, by its file-name prefix ('dev': Animals-10's own, unprefixed)."""
+    name = Path(path).name
+    return next((s for s in HELD_OUT if name.startswith(f"{s}-")), "dev")
+
+
 def train_head(x, y, val_x, val_y, n_classes: int, seed: int):
-    """A dense softmax head trained on features with zoolite's recipe; (head, kernel, bias)."""
+    """A dense softmax head trained on features with zoolite's recipe (class weights as configured)."""
     import keras
 
     from zoolite.config import TrainConfig
-    from zoolite.training import build_head, fit, one_hot
+    from zoolite.training import build_head, class_weights, fit, one_hot
 
     keras.utils.set_random_seed(seed)
     recipe = TrainConfig()
     head = build_head(x.shape[1], n_classes, recipe.dropout)
     fit(head, (x.astype(np.float32), one_hot(y, n_classes)), (val_x.astype(np.float32), one_hot(val_y, n_classes)),
-        recipe, verbose=0)
-    kernel, bias = head.get_layer("probabilities").get_weights()
-    return head, np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
+        recipe, verbose=0, weights=class_weights(y, n_classes, recipe.class_weights))
+    return head
 
 
-def logistic(x, y, steps: int = 500, lr: float = 3e-3, l2: float = 1e-4):
-    """Class-balanced logistic regression (full-batch Adam): (weights, bias)."""
-    weight = np.where(y == 1, 0.5 / y.sum(), 0.5 / (1 - y).sum())
-    theta, m, v = np.zeros(x.shape[1] + 1), 0.0, 0.0
-    for t in range(1, steps + 1):
-        error = weight * (1 / (1 + np.exp(-(x @ theta[:-1] + theta[-1]))) - y)
-        g = np.append(x.T @ error + l2 * theta[:-1], error.sum())
-        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
-        theta -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
-    return theta[:-1], theta[-1]
+# --- the methods' pieces (NumPy) -------------------------------------------------------------------
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
 
 
-def methods(classifier, logits, tr, va, calibration, seed: int, keep_rate: float) -> list[tuple]:
-    """(name, top score(X), class probabilities(X), extra parameters in the file, threshold) per method."""
-    from zoolite import rejection as r
-
-    (x_tr, y_tr), (x_va, y_va) = tr, va
-    n = logits(x_va).shape[1]
-    temperature = r.fit_temperature(logits(x_va), y_va)
-    centroids = r.class_centroids(x_tr, y_tr, seed=seed)
-    bank = r._unit(x_tr)
-
-    def probabilities(x):
-        return r.softmax(logits(x))
-
-    _, kernel, bias = train_head(np.concatenate([x_tr, calibration]), np.append(y_tr, np.full(len(calibration), n)),
-                                 x_va, y_va, n + 1, seed)
-    w_in, b_in = logistic(np.concatenate([x_tr, calibration]),
-                          np.append(np.ones(len(x_tr)), np.zeros(len(calibration))))
-    rows = [
-        ("1 top probability (T=1)", lambda x: probabilities(x).max(1), probabilities, 0),
-        ("2 top probability (T fitted)", lambda x: r.softmax(logits(x) / temperature).max(1),
-         lambda x: r.softmax(logits(x) / temperature), 0),
-        ("3a max logit", lambda x: logits(x).max(1), probabilities, 0),
-        ("3b energy (logsumexp)", lambda x: np.log(np.exp(logits(x)).sum(1)), probabilities, 0),
-        (f"4 kNN cosine, k={NEIGHBOURS}", lambda x: np.sort(r._unit(x) @ bank.T, 1)[:, -NEIGHBOURS:].mean(1),
-         probabilities, bank.size),
-        (f"5 nearest of {len(centroids)} centroids", lambda x: r.similarity(x, centroids), probabilities,
-         centroids.size),
-        ("6 extra 'other' class [o]", lambda x: r.softmax(x @ kernel + bias)[:, :n].max(1),
-         lambda x: r.softmax(x @ kernel + bias)[:, :n], kernel[:, n:].size + 1),
-        ("7 binary in/out head [o]", lambda x: x @ w_in + b_in, probabilities, w_in.size + 1),
-    ]
-    rows = [(name, score, probs, extra, r.choose_threshold(score(x_va), keep_rate))
-            for name, score, probs, extra in rows]
-    for name, other in (("8 zoolite, no --other", None), ("9 zoolite, --other [o]", calibration)):
-        fitted = r.fit(classifier, centroids, x_va, y_va, other, keep_rate)
-        shipped = functools.partial(r.scores, classifier, centroids=centroids, rejection=fitted)
-        rows.append((name, lambda x, s=shipped: s(x).max(1), shipped, centroids.size + 2, fitted.threshold))
-    return rows
+def logsumexp(z):
+    top = z.max(1)
+    return top + np.log(np.exp(z - top[:, None]).sum(1))
 
 
-def extra_microseconds(params: int, dim: int = 1280) -> float:
-    """Best time of the extra (1 x dim) @ (dim x params/dim) float32 matmul for one photo."""
-    x, w = np.ones((1, dim), np.float32), np.ones((dim, params // dim), np.float32)
-    return 0.0 if params < dim else min(timeit.repeat(lambda: (x @ w).max(), number=100, repeat=5)) * 1e4
+# Similarity builders: (unit-length gate features, labels, classes, rng) -> similarity(x): (photos, classes).
+
+def by_means(u, y, n, rng):
+    means = unit(np.stack([u[y == c].mean(0) for c in range(n)]))
+    return lambda x: unit(x) @ means.T
 
 
-def spread(values) -> str:
-    values = 100 * np.asarray(values)
-    return f"{values.mean():.1f} ({values.min():.1f}-{values.max():.1f})"
+def by_centroids(per_class):
+    """Cosine similarity to each class's nearest centroid, ``per_class(photos)`` centroids a class."""
+    def build(u, y, n, rng):
+        found = [kmeans(u[y == c], per_class(int(np.sum(y == c))), rng) for c in range(n)]
+        bank, owner = np.concatenate(found), np.repeat(np.arange(n), [len(f) for f in found])
+
+        def similarity(x):
+            s = unit(x) @ bank.T
+            return np.stack([s[:, owner == c].max(1) for c in range(n)], 1)
+        return similarity
+    return build
+
+
+by_16_centroids = by_centroids(lambda photos: 16)
+by_sized_centroids = by_centroids(lambda photos: int(np.clip(photos // 12, 1, 16)))
+
+
+def by_mix(u, y, n, rng):
+    means, centroids = by_means(u, y, n, rng), by_16_centroids(u, y, n, rng)
+    return lambda x: 0.5 * (means(x) + centroids(x))
+
+
+def by_knn(u, y, n, rng, k: int = 5):
+    def similarity(x):
+        s = unit(x) @ u.T
+        return np.stack([np.sort(s[:, y == c], 1)[:, -k:].mean(1) for c in range(n)], 1)
+    return similarity
+
+
+def by_mahalanobis(u, y, n, rng, dims: int = 128, shrinkage: float = 0.1):
+    """Relative Mahalanobis (minus the class distance, plus the distance to all the photos' Gaussian) in
+    the top ``dims`` principal components, covariances shrunk toward their mean variance."""
+    centre = u.mean(0)
+    z0 = u - centre
+    basis = np.linalg.eigh(z0.T @ z0)[1][:, ::-1][:, :dims]
+    z = z0 @ basis
+    means = np.stack([z[y == c].mean(0) for c in range(n)])
+
+    def whitening(rows):
+        cov = rows.T @ rows / len(rows)
+        cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / dims * np.eye(dims)
+        return np.linalg.cholesky(np.linalg.inv(cov))
+    within, overall = whitening(z - means[y]), whitening(z)
+    white_means = means @ within
+
+    def similarity(x):
+        q = (unit(x) - centre) @ basis
+        w = q @ within
+        to_class = (w ** 2).sum(1)[:, None] - 2 * w @ white_means.T + (white_means ** 2).sum(1)[None]
+        return ((q @ overall) ** 2).sum(1)[:, None] - to_class
+    return similarity
+
+
+def share_threshold(top, keep: float) -> float:
+    """The highest threshold that keeps ``keep`` of these photos (the old rule)."""
+    ordered = np.sort(top)
+    return float(ordered[int(np.floor(len(ordered) * (1 - keep) + 1e-9))])
+
+
+def old_gate_shape(similarity, other_similarity):
+    """The old gate's (slope, centre): without --other, centred on the lowest 5% of the validation photos'
+    raw similarities, as steep as their spread allows; with it, zoolite's logistic regression."""
+    if other_similarity is not None:
+        return fit_gate(similarity, other_similarity)
+    return 4.0 / max(float(np.subtract(*np.percentile(similarity, [75, 25]))), 1e-3), float(np.percentile(similarity, 5))
+
+
+# --- the methods: (scenario, keep rates, --other features or None) -> {keep: (score(x) -> (top, class), threshold)}
+
+@dataclasses.dataclass
+class Scenario:
+    name: str  # "in-source" or the held-out source
+    seed: int
+    x_tr: np.ndarray
+    y_tr: np.ndarray
+    x_va: np.ndarray
+    y_va: np.ndarray
+    classifier: object  # keras.Model whose last layer is the head
+    kernel: np.ndarray
+    bias: np.ndarray
+    temperature: float
+    z_cache: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.kernel.shape[1]
+
+    @functools.cached_property
+    def gate_x(self):
+        return np.concatenate([self.x_tr, self.x_va])
+
+    @functools.cached_property
+    def gate_y(self):
+        return np.concatenate([self.y_tr, self.y_va])
+
+    def logits(self, x):
+        return x @ self.kernel + self.bias
+
+    def probabilities(self, x):
+        return softmax(self.logits(x) / self.temperature)
+
+    def z(self, build):
+        """Per-class normalised similarity: (out-of-fold z of the gate photos, z(x) by prototypes of all of them)."""
+        if build not in self.z_cache:
+            rng, x, y, n = np.random.default_rng(self.seed), self.gate_x, self.gate_y, self.n
+            fold = folds(y, n, self.seed)
+            oof = np.empty((len(y), n))
+            for f in range(FOLDS):
+                oof[fold == f] = build(unit(x[fold != f]), y[fold != f], n, rng)(x[fold == f])
+            mean, sd = normalisation(oof[np.arange(len(y)), y], y, n)
+            final = build(unit(x), y, n, rng)
+            self.z_cache[build] = (oof - mean) / sd, lambda features: (final(features) - mean) / sd
+        return self.z_cache[build]
+
+
+def old_gate(sc: Scenario, keeps, other):
+    """The old shipped gate: one sigmoid of the similarity to the nearest of 16 centroids of each class
+    (of the training photos), threshold keeping ``keep`` of the validation photos."""
+    nearest = by_16_centroids(unit(sc.x_tr), sc.y_tr, sc.n, np.random.default_rng(sc.seed))
+    slope, centre = old_gate_shape(nearest(sc.x_va).max(1), None if other is None else nearest(other).max(1))
+
+    def score(x):
+        p = sc.probabilities(x)
+        return p.max(1) * sigmoid(slope * (nearest(x).max(1) - centre)), p.argmax(1)
+    top = score(sc.x_va)[0]
+    return {keep: (score, share_threshold(top, keep)) for keep in keeps}
+
+
+def z_gate(build):
+    """study.py's method_zmax: top probability x sigmoid(GATE_SLOPE * best class z), per-class threshold out of fold."""
+    def method(sc: Scenario, keeps, other):
+        oof, z = sc.z(build)
+
+        def score(x):
+            p = sc.probabilities(x)
+            return p.max(1) * sigmoid(GATE_SLOPE * z(x).max(1)), p.argmax(1)
+        top = sc.probabilities(sc.gate_x).max(1) * sigmoid(GATE_SLOPE * oof.max(1))
+        return {keep: (score, choose_threshold(top, sc.gate_y, sc.n, keep)) for keep in keeps}
+    return method
+
+
+def from_logits(kind: str):
+    """The head alone: top calibrated probability, max logit or energy; per-class threshold on the validation photos."""
+    def method(sc: Scenario, keeps, other):
+        def score(x):
+            logits = sc.logits(x)
+            top = {"probability": lambda: softmax(logits / sc.temperature).max(1), "logit": lambda: logits.max(1),
+                   "energy": lambda: logsumexp(logits / sc.temperature)}[kind]()
+            return top, logits.argmax(1)
+        top = score(sc.x_va)[0]
+        return {keep: (score, choose_threshold(top, sc.y_va, sc.n, keep)) for keep in keeps}
+    return method
+
+
+def z_plus_energy(sc: Scenario, keeps, other):
+    """Best class z (mix, out of fold) + energy, each in its spread on the validation photos; per-class
+    threshold on the validation photos."""
+    oof, z = sc.z(by_mix)
+    oof_va = oof[len(sc.y_tr):]
+    energy_va = logsumexp(sc.logits(sc.x_va) / sc.temperature)
+    scale_z, mean_e, scale_e = oof_va.max(1).std(), energy_va.mean(), energy_va.std()
+
+    def score(x):
+        logits = sc.logits(x)
+        return z(x).max(1) / scale_z + (logsumexp(logits / sc.temperature) - mean_e) / scale_e, logits.argmax(1)
+    top = oof_va.max(1) / scale_z + (energy_va - mean_e) / scale_e
+    return {keep: (score, choose_threshold(top, sc.y_va, sc.n, keep)) for keep in keeps}
+
+
+def shipped(sc: Scenario, keeps, other):
+    """zoolite.rejection.fit / scores, unchanged: one fit per keep rate."""
+    from zoolite import rejection
+
+    out = {}
+    for keep in keeps:
+        prototypes, fitted = rejection.fit(sc.classifier, sc.gate_x, sc.gate_y, sc.x_va, sc.y_va, other, keep, sc.seed)
+
+        def score(x, prototypes=prototypes, fitted=fitted):
+            s = rejection.scores(sc.classifier, x, prototypes, fitted)
+            return s.max(1), s.argmax(1)
+        out[keep] = (score, fitted.threshold)
+    sc.prototypes = prototypes  # for the gate's size
+    return out
+
+
+@contextlib.contextmanager
+def shared_prototypes():
+    """Within it, zoolite's fits on the same gate photos share their prototypes and out-of-fold
+    similarities: ``rejection.fit`` recomputes them for every keep rate and --other, though they depend
+    only on the gate photos, labels and seed (36 fits a seed: 6 minutes for three seeds instead of 40 s). zoolite's own
+    functions still compute them; a cache in front of each returns the first result again (a shallow
+    copy of the prototypes, whose normalisation ``fit`` sets). Each is cached only if zoolite has it."""
+    from zoolite import rejection
+
+    saved, memo = {}, {}
+
+    def cached(name, original, copy):
+        def call(features, labels, *args, **kwargs):
+            key = (name, id(features), id(labels), args, tuple(sorted(kwargs.items())))
+            if key not in memo:  # the arrays kept in the memo, so that their ids stay theirs
+                memo[key] = (features, labels, original(features, labels, *args, **kwargs))
+            return copy(memo[key][2])
+        return call
+    for name, copy in (("out_of_fold_similarity", np.copy), ("Prototypes", pycopy.copy)):
+        if hasattr(rejection, name):
+            saved[name] = getattr(rejection, name)
+            setattr(rejection, name, cached(name, saved[name], copy))
+    try:
+        yield
+    finally:
+        for name, original in saved.items():
+            setattr(rejection, name, original)
+
+
+SHIPPED, OLD = "zoolite (shipped)", "old: 16 centroids, global"
+# name: (method, its threshold rule, uses --other)
+METHODS = {
+    OLD: (old_gate, "keep of val", True),
+    "z: class means": (z_gate(by_means), "per class, oof", False),
+    "z: 16 centroids": (z_gate(by_16_centroids), "per class, oof", False),
+    "z: centroids by class size": (z_gate(by_sized_centroids), "per class, oof", False),
+    "z: mix (mean + 16 centroids)": (z_gate(by_mix), "per class, oof", False),
+    "z: kNN (k=5)": (z_gate(by_knn), "per class, oof", False),
+    "z: rel. Mahalanobis (shrunk)": (z_gate(by_mahalanobis), "per class, oof", False),
+    "top probability (T)": (from_logits("probability"), "per class, val", False),
+    "max logit": (from_logits("logit"), "per class, val", False),
+    "energy": (from_logits("energy"), "per class, val", False),
+    "z (mix) + energy": (z_plus_energy, "per class, val", False),
+    SHIPPED: (shipped, "zoolite's", True),
+}
+
+
+# --- measuring ---------------------------------------------------------------------------------------
+
+def measure(record: dict, scenario: str, score, threshold: float, sets: dict, memo: dict) -> None:
+    """Add one scenario's figures to ``record`` (one method, direction, keep rate and seed)."""
+    def scored(name):
+        key = (id(score), name)
+        if key not in memo:
+            memo[key] = (score, score(sets[name][0]))  # the score function kept alive: its id stays unique
+        return memo[key][1]
+
+    negatives = np.concatenate([scored(c)[0] for c in COLLECTIONS])
+    separating = np.quantile(negatives, SEPARATION)
+    positives = "A10" if scenario == "in-source" else "held"
+    (top, predicted), labels = scored(positives), sets[positives][1]
+    keep, sep_keep = top >= threshold, top >= separating
+    right = keep & (predicted == labels)
+    for c in np.unique(labels):
+        key = c if scenario == "in-source" else (scenario, c)
+        where = "A10" if scenario == "in-source" else "held"
+        record.setdefault(f"{where} kept", {})[key] = np.mean(keep[labels == c])
+        record.setdefault(f"{where} right", {})[key] = np.mean(right[labels == c])
+        record.setdefault(f"{where} sep", {})[key] = np.mean(sep_keep[labels == c])
+    if scenario == "in-source":
+        for name in sets:
+            if name != "A10":
+                record.setdefault("rejected", {})[name] = np.mean(scored(name)[0] < threshold)
+
+
+CRITERIA = {
+    "A10 bal kept": lambda r: np.mean(list(r["A10 kept"].values())),
+    "A10 worst": lambda r: np.min(list(r["A10 kept"].values())),
+    "A10 bal right": lambda r: np.mean(list(r["A10 right"].values())),
+    "held bal kept": lambda r: np.mean(list(r["held kept"].values())),
+    "held worst": lambda r: np.min(list(r["held kept"].values())),
+    "held bal right": lambda r: np.mean(list(r["held right"].values())),
+    "rej ImageNet": lambda r: r["rejected"]["ImageNet"],
+    "rej Caltech": lambda r: r["rejected"]["Caltech"],
+    "sep A10": lambda r: np.mean(list(r["A10 sep"].values())),
+    "sep held": lambda r: np.mean(list(r["held sep"].values())),
+}
+
+
+def values(per_seed: dict, criterion) -> np.ndarray:
+    pick = CRITERIA[criterion] if isinstance(criterion, str) else criterion
+    return np.array([pick(r) for r in per_seed.values()])
+
+
+def spread(v) -> str:
+    v = 100 * np.asarray(v)
+    return f"{v.mean():.1f} ({v.min():.1f}-{v.max():.1f})"
+
+
+def mean(per_seed: dict, criterion) -> float:
+    return float(values(per_seed, criterion).mean())
 
 
 def main() -> None:
+    from zoolite.config import RunConfig
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default=str(SHARED / "animals10-large"))
     parser.add_argument("--imagenet", default=str(SHARED / "unlabelled-photos"), help="other things, collection 1")
     parser.add_argument("--caltech", default=str(SHARED / "other-things-dev"), help="other things, collection 2")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--keep-rate", type=float, default=0.97)
+    parser.add_argument("--keep-rate", type=float, default=RunConfig().keep_rate,
+                        help="of the main tables (default: zoolite's, %(default)s)")
+    parser.add_argument("--keep-rates", default="0.85,0.90,0.92,0.95,0.97", help="the sweep")
     parser.add_argument("--cache", help="folder for the cached features (default: a temporary one)")
     args = parser.parse_args()
     started = time.perf_counter()
 
     import keras
 
-    from zoolite import rejection
     from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
     from zoolite.config import DEFAULT_FRACTIONS
     from zoolite.data import scan_dataset, scan_photos, split_dataset, split_other
     from zoolite.tables import plain_table
 
     seeds = [int(s) for s in args.seeds.split(",")]
+    sweep = sorted({float(k) for k in args.keep_rates.split(",")})
+    keeps = sorted({*sweep, args.keep_rate})
     spec = get_backbone("efficientnet_lite0")
     extractor = functools.cache(lambda: build_feature_extractor(spec, resolve_weights(spec, None)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,84 +428,189 @@ def main() -> None:
         photos = [p for p, _ in dataset.files]
         x_all = features(extractor, spec.input_size, "classes", dataset.root, photos, cache)
         others = {}
-        for name, root in (("ImageNet", Path(args.imagenet)), ("Caltech", Path(args.caltech))):
+        for name, root in zip(COLLECTIONS, (Path(args.imagenet), Path(args.caltech))):
             listed = scan_photos(root)[0]
             others[name] = (root, listed, features(extractor, spec.input_size, name, root, listed, cache))
     row_of = {p: i for i, p in enumerate(photos)}
+    names, n = dataset.labels, len(dataset.class_dirs)
+    sources = {p: source(p) for p in photos}
 
     def take(items):
-        rows = [row_of[p] for p, _ in items]
-        return x_all[rows], np.array([label for _, label in items]), np.array(
-            [Path(p).name.startswith(OTHER_SOURCES) for p, _ in items])
+        return x_all[[row_of[p] for p, _ in items]], np.array([label for _, label in items], int)
 
-    directions = [("ImageNet", "Caltech"), ("Caltech", "ImageNet")]
-    results = {d: {} for d in directions}  # direction -> method -> list of per-seed dicts
-    costs, accuracy, temperatures, other_source = {}, [], [], []
+    # results[method, --other collection or None][keep][seed] -> record
+    results: dict = {}
+    accuracy, temperatures, counts, timings, a10_counts = [], [], {}, {}, []
     for seed in seeds:
-        split = split_dataset(dataset, DEFAULT_FRACTIONS, seed)
-        (x_tr, y_tr, _), (x_va, y_va, _), (x_te, y_te, from_other_source) = map(take, (split.train, split.val,
-                                                                                        split.test))
-        head, kernel, bias = train_head(x_tr, y_tr, x_va, y_va, len(dataset.class_dirs), seed)
-        inputs = keras.Input((x_tr.shape[1],))
-        classifier = keras.Model(inputs, head(inputs))  # rejection.fit reads the head as the last layer
-
-        def logits(x, kernel=kernel, bias=bias):
-            return x @ kernel + bias
-
-        accuracy.append(np.mean(logits(x_te).argmax(1) == y_te))
-        other_source.append(int(from_other_source.sum()))
-        temperatures.append(rejection.fit_temperature(logits(x_va), y_va))
-        for calibrated, unseen in directions:
-            root, listed, x_other = others[calibrated]
-            halves = split_other(root, listed, seed)
+        halves = {}
+        for name, (root, listed, x_other) in others.items():
+            split = split_other(root, listed, seed)
             index = {p: i for i, p in enumerate(listed)}
-            x_cal, x_held = (x_other[[index[p] for p in half]] for half in (halves.calibration, halves.test))
-            x_unseen = others[unseen][2]
-            for name, score, probs, extra, threshold in methods(classifier, logits, (x_tr, y_tr), (x_va, y_va),
-                                                                x_cal, seed, args.keep_rate):
-                test = score(x_te)
-                results[calibrated, unseen].setdefault(name, []).append({
-                    "A10 kept": np.mean(test[~from_other_source] >= threshold),
-                    "other-src kept": np.mean(test[from_other_source] >= threshold),
-                    "same rej": np.mean(score(x_held) < threshold),
-                    "unseen rej": np.mean(score(x_unseen) < threshold),
-                    "AUROC": rejection.auroc(test, score(x_unseen)),
-                    "ECE": rejection.expected_calibration_error(probs(x_te), y_te)})
-                costs[name] = extra
+            halves[name] = tuple(x_other[[index[p] for p in half]] for half in (split.calibration, split.test))
+        for held in (None, *HELD_OUT):
+            scenario = held or "in-source"
+            pool = dataclasses.replace(dataset, files=[f for f in dataset.files if sources[f[0]] != held])
+            split = split_dataset(pool, DEFAULT_FRACTIONS, seed)
+            (x_tr, y_tr), (x_va, y_va) = take(split.train), take(split.val)
+            clock = time.perf_counter()
+            head = train_head(x_tr, y_tr, x_va, y_va, n, seed)
+            inputs = keras.Input((x_tr.shape[1],))
+            classifier = keras.Model(inputs, head(inputs))  # rejection.fit reads the head as the last layer
+            kernel, bias = (np.asarray(w, np.float64) for w in head.get_layer("probabilities").get_weights())
+            timings["heads"] = timings.get("heads", 0) + time.perf_counter() - clock
+            sc = Scenario(scenario, seed, x_tr, y_tr, x_va, y_va, classifier, kernel, bias,
+                          fit_temperature(x_va @ kernel + bias, y_va))
+            sets = {c: (others[c][2], None) for c in COLLECTIONS}
+            if held is None:
+                test = [f for f in split.test if sources[f[0]] in ANIMALS10]
+                sets["A10"] = take(test)
+                a10_counts.append(np.bincount(sets["A10"][1], minlength=n))
+                sets.update({f"{c} half": (halves[c][1], None) for c in COLLECTIONS})
+                x_te, y_te = take(split.test)
+                accuracy.append(np.mean(sc.logits(x_te).argmax(1) == y_te))
+                temperatures.append(sc.temperature)
+            else:
+                sets["held"] = take([f for f in dataset.files if sources[f[0]] == held])
+            measured = sets["A10" if held is None else "held"][1]
+            counts.setdefault(scenario, []).append((len(y_tr), len(y_va), len(measured)))
+            memo: dict = {}
+            with shared_prototypes():
+                for direction in (None, *COLLECTIONS):
+                    # with --other: every keep rate in-source (rejection), the main one for held-out sources
+                    rates = keeps if direction is None or held is None else [args.keep_rate]
+                    other = None if direction is None else halves[direction][0]
+                    for name, (method, _, uses_other) in METHODS.items():
+                        if direction is not None and not uses_other:
+                            continue
+                        clock = time.perf_counter()
+                        for keep, (score, threshold) in method(sc, rates, other).items():
+                            record = results.setdefault((name, direction), {}).setdefault(keep, {}).setdefault(seed, {})
+                            measure(record, scenario, score, threshold, sets, memo)
+                        timings[name] = timings.get(name, 0) + time.perf_counter() - clock
+            if held is None:
+                prototypes = sc.prototypes
 
-    print(f"Protocol: {len(photos)} class photos ({args.data}), {len(dataset.class_dirs)} classes; zoolite's "
-          f"split {'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)} per seed, seeds {seeds}; "
-          f"EfficientNet-Lite0 features; head test accuracy {spread(accuracy)}%, "
-          f"temperature T {np.mean(temperatures):.2f} ({min(temperatures):.2f}-{max(temperatures):.2f}).")
-    print(f"Test split: {len(split.test)} photos, of which {min(other_source)}-{max(other_source)} from other "
-          "sources (pyis-/c101-): one of those photos is 1.3-1.4 points of 'other-src kept'.")
-    print(f"Every threshold keeps {args.keep_rate:.0%} of the validation photos. [o] = calibrated also on the "
-          "calibration half of ONE collection of other things (split_other, seeded); the others use train/val only.")
-    print("Columns (test split, % mean over seeds (min-max)): A10 kept = Animals-10 photos kept; other-src kept = "
-          "pyis-/c101- photos kept; same rej = held-out half of the calibration collection rejected; unseen rej = "
-          "ALL photos of the other collection rejected; AUROC = class test photos vs the unseen collection; "
-          "ECE = of the method's class probabilities (T=1 unless the method has T).")
-    print("Cost = extra parameters in the shipped file (MB float32 / int8) and the extra matmul per photo "
-          "(NumPy float32, 1 x 1280 features; the backbone itself takes milliseconds).\n")
-    header = ["Method", *COLUMNS, "+params", "MB f32", "MB int8", "+us"]
-    for direction, by_method in results.items():
-        print(f"Calibrated with {direction[0]} ({len(others[direction[0]][1])} photos, half each way), "
-              f"unseen: {direction[1]} ({len(others[direction[1]][1])} photos)")
-        print(plain_table(header, [[name, *(spread([s[c] for s in per_seed]) for c in COLUMNS[:4]),
-                                    f"{np.mean([s['AUROC'] for s in per_seed]):.3f}",
-                                    f"{np.mean([s['ECE'] for s in per_seed]):.3f}", f"{costs[name]:,}",
-                                    f"{costs[name] * 4 / 1e6:.2f}", f"{costs[name] / 1e6:.2f}",
-                                    f"{extra_microseconds(costs[name]):.0f}"]
-                                   for name, per_seed in by_method.items()]) + "\n")
-    total = {name: np.mean([100 * (s["unseen rej"] + s["other-src kept"]) for d in directions
-                            for s in results[d][name]]) for name in results[directions[0]]}
-    best = max(total, key=total.get)
-    print(f"Winner by unseen rejected % + other-source kept % (mean of both directions): {best} "
-          f"({total[best]:.2f}; next: " + ", ".join(f"{n} {v:.2f}" for n, v in sorted(
-              total.items(), key=lambda kv: -kv[1])[1:4]) + ")")
-    small = max((n for n in total if costs[n] * 4 / 1e6 <= 1), key=total.get)
-    print(f"Best with at most 1 MB float32 added to the file: {small} ({total[small]:.2f})")
-    print(f"Runtime {time.perf_counter() - started:.0f} s")
+    # --- report --------------------------------------------------------------------------------------
+    a10_photos = np.array([c[2] for c in counts["in-source"]])
+    a10_class = np.array(a10_counts)
+    print(f"Protocol: {len(photos)} class photos ({args.data}), {n} classes; sources by file-name prefix: "
+          + ", ".join(f"{s}- {sum(v == s for v in sources.values())}" for s in HELD_OUT)
+          + f", Animals-10 dev {sum(v == 'dev' for v in sources.values())}. Seeds {seeds}; EfficientNet-Lite0 "
+          "features; "
+          f"zoolite's split {'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)}, one head per seed and scenario "
+          f"(zoolite's recipe, class weights auto). In-source head test accuracy {spread(accuracy)}%, "
+          f"temperature {np.mean(temperatures):.2f} ({min(temperatures):.2f}-{max(temperatures):.2f}).")
+    print(f"A10 = Animals-10 photos (dev + crit-) of the in-source test split: {a10_photos.min()}-{a10_photos.max()} "
+          f"photos, {a10_class.min()}-{a10_class.max()} a class (a class with 4 photos moves 25 points a photo: "
+          "'worst' is coarse). held = every "
+          "photo of a source the model never saw, per held-out class: "
+          + "; ".join(f"{s} ({HELD_OUT[s]}): {counts[s][0][2]} photos, trained on {counts[s][0][0]}+{counts[s][0][1]}"
+                      for s in HELD_OUT) + ".")
+    print(f"Other things: {', '.join(f'{c} {len(others[c][1])} photos' for c in COLLECTIONS)}; without --other "
+          "each is measured entirely. Figures: % mean over seeds (min-max); bal = mean over classes, worst = "
+          "lowest class, right = kept and top-1 right (a rejected photo is a miss).")
+    print("Threshold rules: keep of val = keeps --keep-rate of the validation photos; per class, oof/val = the "
+          f"highest at which every class's kept share, shrunk toward the pooled one ({SHRINKAGE_PHOTOS} photos), is at least "
+          "--keep-rate, out of fold over train+val (oof) or on the validation photos (val); z methods: "
+          f"top probability x sigmoid({GATE_SLOPE:g} x best class z), z = similarity normalised per class by its "
+          f"out-of-fold ({FOLDS} folds) mean and spread, shrunk.\n")
+
+    plain = [name for name in METHODS]
+    at = {name: results[name, None][args.keep_rate] for name in plain}
+    print(f"1. Class photos kept and answered right, no --other; every threshold keeps {args.keep_rate:.0%} "
+          "by its rule")
+    columns = ["A10 bal kept", "A10 worst", "A10 bal right", "held bal kept", "held worst", "held bal right"]
+    print(plain_table(["Method", "rule", *columns],
+                      [[name, METHODS[name][1], *(spread(values(at[name], c)) for c in columns)] for name in plain]))
+    print(f"\n2. Photos of other things rejected (same thresholds, no --other), and separability: kept shares at the "
+          f"threshold that rejects {SEPARATION:.0%} of both collections pooled (per method and scenario)")
+    columns = ["rej ImageNet", "rej Caltech", "sep A10", "sep held"]
+    print(plain_table(["Method", "ImageNet rejected", "Caltech rejected", f"A10 bal kept @{SEPARATION:.0%}",
+                       f"held bal kept @{SEPARATION:.0%}"],
+                      [[name, *(spread(values(at[name], c)) for c in columns)] for name in plain]))
+
+    print(f"\n3. With --other: the gate also fitted on the calibration half of one collection (threshold "
+          f"keeps {args.keep_rate:.0%}); rejected: that collection's held-out half, and the other collection entirely")
+    rows = []
+    for name in (OLD, SHIPPED):
+        for calibrated, unseen in (COLLECTIONS, COLLECTIONS[::-1]):
+            r = results[name, calibrated][args.keep_rate]
+            rows.append([name, f"{calibrated} half", *(spread(values(r, c)) for c in
+                                                       ("A10 bal kept", "A10 worst", "held bal kept", "held worst")),
+                         spread(values(r, lambda r: r["rejected"][f"{calibrated} half"])),
+                         spread(values(r, lambda r: r["rejected"][unseen]))])
+    print(plain_table(["Method", "--other", "A10 bal kept", "A10 worst", "held bal kept", "held worst",
+                       "same half rej", "other coll. rej"], rows))
+
+    print(f"\n4. Sweep of the shipped method's keep rate (A10, held, ImageNet and Caltech: no --other; "
+          "X->Y: --other = half of X, all of Y rejected)")
+    rows = []
+    for keep in sweep:
+        r = results[SHIPPED, None][keep]
+        rows.append([f"{keep:.2f}", *(spread(values(r, c)) for c in
+                                      ("A10 bal kept", "A10 worst", "held bal kept", "held worst", "A10 bal right",
+                                       "held bal right", "rej ImageNet", "rej Caltech")),
+                     *(spread(values(results[SHIPPED, a][keep], lambda r, b=b: r["rejected"][b]))
+                       for a, b in (COLLECTIONS, COLLECTIONS[::-1]))])
+    print(plain_table(["keep", "A10 bal kept", "A10 worst", "held bal kept", "held worst", "A10 right", "held right",
+                       "ImageNet rej", "Caltech rej", "IN->CT rej", "CT->IN rej"], rows))
+
+    print(f"\n5. Winner rule: the highest held-out-source balanced kept share among (method, keep rate) pairs of the "
+          f"sweep that reject at least {BAR:.0%} of each collection without --other, means over seeds. Each method "
+          "at its best qualifying keep rate:")
+    best = {}
+    for name in plain:
+        passing = [k for k in sweep if all(mean(results[name, None][k], f"rej {c}") >= BAR for c in COLLECTIONS)]
+        if passing:
+            best[name] = max(passing, key=lambda k: mean(results[name, None][k], "held bal kept"))
+    ranked = sorted(best, key=lambda m: -mean(results[m, None][best[m]], "held bal kept"))
+    print(plain_table(["Method", "keep", "held bal kept", "held worst", "A10 bal kept", "A10 worst", "ImageNet rej",
+                       "Caltech rej"],
+                      [[m, f"{best[m]:.2f}", *(spread(values(results[m, None][best[m]], c)) for c in
+                                               ("held bal kept", "held worst", "A10 bal kept", "A10 worst",
+                                                "rej ImageNet", "rej Caltech"))] for m in ranked]
+                      + [[m, "none", *["-"] * 6] for m in plain if m not in best]))
+    if ranked:
+        winner = ranked[0]
+        top = mean(results[winner, None][best[winner]], "held bal kept")
+        behind = [m for m in ranked[1:3]] + ([SHIPPED] if SHIPPED in ranked[3:] else [])
+        print(f"Winner: {winner} at keep rate {best[winner]:.2f} ({100 * top:.1f}% held-out balanced kept)"
+              + "".join(f"; {m} at {best[m]:.2f}: {100 * (top - mean(results[m, None][best[m]], 'held bal kept')):.1f}"
+                        " points lower" for m in behind) + "."
+              + ("" if SHIPPED in best else f" {SHIPPED} rejects less than {BAR:.0%} at every keep rate of the sweep."))
+    else:
+        print(f"Winner: none; no method rejects {BAR:.0%} of each collection at any keep rate of the sweep.")
+
+    print(f"\n6. Kept share per class at keep rate {args.keep_rate:.2f}, no --other (% mean over seeds (min-max); "
+          "photos a seed)")
+    rows = []
+    for c, label in enumerate(names):
+        held = [s for s in HELD_OUT if any(sources[p] == s and y == c for p, y in dataset.files)]
+        a10 = [[r["A10 kept"].get(c, np.nan) for r in results[m, None][args.keep_rate].values()]
+               for m in (SHIPPED, OLD)]
+        lso = [[np.mean([r["held kept"][s, c] for s in held]) for r in results[m, None][args.keep_rate].values()]
+               for m in (SHIPPED, OLD)] if held else [[], []]
+        a10_n = [seed_counts[c] for seed_counts in a10_counts]
+        rows.append([label, f"{min(a10_n)}-{max(a10_n)}",
+                     *(spread(np.array(v)[~np.isnan(v)]) if not np.all(np.isnan(v)) else "-" for v in a10),
+                     ", ".join(held) or "-",
+                     str(sum(sources[p] in held and y == c for p, y in dataset.files)) if held else "-",
+                     *(spread(v) if held else "-" for v in lso)])
+    print(plain_table(["Class", "A10 photos", f"A10 {SHIPPED}", f"A10 {OLD}", "held-out source", "photos",
+                       f"held {SHIPPED}", f"held {OLD}"], rows))
+
+    print("\n7. What the gate adds to the file (1,280-d features; the head itself is 1,281 weights a class). "
+          "zoolite's, as fitted at 10 classes: " + ", ".join(f"{a} {np.shape(getattr(prototypes, a))}" for a in
+                                                  ("means", "centroids", "mean", "spread")) + ", and the gate's slope "
+          "and centre; at 100 classes, as many a class")
+    per_class = sum(np.asarray(getattr(prototypes, a)).size for a in ("means", "centroids", "mean", "spread")) // n
+    rows = []
+    for classes in (10, 100):
+        for label, params in ((SHIPPED, per_class * classes + 2), (OLD, 16 * x_all.shape[1] * classes + 2)):
+            rows.append([f"{classes}", label, f"{params:,}", f"{params * 4 / 1e6:.2f}", f"{params / 1e6:.2f}"])
+    print(plain_table(["classes", "gate", "+params", "MB float32", "MB int8"], rows))
+    print("\nTime: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if v >= 1)
+          + f"; runtime {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -485,7 +485,9 @@ def test_resume_refuses_options_that_contradict_the_saved_run(tmp_path, capsys):
     (lambda d: (d / "config.json").write_text('{"seed": 0}'), "written by another zoolite version, which this one "
                                                                "cannot resume (no version"),
     (lambda d: shutil.copy(Path(__file__).parent / "data" / "run-schema4" / "config.json", d),  # the previous version's
-     "cannot resume (results schema 4; this one resumes config version 1); start a new run"),
+     "cannot resume (results schema 4; this one resumes config version 2); start a new run"),
+    (lambda d: (d / "config.json").write_text('{"config_version": 1, "seed": 0}'),  # rejection.json before schema 6
+     "cannot resume (config version 1; this one resumes config version 2); start a new run"),
     (lambda d: ((d / "config.json").write_text("{}"), (d / "COMPLETE").write_text("")), "already complete"),
 ])
 def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, message):

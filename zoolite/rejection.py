@@ -37,6 +37,12 @@ FOLDS = 5  # cross-fitting: each photo's similarity comes from prototypes fitted
 # ones (shrinkage); a class with fewer than MIN_CLASS_PHOTOS takes the pooled figures alone.
 SHRINKAGE_PHOTOS = 10
 MIN_CLASS_PHOTOS = 10
+# z is in units of a class's own spread, so one slope fits every class: the gate goes from 0.12 at
+# z = -0.5 to 0.88 at z = +0.5. Centred on z = 0 it weighs in on most class photos, so the
+# threshold judges the similarity more than the probability (benchmarks/rejection.py: centred on
+# the lowest 5% of z instead, the top probability decided, and 5 points fewer held-out photos kept
+# at the same rejection).
+GATE_SLOPE = 4.0
 
 
 # --- fitting (NumPy, on backbone features) ----------------------------------------------------
@@ -82,7 +88,7 @@ def calibration_sample(photos: np.ndarray, seed: int) -> np.ndarray:
     return np.concatenate([photos, scrambled(reused, seed), flat(reused)])
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -94,35 +100,36 @@ class Prototypes:
     def __init__(self, features: np.ndarray, labels: np.ndarray, n_classes: int,
                  per_class: int = CENTROIDS_PER_CLASS, seed: int = 0):
         rng = np.random.default_rng(seed)
-        unit, labels = _unit(features), np.asarray(labels)
-        self.means = _unit(np.stack([unit[labels == c].mean(0) for c in range(n_classes)]))
+        unit_features, labels = unit(features), np.asarray(labels)
+        self.means = unit(np.stack([unit_features[labels == c].mean(0) for c in range(n_classes)]))
         # As many centroids for every class (a class with fewer photos repeats some), so that the
         # model takes each class's nearest one with one pooling layer.
-        self.centroids = np.stack([np.resize(_kmeans(unit[labels == c], per_class, rng), (per_class, unit.shape[1]))
-                                   for c in range(n_classes)])
-        self.mean, self.spread = np.zeros(n_classes), np.ones(n_classes)  # set by normalise()
+        self.centroids = np.stack([np.resize(kmeans(unit_features[labels == c], per_class, rng),
+                                             (per_class, unit_features.shape[1])) for c in range(n_classes)])
+        # The similarity's normalisation, measured out of sample by fit() (:func:`normalisation`).
+        self.mean, self.spread = np.zeros(n_classes), np.ones(n_classes)
 
     def similarity(self, features: np.ndarray) -> np.ndarray:
         """(photos, classes): the mean of the cosine similarity to each class's mean and to its nearest centroid."""
-        unit = _unit(features)
-        nearest = np.einsum("nd,ckd->nck", unit, self.centroids).max(2)
-        return 0.5 * (unit @ self.means.T + nearest)
+        unit_features = unit(features)
+        nearest = np.einsum("nd,ckd->nck", unit_features, self.centroids).max(2)
+        return 0.5 * (unit_features @ self.means.T + nearest)
 
     def normalised(self, features: np.ndarray) -> np.ndarray:
         """(photos, classes): each class's similarity, normalised by its out-of-sample mean and spread."""
         return (self.similarity(features) - self.mean) / self.spread
 
 
-def _kmeans(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def kmeans(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     centres = points[rng.choice(len(points), min(k, len(points)), replace=False)]
     for _ in range(KMEANS_ITERATIONS):
         nearest = (points @ centres.T).argmax(1)
-        centres = _unit(np.stack([points[nearest == j].mean(0) if np.any(nearest == j) else centres[j]
+        centres = unit(np.stack([points[nearest == j].mean(0) if np.any(nearest == j) else centres[j]
                                   for j in range(len(centres))]))
     return centres
 
 
-def _folds(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+def folds(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
     """Each photo's fold, dealt round-robin within its class in a seeded order."""
     rng, fold = np.random.default_rng(seed), np.empty(len(labels), int)
     for c in range(n_classes):
@@ -134,7 +141,7 @@ def _folds(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
 def out_of_fold_similarity(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
     """(photos, classes): each photo's similarity to every class by prototypes fitted without its fold.
     A class whose every photo is in the fold keeps all of them (only with one or two photos a class)."""
-    labels, fold = np.asarray(labels), _folds(labels, n_classes, seed)
+    labels, fold = np.asarray(labels), folds(labels, n_classes, seed)
     out = np.empty((len(labels), n_classes))
     for f in range(FOLDS):
         held = fold == f
@@ -187,13 +194,12 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 
 
 def fit_gate(class_similarity: np.ndarray, other_similarity: np.ndarray | None) -> tuple[float, float]:
-    """(slope, centre) of the gate. With photos of other things: a logistic regression of
-    similarity, class photos against them, each group weighing half. Without: centred on the
-    lowest 5% of the class photos' similarities, as steep as their spread allows."""
+    """(slope, centre) of the gate on the best class z. With photos of other things: a logistic
+    regression of z, class photos against them, each group weighing half. Without: :data:`GATE_SLOPE`,
+    centred on z = 0, a class's own mean."""
     positive = np.asarray(class_similarity, np.float64)
-    spread = max(float(np.subtract(*np.percentile(positive, [75, 25]))), 1e-3)
     if other_similarity is None or len(other_similarity) == 0:
-        return 4.0 / spread, float(np.percentile(positive, 5))
+        return GATE_SLOPE, 0.0
     negative = np.asarray(other_similarity, np.float64)
     x = np.concatenate([positive, negative])
     y = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
@@ -208,8 +214,9 @@ def fit_gate(class_similarity: np.ndarray, other_similarity: np.ndarray | None) 
         w, b = w - step[0], b - step[1]
         if np.abs(step).max() < 1e-10:
             break
-    slope = max(w / scale, 1e-3)  # similarity to the classes can only make a photo more of a class photo
-    return float(slope), float(mean - b * scale / w) if w > 0 else float(np.percentile(positive, 5))
+    if w <= 0:  # the other photos look no less like the classes than the class photos do: the default gate
+        return GATE_SLOPE, 0.0
+    return float(w / scale), float(mean - b * scale / w)
 
 
 def gate(similarities: np.ndarray, slope: float, centre: float) -> np.ndarray:
@@ -283,8 +290,8 @@ def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_feat
                "centroids, averaged) normalised by its out-of-sample mean and spread",
         temperature=temperature, centroids=int(np.prod(prototypes.centroids.shape[:2])), gate_slope=slope,
         gate_centre=centre, threshold=threshold, keep_rate=keep_rate,
-        calibrated_on=(f"{len(labels)} training and validation photos (cross-fitted) and {n_other} --other photos"
-                       if n_other else f"{len(labels)} training and validation photos (cross-fitted; no --other photos)"),
+        calibrated_on=f"{len(labels)} training and validation photos (cross-fitted"
+                      + (f") and {n_other} --other photos" if n_other else "; no --other photos)"),
         other_photos=n_other, classes=_class_gates(top, labels, prototypes, threshold))
 
 
@@ -404,13 +411,13 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     scale = 0.5 / prototypes.spread
     pixels = keras.Input(extractor.input_shape[1:], name="pixels")
     features = extractor(pixels)
-    unit = L2Normalize(name="unit_features")(features)
+    on_sphere = L2Normalize(name="unit_features")(features)
     probabilities = keras.layers.Dense(n_classes, activation="softmax", name="calibrated_probabilities")
     to_means = keras.layers.Dense(n_classes, name="class_mean_similarity")
     to_centroids = keras.layers.Dense(n_classes * per_class, use_bias=False, name="centroid_similarity")
     nearest = keras.layers.GlobalMaxPooling1D(data_format="channels_first", name="nearest_centroid")(
-        keras.layers.Reshape((n_classes, per_class))(to_centroids(unit)))
-    z = keras.layers.Add(name="class_z")([to_means(unit), nearest])
+        keras.layers.Reshape((n_classes, per_class))(to_centroids(on_sphere)))
+    z = keras.layers.Add(name="class_z")([to_means(on_sphere), nearest])
     best = keras.layers.GlobalMaxPooling1D(name="best_class_z")(keras.layers.Reshape((n_classes, 1))(z))
     shows_a_class = keras.layers.Dense(1, activation="sigmoid", name="shows_a_class")
     scores = keras.layers.Multiply(name="scores")([probabilities(features), shows_a_class(best)])
