@@ -23,7 +23,7 @@ pooled collections (separability, whatever the threshold rule), a sweep of the s
 keep rate, the winner by a stated rule, the kept share per class, and the size the gate adds.
 
     .venv/bin/python benchmarks/rejection.py [DATA] [--imagenet DIR] [--caltech DIR]
-        [--seeds 0,1,2] [--keep-rate 0.92] [--keep-rates 0.85,0.9,0.92,0.95,0.97] [--cache DIR]
+        [--seeds 0,1,2] [--keep-rate 0.90] [--keep-rates 0.85,0.9,0.92,0.95,0.97] [--cache DIR]
 """
 
 from __future__ import annotations

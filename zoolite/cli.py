@@ -89,7 +89,26 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_commands(sub)
     _add_model_commands(sub)
+    _add_check_command(sub)
     return parser
+
+
+def _add_check_command(sub) -> None:
+    """``check``: a report on a dataset folder before any training."""
+    check = sub.add_parser("check", help="report on a dataset before training: unusable files, empty classes, "
+                                         "class counts and imbalance, duplicate photos, the same photo in two "
+                                         "class folders, and photos that are probably in the wrong class folder")
+    check.add_argument("data", metavar="DATA", help="folder with one sub-folder of images per class, as for `run`")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON document on stdout "
+                                                           "(and nothing else)")
+    check.add_argument("--seed", type=int, default=0, help="seed of the folds that look for suspect labels "
+                                                           "(default: 0)")
+    check.add_argument("--no-suspects", dest="suspects", action="store_false",
+                       help="do not look for suspect labels (no backbone features: seconds, not minutes)")
+    check.add_argument("--show", type=int, default=10, metavar="N",
+                       help="how many files of each list the text report names (default: 10; --json names all)")
+    check.add_argument("--quiet", action="store_true", help="no progress bars")
+    check.set_defaults(handler=_check)
 
 
 def _add_run_commands(sub) -> None:
@@ -249,6 +268,16 @@ def _evaluate(args) -> int:
     for file, reason in evaluation.skipped:
         log.warning("skipped %s: %s", Path(args.data, file), reason)
     print(json.dumps(evaluation.to_json(), indent=2, ensure_ascii=False) if args.json else evaluation.summary())
+    return 0
+
+
+def _check(args) -> int:
+    from zoolite.check import check
+    from zoolite.progress import Progress
+
+    report = check(args.data, progress=Progress(not (args.quiet or args.json)), seed=args.seed,
+                   suspects=args.suspects)
+    print(json.dumps(report.to_json(), indent=2, ensure_ascii=False) if args.json else report.summary(args.show))
     return 0
 
 

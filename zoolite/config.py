@@ -25,7 +25,7 @@ DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 # config.json's own version (the results have theirs). A run is resumed only from files of this version:
 # bump it with any change to the options or to a stage's files (history.json, rejection.json, the
 # measurements). config.json files before it carried the results' schema_version instead.
-CONFIG_VERSION = 2  # 2: rejection.json per class (results schema 6)
+CONFIG_VERSION = 2  # 2: rejection.json per class (results schema 6); --keep-duplicates, --group-by
 AUGMENTATIONS = ("none", "flip", "standard")  # zoolite.augmentation builds them
 
 
@@ -249,6 +249,16 @@ def _split_ok(fractions) -> bool:
             and abs(sum(fractions) - 1) < 1e-6)
 
 
+def _regex_ok(pattern) -> bool:
+    import re
+
+    try:
+        re.compile(pattern)
+    except (re.error, TypeError, RecursionError):
+        return False
+    return True
+
+
 def _known(registry: Callable[[], dict], what: str) -> Check:
     """Each name must be in ``registry()``, a dict or tuple of names (looked up when checked, so importing
     this module stays light)."""
@@ -291,6 +301,17 @@ class RunConfig:
         Check(_split_ok, lambda: "three train,val,test fractions that sum to 1, train and test above 0 "
                                  "(e.g. 0.7,0.15,0.15)"), parse=_numbers)
     labels: str | None = option(None, "JSON map from folder names to labels (default: Animals-10's)")
+    keep_duplicates: bool = option(False, "split as if every photo were distinct: copies of one photo (identical, "
+                                          "re-encoded, scaled, cropped, mirrored) may land in train and test alike, "
+                                          "and photos in two class folders stay in (default: each group of copies "
+                                          "in one split, label conflicts left out)")
+    group_by: str | None = option(
+        None, "a regular expression searched in each photo's path relative to --data; its match (group 1 if it has "
+              "one) names the photo's group, and each group lands whole in train, val or test, so the test figures "
+              "estimate photos of a new group: e.g. '(video\\d+)_frame' for frames of one video, '^[^/]+/(pyis|c101)-' "
+              "for a source prefix. Photos it does not match are each their own group; a group spanning several "
+              "classes is split as a unit of its majority class (default: no groups)",
+        Check(_regex_ok, lambda: "a valid Python regular expression, e.g. '(video\\d+)_frame'"), optional=True)
     unlabelled: str | None = option(None, "a folder of photos without labels (any layout, any subject): adds "
                                           "each variant's agreement with the float model on them to the report "
                                           "and to the recommendation's evidence")

@@ -12,7 +12,9 @@ EXIF orientation of phone photos.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoolite.config import DEFAULT_FRACTIONS
+from zoolite.duplicates import Duplicates
 from zoolite.errors import ZooliteError
 
 # The reference dataset's Italian folder names, shown in English.
@@ -43,6 +46,7 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 LOOP_REASON = "linked folder already scanned or containing the dataset (a symbolic link loop); not followed"
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +76,14 @@ class Split:
     seed: int
     fractions: tuple[float, float, float]
     other: OtherSplit | None = None  # the --other photos, if given
+    # The duplicate groups, each kept within one split (None: not looked for: --keep-duplicates, or a
+    # split.json of before), and the photos of label conflicts, left out of every split.
+    groups: list[list[str]] | None = None
+    conflicts: list[tuple[str, int]] = field(default_factory=list)
+    # --group-by: the pattern and the groups it named ({group name: sorted photos}; photos it does not match
+    # are each their own group and are not listed), each kept within one split. None: not asked for.
+    group_by: str | None = None
+    user_groups: dict[str, list[str]] | None = None
 
     def subset(self, name: str) -> list[tuple[str, int]]:
         return getattr(self, name)
@@ -79,13 +91,43 @@ class Split:
     def to_json(self) -> dict:
         return {"seed": self.seed, "fractions": list(self.fractions),
                 **{name: [list(item) for item in self.subset(name)] for name in SPLITS},
-                **({"other": asdict(self.other)} if self.other else {})}
+                **({"other": asdict(self.other)} if self.other else {}),
+                # extra keys, which older zoolite versions ignore
+                **({"duplicate_groups": self.groups, "label_conflicts": [list(item) for item in self.conflicts]}
+                   if self.groups is not None else {}),
+                **({"user_groups": {"pattern": self.group_by, "groups": self.user_groups}}
+                   if self.group_by is not None else {})}
 
     @classmethod
     def from_json(cls, obj: dict) -> "Split":
         return cls(*([tuple(item) for item in obj[name]] for name in SPLITS),
                    seed=obj["seed"], fractions=tuple(obj["fractions"]),
-                   other=OtherSplit(**obj["other"]) if obj.get("other") else None)
+                   other=OtherSplit(**obj["other"]) if obj.get("other") else None,
+                   groups=obj.get("duplicate_groups"),
+                   conflicts=[tuple(item) for item in obj.get("label_conflicts", [])],
+                   group_by=(obj.get("user_groups") or {}).get("pattern"),
+                   user_groups=(obj.get("user_groups") or {}).get("groups"))
+
+    def where(self) -> dict[str, str]:
+        """Each split photo's split name."""
+        return {path: name for name in SPLITS for path, _ in self.subset(name)}
+
+    def group_counts(self) -> dict[str, tuple[int, int]]:
+        """With --group-by: per split, (user groups, their photos) in it; photos in no group not counted."""
+        where = self.where()
+        counts = {name: [0, 0] for name in SPLITS}
+        for photos in (self.user_groups or {}).values():
+            placed = [where[p] for p in photos if p in where]  # label conflicts are in no split
+            if placed:
+                counts[placed[0]][0] += 1
+                counts[placed[0]][1] += len(placed)
+        return {name: tuple(n) for name, n in counts.items()}
+
+    def test_groups(self) -> list[str]:
+        """With --group-by: the names of the user groups in the test split, sorted."""
+        where = self.where()
+        return sorted(name for name, photos in (self.user_groups or {}).items()
+                      if any(where.get(p) == "test" for p in photos))
 
 
 @dataclass
@@ -258,18 +300,14 @@ def photo_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
     return files, skipped
 
 
-def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
-                 workers: int | None = None) -> Dataset:
-    """Find the classes and usable images under ``root``; list the files that are skipped.
-
-    Raises ZooliteError when the folder is missing, or fewer than two classes have images.
-    """
-    root = Path(root)
+def scan_class_folders(root: Path, asked_as: str, workers: int | None = None) -> tuple[list[str], list, list]:
+    """The class folders under ``root`` (``asked_as``: how the user passes it, for the messages), the usable
+    images ((relative path, class index), in scan order) and the skipped files ((relative path, reason,
+    class index)). One line if the folder is missing, is a file, has no class folders or an unreadable name."""
     if not root.exists():
-        raise ZooliteError(f"{root}: data folder not found; pass --data DIR with one sub-folder per class")
+        raise ZooliteError(f"{root}: data folder not found; pass {asked_as} with one sub-folder per class")
     if not root.is_dir():
-        raise ZooliteError(f"{root}: not a folder; pass --data DIR with one sub-folder per class")
-    label_map = ANIMALS10_LABELS if label_map is None else label_map
+        raise ZooliteError(f"{root}: not a folder; pass {asked_as} with one sub-folder per class")
     class_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
     if not class_dirs:
         raise ZooliteError(f"{root}: no class folders in it; put each class's images in a "
@@ -277,10 +315,25 @@ def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
     for folder in (root, *(root / name for name in class_dirs)):
         if _printable(str(folder)) != str(folder):
             raise ZooliteError(f"{_printable(str(folder))}: folder name is not valid UTF-8; rename it")
-
     files, skipped = _usable_images(root, list(enumerate(root / name for name in class_dirs)), workers)
-    dataset = Dataset(root, class_dirs, [label_map.get(d, d) for d in class_dirs], files,
-                      sorted((relative, reason) for relative, reason, _ in skipped))
+    return class_dirs, files, skipped
+
+
+def skipped_files(skipped: list) -> list[tuple[str, str]]:
+    """(relative path, reason) of :func:`scan_class_folders`' skipped files, sorted."""
+    return sorted((relative, reason) for relative, reason, _ in skipped)
+
+
+def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
+                 workers: int | None = None) -> Dataset:
+    """Find the classes and usable images under ``root``; list the files that are skipped.
+
+    Raises ZooliteError when the folder is missing, or fewer than two classes have images.
+    """
+    root = Path(root)
+    label_map = ANIMALS10_LABELS if label_map is None else label_map
+    class_dirs, files, skipped = scan_class_folders(root, "--data DIR", workers)
+    dataset = Dataset(root, class_dirs, [label_map.get(d, d) for d in class_dirs], files, skipped_files(skipped))
     empty = [name for name, n in dataset.counts().items() if n == 0]
     if empty:
         label = class_dirs.index(empty[0])
@@ -296,31 +349,119 @@ def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
     return dataset
 
 
-def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> Split:
+def user_groups(paths, pattern: str) -> dict[str, list[str]]:
+    """The groups ``--group-by PATTERN`` names among ``paths`` (relative to the data folder, with ``/``):
+    the pattern is searched in each path, and its match (group 1 if it has a group, else the whole match)
+    names the photo's group. Photos it does not match are left out (each is its own group)."""
+    regex = re.compile(pattern)
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        match = regex.search(path)
+        if match is not None:
+            name = match.group(1) if regex.groups else match.group(0)
+            groups.setdefault(name if name is not None else match.group(0), []).append(path)
+    return {name: sorted(photos) for name, photos in sorted(groups.items())}
+
+
+def _units(paths: list[str], joined: list[list[str]]) -> list[list[str]]:
+    """``paths`` partitioned so that each list of ``joined`` is within one part (a union-find): sorted
+    parts of sorted paths."""
+    parent = {path: path for path in paths}
+
+    def root(path: str) -> str:
+        while parent[path] != path:
+            parent[path] = parent[parent[path]]
+            path = parent[path]
+        return path
+
+    for members in joined:
+        members = [p for p in members if p in parent]
+        for other in members[1:]:
+            a, b = root(members[0]), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    parts: dict[str, list[str]] = {}
+    for path in paths:
+        parts.setdefault(root(path), []).append(path)
+    return sorted(sorted(part) for part in parts.values())
+
+
+def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0,
+                  duplicates: Duplicates | None = None, group_by: str | None = None) -> Split:
     """Split per class (stratified), reproducibly for a given seed.
 
     Every class gets at least one test image, and one validation image when the
-    validation fraction is above zero.
+    validation fraction is above zero. With ``duplicates`` (:func:`zoolite.duplicates.find_duplicates`),
+    each group of copies is one unit of its class and lands whole in one split, and the photos of a
+    label conflict (a group in several class folders) are left out of every split; without, every
+    photo is its own unit (as before duplicates were looked for).
+
+    With ``group_by`` (a regular expression, :func:`user_groups`), the photos of each group it names
+    land whole in one split too, as scikit-learn's group splitters do: a photo in a group of copies and
+    in a user group joins both into one unit. A unit may then hold photos of several classes; it is
+    split as a unit of its majority class (ties: the first class), each photo keeping its own label, and
+    the fractions count units, not photos. A class whose photos all lie in one unit cannot be in both
+    train and test, and is refused; one that has too few units of its own to fill every split is warned of
+    when it ends up missing from train or test.
     """
-    by_class: dict[int, list[str]] = {}
-    for path, label in dataset.files:
-        by_class.setdefault(label, []).append(path)
+    conflicted = set(duplicates.conflict_photos()) if duplicates else set()
+    label_of = {path: label for path, label in dataset.files if path not in conflicted}
+    named = user_groups(sorted(label_of), group_by) if group_by is not None else None
+    units = _units(list(label_of), (duplicates.groups if duplicates else []) + list((named or {}).values()))
+    if group_by is not None:
+        _refuse_single_unit_classes(dataset, units, label_of, group_by, named)
+    by_class: dict[int, list[list[str]]] = {}  # majority label -> units, sorted by their first photo
+    for unit in units:
+        labels = [label_of[p] for p in unit]
+        by_class.setdefault(max(sorted(set(labels)), key=labels.count), []).append(unit)
     rng = np.random.default_rng(seed)
     parts = {name: [] for name in SPLITS}
-    for label in sorted(by_class):
-        paths = sorted(by_class[label])
-        n = len(paths)
+    for label in range(len(dataset.class_dirs)):
+        own = by_class.get(label, [])
+        n = len(own)
         n_test = max(1, round(n * fractions[2]))
         n_val = max(1, round(n * fractions[1])) if fractions[1] > 0 else 0
-        if n - n_test - n_val < 1:
+        if n - n_test - n_val < 1 and group_by is not None:
+            # its photos lie in other classes' units too (checked above): fill train first, then test, then val
+            n_test, n_val = (0, 0) if n < 2 else (1, 0) if n < 3 else (n_test, n_val)
+        elif n - n_test - n_val < 1:
+            distinct = " distinct" if duplicates and duplicates.groups else ""
             raise ZooliteError(
-                f"{dataset.root / dataset.class_dirs[label]}: only {n} usable image(s); each class "
-                f"needs at least {2 + (n_val > 0)} for the train/val/test split; add images")
-        order = [paths[i] for i in rng.permutation(n)]
-        parts["test"] += [(p, label) for p in order[:n_test]]
-        parts["val"] += [(p, label) for p in order[n_test:n_test + n_val]]
-        parts["train"] += [(p, label) for p in order[n_test + n_val:]]
-    return Split(parts["train"], parts["val"], parts["test"], seed, fractions)
+                f"{dataset.root / dataset.class_dirs[label]}: only {n} usable{distinct} image(s)"
+                + (" (copies of one photo count once, label conflicts not at all)" if distinct else "")
+                + f"; each class needs at least {2 + (n_val > 0)} for the train/val/test split; add images")
+        order = [own[i] for i in rng.permutation(n)]
+        parts["test"] += [(p, label_of[p]) for unit in order[:n_test] for p in unit]
+        parts["val"] += [(p, label_of[p]) for unit in order[n_test:n_test + n_val] for p in unit]
+        parts["train"] += [(p, label_of[p]) for unit in order[n_test + n_val:] for p in unit]
+    split = Split(parts["train"], parts["val"], parts["test"], seed, fractions,
+                  groups=duplicates.groups if duplicates is not None else None,
+                  conflicts=sorted((p, label) for p, label in dataset.files if p in conflicted),
+                  group_by=group_by, user_groups=named)
+    if group_by is not None:
+        for label, name in enumerate(dataset.class_dirs):
+            missing = [s for s in ("train", "test") if not any(l == label for _, l in split.subset(s))]
+            if missing:
+                log.warning("--group-by %s: class %s has no photos in %s with seed %d (its photos lie in few "
+                            "groups); its figures are not measured; try another --seed or a finer pattern",
+                            group_by, name, " or ".join(missing), seed)
+    return split
+
+
+def _refuse_single_unit_classes(dataset: Dataset, units: list[list[str]], label_of: dict[str, int],
+                                group_by: str, named: dict[str, list[str]]) -> None:
+    """One line for the first class whose photos all lie in one unit (one --group-by group, with its copies)."""
+    unit_of = {p: i for i, unit in enumerate(units) for p in unit}
+    for label, class_dir in enumerate(dataset.class_dirs):
+        touched = {unit_of[p] for p, l in label_of.items() if l == label}
+        if len(touched) == 1:
+            unit = set(units[touched.pop()])
+            names = [name for name, photos in named.items() if unit.intersection(photos)]
+            raise ZooliteError(
+                f"--group-by {group_by}: all photos of the class {class_dir} are in one group"
+                + (f" ({', '.join(names[:3])})" if names else "")
+                + ", so it cannot be in both train and test; use a pattern that splits its photos into "
+                  "several groups, add photos of other groups, or leave out --group-by")
 
 
 def load_image(path: str | Path, size: int) -> np.ndarray:

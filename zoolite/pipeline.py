@@ -26,6 +26,7 @@ from zoolite.backbones import build_feature_extractor, get_backbone, resolve_wei
 from zoolite.config import RunConfig
 from zoolite.data import Split, cache_images, even_sample, load_label_map, scan_dataset, scan_photos, split_dataset, \
     split_other
+from zoolite.duplicates import Duplicates, find_duplicates
 from zoolite.errors import ZooliteError
 from zoolite.evaluation import compare_with_reference, measure_variant, predict_all
 from zoolite.layout import BackboneLayout, RunLayout
@@ -358,19 +359,70 @@ def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: 
                 loss_p=stats.balanced_loss_p(won, lost, per_class))
 
 
+def split_sizes(split: Split) -> SplitSizes:
+    """The split's sizes, its duplicate groups and label conflicts, for the results."""
+    return SplitSizes(split.seed, len(split.train), len(split.val), len(split.test),
+                      duplicate_groups=None if split.groups is None else len(split.groups),
+                      duplicate_photos=None if split.groups is None else sum(map(len, split.groups)),
+                      conflicts=None if split.groups is None else [path for path, _ in split.conflicts],
+                      **_group_sizes(split))
+
+
+def _group_sizes(split: Split) -> dict:
+    """The --group-by fields of SplitSizes (none without it)."""
+    if split.group_by is None:
+        return {}
+    counts = split.group_counts()
+    return {"group_by": split.group_by, "user_groups": [counts[name][0] for name in ("train", "val", "test")],
+            "user_group_photos": [counts[name][1] for name in ("train", "val", "test")],
+            "test_groups": split.test_groups()}
+
+
 def _describe_dataset(dataset) -> Dataset:
     return Dataset(root=str(dataset.root), class_dirs=dataset.class_dirs, labels=dataset.labels,
                    counts=dataset.counts(), images=len(dataset.files),
                    skipped=[Skipped(file, reason) for file, reason in dataset.skipped])
 
 
-def _scan_and_split(config: RunConfig, timings: dict) -> tuple[Dataset, Split]:
+# Folders with at least this many photos show a progress bar while their duplicates are found.
+DUPLICATES_BAR_FROM = 500
+
+
+def _find_duplicates(config: RunConfig, dataset, progress: Progress) -> Duplicates | None:
+    """The dataset's groups of copies (None with --keep-duplicates, said in one warning line)."""
+    if config.keep_duplicates:
+        log.warning("--keep-duplicates: copies of one photo may be in train and test alike, so the test figures "
+                    "may measure memory rather than recognition")
+        return None
+    total = 2 * len(dataset.files) if len(dataset.files) >= DUPLICATES_BAR_FROM else 0
+    with progress.bar("duplicates", total, "img") as advance:
+        duplicates = find_duplicates(dataset.root, dataset.files, advance)
+    if duplicates.groups:
+        log.info("%d group(s) of copies of one photo (%d photos), each kept within one split",
+                 len(duplicates.groups), duplicates.photos)
+    conflicts = duplicates.conflict_photos()
+    if conflicts:
+        log.warning("%d photo(s) are copies in more than one class folder (label conflicts), left out of the split: "
+                    "%s", len(conflicts), ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else ""))
+    return duplicates
+
+
+def _scan_and_split(config: RunConfig, timings: dict, progress: Progress | None = None) -> tuple[Dataset, Split]:
     start = time.perf_counter()
     dataset = scan_dataset(config.data, load_label_map(config.labels))
     timings["scan"] = round(time.perf_counter() - start, 3)
     for file, reason in dataset.skipped:
         log.warning("skipped %s: %s", Path(config.data, file), reason)
-    split = split_dataset(dataset, config.split, config.seed)
+    start = time.perf_counter()
+    duplicates = _find_duplicates(config, dataset, progress or Progress(False))
+    timings["duplicates"] = round(time.perf_counter() - start, 3)
+    split = split_dataset(dataset, config.split, config.seed, duplicates, config.group_by)
+    if config.group_by is not None:
+        counts = split.group_counts()
+        log.info("--group-by %s: %d group(s) (%d photos; the others are each their own group), in train/val/test: "
+                 "%s groups; the test figures estimate photos of a new group", config.group_by,
+                 len(split.user_groups or {}), sum(map(len, (split.user_groups or {}).values())),
+                 "/".join(str(counts[name][0]) for name in ("train", "val", "test")))
     if config.other is not None:
         photos, _ = _scan_photos(config.other, "--other")
         if len(photos) < 2:
@@ -416,10 +468,11 @@ def _resumable(layout: RunLayout) -> RunConfig:
     return config
 
 
-def _resumed_split(layout: RunLayout, config: RunConfig, timings: dict) -> tuple[Dataset, Split]:
+def _resumed_split(layout: RunLayout, config: RunConfig, timings: dict,
+                   progress: Progress | None = None) -> tuple[Dataset, Split]:
     """The split the interrupted run saved (made now if it was interrupted before), its images checked."""
     if not layout.split.exists():
-        dataset, split = _scan_and_split(config, timings)
+        dataset, split = _scan_and_split(config, timings, progress)
         _save_split(layout, dataset, split)
         return dataset, split
     dataset = Dataset.from_json(json.loads(layout.dataset.read_text()))
@@ -478,9 +531,10 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
     """
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    progress = progress or Progress()
     if resume is None:
         config = config or RunConfig()
-        dataset, split = _scan_and_split(config, timings)
+        dataset, split = _scan_and_split(config, timings, progress)
     else:
         layout = RunLayout(Path(resume))
         config = _resumable(layout)
@@ -492,13 +546,13 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
     if resume is None:
         layout = _new_run_dir(config, dataset, split)
     else:
-        dataset, split = _resumed_split(layout, config, timings)
+        dataset, split = _resumed_split(layout, config, timings, progress)
     try:
         backbones = _measure_backbones(config, layout, dataset, split, specs, weights, extractors,
                                        [Path(config.unlabelled) / p for p in unlabelled[0]] if unlabelled else [],
                                        progress or Progress(), after_stage)
         timings["total"] = round(time.perf_counter() - started, 3)
-        sizes = SplitSizes(split.seed, len(split.train), len(split.val), len(split.test))
+        sizes = split_sizes(split)
         results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),
                       config=config, dataset=dataset, split=sizes, timings=timings, backbones=backbones,
                       unlabelled=UnlabelledPhotos(str(Path(config.unlabelled)), len(unlabelled[0]), unlabelled[1])

@@ -25,7 +25,9 @@ from zoolite.stats import FidelityRow, Interval, PairedComparison
 
 # 5: typed leaves (machine, dataset, split, training, fidelity rows); a variant's target under "target".
 # 6: "none of these" per class: each class's kept share, balanced kept and answered-and-right shares,
-# and the gate as fitted per class (Rejection.classes).
+# and the gate as fitted per class (Rejection.classes); the duplicate groups kept within one split and the
+# label-conflict photos left out (SplitSizes.duplicate_groups, duplicate_photos, conflicts); with --group-by,
+# its pattern and the user groups in each split (SplitSizes.group_by, user_groups, user_group_photos, test_groups).
 SCHEMA_VERSION = 6
 MB = 1e6
 # The test split counts as imbalanced, and the budget is judged on balanced accuracy, when its
@@ -104,6 +106,18 @@ class SplitSizes:
     train: int
     val: int
     test: int
+    # Groups of copies of one photo, each kept within one split, and the photos in them (None: not looked
+    # for: --keep-duplicates, or results before schema 6); the label-conflict photos (copies in several
+    # class folders), left out of every split.
+    duplicate_groups: int | None = None
+    duplicate_photos: int | None = None
+    conflicts: list[str] | None = None
+    # --group-by: its pattern, the groups it named in train/val/test, their photos there (photos it did not
+    # match, each their own group, not counted), and the names of the test split's groups (None: not asked for).
+    group_by: str | None = None
+    user_groups: list[int] | None = None
+    user_group_photos: list[int] | None = None
+    test_groups: list[str] | None = None
 
 
 @dataclass

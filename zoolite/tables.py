@@ -25,8 +25,38 @@ def dataset_sentence(results: Run, code=str, text=str) -> str:
     names by ``text`` (for HTML, escaped)."""
     d, split = results.dataset, results.split
     return (f"Dataset {code(d.root)}: {d.images} images in {len(d.labels)} classes ({text(', '.join(d.labels))}); split "
-            f"{split.train}/{split.val}/{split.test} (train/val/test, seed {split.seed}); {len(d.skipped)} file(s) "
-            "skipped.")
+            f"{split.train}/{split.val}/{split.test} (train/val/test, seed {split.seed}){duplicates_clause(results, code)}; "
+            f"{len(d.skipped)} file(s) skipped.{groups_sentence(results, code)}")
+
+
+def groups_sentence(results: Run, code=str, few: int = 10) -> str:
+    """With --group-by, how the test split was drawn, as a sentence after the dataset's (with a leading space;
+    "" without): what the test figures estimate, the groups and their photos per split, and the test groups'
+    names when there are ``few``."""
+    split = results.split
+    if split.group_by is None:
+        return ""
+    groups, photos, test = split.user_groups or [0, 0, 0], split.user_group_photos or [0, 0, 0], split.test_groups or []
+    named = f": {', '.join(code(g) for g in test)}" if 0 < len(test) <= few else ""
+    return (f" Split by group ({code('--group-by ' + split.group_by)}): each group whole in one split, so the test "
+            f"figures estimate photos of a new group, not new photos of groups seen in training; "
+            f"{groups[0]}/{groups[1]}/{groups[2]} group(s) ({photos[0]}/{photos[1]}/{photos[2]} photos) in "
+            f"train/val/test{named}; photos the pattern does not match are each their own group.")
+
+
+def duplicates_clause(results: Run, code=str, few: int = 3) -> str:
+    """How the split treated copies of one photo, as a clause of the dataset sentence ("" for results from
+    before duplicates were looked for); the label-conflict photos named when there are ``few``."""
+    split = results.split
+    if split.duplicate_groups is None:
+        return ", copies of one photo may be in train and test alike (--keep-duplicates)" \
+            if results.config.keep_duplicates else ""
+    conflicts = split.conflicts or []
+    if not split.duplicate_groups and not conflicts:
+        return ", no copies of one photo found"
+    named = f" ({', '.join(code(c) for c in conflicts)})" if 0 < len(conflicts) <= few else ""
+    return (f", {split.duplicate_groups} group(s) of duplicates ({split.duplicate_photos} photos) each kept within one "
+            f"split, {len(conflicts)} label-conflict photo(s) left out{named}")
 
 
 _COLUMNS = ["Variant", "Runtime", "Loss", "Accuracy [95% CI]", "Balanced [95% CI]", "Δ vs float, pp [95% CI]",

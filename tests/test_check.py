@@ -1,0 +1,114 @@
+"""`zoolite check DATA`: the dataset report before training, on real photos of the bundled sample."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import copy_sample, error_line
+from zoolite.cli import main
+
+
+def check_json(capsys, data: Path, *flags) -> dict:
+    capsys.readouterr()
+    assert main(["check", str(data), "--json", *flags]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_duplicates_conflicts_counts_and_unusable_files_with_relative_paths(tmp_path, capsys):
+    data = copy_sample(tmp_path / "data", per_class=6)
+    cane = sorted((data / "cane").iterdir())
+    gatto = sorted((data / "gatto").iterdir())
+    shutil.copy(cane[0], data / "cane" / "byte-copy.jpg")                     # a byte copy, same class
+    with Image.open(gatto[0]) as image:                                        # a mirrored copy, same class
+        ImageOps.mirror(image.convert("RGB")).save(data / "gatto" / "mirrored.jpg", quality=90)
+    shutil.copy(cane[1], data / "ragno" / "in-the-wrong-folder.jpg")           # a copy in another class's folder
+    (data / "ragno" / "notes.jpg").write_text("not a photo")
+    (data / "mucca").mkdir()                                                   # an empty class
+
+    report = check_json(capsys, data, "--no-suspects")
+    relative = lambda path: path.relative_to(data).as_posix()  # noqa: E731
+    assert sorted(report["duplicates"]) == sorted([
+        sorted([relative(cane[0]), "cane/byte-copy.jpg"]),
+        sorted([relative(gatto[0]), "gatto/mirrored.jpg"]),
+        sorted([relative(cane[1]), "ragno/in-the-wrong-folder.jpg"])])
+    assert report["label_conflicts"] == [sorted([relative(cane[1]), "ragno/in-the-wrong-folder.jpg"])]
+    assert report["photos"] == 21 and report["class_count"] == 4
+    assert report["per_class"] == {"cane": 7, "gatto": 7, "mucca": 0, "ragno": 7}
+    assert report["empty_classes"] == ["mucca"]
+    assert report["unusable"] == [{"file": "ragno/notes.jpg", "reason": "not an image (content not recognised)"}]
+    assert report["suspect_labels"] == [] and report["suspects_checked"] is False
+
+    assert main(["check", str(data), "--no-suspects", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "duplicate groups: 3" in text and "label conflicts (duplicates in more than one class folder): 1" in text
+    assert f"{relative(cane[1])} = ragno/in-the-wrong-folder.jpg" in text and "ragno/notes.jpg" in text
+
+
+@pytest.fixture(scope="module")
+def moved_photo(tmp_path_factory):
+    """3 classes x 12 real photos, one cat photo moved into the dog folder."""
+    data = copy_sample(tmp_path_factory.mktemp("moved") / "data", per_class=12)
+    photo = sorted((data / "gatto").iterdir())[3]
+    photo.rename(data / "cane" / photo.name)
+    return data, f"cane/{photo.name}"
+
+
+def test_a_photo_in_the_wrong_class_folder_is_a_suspect_with_the_right_class(moved_photo, capsys):
+    data, moved = moved_photo
+    report = check_json(capsys, data)
+    assert report["suspects_checked"] and report["photos"] == 36
+    suspects = {s["file"]: s for s in report["suspect_labels"]}
+    assert moved in suspects, report["suspect_labels"]
+    assert suspects[moved]["label"] == "cane" and suspects[moved]["suggested"] == "gatto"
+    assert 0 < suspects[moved]["score"] <= 1
+    assert len(suspects) <= 0.15 * 36
+
+    assert main(["check", str(data), "--quiet"]) == 0
+    assert f"{moved}: cane -> gatto (" in capsys.readouterr().out
+
+
+def test_the_second_check_reuses_the_cached_features(moved_photo, capsys, monkeypatch):
+    import zoolite.features
+    from zoolite.check import _content_hash, features_cache
+
+    data, _ = moved_photo
+    first = check_json(capsys, data)
+    assert all((features_cache() / f"{_content_hash(photo)}.npy").exists()
+               for photo in data.glob("*/*.jpg"))
+    calls = []
+    monkeypatch.setattr(zoolite.features, "extract", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(zoolite.features, "open_backbone", lambda *args, **kwargs: calls.append(args))
+    assert check_json(capsys, data) == first and calls == []
+
+
+def test_clean_data_names_few_photos(tmp_path, capsys):
+    data = copy_sample(tmp_path / "data", classes=("cane", "gatto", "ragno", "cavallo"), per_class=12)
+    report = check_json(capsys, data)
+    assert report["suspects_checked"] and report["photos"] == 48
+    assert len(report["suspect_labels"]) <= 0.15 * 48, report["suspect_labels"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "data folder not found"),
+    (lambda root: (root.parent.mkdir(parents=True, exist_ok=True), root.write_text("x")), "not a folder"),
+    (lambda root: (root.mkdir(parents=True), (root / "photo.jpg").write_text("x")), "no class folders"),
+])
+def test_bad_input_is_one_line_naming_the_path(tmp_path, capsys, make, message):
+    data = tmp_path / "data"
+    make(data)
+    line = error_line(capsys, ["check", data])
+    assert message in line and str(data) in line
+
+
+def test_help_imports_neither_numpy_nor_tensorflow():
+    code = ("import sys\nfrom zoolite.cli import main\ntry:\n    main(['check', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted({'numpy', 'tensorflow', 'keras'} & set(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr

@@ -1,0 +1,152 @@
+"""Duplicate photos: found by zoolite.duplicates, kept within one split, label conflicts left out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DATA, SAMPLE, copy_sample
+from zoolite.config import RunConfig
+from zoolite.data import Split, scan_dataset, split_dataset
+from zoolite.duplicates import find_duplicates
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from duplicates import KINDS, make_copy  # noqa: E402  (the benchmark's made copies)
+
+CLASSES = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()))
+
+
+@pytest.fixture(scope="module")
+def made_copies(tmp_path_factory):
+    """The whole bundled sample (160 distinct photos), and one copy of each kind of 14 of them (two of every
+    kind; label conflicts, re-encoded, go to the next class's folder). Crops take 4-6% a side (the finder
+    finds 75% of crops of 3-10% a side drawn at random: benchmarks/duplicates.py)."""
+    root = copy_sample(tmp_path_factory.mktemp("copies") / "data", classes=CLASSES, per_class=16)
+    rng = np.random.default_rng(0)
+    originals = [f"{c}/{sorted(p.name for p in (root / c).iterdir())[i]}" for i, c in enumerate(CLASSES[:7] * 2)]
+    families = {}
+    for i, original in enumerate(originals):
+        kind = KINDS[i % len(KINDS)]
+        folder = original.split("/")[0]
+        if kind == "conflict":
+            folder = CLASSES[(CLASSES.index(folder) + 1) % len(CLASSES)]
+        copy = f"{folder}/copy-{kind}-{i}.jpg"
+        (root / copy).write_bytes(make_copy(root / original, "reencoded" if kind == "conflict" else kind, rng,
+                                                 crop=(0.05, 0.04, 0.06, 0.05)))
+        families[original] = copy
+    return root, families
+
+
+def test_each_made_copy_is_grouped_with_its_original_and_nothing_else(made_copies):
+    root, families = made_copies
+    dataset = scan_dataset(root)
+    found = find_duplicates(root, dataset.files)
+    assert found.groups == sorted(sorted(pair) for pair in families.items())
+    assert found.conflicts == sorted(sorted(pair) for pair in families.items() if "conflict" in pair[1])
+
+
+def test_no_false_pairs_among_the_distinct_sample_photos():
+    files = scan_dataset(SAMPLE).files
+    assert find_duplicates(SAMPLE, files).groups == []
+
+
+def test_a_label_conflict_is_left_out_of_every_split_and_groups_stay_whole(made_copies):
+    root, families = made_copies
+    dataset = scan_dataset(root)
+    duplicates = find_duplicates(root, dataset.files)
+    conflicted = set(duplicates.conflict_photos())
+    assert len(conflicted) == 4
+    for seed in range(5):
+        split = split_dataset(dataset, (0.5, 0.25, 0.25), seed, duplicates)
+        where = {path: name for name in ("train", "val", "test") for path, _ in split.subset(name)}
+        assert not conflicted & set(where)
+        assert sorted(p for p, _ in split.conflicts) == sorted(conflicted)
+        for group in duplicates.groups:
+            if group[0] not in conflicted:
+                assert len({where[p] for p in group}) == 1, (seed, group)
+        assert len(where) == len(dataset.files) - len(conflicted)
+        restored = Split.from_json(json.loads(json.dumps(split.to_json())))
+        assert restored == split
+
+
+def test_the_pipelines_split_keeps_groups_whole_and_keep_duplicates_restores_the_old_one(made_copies, tmp_path,
+                                                                                        caplog):
+    from zoolite.pipeline import _scan_and_split, split_sizes
+
+    root, families = made_copies
+    timings = {}
+    dataset, split = _scan_and_split(RunConfig.from_options(data=str(root), seed=1), timings)
+    assert "duplicates" in timings
+    where = {path: name for name in ("train", "val", "test") for path, _ in split.subset(name)}
+    for original, copy in families.items():
+        assert ("conflict" in copy and original not in where and copy not in where) or where[original] == where[copy]
+    sizes = split_sizes(split)
+    assert (sizes.duplicate_groups, sizes.duplicate_photos, len(sizes.conflicts)) == (14, 28, 4)
+
+    with caplog.at_level(logging.WARNING, logger="zoolite"):
+        _, kept = _scan_and_split(RunConfig.from_options(data=str(root), seed=1, keep_duplicates=True), {})
+    old = split_dataset(scan_dataset(root), seed=1)
+    assert kept.to_json() == old.to_json() and kept.groups is None
+    warnings = [r.getMessage() for r in caplog.records if "--keep-duplicates" in r.getMessage()]
+    assert len(warnings) == 1 and "memory" in warnings[0]
+    assert split_sizes(kept).duplicate_groups is None
+
+
+def test_the_dataset_sentence_tells_of_groups_and_names_few_conflicts(made_copies):
+    from conftest import made_run
+    from zoolite.results import SplitSizes
+    from zoolite.tables import dataset_sentence
+
+    results = made_run({}, 10)
+    assert "duplicate" not in dataset_sentence(results)  # results from before: nothing said
+    results.split = SplitSizes(0, 5, 2, 3, duplicate_groups=2, duplicate_photos=5, conflicts=["a/x.jpg", "b/x.jpg"])
+    sentence = dataset_sentence(results)
+    assert "2 group(s) of duplicates (5 photos)" in sentence and "2 label-conflict photo(s) left out (a/x.jpg, b/x.jpg)" in sentence
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in DATA.glob("run-*")))
+def test_a_split_json_of_before_still_loads(run):
+    obj = json.loads((DATA / run / "split.json").read_text())
+    split = Split.from_json(obj)
+    assert split.groups is None and split.conflicts == [] and len(split.test) == len(obj["test"])
+
+
+def test_symlinked_and_case_variant_copies_are_grouped(tmp_path):
+    root = copy_sample(tmp_path / "data", classes=("cane", "gatto"), per_class=4)
+    photo = sorted((root / "cane").iterdir())[0]
+    os.symlink(photo, root / "cane" / "link.jpg")
+    shutil.copy(photo, root / "cane" / photo.name.upper())
+    os.symlink(photo, root / "gatto" / "linked-from-cane.jpg")
+    dataset = scan_dataset(root)
+    found = find_duplicates(root, dataset.files)
+    group = sorted(["cane/link.jpg", f"cane/{photo.name}", f"cane/{photo.name.upper()}", "gatto/linked-from-cane.jpg"])
+    if (root / "cane" / photo.name.upper()).samefile(photo):  # a case-insensitive file system: one file
+        group.remove(f"cane/{photo.name.upper()}")
+    assert found.groups == [group] and found.conflicts == [group]
+
+
+def test_thousands_of_near_identical_frames_make_one_group_quickly(tmp_path):
+    root = tmp_path / "frames"
+    (root / "a").mkdir(parents=True)
+    with Image.open(sorted((SAMPLE / "cane").iterdir())[0]) as image:
+        base = np.asarray(image.convert("RGB").resize((64, 64)))
+    files = []
+    for i in range(2000):
+        frame = base.copy()
+        y, x = divmod(i % 3600, 60)
+        frame[y % 60:y % 60 + 3, x:x + 3] = 255  # a moving dot
+        Image.fromarray(frame).save(root / "a" / f"{i:04d}.png")
+        files.append((f"a/{i:04d}.png", 0))
+    start = time.perf_counter()
+    found = find_duplicates(root, files)
+    assert time.perf_counter() - start < 30
+    assert len(found.groups) == 1 and len(found.groups[0]) == 2000

