@@ -112,3 +112,44 @@ def test_help_imports_neither_numpy_nor_tensorflow():
             "    pass\nprint(sorted({'numpy', 'tensorflow', 'keras'} & set(sys.modules)))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
+
+
+def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    import zoolite.features
+    from conftest import BACKBONE, SMALL_RUN_OPTIONS
+    from zoolite.config import RunConfig
+    from zoolite.pipeline import run
+    from zoolite.progress import Progress
+
+    data = copy_sample(tmp_path / "data", per_class=6)
+    extract, computed = zoolite.features.extract, []
+
+    def counting(runtime, paths, *args, **kwargs):
+        computed.extend(paths)
+        return extract(runtime, paths, *args, **kwargs)
+
+    monkeypatch.setattr(zoolite.features, "extract", counting)
+
+    def features_of_a_run(cache: str):
+        monkeypatch.setattr(zoolite.features, "features_cache", lambda backbone: tmp_path / cache)
+        config = RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / f"runs-{cache}"),
+                                        modes=("float32",), tensorboard=False, **SMALL_RUN_OPTIONS)
+        computed.clear()
+        results = run(config, progress=Progress(False))
+        folder = Path(results.run_dir) / BACKBONE / "cache"
+        return results, {name: np.load(folder / f"{name}_features.npy") for name in ("train", "val")}
+
+    alone, files_alone = features_of_a_run("alone")  # an empty cache: the run computes and fills it
+    assert len(computed) == len(files_alone["train"]) + len(files_alone["val"])  # the spy sees the backbone
+    assert len(list((tmp_path / "alone").glob("*.npy"))) == len(computed)
+
+    monkeypatch.setattr(zoolite.features, "features_cache", lambda backbone: tmp_path / "checked")
+    check_json(capsys, data)
+    after, files_after = features_of_a_run("checked")
+    assert computed == []  # no photo through the backbone: train and val features read from the check's cache
+    timings = after.backbones[BACKBONE].timings
+    assert "features_train" in timings and "features_val" in timings and "convert_backbone" not in timings
+    for name in ("train", "val"):
+        assert files_after[name].tobytes() == files_alone[name].tobytes(), name

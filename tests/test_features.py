@@ -80,3 +80,20 @@ def test_views_are_cached_and_an_interrupted_run_resumes_view_by_view(tmp_path):
     assert all(v.shape == original.shape for v in views)
     assert not np.allclose(views[0], original) and not np.allclose(views[0], views[1])
     assert results.backbones[BACKBONE].features_per_second > 0
+
+
+def test_the_checks_features_are_the_runs_bit_for_bit(tmp_path, monkeypatch):
+    """``zoolite check`` caches the features a run reuses: computed by the check (one thread or all cores),
+    read back from its cache, or computed by the run's plain path, they are the same bytes."""
+    from zoolite import check
+
+    spec = get_backbone(BACKBONE)
+    runtime = features.open_backbone(features.backbone_file(build_feature_extractor(spec), tmp_path / "backbones"))
+    run_path = np.load(features.extract(runtime, PHOTOS, spec.input_size, tmp_path / "run.npy").filename)
+    files = [photo.relative_to(SAMPLE).as_posix() for photo in PHOTOS]
+    for threads, cache in ((None, "a"), (1, "b")):
+        monkeypatch.setattr(features, "features_cache", lambda backbone, cache=cache: tmp_path / cache)
+        computed = check.photo_features(SAMPLE, files, threads=threads)
+        assert len(list((tmp_path / cache).glob("*.npy"))) == len(PHOTOS)
+        cached = check.photo_features(SAMPLE, files, threads=threads)
+        assert computed.tobytes() == run_path.tobytes() == cached.tobytes(), threads

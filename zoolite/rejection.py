@@ -14,7 +14,8 @@ few photos. The model computes, with built-in layers only,
 
 ``T`` is the temperature fitted on the validation photos (calibrated probabilities). A photo is
 *rejected* when its top score is below the threshold, the highest at which every class is
-estimated, out of sample, to keep at least ``keep_rate`` of its photos (:func:`choose_threshold`).
+estimated, out of sample, to keep at least ``keep_rate`` of its photos (:func:`choose_threshold`);
+the gate's centre is placed so that the threshold falls at :data:`THRESHOLD_AT`.
 It travels in the file's metadata (``ScoreThresholdingOptions``, which MediaPipe Tasks applies when
 the app sets no threshold) and in model.json, so every client rejects the same photos with no glue.
 
@@ -37,12 +38,16 @@ FOLDS = 5  # cross-fitting: each photo's similarity comes from prototypes fitted
 # ones (shrinkage); a class with fewer than MIN_CLASS_PHOTOS takes the pooled figures alone.
 SHRINKAGE_PHOTOS = 10
 MIN_CLASS_PHOTOS = 10
-# z is in units of a class's own spread, so one slope fits every class: the gate goes from 0.12 at
-# z = -0.5 to 0.88 at z = +0.5. Centred on z = 0 it weighs in on most class photos, so the
-# threshold judges the similarity more than the probability (benchmarks/rejection.py: centred on
-# the lowest 5% of z instead, the top probability decided, and 5 points fewer held-out photos kept
-# at the same rejection).
+# z is in units of a class's own spread, so one slope fits every class. Near the threshold the gate is
+# far below 1 (THRESHOLD_AT), so a photo is judged by slope x z plus the log of its top probability:
+# by its similarity more than its probability (benchmarks/rejection.py: a gate centred on the lowest
+# 5% of z, nearly 1 for most class photos, left it to the top probability, and kept 5 points fewer
+# held-out photos at the same rejection).
 GATE_SLOPE = 4.0
+# The gate's centre is placed so that the threshold falls here: the integer files' 8-bit output has a
+# step of 1/255, and a threshold of a few thousandths (where a centre of z = 0 put it) sat within the
+# lowest step, so int8 and float files decided differently on the photos near it.
+THRESHOLD_AT = 0.1
 
 
 # --- fitting (NumPy, on backbone features) ----------------------------------------------------
@@ -264,6 +269,22 @@ def _class_gates(top: np.ndarray, labels: np.ndarray, prototypes: Prototypes, th
             for c in range(len(photos))]
 
 
+def _centre_for_threshold(probability: np.ndarray, best: np.ndarray, slope: float, labels: np.ndarray,
+                          n_classes: int, keep_rate: float) -> float:
+    """The gate's centre at which :func:`choose_threshold` lands at :data:`THRESHOLD_AT` (bisection: the
+    threshold falls as the centre rises). Where the gate is far below 1 it is nearly exp(slope x (z -
+    centre)), so moving the centre moves every top score by one factor and keeps the decisions; it only
+    lifts the threshold out of the lowest steps of an 8-bit output."""
+    low, high = float(best.min()) - 20 / slope, float(best.max()) + 20 / slope
+    for _ in range(50):
+        middle = 0.5 * (low + high)
+        if choose_threshold(probability * gate(best, slope, middle), labels, n_classes, keep_rate) > THRESHOLD_AT:
+            low = middle
+        else:
+            high = middle
+    return 0.5 * (low + high)
+
+
 def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_features: np.ndarray,
         val_labels: np.ndarray, other_features: np.ndarray | None, keep_rate: float,
         seed: int = 0) -> tuple[Prototypes, Rejection]:
@@ -279,9 +300,10 @@ def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_feat
     prototypes.mean, prototypes.spread = normalisation(similarity[np.arange(len(labels)), labels], labels, n_classes)
     best = ((similarity - prototypes.mean) / prototypes.spread).max(1)
     other_best = None if other_features is None else prototypes.normalised(other_features).max(1)
-    slope, centre = fit_gate(best, other_best)
-    top = softmax((np.asarray(gate_features, np.float64) @ kernel + bias) / temperature).max(1) * \
-        gate(best, slope, centre)
+    slope, _ = fit_gate(best, other_best)
+    probability = softmax((np.asarray(gate_features, np.float64) @ kernel + bias) / temperature).max(1)
+    centre = _centre_for_threshold(probability, best, slope, labels, n_classes, keep_rate)
+    top = probability * gate(best, slope, centre)
     threshold = choose_threshold(top, labels, n_classes, keep_rate)
     n_other = 0 if other_features is None else len(other_features)
     return prototypes, Rejection(
