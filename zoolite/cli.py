@@ -79,6 +79,7 @@ def _options(args, cls):
 
 BUDGET_METAVARS = {"max_accuracy_drop_pp": "PP", "max_rejection_drop_pp": "PP", "max_latency_ms": "MS",
                    "max_size_mb": "MB"}
+RUN_METAVARS = {**BUDGET_METAVARS, "group_by": "PATTERN"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,7 +120,7 @@ def _add_run_commands(sub) -> None:
     run.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run from its last finished stage, "
                                                          "with the options saved in it")
     for group in (RunConfig, TrainConfig, LatencyConfig, Budget):
-        _add_options(run, group, BUDGET_METAVARS)
+        _add_options(run, group, RUN_METAVARS)
     run.add_argument("--quiet", action="store_true", help="no progress bars or training log")
     run.add_argument("--json", action="store_true", help="print the results as JSON on stdout (and nothing else)")
     run.set_defaults(handler=_run)
