@@ -76,11 +76,12 @@ def test_a_photo_in_the_wrong_class_folder_is_a_suspect_with_the_right_class(mov
 
 def test_the_second_check_reuses_the_cached_features(moved_photo, capsys, monkeypatch):
     import zoolite.features
-    from zoolite.check import _content_hash, features_cache
+    from zoolite.check import BACKBONE
+    from zoolite.features import content_hash, features_cache
 
     data, _ = moved_photo
     first = check_json(capsys, data)
-    assert all((features_cache() / f"{_content_hash(photo)}.npy").exists()
+    assert all((features_cache(BACKBONE) / f"{content_hash(photo)}.npy").exists()
                for photo in data.glob("*/*.jpg"))
     calls = []
     monkeypatch.setattr(zoolite.features, "extract", lambda *args, **kwargs: calls.append(args))

@@ -156,20 +156,6 @@ def _scan(root: Path):
 
 # --- features, cached per photo content ----------------------------------------------------------
 
-def _content_hash(path: Path) -> str:
-    from zoolite.features import content_hash
-
-    return content_hash(path)
-
-
-def features_cache(backbone: str = BACKBONE) -> Path:
-    """The folder of cached per-photo features of ``backbone`` (:func:`zoolite.features.features_cache`),
-    shared with ``zoolite run``: a run reuses them and adds those it computes."""
-    from zoolite.features import features_cache as cache
-
-    return cache(backbone)
-
-
 def photo_features(root: Path, files: list[str], progress=None, threads: int | None = None) -> np.ndarray:
     """(photos, features) of ``files`` (relative to ``root``): read from the cache by content, the
     missing ones computed once (identical photos once) with the fast LiteRT backbone and cached
@@ -180,7 +166,7 @@ def photo_features(root: Path, files: list[str], progress=None, threads: int | N
 
     progress = progress or Progress(False)
     paths = [root / file for file in files]
-    cache = features_cache()
+    cache = features.features_cache(BACKBONE)
     with progress.bar("hashing photos", len(files)) as step:
         hashes, missing = features.missing_from_cache(paths, cache, step)
     runtime = None
