@@ -154,3 +154,37 @@ def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_pat
     assert "features_train" in timings and "features_val" in timings and "convert_backbone" not in timings
     for name in ("train", "val"):
         assert files_after[name].tobytes() == files_alone[name].tobytes(), name
+
+
+def test_a_run_counts_the_suspect_labels_of_its_train_and_validation_photos(moved_photo, tmp_path):
+    from conftest import BACKBONE, SMALL_RUN_OPTIONS
+    from zoolite.config import RunConfig
+    from zoolite.pipeline import run
+    from zoolite.progress import Progress
+    from zoolite.results import load
+
+    data, moved = moved_photo
+    config = RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / "runs"), modes=("float32",),
+                                    tensorboard=False, **SMALL_RUN_OPTIONS)
+    results = run(config, progress=Progress(False))
+    split = json.loads((Path(results.run_dir) / "split.json").read_text())
+    assert moved in {photo for photo, _ in split["train"] + split["val"]}  # this seed's split: it is checked
+    suspects = load(results.run_dir).suspect_labels  # as results.json keeps them
+    assert suspects.backbone == BACKBONE and suspects.checked == len(split["train"]) + len(split["val"])
+    named = {s.file: s for s in suspects.named}
+    assert named[moved].label == "cane" and named[moved].suggested == "gatto"
+    assert suspects.found <= 0.15 * suspects.checked
+    report = (Path(results.run_dir) / "report.md").read_text()
+    assert "Suspect labels" in report and f"`{moved}` (cane -> gatto)" in report
+
+
+def test_a_group_of_many_copies_is_one_short_line(tmp_path, capsys):
+    data = copy_sample(tmp_path / "data", classes=("cane", "gatto"), per_class=3)
+    frame = sorted((data / "cane").iterdir())[0]
+    for i in range(40):  # 40 copies of one frame, as a video's still frames would be
+        shutil.copy(frame, data / "cane" / f"frame-{i:02d}.jpg")
+    assert main(["check", str(data), "--no-suspects", "--quiet", "--show", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    group = [line for line in lines if line.startswith("  ") and " = " in line]
+    assert len(group) == 1 and group[0].count(" = ") == 5 and "36 more, 41 files in all" in group[0]
+    assert max(map(len, lines)) < 400

@@ -23,13 +23,17 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from duplicates import KINDS, make_copy  # noqa: E402  (the benchmark's made copies)
 
 CLASSES = tuple(sorted(p.name for p in SAMPLE.iterdir() if p.is_dir()))
+# The bundled sample's one real pair of copies: the same black horse, re-cropped to another shape
+# (300x201 and 300x268 pixels), found only once aligned.
+SAMPLE_COPIES = [["cavallo/OIP-JWUV6Zu7rNgxUUPXDNw80gHaE9.jpg", "cavallo/OIP-Junvfw6M-f5CciCfImQHRgAAAA.jpg"]]
 
 
 @pytest.fixture(scope="module")
 def made_copies(tmp_path_factory):
-    """The whole bundled sample (160 distinct photos), and one copy of each kind of 14 of them (two of every
-    kind; label conflicts, re-encoded, go to the next class's folder). Crops take 4-6% a side (the finder
-    finds 75% of crops of 3-10% a side drawn at random: benchmarks/duplicates.py)."""
+    """The whole bundled sample (160 photos, one pair of them copies: SAMPLE_COPIES), and one copy of each
+    kind of 14 of them (two of every kind; label conflicts, re-encoded, go to the next class's folder).
+    Crops take 3% off the left and top, 10% off the right and bottom: lopsided crops like these fall
+    between the finder's windows and are found once aligned."""
     root = copy_sample(tmp_path_factory.mktemp("copies") / "data", classes=CLASSES, per_class=16)
     rng = np.random.default_rng(0)
     originals = [f"{c}/{sorted(p.name for p in (root / c).iterdir())[i]}" for i, c in enumerate(CLASSES[:7] * 2)]
@@ -41,7 +45,7 @@ def made_copies(tmp_path_factory):
             folder = CLASSES[(CLASSES.index(folder) + 1) % len(CLASSES)]
         copy = f"{folder}/copy-{kind}-{i}.jpg"
         (root / copy).write_bytes(make_copy(root / original, "reencoded" if kind == "conflict" else kind, rng,
-                                                 crop=(0.05, 0.04, 0.06, 0.05)))
+                                                 crop=(0.03, 0.03, 0.10, 0.10)))
         families[original] = copy
     return root, families
 
@@ -50,13 +54,13 @@ def test_each_made_copy_is_grouped_with_its_original_and_nothing_else(made_copie
     root, families = made_copies
     dataset = scan_dataset(root)
     found = find_duplicates(root, dataset.files)
-    assert found.groups == sorted(sorted(pair) for pair in families.items())
+    assert found.groups == sorted([sorted(pair) for pair in families.items()] + SAMPLE_COPIES)
     assert found.conflicts == sorted(sorted(pair) for pair in families.items() if "conflict" in pair[1])
 
 
-def test_no_false_pairs_among_the_distinct_sample_photos():
+def test_the_samples_one_real_copy_is_found_and_no_false_pair():
     files = scan_dataset(SAMPLE).files
-    assert find_duplicates(SAMPLE, files).groups == []
+    assert find_duplicates(SAMPLE, files).groups == SAMPLE_COPIES
 
 
 def test_a_label_conflict_is_left_out_of_every_split_and_groups_stay_whole(made_copies):
@@ -90,7 +94,7 @@ def test_the_pipelines_split_keeps_groups_whole_and_keep_duplicates_restores_the
     for original, copy in families.items():
         assert ("conflict" in copy and original not in where and copy not in where) or where[original] == where[copy]
     sizes = split_sizes(split)
-    assert (sizes.duplicate_groups, sizes.duplicate_photos, len(sizes.conflicts)) == (14, 28, 4)
+    assert (sizes.duplicate_groups, sizes.duplicate_photos, len(sizes.conflicts)) == (15, 30, 4)  # with SAMPLE_COPIES
 
     with caplog.at_level(logging.WARNING, logger="zoolite"):
         _, kept = _scan_and_split(RunConfig.from_options(data=str(root), seed=1, keep_duplicates=True), {})
@@ -150,3 +154,13 @@ def test_thousands_of_near_identical_frames_make_one_group_quickly(tmp_path):
     found = find_duplicates(root, files)
     assert time.perf_counter() - start < 30
     assert len(found.groups) == 1 and len(found.groups[0]) == 2000
+
+
+def test_box_descriptors_from_integral_images_are_exact_area_averages():
+    from zoolite.duplicates import _box_descriptors, _integral
+
+    image = np.random.default_rng(0).uniform(0, 255, (48, 48)).astype(np.float32)
+    blocks = image.reshape(16, 3, 16, 3).mean(axis=(1, 3))[4:12, 2:10].ravel()  # an aligned box: x 2-10, y 4-12
+    expected = (blocks - blocks.mean()) / np.linalg.norm(blocks - blocks.mean())
+    box = np.array([2 / 16, 4 / 16, 10 / 16, 12 / 16])
+    np.testing.assert_allclose(_box_descriptors(_integral(image[None]), box, 8)[0], expected, atol=1e-4)

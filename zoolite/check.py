@@ -35,7 +35,7 @@ import numpy as np
 from zoolite import storage
 from zoolite.errors import ZooliteError
 from zoolite.rejection import FOLDS, folds, softmax
-from zoolite.results import is_imbalanced
+from zoolite.results import SuspectLabel, is_imbalanced
 
 BACKBONE = "efficientnet_lite0"
 # At most this share of the photos is named as suspect labels (the most suspect first): on a clean
@@ -67,16 +67,6 @@ class ClassCount:
 class UnusableFile:
     file: str  # relative to the dataset folder
     reason: str
-
-
-@dataclass
-class SuspectLabel:
-    file: str  # relative to the dataset folder
-    label: str  # its class folder
-    suggested: str  # the class folder it more probably belongs to
-    score: float  # p_suggested - p_label (0..1, higher: more suspect)
-    p_label: float
-    p_suggested: float
 
 
 @dataclass
@@ -122,10 +112,10 @@ class CheckReport:
         lines += _more(self.unusable, show)
         lines.append(f"duplicate groups: {len(self.duplicates)}"
                      + (f" ({sum(len(g) for g in self.duplicates)} files)" if self.duplicates else ""))
-        lines += ["  " + " = ".join(group) for group in self.duplicates[:show]]
+        lines += ["  " + _group_line(group, show) for group in self.duplicates[:show]]
         lines += _more(self.duplicates, show)
         lines.append(f"label conflicts (duplicates in more than one class folder): {len(self.label_conflicts)}")
-        lines += ["  " + " = ".join(group) for group in self.label_conflicts[:show]]
+        lines += ["  " + _group_line(group, show) for group in self.label_conflicts[:show]]
         lines += _more(self.label_conflicts, show)
         if not self.suspects_checked:
             lines.append("suspect labels: not checked")
@@ -137,6 +127,13 @@ class CheckReport:
             lines += _more(self.suspect_labels, show)
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+def _group_line(group: list[str], show: int) -> str:
+    """A group of copies on one line: its files, or the first ``show`` of them and how many more (thousands
+    of frames of one video make one group)."""
+    more = f" = ... ({len(group) - show} more, {len(group)} files in all; --json lists them)" if len(group) > show else ""
+    return " = ".join(group[:show]) + more
 
 
 def _more(items: list, show: int) -> list[str]:
@@ -261,6 +258,23 @@ def confident_suspects(probabilities: np.ndarray, labels: np.ndarray) -> Suspect
     return Suspects(order, [int(best[i]) for i in order], [float(scores[i]) for i in order], thresholds.tolist())
 
 
+def find_suspects(features: np.ndarray, files: list[tuple[str, int]], class_dirs: list[str],
+                  seed: int = 0) -> tuple[int, list[SuspectLabel]]:
+    """The suspect labels among ``files`` ((path, class index), two classes or more, each of two photos or
+    more) from their ``features``: how many were found, and the most suspect, at most
+    :data:`MAX_SUSPECT_SHARE` of the photos."""
+    present = sorted({label for _, label in files})
+    index = {label: i for i, label in enumerate(present)}
+    labels = np.array([index[label] for _, label in files])
+    probabilities = out_of_fold_probabilities(features, labels, len(present), seed)
+    found = confident_suspects(probabilities, labels)
+    cap = max(1, math.floor(MAX_SUSPECT_SHARE * len(files)))
+    named = [SuspectLabel(files[i][0], class_dirs[present[labels[i]]], class_dirs[present[j]], round(score, 4),
+                          round(float(probabilities[i, labels[i]]), 4), round(float(probabilities[i, j]), 4))
+             for i, j, score in list(zip(found.indices, found.suggested, found.scores))[:cap]]
+    return len(found.indices), named
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
@@ -300,23 +314,12 @@ def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
     elif len(labelled) < 2:
         report.notes.append("suspect labels need at least two classes with two photos or more")
     else:
-        keep = [i for i, (_, label) in enumerate(files) if counts[class_dirs[label]] >= 2]
-        used = [files[i] for i in keep]
-        present = sorted({label for _, label in used})
-        index = {label: i for i, label in enumerate(present)}
-        labels = np.array([index[label] for _, label in used])
+        used = [file for file in files if counts[class_dirs[file[1]]] >= 2]
         feats = photo_features(root, [file for file, _ in used], progress, threads)
-        probabilities = out_of_fold_probabilities(feats, labels, len(present), seed)
-        found = confident_suspects(probabilities, labels)
-        cap = max(1, math.floor(MAX_SUSPECT_SHARE * len(files)))
-        rows = np.arange(len(labels))
-        report.suspects_checked, report.suspects_found = True, len(found.indices)
-        report.suspect_labels = [
-            SuspectLabel(used[i][0], class_dirs[present[labels[i]]], class_dirs[present[j]], round(score, 4),
-                         round(float(probabilities[rows[i], labels[i]]), 4), round(float(probabilities[i, j]), 4))
-            for i, j, score in list(zip(found.indices, found.suggested, found.scores))[:cap]]
+        report.suspects_found, report.suspect_labels = find_suspects(feats, used, class_dirs, seed)
+        report.suspects_checked = True
     return report
 
 
 __all__ = ["CheckReport", "ClassCount", "SuspectLabel", "UnusableFile", "check", "confident_suspects",
-           "out_of_fold_probabilities"]
+           "find_suspects", "out_of_fold_probabilities"]

@@ -14,6 +14,12 @@ How copies are found (``benchmarks/duplicates.py`` measures it):
   and of its mirror image are compared with those of every photo's whole frame and of crops of it
   (``SCALES`` of its sides, at nine places each), so a copy cropped by 3-10% a side mostly finds its
   original. Two photos are copies when the cosine similarity of the best of these reaches ``THRESHOLD``.
+* crops whose sides differ (3% off one side, 10% off the other) fall between those windows, so every
+  photo's ``CANDIDATES`` nearest photos that reach ``CANDIDATE`` are checked again, aligned: the crop box
+  of the other photo is searched over a grid of margins (``MARGINS``, at the descriptor's size, from
+  integral images of a ``THUMB``-pixel thumbnail), and the pairs that reach ``SHORTLIST`` are refined by
+  coordinate descent at ``FINE`` x ``FINE`` cells. At that size an aligned copy scores above
+  ``ALIGNED_THRESHOLD`` and two different photos of a similar layout below it.
 
 Nearest neighbours are found by matrix products over chunks of photos (no pair of photos is
 visited in Python), and groups are joined by a union over component labels, so thousands of
@@ -23,6 +29,7 @@ near-identical frames cost seconds and memory proportional to one chunk.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,9 +52,16 @@ def _windows() -> list[tuple[float, float, float, float]]:
         margin = 1 - scale
         boxes += [(x * margin, y * margin, x * margin + scale, y * margin + scale) for y in SHIFTS for x in SHIFTS]
     return boxes
-# benchmarks/duplicates.py on animals10-large: 0.94 groups none of the 2,528 photos wrongly (the 4 pairs it
-# makes among them are real copies, checked by eye; 0.93 adds a wrong one) and 75% of 3-10% crops.
+# benchmarks/duplicates.py on animals10-large: 0.94 groups none of the 2,528 photos wrongly (0.93 adds a
+# wrong pair); the aligned check below then finds the crops that fall between the windows.
 THRESHOLD = 0.94
+CANDIDATE, CANDIDATES = 0.6, 3  # the aligned check: each photo's 3 nearest photos that reach 0.6 ...
+MARGINS = (0.0, 0.05, 0.1)  # ... their crop boxes: these margins on each side (81 boxes) ...
+SHORTLIST = 0.85  # ... and the boxes that reach this, refined at FINE x FINE cells:
+FINE, THUMB, FINE_THUMB = 32, 48, 96
+# copies (made crops, and real re-crops, framed and watermarked copies in animals10-large, checked by eye)
+# score 0.954-0.999 aligned; different photos of similar layout at most 0.931.
+ALIGNED_THRESHOLD = 0.945
 CHUNK = 64  # photos compared at once: one chunk's similarities take CHUNK x 2 x photos x windows floats
 
 
@@ -90,24 +104,34 @@ def _descriptors(image: Image.Image) -> np.ndarray:
     return np.stack(rows)
 
 
-def _read(path: Path) -> tuple[str | None, np.ndarray | None]:
-    """The SHA-256 of the file's bytes and its descriptors; None for what cannot be read or decoded."""
+def _grey(source, side: int) -> Image.Image:
+    """The photo (a path or a file object) upright, in grey, decoded at no less than ``side`` pixels when
+    the format allows it (JPEG decodes at reduced scale)."""
+    with Image.open(source) as image:
+        image.draft("L", (side, side))
+        return ImageOps.exif_transpose(image).convert("L")
+
+
+def _thumbnail(image: Image.Image, side: int) -> np.ndarray:
+    """The grey image squeezed to ``side`` x ``side`` area-averaged pixels (crop boxes are shares of a side)."""
+    return np.asarray(image.resize((side, side), Image.Resampling.BOX), np.float32)
+
+
+def _read(path: Path) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
+    """The SHA-256 of the file's bytes, its descriptors and its ``THUMB`` thumbnail; None for what cannot
+    be read or decoded."""
     try:
         content = path.read_bytes()
     except OSError:
-        return None, None
+        return None, None, None
     digest = hashlib.sha256(content).hexdigest()
     try:
-        import io
-
-        with Image.open(io.BytesIO(content)) as image:
-            image.draft("L", (8 * SIZE, 8 * SIZE))  # JPEG: decode at reduced scale
-            image = ImageOps.exif_transpose(image).convert("L")
-            if min(image.size) < 2:
-                return digest, None
-            return digest, _descriptors(image)
+        image = _grey(io.BytesIO(content), 8 * SIZE)
     except Exception:  # noqa: BLE001 - any file Pillow cannot decode is compared by its bytes only
-        return digest, None
+        return digest, None, None
+    if min(image.size) < 2:
+        return digest, None, None
+    return digest, _descriptors(image), _thumbnail(image, THUMB).astype(np.uint8)
 
 
 class _Components:
@@ -129,33 +153,145 @@ class _Components:
 
 
 def _join_near_copies(components: _Components, descriptors: np.ndarray, threshold: float = THRESHOLD,
-                       progress: Callable[[int], None] | None = None) -> None:
+                       progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Join every two photos whose descriptors (photos x windows x D; all zero: not compared) make them
-    near-copies: the whole frame or its mirror of one against any crop of the other."""
+    near-copies: the whole frame or its mirror of one against any crop of the other. Return the pairs to
+    check aligned, rows of (photo, other photo, 1 if mirrored): each photo's ``CANDIDATES`` nearest photos
+    that reach ``CANDIDATE`` but not ``threshold``."""
     n, crops, dim = descriptors.shape
     index = descriptors.reshape(n * crops, dim)
     whole = descriptors[:, 0].reshape(n, SIZE, SIZE)
     queries = np.stack([whole, whole[:, :, ::-1]], axis=1).reshape(n, 2, dim)
+    candidates = []
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
-        similarity = (queries[start:stop].reshape(-1, dim) @ index.T).reshape(stop - start, 2, n, crops)
-        close = similarity.max(axis=(1, 3)) >= threshold
-        close[np.arange(stop - start), np.arange(start, stop)] = False
+        rows = np.arange(stop - start)
+        similarity = (queries[start:stop].reshape(-1, dim) @ index.T).reshape(stop - start, 2, n, crops).max(axis=3)
+        best = similarity.max(axis=1)
+        best[rows, np.arange(start, stop)] = -1
+        close = best >= threshold
         for row in np.flatnonzero(close.any(axis=1)):
             components.join(np.append(np.flatnonzero(close[row]), start + row))
+        nearest = np.argpartition(np.where(close, 1, -best), min(CANDIDATES, n - 1), axis=1)[:, :CANDIDATES]
+        row, column = np.nonzero(np.take_along_axis(best, nearest, axis=1) >= CANDIDATE)
+        other = nearest[row, column]
+        candidates.append(np.stack([start + row, other, similarity[row, 1, other] > similarity[row, 0, other]], axis=1))
         if progress:
             progress(stop - start)
+    return np.concatenate(candidates) if candidates else np.zeros((0, 3), int)
+
+
+def _integral(thumbnails: np.ndarray) -> np.ndarray:
+    """(m, side + 1, side + 1) integral images of (m, side, side) thumbnails, with a zero first row and column."""
+    m, side, _ = thumbnails.shape
+    integral = np.zeros((m, side + 1, side + 1), np.float32)
+    integral[:, 1:, 1:] = thumbnails.astype(np.float64).cumsum(axis=1).cumsum(axis=2)
+    return integral
+
+
+def _interpolation(low: np.ndarray, high: np.ndarray, cells: int, side: int) -> np.ndarray:
+    """(..., cells + 1, side + 1) weights that sample a row of an integral image linearly at the
+    cells + 1 edges between ``low`` and ``high`` (shares of the side)."""
+    edges = (low[..., None] + (high - low)[..., None] * np.arange(cells + 1) / cells) * side
+    first = np.clip(np.floor(edges).astype(int), 0, side - 1)
+    weights = np.zeros((*edges.shape, side + 1), np.float32)
+    np.put_along_axis(weights, first[..., None], (1 - (edges - first))[..., None], axis=-1)
+    np.put_along_axis(weights, first[..., None] + 1, (edges - first)[..., None], axis=-1)
+    return weights
+
+
+def _box_descriptors(integrals: np.ndarray, boxes: np.ndarray, cells: int) -> np.ndarray:
+    """(..., cells * cells) unit descriptors of boxes (..., 4: left, top, right, bottom as shares) of
+    integral images (..., side + 1, side + 1; the two broadcast): each box averaged over cells x cells
+    areas, minus their mean. An integral image of flat pixels is bilinear within a pixel, so sampling it
+    linearly gives exact area sums for any box."""
+    side = integrals.shape[-1] - 1
+    rows = _interpolation(boxes[..., 1], boxes[..., 3], cells, side)
+    columns = _interpolation(boxes[..., 0], boxes[..., 2], cells, side)
+    corners = rows @ integrals @ np.swapaxes(columns, -1, -2)
+    sums = corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
+    vectors = sums.reshape(*sums.shape[:-2], cells * cells)
+    vectors = vectors - vectors.mean(axis=-1, keepdims=True)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.where(norms > 1e-3, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
+def _frames(integrals: np.ndarray, mirrored: np.ndarray, cells: int) -> np.ndarray:
+    """The whole-frame descriptors of ``integrals``, mirrored where ``mirrored``."""
+    frames = _box_descriptors(integrals, np.array([0.0, 0.0, 1.0, 1.0]), cells).reshape(-1, cells, cells)
+    return np.where(mirrored[:, None, None].astype(bool), frames[:, :, ::-1], frames).reshape(len(frames), -1)
+
+
+def _best_boxes(candidates: np.ndarray, thumbnails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate (photo, other, mirrored): the best similarity of the photo's whole frame against
+    the other photo's boxes on the ``MARGINS`` grid, and that box."""
+    grid = np.array([(left, top, 1 - right, 1 - bottom) for left in MARGINS for top in MARGINS
+                     for right in MARGINS for bottom in MARGINS])
+    photo, other, mirrored = candidates.T
+    integrals = _integral(thumbnails)
+    queries = _frames(integrals[photo], mirrored, SIZE)
+    similarity, boxes = np.zeros(len(candidates)), np.zeros((len(candidates), 4))
+    others, position = np.unique(other, return_inverse=True)
+    for start in range(0, len(others), CHUNK):
+        crops = _box_descriptors(integrals[others[start:start + CHUNK], None], grid, SIZE)
+        chunk = np.flatnonzero((position >= start) & (position < start + CHUNK))
+        scores = np.einsum("pd,pbd->pb", queries[chunk], crops[position[chunk] - start])
+        similarity[chunk], boxes[chunk] = scores.max(axis=1), grid[scores.argmax(axis=1)]
+    return similarity, boxes
+
+
+def _aligned_similarity(pairs: np.ndarray, boxes: np.ndarray, integrals: np.ndarray) -> np.ndarray:
+    """The similarity at ``FINE`` x ``FINE`` cells of each pair (photo, other, mirrored; rows of
+    ``integrals``) once the other photo's crop box, starting at ``boxes``, is moved side by side to fit
+    best (coordinate descent in steps of 2%, 1% and 0.5% of a side)."""
+    photo, other, mirrored = pairs.T
+    queries = _frames(integrals[photo], mirrored, FINE)
+    crops_of = integrals[other]
+    moves = np.concatenate([np.eye(4), -np.eye(4)])
+
+    def score(trials: np.ndarray) -> np.ndarray:
+        return np.einsum("pd,...pd->...p", queries, _box_descriptors(crops_of, trials, FINE))
+
+    best = score(boxes)
+    for step in (0.02, 0.01, 0.005):
+        for _ in range(8):
+            trials = np.clip(boxes[None] + step * moves[:, None], 0.0, 1.0)
+            scores = score(trials)
+            pick = scores.argmax(axis=0)
+            moved = scores[pick, np.arange(len(pairs))]
+            if not (moved > best).any():
+                break
+            boxes = np.where((moved > best)[:, None], trials[pick, np.arange(len(pairs))], boxes)
+            best = np.maximum(best, moved)
+    return best
+
+
+def _aligned_copies(candidates: np.ndarray, thumbnails: np.ndarray, paths: list[Path]) -> np.ndarray:
+    """The candidates (photo, other, mirrored) that are copies once aligned: a crop of the other photo
+    fits the photo's whole frame at ``ALIGNED_THRESHOLD`` or more."""
+    if not len(candidates):
+        return candidates
+    similarity, boxes = _best_boxes(candidates, thumbnails)
+    shortlist = similarity >= SHORTLIST
+    pairs, boxes = candidates[shortlist], boxes[shortlist]
+    if not len(pairs):
+        return pairs
+    photos, local = np.unique(pairs[:, :2], return_inverse=True)
+    integrals = _integral(np.stack([_thumbnail(_grey(paths[i], 2 * FINE_THUMB), FINE_THUMB) for i in photos]))
+    local_pairs = np.column_stack([local.reshape(-1, 2), pairs[:, 2]])
+    return pairs[_aligned_similarity(local_pairs, boxes, integrals) >= ALIGNED_THRESHOLD]
 
 
 def find_duplicates(root: str | Path, files: list[tuple[str, int]],
-                    progress: Callable[[int], None] | None = None, threshold: float = THRESHOLD,
+                    progress: Callable[[int], None] | None = None, near_copies: bool = True,
                     workers: int | None = None) -> Duplicates:
     """The duplicate groups among ``files`` ((path relative to ``root``, class index), as
     :func:`zoolite.data.scan_dataset` lists them): byte-identical files and near-copies.
 
     ``progress(n)``, if given, is called as photos are read (``len(files)`` in all) and again as they
     are compared (``len(files)`` more): a progress bar's total is ``2 * len(files)``. A file that
-    cannot be read is left out; one that cannot be decoded is compared by its bytes only.
+    cannot be read is left out; one that cannot be decoded is compared by its bytes only. Without
+    ``near_copies``, only byte-identical files are grouped.
     """
     root = Path(root)
     paths = [path for path, _ in files]
@@ -170,17 +306,20 @@ def find_duplicates(root: str | Path, files: list[tuple[str, int]],
         read_back = list(pool.map(read, paths))
     components = _Components(len(paths))
     by_digest: dict[str, list[int]] = {}
-    for i, (digest, _) in enumerate(read_back):
+    for i, (digest, _, _) in enumerate(read_back):
         if digest is not None:
             by_digest.setdefault(digest, []).append(i)
     for members in by_digest.values():
         components.join(np.array(members))
 
-    decoded = [i for i, (_, d) in enumerate(read_back) if d is not None]
+    decoded = [i for i, (_, d, _) in enumerate(read_back) if d is not None] if near_copies else []
     if decoded:
         descriptors = np.stack([read_back[i][1] for i in decoded]).astype(np.float32)
         near = _Components(len(decoded))
-        _join_near_copies(near, descriptors, threshold, progress)
+        candidates = _join_near_copies(near, descriptors, THRESHOLD, progress)
+        thumbnails = np.stack([read_back[i][2] for i in decoded])
+        for photo, other, _ in _aligned_copies(candidates, thumbnails, [root / paths[i] for i in decoded]):
+            near.join(np.array([photo, other]))
         for group in near.groups():
             components.join(np.array(decoded)[group])
     if progress and len(decoded) < len(paths):

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 from tensorflow import errors as tf_errors
 
-from zoolite import features, provenance, rejection, reporting, stats, storage
+from zoolite import check, features, provenance, rejection, reporting, stats, storage
 from zoolite.augmentation import Views, random_views, view_maker
 from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
 from zoolite.config import RunConfig
@@ -33,7 +33,7 @@ from zoolite.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
 from zoolite.recommend import recommend
 from zoolite.results import Backbone, BalancedComparison, Dataset, OtherPhotos, Rejection, Run, Skipped, SplitSizes, \
-    Training, TrainingStage, UnlabelledPhotos, Variant, best_float_backbone, is_imbalanced
+    SuspectLabels, Training, TrainingStage, UnlabelledPhotos, Variant, best_float_backbone, is_imbalanced
 from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets, open_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
@@ -540,6 +540,24 @@ def _measure_backbones(config: RunConfig, layout: RunLayout, dataset: Dataset, s
     return backbones
 
 
+def _suspect_labels(layout: RunLayout, dataset: Dataset, split: Split, specs: list, timings: dict,
+                    seed: int) -> SuspectLabels | None:
+    """The suspect labels among the train and validation photos, from the frozen features the run saved for
+    its first pretrained backbone (None: none saved them, or fewer than two classes of two photos)."""
+    spec = next((spec for spec in specs if spec.pretrained), None)
+    saved = [layout.backbone(spec.name).features(subset) for subset in ("train", "val")] if spec else []
+    files = split.train + split.val
+    counts = np.bincount([label for _, label in files], minlength=len(dataset.class_dirs))
+    if not saved or not all(path.exists() for path in saved) or np.sum(counts >= 2) < 2:
+        return None
+    start = time.perf_counter()
+    chosen = [i for i, (_, label) in enumerate(files) if counts[label] >= 2]
+    found, named = check.find_suspects(np.concatenate([np.load(path) for path in saved])[chosen],
+                                       [files[i] for i in chosen], dataset.class_dirs, seed)
+    timings["suspect_labels"] = round(time.perf_counter() - start, 3)
+    return SuspectLabels(spec.name, len(chosen), found, named)
+
+
 def run(config: RunConfig | None = None, resume: str | Path | None = None, progress: Progress | None = None,
         command: str | None = None, after_stage: Callable[[str], None] | None = None) -> Run:
     """Run the whole pipeline (or finish the one in ``resume``); return its :class:`~zoolite.results.Run`.
@@ -577,7 +595,8 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
                       unlabelled=UnlabelledPhotos(str(Path(config.unlabelled)), len(unlabelled[0]), unlabelled[1])
                       if unlabelled else None,
                       other=OtherPhotos(split.other.root, len(split.other.calibration), len(split.other.test))
-                      if split.other else None)
+                      if split.other else None,
+                      suspect_labels=_suspect_labels(layout, dataset, split, specs, timings, config.seed))
         results.recommendation = recommend(results, config.budget)
         reporting.write_reports(results)
         storage.mark_complete(layout.root)

@@ -121,6 +121,33 @@ class SplitSizes:
 
 
 @dataclass
+class SuspectLabel:
+    """A photo whose class folder its backbone features confidently disagree with (:mod:`zoolite.check`)."""
+
+    file: str  # relative to the dataset folder
+    label: str  # its class folder
+    suggested: str  # the class folder it more probably belongs to
+    score: float  # p_suggested - p_label (0..1, higher: more suspect)
+    p_label: float
+    p_suggested: float
+
+
+@dataclass
+class SuspectLabels:
+    """The train and validation photos a run looked at for suspect labels (confident learning on the frozen
+    features of ``backbone``, as ``zoolite check`` does), how many it found and the most suspect of them."""
+
+    backbone: str
+    checked: int
+    found: int
+    named: list[SuspectLabel]
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "SuspectLabels":
+        return cls(obj["backbone"], obj["checked"], obj["found"], [SuspectLabel(**s) for s in obj["named"]])
+
+
+@dataclass
 class UnlabelledPhotos:
     """The ``--unlabelled`` folder: photos fidelity is measured on without labels."""
 
@@ -510,6 +537,7 @@ class Run:
     recommendation: Recommendation | None = None
     unlabelled: UnlabelledPhotos | None = None
     other: OtherPhotos | None = None
+    suspect_labels: SuspectLabels | None = None  # None: not looked for (no pretrained backbone, or before)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -563,7 +591,8 @@ class Run:
             backbones={name: Backbone.from_json(b) for name, b in obj["backbones"].items()},
             recommendation=Recommendation.from_json(obj["recommendation"]) if obj.get("recommendation") else None,
             unlabelled=UnlabelledPhotos.from_json(obj["unlabelled"]) if obj.get("unlabelled") else None,
-            other=OtherPhotos(**obj["other"]) if obj.get("other") else None)
+            other=OtherPhotos(**obj["other"]) if obj.get("other") else None,
+            suspect_labels=SuspectLabels.from_json(obj["suspect_labels"]) if obj.get("suspect_labels") else None)
 
 
 def is_imbalanced(class_counts: list[int]) -> bool:

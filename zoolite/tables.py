@@ -26,7 +26,21 @@ def dataset_sentence(results: Run, code=str, text=str) -> str:
     d, split = results.dataset, results.split
     return (f"Dataset {code(d.root)}: {d.images} images in {len(d.labels)} classes ({text(', '.join(d.labels))}); split "
             f"{split.train}/{split.val}/{split.test} (train/val/test, seed {split.seed}){duplicates_clause(results, code)}; "
-            f"{len(d.skipped)} file(s) skipped.{groups_sentence(results, code)}")
+            f"{len(d.skipped)} file(s) skipped.{groups_sentence(results, code)}{suspects_sentence(results, code)}")
+
+
+def suspects_sentence(results: Run, code=str, few: int = 3) -> str:
+    """The suspect labels among the train and validation photos, as a sentence after the dataset's (with a
+    leading space; "" when not looked for); the most suspect named, at most ``few``."""
+    suspects = results.suspect_labels
+    if suspects is None:
+        return ""
+    named = "".join(f"{'; ' if i else ': '}{code(s.file)} ({s.label} -> {s.suggested})"
+                    for i, s in enumerate(suspects.named[:few]))
+    more = "; ..." if suspects.found > few else ""
+    return (f" Suspect labels (photos whose folder the {suspects.backbone} features confidently disagree with, "
+            f"out of fold): {suspects.found} of the {suspects.checked} train and validation photos{named}{more}; "
+            f"{code('zoolite check')} lists them all.")
 
 
 def groups_sentence(results: Run, code=str, few: int = 10) -> str:
