@@ -9,9 +9,20 @@ through the frames between) and one class of ``--others`` distinct sample photos
 :func:`zoolite.duplicates.find_duplicates` and ``zoolite check --no-suspects``, and prints the groups
 found (right: one group of every frame, nothing else), the check's duplicates line, and the peak RSS.
 
-Output (2-core AMD EPYC):
+Output (2-core AMD EPYC, with another benchmark running on the same cores):
 
-    (filled in below by a real run)
+    10000 frames + 100 other photos made in 14 s
+    find_duplicates: 39.9 s (3.95 ms a photo); every frame in one group, and nothing else in it: True;
+      groups among the other photos: 1 (the sample holds one real pair of copies)
+    peak RSS of this process: 1287 MB
+    zoolite check --no-suspects: 45.3 s, exit 0, 9 lines, longest 296 characters; its duplicates lines:
+        duplicate groups: 2 (10002 files)
+          photos/OIP-JWUV6Zu7rNgxUUPXDNw80gHaE9.jpg = photos/OIP-Junvfw6M-f5CciCfImQHRgAAAA.jpg
+          video/frame-00000.jpg = video/frame-00001.jpg = ... = video/frame-00009.jpg = ... (9990 more,
+          10000 files in all; --json lists them)
+        label conflicts (duplicates in more than one class folder): 0
+
+Reading the 10,100 files takes about 15 s of the 40.
 """
 
 from __future__ import annotations
@@ -68,11 +79,12 @@ def main() -> None:
         start = time.perf_counter()
         groups = find_duplicates(root, files).groups
         seconds = time.perf_counter() - start
-        sizes = sorted((len(g) for g in groups), reverse=True)
-        frames_whole = len(groups) == 1 and all(p.startswith("video/") for p in groups[0])
+        with_frames = [g for g in groups if any(p.startswith("video/") for p in g)]
+        whole = len(with_frames) == 1 and len(with_frames[0]) == args.frames and \
+            all(p.startswith("video/") for p in with_frames[0])
         print(f"find_duplicates: {seconds:.1f} s ({seconds / len(files) * 1000:.2f} ms a photo); "
-              f"{len(groups)} group(s), sizes {sizes[:5]}; every frame in one group and nothing else: "
-              f"{frames_whole and sizes == [args.frames]}")
+              f"every frame in one group, and nothing else in it: {whole}; groups among the other photos: "
+              f"{len(groups) - len(with_frames)} (the sample holds one real pair of copies)")
         print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
         start = time.perf_counter()
         check = subprocess.run([sys.executable, "-m", "zoolite.cli", "check", str(root), "--no-suspects", "--quiet"],

@@ -164,3 +164,11 @@ def test_box_descriptors_from_integral_images_are_exact_area_averages():
     expected = (blocks - blocks.mean()) / np.linalg.norm(blocks - blocks.mean())
     box = np.array([2 / 16, 4 / 16, 10 / 16, 12 / 16])
     np.testing.assert_allclose(_box_descriptors(_integral(image[None]), box, 8)[0], expected, atol=1e-4)
+
+
+def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():
+    from zoolite.duplicates import _component_labels
+
+    chain = np.column_stack([np.arange(1, 1000), np.arange(999)])[::-1]  # 999 -> ... -> 0, given backwards
+    label = _component_labels(1003, np.concatenate([chain, [[1001, 1002]]]))
+    assert (label[:1000] == 0).all() and label[1000] == 1000 and label[1001] == label[1002] == 1001

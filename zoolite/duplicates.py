@@ -8,22 +8,25 @@ keeps each group in one split and leaves label conflicts out.
 How copies are found (``benchmarks/duplicates.py`` measures it):
 
 * byte-identical files share a SHA-256 of their content (symbolic links and hard links too);
-* near-copies: each photo, decoded once in grey at low resolution, gives a small descriptor
+* near-copies: each photo, decoded once in grey at low resolution, gives small descriptors
   (``SIZE`` x ``SIZE`` area-averaged pixels, minus their mean, scaled to unit length), so that
-  re-encoding, scaling and brightness changes hardly move it. The descriptor of the whole frame
-  and of its mirror image are compared with those of every photo's whole frame and of crops of it
-  (``SCALES`` of its sides, at nine places each), so a copy cropped by 3-10% a side mostly finds its
-  original. Two photos are copies when the cosine similarity of the best of these reaches ``THRESHOLD``.
-* crops whose sides differ (3% off one side, 10% off the other) fall between those windows, so every
-  photo's ``CANDIDATES`` nearest photos that reach ``CANDIDATE`` are checked again, aligned: the crop box
-  of the other photo is searched over a grid of margins (``MARGINS``, at the descriptor's size, from
-  integral images of a ``THUMB``-pixel thumbnail), and the pairs that reach ``SHORTLIST`` are refined by
+  re-encoding, scaling and brightness changes hardly move them: one of the whole frame and one of each
+  crop of it (``SCALES`` of its sides, at nine places each).
+* Each photo's ``NEIGHBOURS`` nearest photos are found on coarse descriptors of the whole frame and its
+  mirror image (``COARSE`` x ``COARSE``: little moved by crops, and cheap enough to compare every pair,
+  by matrix products over chunks of photos). Only these pairs are compared closely: the whole frame of
+  one, or its mirror image, against the other's whole frame and crops; they are copies when the cosine
+  similarity of the best of these reaches ``THRESHOLD``.
+* A crop whose sides differ (3% off one side, 10% off the other) falls between those crops, so the
+  pairs that reach ``CANDIDATE`` without being joined are checked again, aligned: the crop box of the
+  other photo is searched over a grid of margins (``MARGINS``, at the descriptor's size, from integral
+  images of a ``THUMB``-pixel thumbnail), and the pairs that reach ``SHORTLIST`` are refined by
   coordinate descent at ``FINE`` x ``FINE`` cells. At that size an aligned copy scores above
   ``ALIGNED_THRESHOLD`` and two different photos of a similar layout below it.
 
-Nearest neighbours are found by matrix products over chunks of photos (no pair of photos is
-visited in Python), and groups are joined by a union over component labels, so thousands of
-near-identical frames cost seconds and memory proportional to one chunk.
+Groups are joined by a union over component labels, so thousands of near-identical frames of one
+video make one group (each frame joined to its neighbours), at a cost that grows with the square of
+the photos only in the coarse search (``benchmarks/video_frames.py``).
 """
 
 from __future__ import annotations
@@ -55,14 +58,17 @@ def _windows() -> list[tuple[float, float, float, float]]:
 # benchmarks/duplicates.py on animals10-large: 0.94 groups none of the 2,528 photos wrongly (0.93 adds a
 # wrong pair); the aligned check below then finds the crops that fall between the windows.
 THRESHOLD = 0.94
-CANDIDATE, CANDIDATES = 0.6, 3  # the aligned check: each photo's 3 nearest photos that reach 0.6 ...
+# Each made copy of benchmarks/duplicates.py is among its original's 3 nearest photos at 8 x 8 (and
+# the other way round), in a folder of 2,668 photos; 8 leaves room for larger folders and more copies.
+COARSE, NEIGHBOURS = 8, 8
+CANDIDATE, CANDIDATES = 0.6, 3  # the aligned check: each photo's 3 closest pairs that reach 0.6 unjoined ...
 MARGINS = (0.0, 0.05, 0.1)  # ... their crop boxes: these margins on each side (81 boxes) ...
 SHORTLIST = 0.85  # ... and the boxes that reach this, refined at FINE x FINE cells:
 FINE, THUMB, FINE_THUMB = 32, 48, 96
 # copies (made crops, and real re-crops, framed and watermarked copies in animals10-large, checked by eye)
 # score 0.954-0.999 aligned; different photos of similar layout at most 0.931.
 ALIGNED_THRESHOLD = 0.945
-CHUNK = 64  # photos compared at once: one chunk's similarities take CHUNK x 2 x photos x windows floats
+CHUNK = 256  # photos (or pairs) compared at once: a chunk's coarse similarities take CHUNK x 2 x photos floats
 
 
 @dataclass
@@ -134,51 +140,95 @@ def _read(path: Path) -> tuple[str | None, np.ndarray | None, np.ndarray | None]
     return digest, _descriptors(image), _thumbnail(image, THUMB).astype(np.uint8)
 
 
-class _Components:
-    """Connected components as a label per photo, kept flat: joining relabels every member."""
-
-    def __init__(self, n: int):
-        self.label = np.arange(n)
-
-    def join(self, members: np.ndarray) -> None:
-        labels = self.label[members]
-        if labels.size and labels.min() != labels.max():
-            merged = np.unique(labels)
-            self.label[np.isin(self.label, merged)] = merged[0]
-
-    def groups(self) -> list[np.ndarray]:
-        order = np.argsort(self.label, kind="stable")
-        cuts = np.flatnonzero(np.diff(self.label[order])) + 1
-        return [g for g in np.split(order, cuts) if g.size > 1]
+def _component_labels(n: int, edges: np.ndarray) -> np.ndarray:
+    """The connected components of ``n`` photos joined by ``edges`` (pairs of indices), as the smallest
+    index of each photo's component: roots hooked onto smaller roots, then pointers jumped to their
+    roots, over all edges at once (a handful of rounds even for a chain of thousands of frames)."""
+    label = np.arange(n)
+    edges = np.asarray(edges, int).reshape(-1, 2)
+    while True:
+        a, b = label[edges[:, 0]], label[edges[:, 1]]
+        crossing = a != b
+        if not crossing.any():
+            return label
+        np.minimum.at(label, np.maximum(a, b)[crossing], np.minimum(a, b)[crossing])
+        while not np.array_equal(label[label], label):
+            label = label[label]
 
 
-def _join_near_copies(components: _Components, descriptors: np.ndarray, threshold: float = THRESHOLD,
-                       progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Join every two photos whose descriptors (photos x windows x D; all zero: not compared) make them
-    near-copies: the whole frame or its mirror of one against any crop of the other. Return the pairs to
-    check aligned, rows of (photo, other photo, 1 if mirrored): each photo's ``CANDIDATES`` nearest photos
-    that reach ``CANDIDATE`` but not ``threshold``."""
-    n, crops, dim = descriptors.shape
-    index = descriptors.reshape(n * crops, dim)
-    whole = descriptors[:, 0].reshape(n, SIZE, SIZE)
-    queries = np.stack([whole, whole[:, :, ::-1]], axis=1).reshape(n, 2, dim)
-    candidates = []
-    for start in range(0, n, CHUNK):
-        stop = min(start + CHUNK, n)
-        rows = np.arange(stop - start)
-        similarity = (queries[start:stop].reshape(-1, dim) @ index.T).reshape(stop - start, 2, n, crops).max(axis=3)
-        best = similarity.max(axis=1)
-        best[rows, np.arange(start, stop)] = -1
-        close = best >= threshold
-        for row in np.flatnonzero(close.any(axis=1)):
-            components.join(np.append(np.flatnonzero(close[row]), start + row))
-        nearest = np.argpartition(np.where(close, 1, -best), min(CANDIDATES, n - 1), axis=1)[:, :CANDIDATES]
-        row, column = np.nonzero(np.take_along_axis(best, nearest, axis=1) >= CANDIDATE)
-        other = nearest[row, column]
-        candidates.append(np.stack([start + row, other, similarity[row, 1, other] > similarity[row, 0, other]], axis=1))
-        if progress:
-            progress(stop - start)
-    return np.concatenate(candidates) if candidates else np.zeros((0, 3), int)
+def _groups(label: np.ndarray) -> list[np.ndarray]:
+    """The components of two photos or more, as arrays of indices."""
+    order = np.argsort(label, kind="stable")
+    cuts = np.flatnonzero(np.diff(label[order])) + 1
+    return [group for group in np.split(order, cuts) if group.size > 1]
+
+
+def _coarse(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse descriptors of the whole frames (photos, COARSE * COARSE), and of the whole frames and
+    their mirror images (photos, 2, COARSE * COARSE): the fine ones pooled."""
+    n = len(descriptors)
+    pooled = descriptors[:, 0].astype(np.float32).reshape(n, COARSE, SIZE // COARSE, COARSE, SIZE // COARSE)
+    pooled = pooled.mean(axis=(2, 4))
+    pooled -= pooled.mean(axis=(1, 2), keepdims=True)
+    pooled /= np.maximum(np.linalg.norm(pooled, axis=(1, 2), keepdims=True), 1e-12)
+    return pooled.reshape(n, -1), np.stack([pooled, pooled[:, :, ::-1]], axis=1).reshape(n, 2, -1)
+
+
+def _near_copies(descriptors: np.ndarray, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of photos that are copies, and those to check aligned (``CANDIDATES`` a photo at most),
+    each as (photo, other, mirrored). In rounds, each photo's ``NEIGHBOURS`` nearest photos by the coarse
+    descriptor, outside the group it is joined to so far, are compared closely (:func:`_close_pairs`);
+    the next round asks again for the photos whose group grew. So a long run of near-identical frames
+    joins up whole in a few rounds, though each frame's nearest photos are frames of its own little run."""
+    n = len(descriptors)
+    index, queries = _coarse(descriptors)
+    label = np.arange(n)
+    k = min(NEIGHBOURS, n - 1)
+    copies, candidates = [np.zeros((0, 3), int)], [np.zeros((0, 3), int)]
+    asking = np.arange(n)
+    out_of_reach = -2 - np.arange(1, n + 1, dtype=np.float32) / n
+    while len(asking) and k > 0:
+        for start in range(0, len(asking), CHUNK):
+            rows = asking[start:start + CHUNK]
+            similarity = (queries[rows].reshape(-1, index.shape[1]) @ index.T).reshape(len(rows), 2, n).max(axis=1)
+            # the photo itself and its group so far: out, each below -2 by a different amount (ties slow the
+            # partition down badly)
+            similarity = np.where(label[rows, None] == label[None, :], out_of_reach, similarity)
+            nearest = np.argpartition(similarity, n - k, axis=1)[:, n - k:]
+            row, column = np.nonzero(np.take_along_axis(similarity, nearest, axis=1) > -2)
+            close, pairs = _close_pairs(descriptors, np.column_stack([rows[row], nearest[row, column]]))
+            copies.append(pairs[close >= THRESHOLD])
+            rank = np.lexsort((-close, row))  # each photo's pairs, closest first
+            first = np.r_[True, row[rank][1:] != row[rank][:-1]] if len(rank) else np.zeros(0, bool)
+            place = np.arange(len(rank)) - np.maximum.accumulate(np.where(first, np.arange(len(rank)), 0))
+            candidates.append(pairs[rank[(place < CANDIDATES) & (close[rank] >= CANDIDATE) & (close[rank] < THRESHOLD)]])
+            if progress and len(asking) == n:  # the first round: every photo
+                progress(len(rows))
+        grown = _component_labels(n, np.concatenate(copies)[:, :2])
+        asking = np.flatnonzero(np.bincount(grown, minlength=n)[grown] != np.bincount(label, minlength=n)[label])
+        label = grown
+    return np.concatenate(copies), np.concatenate(candidates)
+
+
+def _close_pairs(descriptors: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's best similarity (the whole frame of one, or its mirror image, against the whole frame
+    and crops of the other, both ways round), and the pair as (photo, other, mirrored) in that best way."""
+    n, windows, dim = descriptors.shape
+    similarity, oriented = np.zeros(len(pairs)), np.zeros((len(pairs), 3), int)
+    for start in range(0, len(pairs), CHUNK):
+        chunk = pairs[start:start + CHUNK]
+        best = []
+        for photo, other in (chunk.T, chunk[:, ::-1].T):
+            whole = descriptors[photo, 0].reshape(-1, SIZE, SIZE)
+            queries = np.stack([whole, whole[:, :, ::-1]], axis=1).reshape(-1, 2, dim)
+            best.append(np.einsum("pqd,pwd->pqw", queries, descriptors[other]).max(axis=2))
+        scores = np.stack(best, axis=1)  # (pairs, direction, mirrored)
+        flat = scores.reshape(len(chunk), 4).argmax(axis=1)
+        direction, mirrored = np.divmod(flat, 2)
+        similarity[start:start + CHUNK] = scores.reshape(len(chunk), 4).max(axis=1)
+        oriented[start:start + CHUNK] = np.column_stack([np.where(direction == 0, chunk[:, 0], chunk[:, 1]),
+                                                         np.where(direction == 0, chunk[:, 1], chunk[:, 0]), mirrored])
+    return similarity, oriented
 
 
 def _integral(thumbnails: np.ndarray) -> np.ndarray:
@@ -229,13 +279,13 @@ def _best_boxes(candidates: np.ndarray, thumbnails: np.ndarray) -> tuple[np.ndar
                      for right in MARGINS for bottom in MARGINS])
     photo, other, mirrored = candidates.T
     integrals = _integral(thumbnails)
-    queries = _frames(integrals[photo], mirrored, SIZE)
     similarity, boxes = np.zeros(len(candidates)), np.zeros((len(candidates), 4))
     others, position = np.unique(other, return_inverse=True)
     for start in range(0, len(others), CHUNK):
         crops = _box_descriptors(integrals[others[start:start + CHUNK], None], grid, SIZE)
         chunk = np.flatnonzero((position >= start) & (position < start + CHUNK))
-        scores = np.einsum("pd,pbd->pb", queries[chunk], crops[position[chunk] - start])
+        queries = _frames(integrals[photo[chunk]], mirrored[chunk], SIZE)
+        scores = np.einsum("pd,pbd->pb", queries, crops[position[chunk] - start])
         similarity[chunk], boxes[chunk] = scores.max(axis=1), grid[scores.argmax(axis=1)]
     return similarity, boxes
 
@@ -276,10 +326,14 @@ def _aligned_copies(candidates: np.ndarray, thumbnails: np.ndarray, paths: list[
     pairs, boxes = candidates[shortlist], boxes[shortlist]
     if not len(pairs):
         return pairs
-    photos, local = np.unique(pairs[:, :2], return_inverse=True)
-    integrals = _integral(np.stack([_thumbnail(_grey(paths[i], 2 * FINE_THUMB), FINE_THUMB) for i in photos]))
-    local_pairs = np.column_stack([local.reshape(-1, 2), pairs[:, 2]])
-    return pairs[_aligned_similarity(local_pairs, boxes, integrals) >= ALIGNED_THRESHOLD]
+    copies = []
+    for start in range(0, len(pairs), CHUNK):  # a chunk's photos decoded again, larger
+        chunk = pairs[start:start + CHUNK]
+        photos, local = np.unique(chunk[:, :2], return_inverse=True)
+        integrals = _integral(np.stack([_thumbnail(_grey(paths[i], 2 * FINE_THUMB), FINE_THUMB) for i in photos]))
+        local_pairs = np.column_stack([local.reshape(-1, 2), chunk[:, 2]])
+        copies.append(chunk[_aligned_similarity(local_pairs, boxes[start:start + CHUNK], integrals) >= ALIGNED_THRESHOLD])
+    return np.concatenate(copies)
 
 
 def find_duplicates(root: str | Path, files: list[tuple[str, int]],
@@ -304,28 +358,26 @@ def find_duplicates(root: str | Path, files: list[tuple[str, int]],
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         read_back = list(pool.map(read, paths))
-    components = _Components(len(paths))
     by_digest: dict[str, list[int]] = {}
     for i, (digest, _, _) in enumerate(read_back):
         if digest is not None:
             by_digest.setdefault(digest, []).append(i)
-    for members in by_digest.values():
-        components.join(np.array(members))
+    edges = [np.column_stack([np.full(len(members) - 1, members[0]), members[1:]]) for members in by_digest.values()]
 
-    decoded = [i for i, (_, d, _) in enumerate(read_back) if d is not None] if near_copies else []
-    if decoded:
-        descriptors = np.stack([read_back[i][1] for i in decoded]).astype(np.float32)
-        near = _Components(len(decoded))
-        candidates = _join_near_copies(near, descriptors, THRESHOLD, progress)
+    decoded = np.array([i for i, (_, d, _) in enumerate(read_back) if d is not None] if near_copies else [], int)
+    if len(decoded):
+        descriptors = np.stack([read_back[i][1] for i in decoded])
+        copies, candidates = _near_copies(descriptors, progress)
+        edges.append(decoded[copies[:, :2]])
+        label = _component_labels(len(paths), np.concatenate(edges))
+        candidates = candidates[label[decoded[candidates[:, 0]]] != label[decoded[candidates[:, 1]]]]  # not joined yet
         thumbnails = np.stack([read_back[i][2] for i in decoded])
-        for photo, other, _ in _aligned_copies(candidates, thumbnails, [root / paths[i] for i in decoded]):
-            near.join(np.array([photo, other]))
-        for group in near.groups():
-            components.join(np.array(decoded)[group])
+        edges.append(decoded[_aligned_copies(candidates, thumbnails, [root / paths[i] for i in decoded])[:, :2]])
     if progress and len(decoded) < len(paths):
         progress(len(paths) - len(decoded))
 
-    groups = sorted(sorted(paths[i] for i in group) for group in components.groups())
+    label = _component_labels(len(paths), np.concatenate(edges) if edges else np.zeros((0, 2), int))
+    groups = sorted(sorted(paths[i] for i in group) for group in _groups(label))
     label_of = dict(files)
     conflicts = [group for group in groups if len({label_of[path] for path in group}) > 1]
     return Duplicates(groups, conflicts)
