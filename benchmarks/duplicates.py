@@ -16,17 +16,17 @@ Finders: ``zoolite`` (:func:`zoolite.duplicates.find_duplicates`, as ``zoolite r
 ``exact`` (content hash only: the same function with near-copies switched off) and ``dhash`` (the
 common 64-bit difference hash of the whole frame, Hamming distance <= 10, no mirror, no crops).
 
-Output (2-core AMD EPYC; pair recall per kind, precision of the pairs that involve a made copy):
+Output (2-core AMD EPYC, quiet; pair recall per kind, precision of the pairs that involve a made copy):
 
     animals10-dev: 380 photos (240 of DATA + 140 made copies, 20 per kind)
     finder   ms/photo  identical  reencoded  half  cropped  mirrored  brightness  conflict   all  precision
-    zoolite      3.20       1.00       1.00  1.00     1.00      1.00        1.00      1.00  1.00  1.000 of 141
+    zoolite      2.19       1.00       1.00  1.00     1.00      1.00        1.00      1.00  1.00  1.000 of 141
     exact        1.60       1.00       0.00  0.00     0.00      0.00        0.00      0.20  0.17  1.000 of 24
     dhash        0.74       1.00       1.00  1.00     0.15      0.05        1.00      0.75  0.71  1.000 of 99
     zoolite: 1 pair among the photos of DATA itself (a black horse re-cropped to another shape)
 
     animals10-large: 2668 photos (2528 of DATA + 140 made copies, 20 per kind)
-    zoolite      3.88       1.00       1.00  1.00     1.00      1.00        1.00      1.00  1.00  1.000 of 140
+    zoolite      2.35       1.00       1.00  1.00     1.00      1.00        1.00      1.00  1.00  1.000 of 140
     exact        1.51       1.00       0.00  0.00     0.00      0.00        0.00      0.20  0.17  1.000 of 24
     dhash        0.61       1.00       1.00  1.00     0.05      0.00        1.00      0.75  0.69  0.857 of 112
     zoolite: 15 pairs among the photos of DATA itself, all real copies (checked by eye: re-cropped, framed,

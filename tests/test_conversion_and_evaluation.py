@@ -161,3 +161,31 @@ def test_pixels_and_floats_are_quantized_alike(variants, images):
         runtime = LiteRTRuntime(variants[mode])
         for image in images[:5]:
             np.testing.assert_array_equal(runtime.predict_one(image), runtime.predict_one(image.astype(np.float32)))
+
+
+class _CountingRuntime:
+    """A model file's runtime stand-in: one call per image, each image's output its own."""
+
+    batched, n_classes = False, 3
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_one(self, image):
+        self.calls += 1
+        return np.array([image.mean(), image.std(), image.max()], np.float32)
+
+    def predict(self, images):
+        return np.stack([self.predict_one(image) for image in images])
+
+
+@pytest.mark.parametrize("photos, runs, calls", [(30, 7, 30), (5, 20, 1 + 3 + 20)])
+def test_a_files_predictions_and_latency_come_from_the_same_single_image_calls(photos, runs, calls):
+    from zoolite.evaluation import predict_and_time
+
+    images = np.random.default_rng(0).integers(0, 256, (photos, 8, 8, 3)).astype(np.uint8)
+    runtime = _CountingRuntime()
+    probabilities, latency = predict_and_time(runtime, images, LatencyConfig(warmup=3, runs=runs))
+    assert runtime.calls == calls and latency.runs == runs  # each image once, unless timing needs more calls
+    expected = _CountingRuntime().predict(images)
+    assert probabilities.tobytes() == expected.tobytes()

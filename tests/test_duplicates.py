@@ -172,3 +172,10 @@ def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():
     chain = np.column_stack([np.arange(1, 1000), np.arange(999)])[::-1]  # 999 -> ... -> 0, given backwards
     label = _component_labels(1003, np.concatenate([chain, [[1001, 1002]]]))
     assert (label[:1000] == 0).all() and label[1000] == 1000 and label[1001] == label[1002] == 1001
+
+
+def test_plain_colour_images_are_no_copies_of_one_another(tmp_path):
+    root = copy_sample(tmp_path / "data", classes=("cane", "gatto"), per_class=3)
+    for i, colour in enumerate((0, 40, 128, 255)):
+        Image.new("RGB", (120 + 10 * i, 90), (colour, colour, colour)).save(root / "cane" / f"plain-{i}.png")
+    assert find_duplicates(root, scan_dataset(root).files).groups == []

@@ -8,10 +8,11 @@ keeps each group in one split and leaves label conflicts out.
 How copies are found (``benchmarks/duplicates.py`` measures it):
 
 * byte-identical files share a SHA-256 of their content (symbolic links and hard links too);
-* near-copies: each photo, decoded once in grey at low resolution, gives small descriptors
-  (``SIZE`` x ``SIZE`` area-averaged pixels, minus their mean, scaled to unit length), so that
-  re-encoding, scaling and brightness changes hardly move them: one of the whole frame and one of each
-  crop of it (``SCALES`` of its sides, at nine places each).
+* near-copies: each photo, decoded once in grey at low resolution and squeezed to a ``THUMB`` x
+  ``THUMB`` thumbnail, gives small descriptors (``SIZE`` x ``SIZE`` area averages, minus their mean,
+  scaled to unit length, all read off the thumbnail's integral image), so that re-encoding, scaling
+  and brightness changes hardly move them: one of the whole frame and one of each crop of it
+  (``SCALES`` of its sides, at nine places each).
 * Each photo's ``NEIGHBOURS`` nearest photos are found on coarse descriptors of the whole frame and its
   mirror image (``COARSE`` x ``COARSE``: little moved by crops, and cheap enough to compare every pair,
   by matrix products over chunks of photos). Only these pairs are compared closely: the whole frame of
@@ -19,8 +20,8 @@ How copies are found (``benchmarks/duplicates.py`` measures it):
   similarity of the best of these reaches ``THRESHOLD``.
 * A crop whose sides differ (3% off one side, 10% off the other) falls between those crops, so the
   pairs that reach ``CANDIDATE`` without being joined are checked again, aligned: the crop box of the
-  other photo is searched over a grid of margins (``MARGINS``, at the descriptor's size, from integral
-  images of a ``THUMB``-pixel thumbnail), and the pairs that reach ``SHORTLIST`` are refined by
+  other photo is searched over a grid of margins (``MARGINS``, at the descriptor's size, on the
+  thumbnails), and the pairs that reach ``SHORTLIST`` are refined by
   coordinate descent at ``FINE`` x ``FINE`` cells. At that size an aligned copy scores above
   ``ALIGNED_THRESHOLD`` and two different photos of a similar layout below it.
 
@@ -64,7 +65,7 @@ COARSE, NEIGHBOURS = 8, 8
 CANDIDATE, CANDIDATES = 0.6, 3  # the aligned check: each photo's 3 closest pairs that reach 0.6 unjoined ...
 MARGINS = (0.0, 0.05, 0.1)  # ... their crop boxes: these margins on each side (81 boxes) ...
 SHORTLIST = 0.85  # ... and the boxes that reach this, refined at FINE x FINE cells:
-FINE, THUMB, FINE_THUMB = 32, 48, 96
+FINE, THUMB, FINE_THUMB = 32, 64, 96
 # copies (made crops, and real re-crops, framed and watermarked copies in animals10-large, checked by eye)
 # score 0.954-0.999 aligned; different photos of similar layout at most 0.931.
 ALIGNED_THRESHOLD = 0.945
@@ -97,17 +98,10 @@ class Duplicates:
         return {path: i for i, group in enumerate(self.groups) for path in group}
 
 
-def _descriptors(image: Image.Image) -> np.ndarray:
-    """(windows, SIZE * SIZE) unit vectors: the grey image in each of :func:`_windows`, area-averaged."""
-    width, height = image.size
-    rows = []
-    for left, top, right, bottom in _windows():
-        box = (left * width, top * height, right * width, bottom * height)
-        pixels = np.asarray(image.resize((SIZE, SIZE), Image.Resampling.BOX, box=box), np.float32).ravel()
-        pixels = pixels - pixels.mean()
-        norm = float(np.linalg.norm(pixels))
-        rows.append(pixels / norm if norm > 1e-3 * SIZE else np.zeros_like(pixels))  # a flat image matches nothing
-    return np.stack(rows)
+def _descriptors(thumbnail: np.ndarray) -> np.ndarray:
+    """(windows, SIZE * SIZE) unit vectors: the thumbnail in each of :func:`_windows`, area-averaged
+    (all zero for a flat image, which matches nothing)."""
+    return _box_descriptors(_integral(thumbnail[None], np.float64), np.array(_windows()), SIZE)
 
 
 def _grey(source, side: int) -> Image.Image:
@@ -137,7 +131,8 @@ def _read(path: Path) -> tuple[str | None, np.ndarray | None, np.ndarray | None]
         return digest, None, None
     if min(image.size) < 2:
         return digest, None, None
-    return digest, _descriptors(image), _thumbnail(image, THUMB).astype(np.uint8)
+    thumbnail = _thumbnail(image, THUMB).astype(np.uint8)
+    return digest, _descriptors(thumbnail), thumbnail
 
 
 def _component_labels(n: int, edges: np.ndarray) -> np.ndarray:
@@ -231,10 +226,10 @@ def _close_pairs(descriptors: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray
     return similarity, oriented
 
 
-def _integral(thumbnails: np.ndarray) -> np.ndarray:
+def _integral(thumbnails: np.ndarray, dtype=np.float32) -> np.ndarray:
     """(m, side + 1, side + 1) integral images of (m, side, side) thumbnails, with a zero first row and column."""
     m, side, _ = thumbnails.shape
-    integral = np.zeros((m, side + 1, side + 1), np.float32)
+    integral = np.zeros((m, side + 1, side + 1), dtype)
     integral[:, 1:, 1:] = thumbnails.astype(np.float64).cumsum(axis=1).cumsum(axis=2)
     return integral
 
@@ -261,9 +256,11 @@ def _box_descriptors(integrals: np.ndarray, boxes: np.ndarray, cells: int) -> np
     corners = rows @ integrals @ np.swapaxes(columns, -1, -2)
     sums = corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
     vectors = sums.reshape(*sums.shape[:-2], cells * cells)
+    level = np.abs(vectors).mean(axis=-1, keepdims=True)
     vectors = vectors - vectors.mean(axis=-1, keepdims=True)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return np.where(norms > 1e-3, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+    # flat: what is left is rounding of the integral image, not the picture
+    return np.where(norms > 1e-3 * cells * level, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
 
 def _frames(integrals: np.ndarray, mirrored: np.ndarray, cells: int) -> np.ndarray:

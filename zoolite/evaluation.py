@@ -40,28 +40,34 @@ def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
                    median_interval=stats.median_interval(ms), mean_interval=stats.mean_interval(ms))
 
 
-def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None) -> Latency:
-    """Time ``predict_one`` on single images: the first call, then warm-up, then timed calls.
+def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None, record=None) -> Latency:
+    """Time ``predict_one`` on single images, going through them in order (and round again): the first
+    call, then warm-up, then timed calls.
 
-    ``progress`` is told of each timed call, outside the timed span.
+    ``progress`` is told of each timed call, and ``record(index, output)`` given each call's output,
+    outside the timed span.
     """
     n = len(images)
-    start = time.perf_counter()
-    predict_one(images[0])
-    first = time.perf_counter() - start
-    for i in range(config.warmup):
-        predict_one(images[i % n])
-    times = []
-    spent = 0.0
-    for i in range(config.runs):
-        image = images[i % n]
+    calls = iter(range(1 << 62))
+
+    def call() -> float:
+        index = next(calls) % n
         start = time.perf_counter()
-        predict_one(image)
-        times.append(time.perf_counter() - start)
-        spent += times[-1]
+        output = predict_one(images[index])
+        seconds = time.perf_counter() - start
+        if record:
+            record(index, output)
+        return seconds
+
+    first = call()
+    for _ in range(config.warmup):
+        call()
+    times = []
+    for _ in range(config.runs):
+        times.append(call())
         if progress:
             progress(1)
-        if spent > config.max_seconds and len(times) >= config.min_runs:
+        if sum(times) > config.max_seconds and len(times) >= config.min_runs:
             break
     return latency_stats(times, first * 1000.0)
 
@@ -124,17 +130,44 @@ class Measurement:
     probabilities: np.ndarray
 
 
+def predict_and_time(runtime: Runtime, images: np.ndarray, latency: LatencyConfig, progress=None,
+                     timing_progress=None) -> tuple[np.ndarray, Latency]:
+    """Every image's probabilities and the single-image latency, from the same calls, for a runtime whose
+    :meth:`~zoolite.targets.base.Runtime.predict` is one call per image anyway (every model file): the
+    latency's calls go through the test images (:func:`measure_latency`), and the images they did not
+    reach are predicted after, so each image costs one call rather than two."""
+    probabilities = np.zeros((len(images), runtime.n_classes), np.float32)
+    predicted = np.zeros(len(images), bool)
+
+    def record(index: int, output: np.ndarray) -> None:
+        if not predicted[index]:
+            probabilities[index], predicted[index] = output, True
+            if progress:
+                progress(1)
+
+    timed = measure_latency(runtime.predict_one, images, latency, timing_progress, record)
+    rest = np.flatnonzero(~predicted)
+    if len(rest):
+        probabilities[rest] = predict_all(runtime, images[rest], progress=progress)
+    return probabilities, timed
+
+
 def measure(runtime: Runtime, images: np.ndarray, labels: np.ndarray, n_classes: int,
             latency: LatencyConfig | None = None, batch_size: int = 32, progress=None,
             timing_progress=None) -> Measurement:
     """Measure one runtime on the test images. ``progress`` advances per predicted image,
-    ``timing_progress`` per timed call."""
+    ``timing_progress`` per timed call. A runtime that predicts in batches (Keras) predicts the images
+    so, and is timed apart, one image a call; the others' single-image calls serve both."""
     latency = latency or LatencyConfig()
     start = time.perf_counter()
-    probabilities = predict_all(runtime, images, batch_size, progress)
-    eval_seconds = time.perf_counter() - start
-    return Measurement(classification_metrics(probabilities, labels, n_classes),
-                       measure_latency(runtime.predict_one, images, latency, timing_progress),
+    if runtime.batched:
+        probabilities = predict_all(runtime, images, batch_size, progress)
+        eval_seconds = time.perf_counter() - start
+        timed = measure_latency(runtime.predict_one, images, latency, timing_progress)
+    else:
+        probabilities, timed = predict_and_time(runtime, images, latency, progress, timing_progress)
+        eval_seconds = time.perf_counter() - start
+    return Measurement(classification_metrics(probabilities, labels, n_classes), timed,
                        {name: measure_latency(call, images, latency) for name, call in runtime.other_calls().items()},
                        eval_seconds, probabilities)
 

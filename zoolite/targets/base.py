@@ -52,6 +52,7 @@ class Runtime(Protocol):
     input_dtype: str  # what the file takes (NumPy dtype name)
     threads: str  # the thread count it runs with, as reported
     backend: str  # what runs it, e.g. "LiteRT + XNNPACK delegate" or "OpenVINO CPU, bf16"
+    batched: bool  # whether predict runs a batch in one call (False: one call per image, as apps feed files)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N, size, size, 3) pixels -> (N, classes) probabilities."""

@@ -28,6 +28,7 @@ class KerasRuntime:
             self._call = lambda x: model(x, training=False)
 
     threads = "TensorFlow default (all cores)"
+    batched = True  # predict_on_batch
 
     @property
     def backend(self) -> str:

@@ -161,6 +161,8 @@ class LiteRTRuntime:
     runs the images one by one.
     """
 
+    batched = False  # one call per image
+
     def __init__(self, path: str | Path, num_threads: int | None = None, xnnpack: bool = True):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 

@@ -222,6 +222,8 @@ class OnnxRuntimeRuntime:
     The model is batch 1, so :meth:`predict` runs the images one by one.
     """
 
+    batched = False  # one call per image
+
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
 

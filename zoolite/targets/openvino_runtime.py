@@ -157,6 +157,8 @@ class OpenVINORuntime:
     LATENCY hint, one stream, ``num_threads`` inference threads (default: every core), and the
     inference precision the file records (else the CPU's default)."""
 
+    batched = False  # one call per image
+
     def __init__(self, path: str | Path, num_threads: int | None = None):
         self.path = Path(path)
         model = read_model(self.path)

@@ -1,0 +1,354 @@
+"""What does a default `zoolite run` cost, stage by stage, and how does it grow with the photos?
+
+    .venv/bin/python benchmarks/scale.py [--data-small DIR] [--data-large DIR] [--repeats N]
+                                         [--baseline REV] [--keep DIR] [--json]
+
+In one invocation on one machine, a default ``zoolite run --data DATA --out TMP --quiet`` of the
+current checkout and of the previous release (--baseline, default b2e6549, checked out by ``git
+worktree add --detach /tmp/zoolite-REV REV``, reused if there) on two folders (default
+../shared/data/animals10-dev, 240 photos, and ../shared/data/animals10-large, 2,528 photos),
+interleaved: old small, new small, old large, new large (times --repeats), so machine noise hits
+both versions alike. Each run is a subprocess timed by its wall clock (Python start-up, imports,
+exit and all), started as the ``zoolite`` script starts it (``from zoolite.cli import main``) with
+the same Python and that version's folder first on ``PYTHONPATH`` (the code it imports is printed;
+the current one a copy of zoolite/ taken at the start, which edits made meanwhile do not reach),
+and with its own user cache (``ZOOLITE_CACHE``): the ported weights and converted backbone of the
+user's cache, no cached photo features (as benchmarks/check_cost.py does).
+
+Every step the run timed (results.json ``timings`` and each backbone's) gets a fixed cost and a
+cost per photo, fitted over the two sizes, per the photos that drive it (from reading
+zoolite/pipeline.py):
+
+* every photo of the folder (results.json ``dataset.images``): ``scan``, ``duplicates`` (a line
+  understates ``duplicates`` beyond the large folder: it compares every pair of photos' descriptors,
+  by matrix products, so part of it grows with the square of the photos);
+* the training + validation photos (``split``): ``hash_*`` and ``features_*`` (each photo through
+  the backbone), ``training`` and ``fine_tuning`` (epochs over them), ``rejection`` (the gate fitted
+  on their features), ``suspect_labels`` (out-of-fold logistic regression on their features; timed
+  after ``total`` is taken, before the reports);
+* the test photos: ``decode_test``, ``evaluate_*`` (each variant predicts every test photo; its
+  latency timing, at most --runs calls, and its loading are the fixed part);
+* none (a fixed cost, the mean of the runs): ``convert_backbone`` (reads the cached backbone),
+  ``export_saved_model``, ``convert_*``, ``calibrate_*`` and ``decode_representative`` (the
+  calibration sample has --representative-images photos however many the folder holds).
+
+A step a version lacks costs it 0 s (b2e6549 has no ``duplicates``, ``hash_*`` or
+``suspect_labels``). Three parts of the wall time no step times, taken as fixed: the reports
+(results.json, CSV, Markdown, and HTML with its plots: from the last file of ``measurements/`` to
+the ``COMPLETE`` marker, by their times, less ``suspect_labels``); start-up and exit (the wall time
+less ``total`` and that span: Python, the imports, TensorFlow's exit; the CLI times the imports as
+``import`` but adds the key after results.json is written); and the rest of ``total`` (weights,
+building the Keras backbone, the run folder, and any step that no rule above names). So the stages
+sum to the wall time.
+
+Projected: a run on 26,179 photos (Animals-10), split by zoolite's default fractions (test 3,927).
+Printed also: each run's wall time, the machine's load average as it ended (2 cores: above 2, other
+work shared them), the recommended variant and its test accuracy; the old / new ratio of the mean
+wall times per folder; and, for issue #27, the fitted evaluation cost per test photo of the Keras
+reference (``evaluate_keras``) against that of the features per training or validation photo, and of
+the LiteRT variants together against the sum of their median latencies (the mean over the runs).
+
+Output
+------
+
+Measured with ``--repeats 2`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-06, the current checkout at
+0d57bc3, while another engineer's tests and edits ran beside it (the load column: above 2, the two
+cores were shared). On this machine a step of a few seconds moves by a second or two from run to
+run, so the per-photo figures of the test photos (39 and 381) move by several ms from one invocation
+to the next; ``suspect_labels`` took 1.1 s and 12.5 s on the same folder.
+
+    AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
+    b2e6549: /tmp/zoolite-b2e6549/zoolite/pipeline.py
+    current (0d57bc3): /tmp/scale-scratch/keep5/current/zoolite/pipeline.py
+    8 runs in 11.1 min
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  57.2 s, load 1.1; recommended int8_fallback, test accuracy 85.0%
+      current (0d57bc3)  animals10-dev     240 photos (train+val 201, test 39):  60.9 s, load 1.3; recommended int8, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  99.7 s, load 2.0; recommended int8_fallback, test accuracy 97.1%
+      current (0d57bc3)  animals10-large 2,528 photos (train+val 2,147, test 381): 132.2 s, load 3.3; recommended int8, test accuracy 96.1%
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  61.3 s, load 2.8; recommended int8, test accuracy 85.0%
+      current (0d57bc3)  animals10-dev     240 photos (train+val 201, test 39):  60.3 s, load 1.9; recommended int8_fallback, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  87.7 s, load 1.8; recommended int8_fallback, test accuracy 97.1%
+      current (0d57bc3)  animals10-large 2,528 photos (train+val 2,147, test 381):  96.0 s, load 1.5; recommended int8, test accuracy 96.1%
+    wall time old / new on animals10-dev: 59.2 / 60.6 s = 0.98
+    wall time old / new on animals10-large: 93.7 / 114.1 s = 0.82
+
+    old = b2e6549, new = current (0d57bc3). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
+                                                     fixed s       ms per photo  26,179 photos, s
+    stage                              photos         old     new     old     new     old     new
+    start-up, imports, exit            fixed          6.1     5.8                       6       6
+    scan + duplicates                  all            0.0    -0.1    0.24    3.62       6      95
+    features                           train+val      0.8     0.6    6.26    7.34     140     164
+    head training + gate               train+val      4.0     3.8   -0.30    0.67      -3      19
+    suspect labels                     train+val      0.0    -0.4    0.00    3.36       0      74
+    export + conversions               fixed         27.7    28.2                      28      28
+    Keras evaluation, test decoding    test           8.4    10.9   21.04    8.79      91      45
+    variant evaluation                 test           5.9     3.1   33.95   49.50     139     197
+    reports                            fixed          2.2     2.3                       2       2
+    other (weights, backbone, folder)  fixed          2.4     2.5                       2       3
+    total                                            57.5    56.7                     412     633
+
+    issue #27, fitted ms per photo                    old     new
+    Keras evaluation per test photo                 19.83    7.66
+      target: <= features per photo                  6.26    7.34
+    LiteRT evaluations per test photo               33.95   49.50
+      target: <= sum of their median latencies      42.99   37.78
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
+from check_cost import fresh_cache  # noqa: E402
+from zoolite import storage  # noqa: E402
+from zoolite.config import DEFAULT_FRACTIONS  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+REFERENCE_PHOTOS = 26_179  # Animals-10
+LAUNCH = "import sys; from zoolite.cli import main; sys.exit(main())"  # what the `zoolite` script runs
+FIXED = "fixed"
+
+# (stage, the photos that drive its steps, the step-name prefixes), first match wins.
+RULES = [
+    ("scan + duplicates", "all", ("scan", "duplicates")),
+    ("features", FIXED, ("convert_backbone", "convert_trained_backbone")),
+    ("features", "train+val", ("hash_", "features_")),
+    ("head training + gate", "train+val", ("training", "fine_tuning", "rejection")),
+    ("suspect labels", "train+val", ("suspect_labels",)),
+    ("export + conversions", FIXED, ("export_", "convert_", "calibrate_", "decode_representative")),
+    ("Keras evaluation, test decoding", "test", ("decode_test", "evaluate_keras")),
+    ("variant evaluation", "test", ("evaluate_",)),
+]
+AFTER_TOTAL = ("suspect_labels",)  # timed steps that run after ``total`` is taken, before the reports
+START_UP, REPORTS, OTHER = "start-up, imports, exit", "reports", "other (weights, backbone, folder)"
+STAGES = [START_UP, *dict.fromkeys(stage for stage, _, _ in RULES), REPORTS, OTHER]
+
+
+@dataclass
+class Run:
+    """One measured run: its wall time, its steps' seconds (with the three derived ones), its photos."""
+
+    version: str
+    data: str
+    wall: float
+    load: float  # the machine's 1-minute load average as the run ended (other work shows above the run's own)
+    steps: dict[str, float]
+    photos: dict[str, int]  # "all", "train+val", "test"
+    recommended: str
+    accuracy: float | None
+    litert_targets: list[str]
+    litert_latency_ms: float  # the sum of the LiteRT variants' median latencies
+
+
+@dataclass
+class Fit:
+    stage: str
+    driver: str
+    fixed: float  # seconds
+    per_photo: float  # seconds per photo of ``driver``
+
+
+def cpu() -> str:
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+
+
+def rule(step: str) -> tuple[str, str]:
+    """(stage, driver) of a timed step; (OTHER, FIXED) if no rule names it."""
+    return next(((stage, driver) for stage, driver, prefixes in RULES if step.startswith(prefixes)), (OTHER, FIXED))
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def checkouts(baseline: str, folder: Path) -> dict[str, Path]:
+    """Label -> folder of each version: the baseline's worktree (made if missing), and a copy in ``folder``
+    of this checkout's zoolite/ as it is now, so that edits made while the runs go on do not reach them."""
+    worktree = Path(tempfile.gettempdir()) / f"zoolite-{baseline}"
+    if not worktree.exists():
+        git("worktree", "add", "--detach", str(worktree), baseline)
+    current = git("rev-parse", "--short", "HEAD") + (" + uncommitted" if git("status", "--porcelain", "--", "zoolite")
+                                                     else "")
+    shutil.copytree(ROOT / "zoolite", folder / "current" / "zoolite", ignore=shutil.ignore_patterns("__pycache__"))
+    return {baseline: worktree, f"current ({current})": folder / "current"}
+
+
+def environment(checkout: Path, cache: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(checkout), "ZOOLITE_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def imported_from(checkout: Path) -> str:
+    """The file of zoolite.pipeline that a run of ``checkout`` imports (checked to be the checkout's)."""
+    out = subprocess.run([sys.executable, "-c", "import zoolite.pipeline as p; print(p.__file__)"], cwd=checkout,
+                         env={**os.environ, "PYTHONPATH": str(checkout)}, capture_output=True, text=True, check=True)
+    path = out.stdout.strip()
+    if not Path(path).is_relative_to(checkout):
+        raise SystemExit(f"{checkout}: zoolite imported from {path}, not from the checkout")
+    return path
+
+
+def run(version: str, checkout: Path, data: Path, folder: Path) -> Run:
+    """One default ``zoolite run`` of ``checkout`` on ``data`` in ``folder``, timed by its wall clock."""
+    env = environment(checkout, fresh_cache(storage.cache_dir(), folder / "cache"))
+    argv = [sys.executable, "-c", LAUNCH, "run", "--data", str(data), "--out", str(folder / "runs"), "--quiet"]
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True)
+    wall, load = time.perf_counter() - start, os.getloadavg()[0]
+    if done.returncode:
+        raise SystemExit(f"{version} on {data} failed:\n{done.stderr[-2000:]}")
+    run_dir = next((folder / "runs").iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    return measured(version, data.name, wall, load, run_dir, results)
+
+
+def measured(version: str, data: str, wall: float, load: float, run_dir: Path, results: dict) -> Run:
+    """The figures of one run folder: every step's seconds with the three derived ones, photos, accuracy."""
+    steps = {name: s for name, s in results["timings"].items() if name not in ("total", "import")}
+    for backbone in results["backbones"].values():
+        steps.update(backbone["timings"])
+    total = results["timings"]["total"]
+    last_measurement = max(p.stat().st_mtime for p in run_dir.glob("*/measurements/*"))
+    after_total = (run_dir / storage.COMPLETE_MARKER).stat().st_mtime - last_measurement
+    later = sum(s for name, s in steps.items() if name in AFTER_TOTAL)
+    steps |= {START_UP: wall - total - after_total, REPORTS: after_total - later,
+              OTHER: total - (sum(steps.values()) - later)}
+    split, recommendation = results["split"], results["recommendation"]
+    variants = {v["target"]: v for v in results["backbones"][recommendation["backbone"]]["variants"]}
+    litert = [v for v in variants.values() if v["family"] == "litert"]
+    chosen = variants.get(recommendation["variant"])
+    return Run(version, data, wall, load, steps,
+               {"all": results["dataset"]["images"], "train+val": split["train"] + split["val"], "test": split["test"]},
+               recommendation["variant"] or "none", chosen["accuracy"] if chosen else None,
+               [v["target"] for v in litert], sum(v["latency"]["median_ms"] for v in litert))
+
+
+def fit_steps(runs: list[Run]) -> dict[str, Fit]:
+    """Each step's fixed cost and cost per photo over the runs of one version (a step a run lacks cost it 0 s)."""
+    fits = {}
+    for step in dict.fromkeys(name for r in runs for name in r.steps):
+        stage, driver = (step, FIXED) if step in (START_UP, REPORTS, OTHER) else rule(step)
+        seconds = [r.steps.get(step, 0.0) for r in runs]
+        if driver == FIXED:
+            fits[step] = Fit(stage, driver, statistics.mean(seconds), 0.0)
+        else:
+            slope, intercept = statistics.linear_regression([r.photos[driver] for r in runs], seconds)
+            fits[step] = Fit(stage, driver, intercept, slope)
+    return fits
+
+
+def reference_photos() -> dict[str, int]:
+    """The photos of a run on Animals-10's 26,179, split by zoolite's default fractions."""
+    test = round(REFERENCE_PHOTOS * DEFAULT_FRACTIONS[2])
+    return {"all": REFERENCE_PHOTOS, "train+val": REFERENCE_PHOTOS - test, "test": test}
+
+
+def stages(fits: dict[str, Fit]) -> dict[str, dict]:
+    """Per stage, and in total: the photos that drive it, fixed seconds, seconds per photo, and the
+    projection on Animals-10's photos."""
+    photos, out = reference_photos(), {}
+    for stage in STAGES:
+        mine = [f for f in fits.values() if f.stage == stage]
+        driver = next((driver for name, driver, _ in RULES if name == stage and driver != FIXED), FIXED)
+        fixed, per_photo = sum(f.fixed for f in mine), sum(f.per_photo for f in mine)
+        out[stage] = {"driver": driver, "fixed_s": fixed, "per_photo_s": per_photo,
+                      "projected_s": fixed + per_photo * photos.get(driver, 0)}
+    out["total"] = {"driver": "", "fixed_s": sum(s["fixed_s"] for s in out.values()), "per_photo_s": 0.0,
+                    "projected_s": sum(s["projected_s"] for s in out.values())}
+    return out
+
+
+def targets(fits: dict[str, Fit], runs: list[Run]) -> dict[str, float]:
+    """Issue #27's figures, ms per photo: the Keras reference's evaluation against the features', and
+    the LiteRT variants' evaluations together against the sum of their median latencies."""
+    return {"keras_eval_ms_per_test_photo": fits["evaluate_keras"].per_photo * 1000,
+            "features_ms_per_photo": sum(f.per_photo for f in fits.values() if f.stage == "features") * 1000,
+            "litert_eval_ms_per_test_photo": sum(fits[f"evaluate_{t}"].per_photo for t in runs[0].litert_targets)
+            * 1000, "litert_median_latencies_ms": statistics.mean(r.litert_latency_ms for r in runs)}
+
+
+def report(header: list[str], runs: list[Run], model: dict[str, dict]) -> None:
+    old, new = model
+    print("\n".join(header))
+    for r in runs:
+        accuracy = "-" if r.accuracy is None else f"{r.accuracy:.1%}"
+        print(f"  {r.version:<{len(new)}}  {r.data:<15} {r.photos['all']:>5,} photos (train+val "
+              f"{r.photos['train+val']:,}, test {r.photos['test']:,}): {r.wall:5.1f} s, load {r.load:.1f}; "
+              f"recommended {r.recommended}, test accuracy {accuracy}")
+    for data in dict.fromkeys(r.data for r in runs):
+        walls = [statistics.mean(r.wall for r in runs if r.version == v and r.data == data) for v in model]
+        print(f"wall time old / new on {data}: {walls[0]:.1f} / {walls[1]:.1f} s = {walls[0] / walls[1]:.2f}")
+    photos = reference_photos()
+    print(f"\nold = {old}, new = {new}. Per stage, fitted: fixed s, and ms per photo of the photos that drive it; "
+          f"projected on {photos['all']:,} photos (train+val {photos['train+val']:,}, test {photos['test']:,})")
+    projected = f"{photos['all']:,} photos, s"
+    print(f"{'':<45}{'fixed s':^16}{'ms per photo':^16}{projected:^16}")
+    print(f"{'stage':<35}{'photos':<10}" + f"{'old':>8}{'new':>8}" * 3)
+    for stage in [*STAGES, "total"]:
+        a, b = model[old]["stages"][stage], model[new]["stages"][stage]
+        per_photo = (f"{a['per_photo_s'] * 1000:8.2f}{b['per_photo_s'] * 1000:8.2f}" if a["driver"] not in (FIXED, "")
+                     else " " * 16)
+        print(f"{stage:<35}{a['driver']:<10}{a['fixed_s']:8.1f}{b['fixed_s']:8.1f}{per_photo}"
+              f"{a['projected_s']:8.0f}{b['projected_s']:8.0f}")
+    print(f"\n{'issue #27, fitted ms per photo':<45}{'old':>8}{'new':>8}")
+    for key, label in (("keras_eval_ms_per_test_photo", "Keras evaluation per test photo"),
+                       ("features_ms_per_photo", "  target: <= features per photo"),
+                       ("litert_eval_ms_per_test_photo", "LiteRT evaluations per test photo"),
+                       ("litert_median_latencies_ms", "  target: <= sum of their median latencies")):
+        print(f"{label:<45}" + "".join(f"{model[v]['targets'][key]:8.2f}" for v in model))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-small", metavar="DIR", default=str(SHARED / "animals10-dev"),
+                        help="the smaller photo folder (default: %(default)s)")
+    parser.add_argument("--data-large", metavar="DIR", default=str(SHARED / "animals10-large"),
+                        help="the larger photo folder (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, metavar="N", default=1,
+                        help="runs of each version on each folder (default: 1)")
+    parser.add_argument("--baseline", metavar="REV", default="b2e6549",
+                        help="the git revision compared (default: %(default)s)")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="folder that keeps the run folders (default: a temporary one, removed)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON document")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    machine, runs = f"{cpu()}, {os.cpu_count()} cores", []
+    with tempfile.TemporaryDirectory(prefix="zoolite-scale-") as tmp:
+        base = Path(args.keep or tmp)
+        versions = checkouts(args.baseline, base)
+        code = {label: imported_from(folder) for label, folder in versions.items()}
+        for repeat in range(args.repeats):
+            for data in (Path(args.data_small).resolve(), Path(args.data_large).resolve()):
+                for i, (label, folder) in enumerate(versions.items()):
+                    runs.append(run(label, folder, data, base / f"{data.name}-{repeat}-{i}-{label.split()[0]}"))
+    model = {}
+    for label in versions:
+        mine = [r for r in runs if r.version == label]
+        fits = fit_steps(mine)
+        model[label] = {"steps": {name: asdict(f) for name, f in fits.items()}, "stages": stages(fits),
+                        "targets": targets(fits, mine)}
+    minutes = (time.perf_counter() - started) / 60
+    if args.json:
+        print(json.dumps({"machine": machine, "code": code, "minutes": minutes, "runs": [asdict(r) for r in runs],
+                          "model": model, "reference_photos": reference_photos()}, indent=2))
+    else:
+        header = [f"{machine}; each run a subprocess, default options, no cached photo features",
+                  *(f"{label}: {path}" for label, path in code.items()), f"{len(runs)} runs in {minutes:.1f} min"]
+        report(header, runs, model)
+
+
+if __name__ == "__main__":
+    main()
