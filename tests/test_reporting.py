@@ -352,3 +352,18 @@ def test_results_of_a_newer_schema_are_refused_in_one_line(tmp_path, capsys):
     saved = json.loads((run_dir / "results.json").read_text())
     (run_dir / "results.json").write_text(json.dumps({**saved, "schema_version": 99}))
     assert "written by a newer zoolite (results schema 99" in error_line(capsys, ["report", str(run_dir)])
+
+
+def test_the_report_says_where_the_time_went_stage_by_stage(small_run):
+    from zoolite.tables import TIME_STAGES, time_rows
+
+    rows = {stage: (float(seconds), share) for stage, seconds, share in time_rows(small_run)}
+    total = small_run.timings["total"]
+    assert rows["run"] == (pytest.approx(total, abs=0.05), "100%")
+    assert [stage for stage in rows][:len(TIME_STAGES)] == [stage for stage, _ in TIME_STAGES]
+    assert all(rows[stage][0] > 0 for stage in ("features", "export and conversions", "evaluation"))
+    assert sum(rows[stage][0] for stage in rows if stage != "run") == pytest.approx(total, abs=0.5)
+    evaluated = sum(seconds for name, seconds in small_run.backbones[BACKBONE].timings.items()
+                    if name.startswith(("evaluate_", "decode_")) and name != "decode_representative")
+    assert rows["evaluation"][0] == pytest.approx(evaluated, abs=0.05)
+    assert "## Time" in (Path(small_run.run_dir) / "report.md").read_text()

@@ -588,6 +588,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
         backbones = _measure_backbones(config, layout, dataset, split, specs, weights, extractors,
                                        [Path(config.unlabelled) / p for p in unlabelled[0]] if unlabelled else [],
                                        progress or Progress(), after_stage)
+        suspects = _suspect_labels(layout, dataset, split, specs, timings, config.seed)
         timings["total"] = round(time.perf_counter() - started, 3)
         sizes = split_sizes(split)
         results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),
@@ -596,7 +597,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
                       if unlabelled else None,
                       other=OtherPhotos(split.other.root, len(split.other.calibration), len(split.other.test))
                       if split.other else None,
-                      suspect_labels=_suspect_labels(layout, dataset, split, specs, timings, config.seed))
+                      suspect_labels=suspects)
         results.recommendation = recommend(results, config.budget)
         reporting.write_reports(results)
         storage.mark_complete(layout.root)

@@ -17,7 +17,8 @@ from zoolite.layout import RunLayout
 from zoolite.recommend import fewer_kept_classes, lost_classes
 from zoolite.results import Run, load
 from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_table, caption, class_table, combined_table, \
-    dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, markdown_table, rejection_note, rejection_table
+    dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, markdown_table, rejection_note, rejection_table, \
+    time_rows
 
 
 def text_summary(results: Run) -> str:
@@ -61,7 +62,8 @@ def markdown_report(results: Run) -> str:
         lines += ["## All backbones", "", combined_table(results, True), ""]
     if results.dataset.skipped:
         lines += ["## Skipped files", ""] + [f"- `{s.file}`: {s.reason}" for s in results.dataset.skipped] + [""]
-    lines += ["## Machine", "", machine_sentence(results.machine), "", f"Command: `{results.machine.command}`", ""]
+    lines += ["## Machine", "", machine_sentence(results.machine), "", f"Command: `{results.machine.command}`", "",
+              "## Time", "", markdown_table(["Stage", "Seconds", "Share"], time_rows(results)), ""]
     return "\n".join(lines)
 
 

@@ -103,6 +103,32 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+# Each timed step of a run (its own and its backbones') belongs to the first stage with a prefix of its name.
+TIME_STAGES = (("scan and duplicates", ("scan", "duplicates")),
+               ("features", ("hash_", "features_", "convert_backbone", "convert_trained_backbone")),
+               ("training, gate, suspect labels", ("training", "fine_tuning", "rejection", "suspect_labels")),
+               ("export and conversions", ("export_saved_model", "convert_", "calibrate_", "decode_representative")),
+               ("evaluation", ("evaluate_", "decode_")))
+
+
+def time_rows(results: Run) -> list[list[str]]:
+    """Where the run's time went: each stage's seconds and share of the run (start-up and the reports,
+    which follow, not counted), the untimed rest (weights, building the models, the run folder) last."""
+    steps = {name: seconds for name, seconds in results.timings.items() if name not in ("total", "import")}
+    steps.update({f"{backbone}/{name}": seconds for backbone, b in results.backbones.items()
+                  for name, seconds in b.timings.items()})
+    total = results.timings.get("total") or sum(steps.values())
+    spent = dict.fromkeys([stage for stage, _ in TIME_STAGES], 0.0)
+    for name, seconds in steps.items():
+        step = name.rsplit("/", 1)[-1]
+        stage = next((stage for stage, prefixes in TIME_STAGES if step.startswith(prefixes)), None)
+        if stage:
+            spent[stage] += seconds
+    spent["other (weights, models, folders)"] = max(0.0, total - sum(spent.values()))
+    return [[stage, f"{seconds:.1f}", f"{seconds / total:.0%}"] for stage, seconds in spent.items()] + \
+        [["run", f"{total:.1f}", "100%"]]
+
+
 def plain_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
     fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
