@@ -59,6 +59,10 @@ def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path,
     assert card["measured"]["latency_ms"]["mean"] == int8.latency.mean_ms
     assert card["measured"]["size_bytes"] == (target / "int8.tflite").stat().st_size == int8.size_bytes
     assert (card["source"]["run_dir"], card["source"]["file"]) == (str(run_dir.resolve()), int8.file)
+    gate = card["none_of_these"]["measured"]
+    assert gate["kept_per_class"] == {name: c.rate for name, c in int8.rejection.per_class.items()}
+    assert sorted(gate["kept_per_class"]) == sorted(small_run.labels)
+    assert gate["balanced_kept"] == pytest.approx(np.mean(list(gate["kept_per_class"].values())))
 
     # An app that follows model.json alone gets the probabilities the run measured.
     layout = RunLayout(run_dir).backbone(BACKBONE)

@@ -193,16 +193,22 @@ def _near_copies(descriptors: np.ndarray, progress: Callable[[int], None] | None
             row, column = np.nonzero(np.take_along_axis(similarity, nearest, axis=1) > -2)
             close, pairs = _close_pairs(descriptors, np.column_stack([rows[row], nearest[row, column]]))
             copies.append(pairs[close >= THRESHOLD])
-            rank = np.lexsort((-close, row))  # each photo's pairs, closest first
-            first = np.r_[True, row[rank][1:] != row[rank][:-1]] if len(rank) else np.zeros(0, bool)
-            place = np.arange(len(rank)) - np.maximum.accumulate(np.where(first, np.arange(len(rank)), 0))
-            candidates.append(pairs[rank[(place < CANDIDATES) & (close[rank] >= CANDIDATE) & (close[rank] < THRESHOLD)]])
+            unjoined = np.flatnonzero((close >= CANDIDATE) & (close < THRESHOLD))
+            candidates.append(pairs[unjoined[_closest_per_photo(row[unjoined], close[unjoined], CANDIDATES)]])
             if progress and len(asking) == n:  # the first round: every photo
                 progress(len(rows))
         grown = _component_labels(n, np.concatenate(copies)[:, :2])
         asking = np.flatnonzero(np.bincount(grown, minlength=n)[grown] != np.bincount(label, minlength=n)[label])
         label = grown
     return np.concatenate(copies), np.concatenate(candidates)
+
+
+def _closest_per_photo(photo: np.ndarray, similarity: np.ndarray, count: int) -> np.ndarray:
+    """The indices of each photo's ``count`` most similar pairs (``photo``: the photo of each pair)."""
+    order = np.lexsort((-similarity, photo))
+    starts = np.r_[True, photo[order][1:] != photo[order][:-1]] if len(order) else np.zeros(0, bool)
+    place = np.arange(len(order)) - np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+    return order[place < count]
 
 
 def _close_pairs(descriptors: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -162,7 +162,11 @@ def _none_of_these(backbone: Backbone, variant: Variant) -> dict | None:
             "method": rejection.method}
     if measured is not None:
         card["measured"] = {"class_photos_kept": measured.kept_rate, "class_photos": measured.photos,
-                            "other_photos_rejected": measured.rejected_rate, "other_photos": measured.other_photos}
+                            "other_photos_rejected": measured.rejected_rate, "other_photos": measured.other_photos,
+                            # what the gate costs each class: its test photos kept, and the mean over the classes
+                            "kept_per_class": {name: c.rate for name, c in (measured.per_class or {}).items()},
+                            "balanced_kept": measured.balanced_kept,
+                            "balanced_answered_right": measured.balanced_answered_right}
     return card
 
 
