@@ -21,11 +21,11 @@ zoolite/pipeline.py):
 
 * every photo of the folder (results.json ``dataset.images``): ``scan``, ``duplicates`` (a line
   understates ``duplicates`` beyond the large folder: it compares every pair of photos' descriptors,
-  by matrix products, so part of it grows with the square of the photos);
+  by matrix products on a coarse descriptor, so a small part of it grows with the square of the photos);
 * the training + validation photos (``split``): ``hash_*`` and ``features_*`` (each photo through
   the backbone), ``training`` and ``fine_tuning`` (epochs over them), ``rejection`` (the gate fitted
-  on their features), ``suspect_labels`` (out-of-fold logistic regression on their features; timed
-  after ``total`` is taken, before the reports);
+  on their features), ``suspect_labels`` (out-of-fold logistic regression on their features, after
+  the last measurement, before the reports);
 * the test photos: ``decode_test``, ``evaluate_*`` (each variant predicts every test photo; its
   latency timing, at most --runs calls, and its loading are the fixed part);
 * none (a fixed cost, the mean of the runs): ``convert_backbone`` (reads the cached backbone),
@@ -36,7 +36,7 @@ A step a version lacks costs it 0 s (b2e6549 has no ``duplicates``, ``hash_*`` o
 ``suspect_labels``). Three parts of the wall time no step times, taken as fixed: the reports
 (results.json, CSV, Markdown, and HTML with its plots: from the last file of ``measurements/`` to
 the ``COMPLETE`` marker, by their times, less ``suspect_labels``); start-up and exit (the wall time
-less ``total`` and that span: Python, the imports, TensorFlow's exit; the CLI times the imports as
+less ``total`` and the reports: Python, the imports, TensorFlow's exit; the CLI times the imports as
 ``import`` but adds the key after results.json is written); and the rest of ``total`` (weights,
 building the Keras backbone, the run folder, and any step that no rule above names). So the stages
 sum to the wall time.
@@ -51,47 +51,41 @@ the LiteRT variants together against the sum of their median latencies (the mean
 Output
 ------
 
-Measured with ``--repeats 2`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-06, the current checkout at
-0d57bc3, while another engineer's tests and edits ran beside it (the load column: above 2, the two
-cores were shared). On this machine a step of a few seconds moves by a second or two from run to
-run, so the per-photo figures of the test photos (39 and 381) move by several ms from one invocation
-to the next; ``suspect_labels`` took 1.1 s and 12.5 s on the same folder.
+Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-06, the current checkout at
+fc5c639, on a quiet machine (load 1.2-1.6: the run's own two threads). One run of each: a step of a few
+seconds moves by a second or so between runs, so the per-photo figures of the test photos (39 and
+381) move by a few ms between invocations (an earlier invocation with other work beside it gave
+0.93-1.05 and 0.79-0.86 for the two ratios at 0d57bc3, before evaluation used one call per photo).
 
     AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
     b2e6549: /tmp/zoolite-b2e6549/zoolite/pipeline.py
-    current (0d57bc3): /tmp/scale-scratch/keep5/current/zoolite/pipeline.py
-    8 runs in 11.1 min
-      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  57.2 s, load 1.1; recommended int8_fallback, test accuracy 85.0%
-      current (0d57bc3)  animals10-dev     240 photos (train+val 201, test 39):  60.9 s, load 1.3; recommended int8, test accuracy 84.6%
-      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  99.7 s, load 2.0; recommended int8_fallback, test accuracy 97.1%
-      current (0d57bc3)  animals10-large 2,528 photos (train+val 2,147, test 381): 132.2 s, load 3.3; recommended int8, test accuracy 96.1%
-      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  61.3 s, load 2.8; recommended int8, test accuracy 85.0%
-      current (0d57bc3)  animals10-dev     240 photos (train+val 201, test 39):  60.3 s, load 1.9; recommended int8_fallback, test accuracy 84.6%
-      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  87.7 s, load 1.8; recommended int8_fallback, test accuracy 97.1%
-      current (0d57bc3)  animals10-large 2,528 photos (train+val 2,147, test 381):  96.0 s, load 1.5; recommended int8, test accuracy 96.1%
-    wall time old / new on animals10-dev: 59.2 / 60.6 s = 0.98
-    wall time old / new on animals10-large: 93.7 / 114.1 s = 0.82
-
-    old = b2e6549, new = current (0d57bc3). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
+    current (fc5c639): /tmp/zoolite-scale-pnwz5bsm/current/zoolite/pipeline.py
+    4 runs in 4.9 min
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  63.4 s, load 1.2; recommended int8_fallback, test accuracy 85.0%
+      current (fc5c639)  animals10-dev     240 photos (train+val 201, test 39):  54.6 s, load 1.3; recommended int8_fallback, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  82.5 s, load 1.6; recommended int8_fallback, test accuracy 97.1%
+      current (fc5c639)  animals10-large 2,528 photos (train+val 2,147, test 381):  83.8 s, load 1.6; recommended int8_fallback, test accuracy 96.1%
+    wall time old / new on animals10-dev: 63.4 / 54.6 s = 1.16
+    wall time old / new on animals10-large: 82.5 / 83.8 s = 0.98
+    old = b2e6549, new = current (fc5c639). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
                                                      fixed s       ms per photo  26,179 photos, s
     stage                              photos         old     new     old     new     old     new
-    start-up, imports, exit            fixed          6.1     5.8                       6       6
-    scan + duplicates                  all            0.0    -0.1    0.24    3.62       6      95
-    features                           train+val      0.8     0.6    6.26    7.34     140     164
-    head training + gate               train+val      4.0     3.8   -0.30    0.67      -3      19
-    suspect labels                     train+val      0.0    -0.4    0.00    3.36       0      74
-    export + conversions               fixed         27.7    28.2                      28      28
-    Keras evaluation, test decoding    test           8.4    10.9   21.04    8.79      91      45
-    variant evaluation                 test           5.9     3.1   33.95   49.50     139     197
-    reports                            fixed          2.2     2.3                       2       2
-    other (weights, backbone, folder)  fixed          2.4     2.5                       2       3
-    total                                            57.5    56.7                     412     633
-
+    start-up, imports, exit            fixed          6.2     5.1                       6       5
+    scan + duplicates                  all           -0.0    -0.0    0.29    2.44       8      64
+    features                           train+val      0.2     0.1    6.06    6.71     135     149
+    head training + gate               train+val      3.0     3.9    0.07   -0.20       5      -1
+    suspect labels                     train+val      0.0     0.2    0.00    0.36       0       8
+    export + conversions               fixed         29.3    25.5                      29      25
+    Keras evaluation, test decoding    test           9.4     8.8    7.53    8.56      39      42
+    variant evaluation                 test           3.6     2.4   33.51   23.49     135      95
+    reports                            fixed          2.5     2.1                       3       2
+    other (weights, backbone, folder)  fixed          2.4     3.0                       2       3
+    total                                            56.7    51.0                     362     394
     issue #27, fitted ms per photo                    old     new
-    Keras evaluation per test photo                 19.83    7.66
-      target: <= features per photo                  6.26    7.34
-    LiteRT evaluations per test photo               33.95   49.50
-      target: <= sum of their median latencies      42.99   37.78
+    Keras evaluation per test photo                  6.77    7.86
+      target: <= features per photo                  6.06    6.71
+    LiteRT evaluations per test photo               33.51   23.49
+      target: <= sum of their median latencies      31.13   28.40
 """
 
 from __future__ import annotations
@@ -131,7 +125,8 @@ RULES = [
     ("Keras evaluation, test decoding", "test", ("decode_test", "evaluate_keras")),
     ("variant evaluation", "test", ("evaluate_",)),
 ]
-AFTER_TOTAL = ("suspect_labels",)  # timed steps that run after ``total`` is taken, before the reports
+# timed steps that run after the last measurement is written, before the reports (inside ``total``)
+BEFORE_REPORTS = ("suspect_labels",)
 START_UP, REPORTS, OTHER = "start-up, imports, exit", "reports", "other (weights, backbone, folder)"
 STAGES = [START_UP, *dict.fromkeys(stage for stage, _, _ in RULES), REPORTS, OTHER]
 
@@ -222,9 +217,8 @@ def measured(version: str, data: str, wall: float, load: float, run_dir: Path, r
     total = results["timings"]["total"]
     last_measurement = max(p.stat().st_mtime for p in run_dir.glob("*/measurements/*"))
     after_total = (run_dir / storage.COMPLETE_MARKER).stat().st_mtime - last_measurement
-    later = sum(s for name, s in steps.items() if name in AFTER_TOTAL)
-    steps |= {START_UP: wall - total - after_total, REPORTS: after_total - later,
-              OTHER: total - (sum(steps.values()) - later)}
+    reports = after_total - sum(s for name, s in steps.items() if name in BEFORE_REPORTS)
+    steps |= {START_UP: wall - total - reports, REPORTS: reports, OTHER: total - sum(steps.values())}
     split, recommendation = results["split"], results["recommendation"]
     variants = {v["target"]: v for v in results["backbones"][recommendation["backbone"]]["variants"]}
     litert = [v for v in variants.values() if v["family"] == "litert"]
