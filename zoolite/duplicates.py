@@ -13,11 +13,11 @@ How copies are found (``benchmarks/duplicates.py`` measures it):
   scaled to unit length, all read off the thumbnail's integral image), so that re-encoding, scaling
   and brightness changes hardly move them: one of the whole frame and one of each crop of it
   (``SCALES`` of its sides, at nine places each).
-* Each photo's ``NEIGHBOURS`` nearest photos are found on coarse descriptors of the whole frame and its
-  mirror image (``COARSE`` x ``COARSE``: little moved by crops, and cheap enough to compare every pair,
-  by matrix products over chunks of photos). Only these pairs are compared closely: the whole frame of
-  one, or its mirror image, against the other's whole frame and crops; they are copies when the cosine
-  similarity of the best of these reaches ``THRESHOLD``.
+* Each photo's ``NEIGHBOURS`` nearest photos are found on coarse descriptors (``COARSE`` x ``COARSE``,
+  the fine ones pooled: cheap enough to compare every pair, by matrix products over chunks of photos):
+  its whole frame and mirror image against every photo's whole frame and crops. Only these pairs are
+  compared closely, the same way at ``SIZE`` x ``SIZE``, both ways round; they are copies when the
+  cosine similarity of the best of these reaches ``THRESHOLD``.
 * A crop whose sides differ (3% off one side, 10% off the other) falls between those crops, so the
   pairs that reach ``CANDIDATE`` without being joined are checked again, aligned: the crop box of the
   other photo is searched over a grid of margins (``MARGINS``, at the descriptor's size, on the
@@ -59,8 +59,8 @@ def _windows() -> list[tuple[float, float, float, float]]:
 # benchmarks/duplicates.py on animals10-large: 0.94 groups none of the 2,528 photos wrongly (0.93 adds a
 # wrong pair); the aligned check below then finds the crops that fall between the windows.
 THRESHOLD = 0.94
-# Each made copy of benchmarks/duplicates.py is among its original's 3 nearest photos at 8 x 8 (and
-# the other way round), in a folder of 2,668 photos; 8 leaves room for larger folders and more copies.
+# Each photo's 8 nearest photos, its whole frame (or mirror image) against their whole frames and crops
+# at 8 x 8, are compared closely; against whole frames alone, one made crop of 140 ranked 54th.
 COARSE, NEIGHBOURS = 8, 8
 CANDIDATE, CANDIDATES = 0.6, 3  # the aligned check: each photo's 3 closest pairs that reach 0.6 unjoined ...
 MARGINS = (0.0, 0.05, 0.1)  # ... their crop boxes: these margins on each side (81 boxes) ...
@@ -159,14 +159,15 @@ def _groups(label: np.ndarray) -> list[np.ndarray]:
 
 
 def _coarse(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The coarse descriptors of the whole frames (photos, COARSE * COARSE), and of the whole frames and
-    their mirror images (photos, 2, COARSE * COARSE): the fine ones pooled."""
-    n = len(descriptors)
-    pooled = descriptors[:, 0].astype(np.float32).reshape(n, COARSE, SIZE // COARSE, COARSE, SIZE // COARSE)
-    pooled = pooled.mean(axis=(2, 4))
-    pooled -= pooled.mean(axis=(1, 2), keepdims=True)
-    pooled /= np.maximum(np.linalg.norm(pooled, axis=(1, 2), keepdims=True), 1e-12)
-    return pooled.reshape(n, -1), np.stack([pooled, pooled[:, :, ::-1]], axis=1).reshape(n, 2, -1)
+    """The coarse descriptors of every window, window-major (windows * photos, COARSE * COARSE), and of
+    the whole frames and their mirror images (photos, 2, COARSE * COARSE): the fine ones pooled."""
+    n, windows, _ = descriptors.shape
+    pooled = descriptors.reshape(n, windows, COARSE, SIZE // COARSE, COARSE, SIZE // COARSE).mean(axis=(3, 5))
+    pooled -= pooled.mean(axis=(2, 3), keepdims=True)
+    pooled /= np.maximum(np.linalg.norm(pooled, axis=(2, 3), keepdims=True), 1e-12)
+    whole = pooled[:, 0]
+    return (pooled.transpose(1, 0, 2, 3).reshape(windows * n, -1),
+            np.stack([whole, whole[:, :, ::-1]], axis=1).reshape(n, 2, -1))
 
 
 def _near_copies(descriptors: np.ndarray, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +186,7 @@ def _near_copies(descriptors: np.ndarray, progress: Callable[[int], None] | None
     while len(asking) and k > 0:
         for start in range(0, len(asking), CHUNK):
             rows = asking[start:start + CHUNK]
-            similarity = (queries[rows].reshape(-1, index.shape[1]) @ index.T).reshape(len(rows), 2, n).max(axis=1)
+            similarity = (queries[rows].reshape(-1, index.shape[1]) @ index.T).reshape(len(rows), -1, n).max(axis=1)
             # the photo itself and its group so far: out, each below -2 by a different amount (ties slow the
             # partition down badly)
             similarity = np.where(label[rows, None] == label[None, :], out_of_reach, similarity)
