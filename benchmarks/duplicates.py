@@ -32,9 +32,10 @@ Output (2-core AMD EPYC, quiet; pair recall per kind, precision of the pairs tha
     zoolite: 16 pairs among the photos of DATA itself, all real copies (checked by eye: re-cropped, framed,
     watermarked or greyed); dhash: 97, mostly different photos of similar layout.
 
-Seeds 1 and 2 give the same recall, 1.00 for every kind on both folders, and precision 1.000. (exact's time is the same
-function's, which decodes every photo anyway.) Without the aligned check (zoolite d881710), crops whose sides
-differ most (3% one side, 10% the other) were missed: 75% of crops and 90-95% of label conflicts.
+Seeds 1 and 2 give the same recall, 1.00 for every kind on both folders, and precision 1.000.
+(exact's time is the same function's, which decodes every photo anyway.) Without the aligned check
+(zoolite d881710), crops whose sides differ most (3% one side, 10% the other) were missed: 75% of
+crops and 90-95% of label conflicts.
 """
 
 from __future__ import annotations

@@ -132,8 +132,9 @@ class CheckReport:
 def _group_line(group: list[str], show: int) -> str:
     """A group of copies on one line: its files, or the first ``show`` of them and how many more (thousands
     of frames of one video make one group)."""
-    more = f" = ... ({len(group) - show} more, {len(group)} files in all; --json lists them)" if len(group) > show else ""
-    return " = ".join(group[:show]) + more
+    if len(group) <= show:
+        return " = ".join(group)
+    return " = ".join(group[:show]) + f" = ... ({len(group) - show} more, {len(group)} files in all; --json lists them)"
 
 
 def _more(items: list, show: int) -> list[str]:

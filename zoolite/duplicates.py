@@ -170,7 +170,8 @@ def _coarse(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.stack([whole, whole[:, :, ::-1]], axis=1).reshape(n, 2, -1))
 
 
-def _near_copies(descriptors: np.ndarray, progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _near_copies(descriptors: np.ndarray,
+                 progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The pairs of photos that are copies, and those to check aligned (``CANDIDATES`` a photo at most),
     each as (photo, other, mirrored). In rounds, each photo's ``NEIGHBOURS`` nearest photos by the coarse
     descriptor, outside the group it is joined to so far, are compared closely (:func:`_close_pairs`);
@@ -336,7 +337,8 @@ def _aligned_copies(candidates: np.ndarray, thumbnails: np.ndarray, paths: list[
         photos, local = np.unique(chunk[:, :2], return_inverse=True)
         integrals = _integral(np.stack([_thumbnail(_grey(paths[i], 2 * FINE_THUMB), FINE_THUMB) for i in photos]))
         local_pairs = np.column_stack([local.reshape(-1, 2), chunk[:, 2]])
-        copies.append(chunk[_aligned_similarity(local_pairs, boxes[start:start + CHUNK], integrals) >= ALIGNED_THRESHOLD])
+        similarity = _aligned_similarity(local_pairs, boxes[start:start + CHUNK], integrals)
+        copies.append(chunk[similarity >= ALIGNED_THRESHOLD])
     return np.concatenate(copies)
 
 
