@@ -9,6 +9,7 @@ each call timed with ``time.perf_counter``.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, prog
     outside the timed span.
     """
     n = len(images)
-    calls = iter(range(1 << 62))
+    calls = itertools.count()
 
     def call() -> float:
         index = next(calls) % n
@@ -63,11 +64,13 @@ def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, prog
     for _ in range(config.warmup):
         call()
     times = []
+    spent = 0.0
     for _ in range(config.runs):
         times.append(call())
+        spent += times[-1]
         if progress:
             progress(1)
-        if sum(times) > config.max_seconds and len(times) >= config.min_runs:
+        if spent > config.max_seconds and len(times) >= config.min_runs:
             break
     return latency_stats(times, first * 1000.0)
 
