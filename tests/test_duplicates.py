@@ -165,6 +165,14 @@ def test_box_descriptors_from_integral_images_are_exact_area_averages():
     box = np.array([2 / 16, 4 / 16, 10 / 16, 12 / 16])
     np.testing.assert_allclose(_box_descriptors(_integral(image[None]), box, 8)[0], expected, atol=1e-4)
 
+    # a box whose edges fall inside pixels (every 0.1 pixel): against the image blown up 10 times
+    fine = np.repeat(np.repeat(image, 10, axis=0), 10, axis=1)
+    left, top, right, bottom = 48, 96, 408, 432  # tenths of a pixel; cells of 45 x 42
+    cells = fine[top:bottom, left:right].reshape(8, 42, 8, 45).sum(axis=(1, 3)).ravel()
+    expected = (cells - cells.mean()) / np.linalg.norm(cells - cells.mean())
+    box = np.array([left, top, right, bottom]) / 480
+    np.testing.assert_allclose(_box_descriptors(_integral(image[None], np.float64), box, 8)[0], expected, atol=1e-5)
+
 
 def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():
     from zoolite.duplicates import _component_labels

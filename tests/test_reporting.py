@@ -355,7 +355,7 @@ def test_results_of_a_newer_schema_are_refused_in_one_line(tmp_path, capsys):
 
 
 def test_the_report_says_where_the_time_went_stage_by_stage(small_run):
-    from zoolite.tables import TIME_STAGES, time_rows
+    from zoolite.tables import TIME_STAGES, time_rows, time_stage
 
     rows = {stage: (float(seconds), share) for stage, seconds, share in time_rows(small_run)}
     total = small_run.timings["total"]
@@ -367,3 +367,6 @@ def test_the_report_says_where_the_time_went_stage_by_stage(small_run):
                     if name.startswith(("evaluate_", "decode_")) and name != "decode_representative")
     assert rows["evaluation"][0] == pytest.approx(evaluated, abs=0.05)
     assert "## Time" in (Path(small_run.run_dir) / "report.md").read_text()
+    steps = [name for name in small_run.timings if name not in ("total", "import")] + \
+        list(small_run.backbones[BACKBONE].timings)
+    assert [step for step in steps if time_stage(step) is None] == []  # every timed step counted in its stage

@@ -111,6 +111,11 @@ TIME_STAGES = (("scan and duplicates", ("scan", "duplicates")),
                ("evaluation", ("evaluate_", "decode_")))
 
 
+def time_stage(step: str) -> str | None:
+    """The stage of :data:`TIME_STAGES` a timed step belongs to (None: none names it)."""
+    return next((stage for stage, prefixes in TIME_STAGES if step.startswith(prefixes)), None)
+
+
 def time_rows(results: Run) -> list[list[str]]:
     """Where the run's time went: each stage's seconds and share of the run (start-up and the reports,
     which follow, not counted), the untimed rest (weights, building the models, the run folder) last."""
@@ -120,8 +125,7 @@ def time_rows(results: Run) -> list[list[str]]:
     total = results.timings.get("total") or sum(steps.values())
     spent = dict.fromkeys([stage for stage, _ in TIME_STAGES], 0.0)
     for name, seconds in steps.items():
-        step = name.rsplit("/", 1)[-1]
-        stage = next((stage for stage, prefixes in TIME_STAGES if step.startswith(prefixes)), None)
+        stage = time_stage(name.rsplit("/", 1)[-1])
         if stage:
             spent[stage] += seconds
     spent["other (weights, models, folders)"] = max(0.0, total - sum(spent.values()))
