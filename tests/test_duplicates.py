@@ -175,10 +175,10 @@ def test_box_descriptors_from_integral_images_are_exact_area_averages():
 
 
 def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():
-    from zoolite.duplicates import _component_labels
+    from zoolite.duplicates import component_labels
 
     chain = np.column_stack([np.arange(1, 1000), np.arange(999)])[::-1]  # 999 -> ... -> 0, given backwards
-    label = _component_labels(1003, np.concatenate([chain, [[1001, 1002]]]))
+    label = component_labels(1003, np.concatenate([chain, [[1001, 1002]]]))
     assert (label[:1000] == 0).all() and label[1000] == 1000 and label[1001] == label[1002] == 1001
 
 

@@ -26,6 +26,7 @@ the same code (:func:`zoolite.features.cached_features`), so a check before a ru
 from __future__ import annotations
 
 import math
+from collections import Counter
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -259,10 +260,18 @@ def confident_suspects(probabilities: np.ndarray, labels: np.ndarray) -> Suspect
     return Suspects(order, [int(best[i]) for i in order], [float(scores[i]) for i in order], thresholds.tolist())
 
 
+def suspect_candidates(files: list[tuple[str, int]]) -> list[int]:
+    """The photos of ``files`` ((path, class index)) that can be looked at for suspect labels: those of
+    the classes with two photos or more, when there are two such classes or more (else none)."""
+    counts = Counter(label for _, label in files)
+    kept = [i for i, (_, label) in enumerate(files) if counts[label] >= 2]
+    return kept if len({files[i][1] for i in kept}) >= 2 else []
+
+
 def find_suspects(features: np.ndarray, files: list[tuple[str, int]], class_dirs: list[str],
                   seed: int = 0) -> tuple[int, list[SuspectLabel]]:
-    """The suspect labels among ``files`` ((path, class index), two classes or more, each of two photos or
-    more) from their ``features``: how many were found, and the most suspect, at most
+    """The suspect labels among ``files`` ((path, class index), as :func:`suspect_candidates` picks them)
+    from their ``features``: how many were found, and the most suspect, at most
     :data:`MAX_SUSPECT_SHARE` of the photos."""
     present = sorted({label for _, label in files})
     index = {label: i for i, label in enumerate(present)}
@@ -309,13 +318,12 @@ def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
     report.duplicates = [list(group) for group in duplicates.groups]
     report.label_conflicts = [list(group) for group in duplicates.conflicts]
 
-    labelled = [n for n in non_empty if n >= 2]
+    used = [files[i] for i in suspect_candidates(files)]
     if not suspects:
         report.notes.append("suspect labels not looked for (--no-suspects)")
-    elif len(labelled) < 2:
+    elif not used:
         report.notes.append("suspect labels need at least two classes with two photos or more")
     else:
-        used = [file for file in files if counts[class_dirs[file[1]]] >= 2]
         feats = photo_features(root, [file for file, _ in used], progress, threads)
         report.suspects_found, report.suspect_labels = find_suspects(feats, used, class_dirs, seed)
         report.suspects_checked = True
@@ -323,4 +331,4 @@ def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
 
 
 __all__ = ["CheckReport", "ClassCount", "SuspectLabel", "UnusableFile", "check", "confident_suspects",
-           "find_suspects", "out_of_fold_probabilities"]
+           "find_suspects", "out_of_fold_probabilities", "suspect_candidates"]

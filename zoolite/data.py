@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoolite.config import DEFAULT_FRACTIONS
-from zoolite.duplicates import Duplicates
+from zoolite.duplicates import Duplicates, component_labels
 from zoolite.errors import ZooliteError
 
 # The reference dataset's Italian folder names, shown in English.
@@ -364,25 +364,17 @@ def user_groups(paths, pattern: str) -> dict[str, list[str]]:
 
 
 def _units(paths: list[str], joined: list[list[str]]) -> list[list[str]]:
-    """``paths`` partitioned so that each list of ``joined`` is within one part (a union-find): sorted
-    parts of sorted paths."""
-    parent = {path: path for path in paths}
-
-    def root(path: str) -> str:
-        while parent[path] != path:
-            parent[path] = parent[parent[path]]
-            path = parent[path]
-        return path
-
+    """``paths`` partitioned so that each list of ``joined`` is within one part (the union that joins
+    copies, :func:`zoolite.duplicates.component_labels`): sorted parts of sorted paths."""
+    index = {path: i for i, path in enumerate(paths)}
+    edges = []
     for members in joined:
-        members = [p for p in members if p in parent]
-        for other in members[1:]:
-            a, b = root(members[0]), root(other)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    parts: dict[str, list[str]] = {}
-    for path in paths:
-        parts.setdefault(root(path), []).append(path)
+        present = [index[p] for p in members if p in index]
+        edges += [(present[0], other) for other in present[1:]]
+    label = component_labels(len(paths), np.array(edges, int).reshape(-1, 2))
+    parts: dict[int, list[str]] = {}
+    for path, part in zip(paths, label):
+        parts.setdefault(int(part), []).append(path)
     return sorted(sorted(part) for part in parts.values())
 
 

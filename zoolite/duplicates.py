@@ -135,7 +135,7 @@ def _read(path: Path) -> tuple[str | None, np.ndarray | None, np.ndarray | None]
     return digest, _descriptors(thumbnail), thumbnail
 
 
-def _component_labels(n: int, edges: np.ndarray) -> np.ndarray:
+def component_labels(n: int, edges: np.ndarray) -> np.ndarray:
     """The connected components of ``n`` photos joined by ``edges`` (pairs of indices), as the smallest
     index of each photo's component: roots hooked onto smaller roots, then pointers jumped to their
     roots, over all edges at once (a handful of rounds even for a chain of thousands of frames)."""
@@ -199,7 +199,7 @@ def _near_copies(descriptors: np.ndarray,
             candidates.append(pairs[unjoined[_closest_per_photo(row[unjoined], close[unjoined], CANDIDATES)]])
             if progress and len(asking) == n:  # the first round: every photo
                 progress(len(rows))
-        grown = _component_labels(n, np.concatenate(copies)[:, :2])
+        grown = component_labels(n, np.concatenate(copies)[:, :2])
         asking = np.flatnonzero(np.bincount(grown, minlength=n)[grown] != np.bincount(label, minlength=n)[label])
         label = grown
     return np.concatenate(copies), np.concatenate(candidates)
@@ -375,14 +375,14 @@ def find_duplicates(root: str | Path, files: list[tuple[str, int]],
         descriptors = np.stack([read_back[i][1] for i in decoded])
         copies, candidates = _near_copies(descriptors, progress)
         edges.append(decoded[copies[:, :2]])
-        label = _component_labels(len(paths), np.concatenate(edges))
+        label = component_labels(len(paths), np.concatenate(edges))
         candidates = candidates[label[decoded[candidates[:, 0]]] != label[decoded[candidates[:, 1]]]]  # not joined yet
         thumbnails = np.stack([read_back[i][2] for i in decoded])
         edges.append(decoded[_aligned_copies(candidates, thumbnails, [root / paths[i] for i in decoded])[:, :2]])
     if progress and len(decoded) < len(paths):
         progress(len(paths) - len(decoded))
 
-    label = _component_labels(len(paths), np.concatenate(edges) if edges else np.zeros((0, 2), int))
+    label = component_labels(len(paths), np.concatenate(edges) if edges else np.zeros((0, 2), int))
     groups = sorted(sorted(paths[i] for i in group) for group in _groups(label))
     label_of = dict(files)
     conflicts = [group for group in groups if len({label_of[path] for path in group}) > 1]

@@ -547,11 +547,10 @@ def _suspect_labels(layout: RunLayout, dataset: Dataset, split: Split, specs: li
     spec = next((spec for spec in specs if spec.pretrained), None)
     saved = [layout.backbone(spec.name).features(subset) for subset in ("train", "val")] if spec else []
     files = split.train + split.val
-    counts = np.bincount([label for _, label in files], minlength=len(dataset.class_dirs))
-    if not saved or not all(path.exists() for path in saved) or np.sum(counts >= 2) < 2:
+    chosen = check.suspect_candidates(files)
+    if not saved or not all(path.exists() for path in saved) or not chosen:
         return None
     start = time.perf_counter()
-    chosen = [i for i, (_, label) in enumerate(files) if counts[label] >= 2]
     found, named = check.find_suspects(np.concatenate([np.load(path) for path in saved])[chosen],
                                        [files[i] for i in chosen], dataset.class_dirs, seed)
     timings["suspect_labels"] = round(time.perf_counter() - start, 3)
