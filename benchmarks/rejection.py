@@ -45,8 +45,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import numpy as np  # noqa: E402
 
-from zoolite.rejection import FOLDS, GATE_SLOPE, SHRINKAGE_PHOTOS, choose_threshold, fit_gate, fit_temperature, \
-    folds, kmeans, normalisation, softmax, unit  # noqa: E402
+from zoolite.rejection import FEATURES_ANGLE, FOLDS, GATE_SLOPE, SHRINKAGE_PHOTOS, ImageNetView, choose_threshold, \
+    fit_gate, fit_temperature, folds, kmeans, normalisation, softmax, unit  # noqa: E402
 
 SHARED = Path("/work/shared/data")
 HELD_OUT = {"pyis": "Dogs vs Cats", "c101": "Caltech-101", "crit": "Animals-10 (crit-)"}  # sources left out in turn
@@ -184,6 +184,7 @@ class Scenario:
     x_va: np.ndarray
     y_va: np.ndarray
     classifier: object  # keras.Model whose last layer is the head
+    imagenet: ImageNetView  # the backbone's ImageNet classifier
     kernel: np.ndarray
     bias: np.ndarray
     temperature: float
@@ -207,18 +208,26 @@ class Scenario:
     def probabilities(self, x):
         return softmax(self.logits(x) / self.temperature)
 
-    def z(self, build):
+    def vectors(self, x, imagenet_weight: float):
+        """Unit-length features and, weighed ``imagenet_weight`` against them, the ImageNet view beside them."""
+        if not imagenet_weight:
+            return x
+        return np.concatenate([unit(x), imagenet_weight * self.imagenet(x)], 1)
+
+    def z(self, build, imagenet_weight: float = 0.0):
         """Per-class normalised similarity: (out-of-fold z of the gate photos, z(x) by prototypes of all of them)."""
-        if build not in self.z_cache:
-            rng, x, y, n = np.random.default_rng(self.seed), self.gate_x, self.gate_y, self.n
+        key = (build, imagenet_weight)
+        if key not in self.z_cache:
+            rng, x, y, n = np.random.default_rng(self.seed), self.vectors(self.gate_x, imagenet_weight), self.gate_y, self.n
             fold = folds(y, n, self.seed)
             oof = np.empty((len(y), n))
             for f in range(FOLDS):
                 oof[fold == f] = build(unit(x[fold != f]), y[fold != f], n, rng)(x[fold == f])
             mean, sd = normalisation(oof[np.arange(len(y)), y], y, n)
             final = build(unit(x), y, n, rng)
-            self.z_cache[build] = (oof - mean) / sd, lambda features: (final(features) - mean) / sd
-        return self.z_cache[build]
+            self.z_cache[key] = ((oof - mean) / sd,
+                                 lambda features: (final(self.vectors(features, imagenet_weight)) - mean) / sd)
+        return self.z_cache[key]
 
 
 def old_gate(sc: Scenario, keeps, other):
@@ -234,10 +243,11 @@ def old_gate(sc: Scenario, keeps, other):
     return {keep: (score, share_threshold(top, keep)) for keep in keeps}
 
 
-def z_gate(build):
-    """study.py's method_zmax: top probability x sigmoid(GATE_SLOPE * best class z), per-class threshold out of fold."""
+def z_gate(build, imagenet_weight: float = 0.0):
+    """Top probability x sigmoid(GATE_SLOPE * best class z), per-class threshold out of fold; with
+    ``imagenet_weight``, z of the features and the ImageNet view beside them, weighed so against them."""
     def method(sc: Scenario, keeps, other):
-        oof, z = sc.z(build)
+        oof, z = sc.z(build, imagenet_weight)
 
         def score(x):
             p = sc.probabilities(x)
@@ -281,7 +291,8 @@ def shipped(sc: Scenario, keeps, other):
 
     out = {}
     for keep in keeps:
-        prototypes, fitted = rejection.fit(sc.classifier, sc.gate_x, sc.gate_y, sc.x_va, sc.y_va, other, keep, sc.seed)
+        prototypes, fitted = rejection.fit(sc.classifier, sc.gate_x, sc.gate_y, sc.x_va, sc.y_va, other, keep, sc.seed,
+                                           sc.imagenet)
 
         def score(x, prototypes=prototypes, fitted=fitted):
             s = rejection.scores(sc.classifier, x, prototypes, fitted)
@@ -309,7 +320,8 @@ def shared_prototypes():
                 memo[key] = (features, labels, original(features, labels, *args, **kwargs))
             return copy(memo[key][2])
         return call
-    for name, copy in (("out_of_fold_similarity", np.copy), ("Prototypes", pycopy.copy)):
+    for name, copy in (("gate_vectors", lambda same: same), ("out_of_fold_similarity", np.copy),
+                       ("Prototypes", pycopy.copy)):
         if hasattr(rejection, name):
             saved[name] = getattr(rejection, name)
             setattr(rejection, name, cached(name, saved[name], copy))
@@ -321,6 +333,7 @@ def shared_prototypes():
 
 
 SHIPPED, OLD = "zoolite (shipped)", "old: 16 centroids, global"
+RATIO = float(1 / np.tan(FEATURES_ANGLE))  # the shipped weights of the features and the ImageNet view
 # name: (method, its threshold rule, uses --other)
 METHODS = {
     OLD: (old_gate, "keep of val", True),
@@ -330,6 +343,10 @@ METHODS = {
     "z: mix (mean + 16 centroids)": (z_gate(by_mix), "per class, oof", False),
     "z: kNN (k=5)": (z_gate(by_knn), "per class, oof", False),
     "z: rel. Mahalanobis (shrunk)": (z_gate(by_mahalanobis), "per class, oof", False),
+    "z: ImageNet view alone, mix": (z_gate(by_mix, 1e6), "per class, oof", False),
+    "z: features + ImageNet view 1:1, mix": (z_gate(by_mix, 1.0), "per class, oof", False),
+    "z: features + ImageNet view 1:1.5, mix": (z_gate(by_mix, 1.5), "per class, oof", False),
+    f"z: features + ImageNet view {RATIO:g}:1, kNN": (z_gate(by_knn, 1 / RATIO), "per class, oof", False),
     "top probability (T)": (from_logits("probability"), "per class, val", False),
     "max logit": (from_logits("logit"), "per class, val", False),
     "energy": (from_logits("energy"), "per class, val", False),
@@ -421,6 +438,7 @@ def main() -> None:
     keeps = sorted({*sweep, args.keep_rate})
     spec = get_backbone("efficientnet_lite0")
     extractor = functools.cache(lambda: build_feature_extractor(spec, resolve_weights(spec, None)))
+    imagenet = ImageNetView(*spec.imagenet_classifier())
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
         cache.mkdir(parents=True, exist_ok=True)
@@ -458,7 +476,7 @@ def main() -> None:
             classifier = keras.Model(inputs, head(inputs))  # rejection.fit reads the head as the last layer
             kernel, bias = (np.asarray(w, np.float64) for w in head.get_layer("probabilities").get_weights())
             timings["heads"] = timings.get("heads", 0) + time.perf_counter() - clock
-            sc = Scenario(scenario, seed, x_tr, y_tr, x_va, y_va, classifier, kernel, bias,
+            sc = Scenario(scenario, seed, x_tr, y_tr, x_va, y_va, classifier, imagenet, kernel, bias,
                           fit_temperature(x_va @ kernel + bias, y_va))
             sets = {c: (others[c][2], None) for c in COLLECTIONS}
             if held is None:
@@ -599,14 +617,15 @@ def main() -> None:
     print(plain_table(["Class", "A10 photos", f"A10 {SHIPPED}", f"A10 {OLD}", "held-out source", "photos",
                        f"held {SHIPPED}", f"held {OLD}"], rows))
 
+    view = imagenet.kernel.size + imagenet.bias.size
     print("\n7. What the gate adds to the file (1,280-d features; the head itself is 1,281 weights a class). "
           "zoolite's, as fitted at 10 classes: " + ", ".join(f"{a} {np.shape(getattr(prototypes, a))}" for a in
                                                   ("means", "centroids", "mean", "spread")) + ", and the gate's slope "
-          "and centre; at 100 classes, as many a class")
+          f"and centre, as many a class at 100 classes; and once, the ImageNet classifier ({view:,} weights)")
     per_class = sum(np.asarray(getattr(prototypes, a)).size for a in ("means", "centroids", "mean", "spread")) // n
     rows = []
     for classes in (10, 100):
-        for label, params in ((SHIPPED, per_class * classes + 2), (OLD, 16 * x_all.shape[1] * classes + 2)):
+        for label, params in ((SHIPPED, per_class * classes + 2 + view), (OLD, 16 * x_all.shape[1] * classes + 2)):
             rows.append([f"{classes}", label, f"{params:,}", f"{params * 4 / 1e6:.2f}", f"{params / 1e6:.2f}"])
     print(plain_table(["classes", "gate", "+params", "MB float32", "MB int8"], rows))
     print("\nTime: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if v >= 1)

@@ -42,8 +42,10 @@ def test_other_photos_are_split_in_seeded_halves_and_saved(small_run):
 
 def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
     """The model's output is softmax(logits / T) x gate: refitting the rejection in NumPy on the run's cached
-    features gives the same fit, the file gives the scores NumPy computes from it, and a photo the model
-    rejects gets scores that sum to well below 1."""
+    features (compared by what the backbone's ImageNet classifier sees too) gives the same fit, the file
+    gives the scores NumPy computes from it, and a photo the model rejects gets scores that sum to well
+    below 1."""
+    from zoolite.backbones import get_backbone
     from zoolite.targets.keras import load_keras_model
 
     layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)
@@ -54,8 +56,10 @@ def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
     labels = {name: np.array([label for _, label in split[name]]) for name in ("train", "val")}
     prototypes, refitted = rejection.fit(classifier, np.concatenate([train, val]),
                                          np.concatenate([labels["train"], labels["val"]]), val, labels["val"], other,
-                                         fitted.keep_rate, small_run.config.seed)
+                                         fitted.keep_rate, small_run.config.seed,
+                                         rejection.ImageNetView(*get_backbone(BACKBONE).imagenet_classifier()))
     assert refitted.threshold == fitted.threshold and refitted.classes == fitted.classes
+    assert model.get_layer(rejection.IMAGENET_VIEW).output.shape == (None, 1000)
     images = np.concatenate([np.load(layout.images("test")), np.load(layout.images("other_test")),
                              np.full((1, 224, 224, 3), 128, np.uint8)]).astype(np.float32)
     features = model.get_layer(f"{BACKBONE}_features").predict(images, verbose=0)

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import copy_sample, made_once
 from zoolite.backbones import BACKBONES, build_feature_extractor, describe_weights, get_backbone, resolve_weights
+from zoolite import rejection
 from zoolite.cli import main
 from zoolite.config import RunConfig
 from zoolite.layout import RunLayout
@@ -185,6 +186,9 @@ def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
     assert pair_run.backbones["scratch_cnn"].training.fine_tune is None  # nothing pretrained to fine-tune
 
     model = load_keras_model(layout.backbone("efficientnet_lite0").model(TARGETS["keras"]))
+    # The ImageNet classifier reads the frozen base's features: a tuned base's gate compares features alone.
+    assert rejection.IMAGENET_VIEW not in [layer.name for layer in model.layers]
+    assert backbone.rejection.method.endswith("compared by their features")
     tuned = model.get_layer("efficientnet_lite0_features").layers[-1]
     original = build_feature_extractor(get_backbone("efficientnet_lite0")).layers[-1]
     cut = len(original.layers) - FINE_TUNE_LAYERS

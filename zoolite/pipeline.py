@@ -252,9 +252,13 @@ class _BackboneStages:
         gate_features = np.concatenate([subsets["train"], subsets["val"]])
         gate_labels = np.concatenate([self._labels("train"), self._labels("val")])
         with self.stages.step("rejection"):
+            # The ImageNet classifier reads the ImageNet weights' features: not those of a base that learned.
+            imagenet = None if tuned or self.weights != "imagenet" or self.spec.imagenet_classifier is None \
+                else rejection.ImageNetView(*self.spec.imagenet_classifier())
+
             def fit(other_features):
                 return rejection.fit(classifier, gate_features, gate_labels, subsets["val"], self._labels("val"),
-                                     other_features, self.config.keep_rate, self.config.seed)
+                                     other_features, self.config.keep_rate, self.config.seed, imagenet)
 
             prototypes, fitted = fit(None)
             if other:  # photos of the classes in --other would also bend the gate fitted on them: judge without

@@ -1,9 +1,11 @@
 """The "none of these" stage: a classifier that says so when a photo shows none of its classes.
 
 Chosen by measurement (``benchmarks/rejection.py``, judged per class and on photos from sources
-the model never saw). Each class c gets a *similarity* s_c: the mean of the cosine similarities of
-a photo's backbone features to the class's mean and to the nearest of a few centroids of its
-training features (k-means). One threshold on raw similarities served the classes unevenly: a
+the model never saw). A photo is seen as its *gate vector*: its unit-length backbone features and,
+where the backbone's ImageNet weights come with their classifier, what that classifier sees in it
+(:func:`gate_vectors`). Each class c gets a *similarity* s_c: the mean of the cosine similarities of
+a photo's gate vector to the class's mean and to the nearest of a few centroids of its training
+photos' (k-means). One threshold on raw similarities served the classes unevenly: a
 class with few or varied photos sits further from its own prototypes, so its photos were the ones
 rejected. So each class's similarity is *normalised*, z_c = (s_c - mean_c) / spread_c, with mean_c
 and spread_c measured out of sample (cross-fitted over the training and validation photos: each
@@ -44,6 +46,17 @@ MIN_CLASS_PHOTOS = 10
 # 5% of z, nearly 1 for most class photos, left it to the top probability, and kept 5 points fewer
 # held-out photos at the same rejection).
 GATE_SLOPE = 4.0
+# The gate vector's two parts, each of unit length, weigh cos and sin of this angle (their weights'
+# ratio 1.5 : 1). benchmarks/rejection.py tried 1 : 1, 1 : 1.5 and the ImageNet part alone: by its
+# winner rule (the most class photos of unseen sources kept, among gates rejecting 90% of both
+# collections of other things), 1.5 : 1 came first, and the more the ImageNet part weighs, the
+# fewer of the Caltech-101 photos of other things the gate rejects at the default keep rate.
+FEATURES_ANGLE = float(np.arctan2(1.0, 1.5))
+# The view is the ImageNet probabilities scaled to unit length, not their square root (the Hellinger
+# embedding, which weighs the many small probabilities more): both separated alike in the benchmark,
+# but an 8-bit softmax output rounds the small ones away, and with the square root the int8 files of a
+# run on animals10-large kept clearly fewer test photos than its float file (tried while building it).
+IMAGENET_VIEW = "imagenet_view"  # its layer in the model
 # The gate's centre is placed so that the threshold falls here: the integer files' 8-bit output has a
 # step of 1/255, and a threshold of a few thousandths (where a centre of z = 0 put it) sat within the
 # lowest step, so int8 and float files decided differently on the photos near it.
@@ -98,31 +111,61 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+class ImageNetView:
+    """What the backbone's ImageNet classifier sees in a photo, from its pooled features: its 1,000
+    probabilities, scaled to unit length. Photos of a class from a new camera or collection still
+    show the same few ImageNet classes (a sheep: ram, bighorn), where their features sit far from
+    the few training photos of a rare class (benchmarks/rejection.py)."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray):
+        self.kernel, self.bias = np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return unit(softmax(np.asarray(features, np.float64) @ self.kernel + self.bias))
+
+
+def part_weights(feature_dim: int, imagenet: ImageNetView | None) -> np.ndarray:
+    """Each gate-vector entry's weight: the features', then the ImageNet view's (:data:`FEATURES_ANGLE`)."""
+    if imagenet is None:
+        return np.ones(feature_dim)
+    return np.repeat([np.cos(FEATURES_ANGLE), np.sin(FEATURES_ANGLE)], [feature_dim, imagenet.kernel.shape[1]])
+
+
+def gate_vectors(features: np.ndarray, imagenet: ImageNetView | None) -> np.ndarray:
+    """(photos, dims), each of unit length: the unit-length features, and with ``imagenet`` its view
+    beside them, the two parts weighed by :func:`part_weights`."""
+    parts = [unit(features)] if imagenet is None else [unit(features), imagenet(features)]
+    return np.concatenate(parts, 1) * part_weights(np.shape(features)[1], imagenet)
+
+
 class Prototypes:
     """Each class's unit-length mean and ``per_class`` unit-length centroids (spherical k-means) of its
-    unit-length features, and the per-class normalisation of the similarity to them."""
+    photos' :func:`gate_vectors`, and the per-class normalisation of the similarity to them."""
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, n_classes: int,
-                 per_class: int = CENTROIDS_PER_CLASS, seed: int = 0):
+    def __init__(self, vectors: np.ndarray, labels: np.ndarray, n_classes: int,
+                 per_class: int = CENTROIDS_PER_CLASS, seed: int = 0, imagenet: ImageNetView | None = None):
         rng = np.random.default_rng(seed)
-        unit_features, labels = unit(features), np.asarray(labels)
-        self.means = unit(np.stack([unit_features[labels == c].mean(0) for c in range(n_classes)]))
+        vectors, labels = unit(vectors), np.asarray(labels)
+        self.imagenet = imagenet
+        self.means = unit(np.stack([vectors[labels == c].mean(0) for c in range(n_classes)]))
         # As many centroids for every class (a class with fewer photos repeats some), so that the
         # model takes each class's nearest one with one pooling layer.
-        self.centroids = np.stack([np.resize(kmeans(unit_features[labels == c], per_class, rng),
-                                             (per_class, unit_features.shape[1])) for c in range(n_classes)])
+        self.centroids = np.stack([np.resize(kmeans(vectors[labels == c], per_class, rng),
+                                             (per_class, vectors.shape[1])) for c in range(n_classes)])
         # The similarity's normalisation, measured out of sample by fit() (:func:`normalisation`).
         self.mean, self.spread = np.zeros(n_classes), np.ones(n_classes)
 
-    def similarity(self, features: np.ndarray) -> np.ndarray:
-        """(photos, classes): the mean of the cosine similarity to each class's mean and to its nearest centroid."""
-        unit_features = unit(features)
-        nearest = np.einsum("nd,ckd->nck", unit_features, self.centroids).max(2)
-        return 0.5 * (unit_features @ self.means.T + nearest)
+    def similarity(self, vectors: np.ndarray) -> np.ndarray:
+        """(photos, classes): the mean of the cosine similarity of gate vectors to each class's mean and to its
+        nearest centroid."""
+        vectors = unit(vectors)
+        nearest = np.einsum("nd,ckd->nck", vectors, self.centroids).max(2)
+        return 0.5 * (vectors @ self.means.T + nearest)
 
     def normalised(self, features: np.ndarray) -> np.ndarray:
-        """(photos, classes): each class's similarity, normalised by its out-of-sample mean and spread."""
-        return (self.similarity(features) - self.mean) / self.spread
+        """(photos, classes): each class's similarity of these backbone features, normalised by its
+        out-of-sample mean and spread."""
+        return (self.similarity(gate_vectors(features, self.imagenet)) - self.mean) / self.spread
 
 
 def kmeans(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -143,8 +186,8 @@ def folds(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
     return fold
 
 
-def out_of_fold_similarity(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
-    """(photos, classes): each photo's similarity to every class by prototypes fitted without its fold.
+def out_of_fold_similarity(vectors: np.ndarray, labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """(photos, classes): each photo's similarity (of its gate vector) to every class by prototypes fitted without its fold.
     A class whose every photo is in the fold keeps all of them (only with one or two photos a class)."""
     labels, fold = np.asarray(labels), folds(labels, n_classes, seed)
     out = np.empty((len(labels), n_classes))
@@ -152,7 +195,7 @@ def out_of_fold_similarity(features: np.ndarray, labels: np.ndarray, n_classes: 
         held = fold == f
         if held.any():
             fitting = ~held | np.isin(labels, [c for c in range(n_classes) if np.all(held[labels == c])])
-            out[held] = Prototypes(features[fitting], labels[fitting], n_classes, seed=seed).similarity(features[held])
+            out[held] = Prototypes(vectors[fitting], labels[fitting], n_classes, seed=seed).similarity(vectors[held])
     return out
 
 
@@ -287,16 +330,19 @@ def _centre_for_threshold(probability: np.ndarray, best: np.ndarray, slope: floa
 
 def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_features: np.ndarray,
         val_labels: np.ndarray, other_features: np.ndarray | None, keep_rate: float,
-        seed: int = 0) -> tuple[Prototypes, Rejection]:
+        seed: int = 0, imagenet: ImageNetView | None = None) -> tuple[Prototypes, Rejection]:
     """Fit the rejection of a trained ``classifier``: prototypes of the ``gate_*`` photos (the training
     and validation photos), normalised and thresholded out of sample (cross-fitted over them); the
     temperature on the validation photos; the gate's slope and centre on the class photos and, if
-    given, the calibration half of the other photos. Returns the prototypes and how it rejects."""
+    given, the calibration half of the other photos. With ``imagenet`` (the frozen backbone's
+    ImageNet classifier), the photos are compared by it too (:func:`gate_vectors`). Returns the
+    prototypes and how it rejects."""
     kernel, bias = _head(classifier)
     n_classes, labels = kernel.shape[1], np.asarray(gate_labels)
     temperature = fit_temperature(np.asarray(val_features, np.float64) @ kernel + bias, np.asarray(val_labels))
-    similarity = out_of_fold_similarity(gate_features, labels, n_classes, seed)
-    prototypes = Prototypes(gate_features, labels, n_classes, seed=seed)
+    vectors = gate_vectors(gate_features, imagenet)
+    similarity = out_of_fold_similarity(vectors, labels, n_classes, seed)
+    prototypes = Prototypes(vectors, labels, n_classes, seed=seed, imagenet=imagenet)
     prototypes.mean, prototypes.spread = normalisation(similarity[np.arange(len(labels)), labels], labels, n_classes)
     best = ((similarity - prototypes.mean) / prototypes.spread).max(1)
     other_best = None if other_features is None else prototypes.normalised(other_features).max(1)
@@ -309,7 +355,8 @@ def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_feat
     return prototypes, Rejection(
         method=f"top score of softmax(logits / T) x sigmoid(slope x (best class z - centre)), z = a class's "
                f"similarity (cosine to its mean and to the nearest of its {prototypes.centroids.shape[1]} "
-               "centroids, averaged) normalised by its out-of-sample mean and spread",
+               "centroids, averaged) normalised by its out-of-sample mean and spread; photos compared by their "
+               + ("features and what the backbone's ImageNet classifier sees in them" if imagenet else "features"),
         temperature=temperature, centroids=int(np.prod(prototypes.centroids.shape[:2])), gate_slope=slope,
         gate_centre=centre, threshold=threshold, keep_rate=keep_rate,
         calibrated_on=f"{len(labels)} training and validation photos (cross-fitted"
@@ -420,9 +467,10 @@ def lost_rejection(variant: RejectionMeasure, reference: RejectionMeasure, max_d
 def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     """The trained ``classifier`` (pixels -> extractor -> head) with the temperature and the gate
     folded in: pixels in, ``softmax(logits / T) * gate`` out. Built-in layers only, so the
-    ``.keras`` file loads in safe mode and every converter takes it. Each class's normalisation is
-    folded into the weights of its similarities: z_c = (0.5 cos(mean) + 0.5 max cos(centroids) - mean_c) / spread_c,
-    and a positive scale commutes with the max over a class's centroids."""
+    ``.keras`` file loads in safe mode and every converter takes it. Each class's normalisation and
+    the gate vector's part weights are folded into the weights of its similarities:
+    z_c = (0.5 cos(mean) + 0.5 max cos(centroids) - mean_c) / spread_c, and a positive scale commutes
+    with the max over a class's centroids."""
     import keras
 
     from zoolite.layers import L2Normalize
@@ -430,24 +478,42 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     extractor, head = classifier.layers[-2], classifier.layers[-1]
     kernel, bias = head.get_layer("probabilities").get_weights()
     n_classes, per_class, dim = prototypes.centroids.shape
-    scale = 0.5 / prototypes.spread
+    imagenet = prototypes.imagenet
+    feature_dim = dim - (0 if imagenet is None else imagenet.kernel.shape[1])
+    scale = 0.5 / prototypes.spread[:, None] * part_weights(feature_dim, imagenet)
+    means, centroids = prototypes.means * scale, (prototypes.centroids * scale[:, None, :]).reshape(-1, dim)
     pixels = keras.Input(extractor.input_shape[1:], name="pixels")
     features = extractor(pixels)
-    on_sphere = L2Normalize(name="unit_features")(features)
+    parts = [L2Normalize(name="unit_features")(features)]
+    if imagenet is not None:
+        imagenet_view = keras.layers.Dense(imagenet.kernel.shape[1], activation="softmax", name=IMAGENET_VIEW)
+        parts.append(L2Normalize(name="unit_imagenet_view")(imagenet_view(features)))
+    # Each part's similarities by a layer of its own, then added: concatenated, the parts would share
+    # one 8-bit range in the integer files, the view's (up to 1), leaving the features' entries (a few
+    # hundredths) a few steps of it.
+    rows = np.split(np.arange(dim), [feature_dim])[:len(parts)]
+
+    def similarity(name: str, weights: np.ndarray, offset: np.ndarray | None):
+        layers = [keras.layers.Dense(len(weights), use_bias=offset is not None and i == 0, name=f"{name}_{i}")
+                  for i in range(len(parts))]
+        out = [layer(part) for layer, part in zip(layers, parts)]
+        for i, (layer, part_rows) in enumerate(zip(layers, rows)):
+            layer.set_weights([weights[:, part_rows].T.astype(np.float32)]
+                              + ([offset.astype(np.float32)] if offset is not None and i == 0 else []))
+        return out[0] if len(out) == 1 else keras.layers.Add(name=name)(out)
+
     probabilities = keras.layers.Dense(n_classes, activation="softmax", name="calibrated_probabilities")
-    to_means = keras.layers.Dense(n_classes, name="class_mean_similarity")
-    to_centroids = keras.layers.Dense(n_classes * per_class, use_bias=False, name="centroid_similarity")
+    to_means = similarity("class_mean_similarity", means, -prototypes.mean / prototypes.spread)
     nearest = keras.layers.GlobalMaxPooling1D(data_format="channels_first", name="nearest_centroid")(
-        keras.layers.Reshape((n_classes, per_class))(to_centroids(on_sphere)))
-    z = keras.layers.Add(name="class_z")([to_means(on_sphere), nearest])
+        keras.layers.Reshape((n_classes, per_class))(similarity("centroid_similarity", centroids, None)))
+    z = keras.layers.Add(name="class_z")([to_means, nearest])
     best = keras.layers.GlobalMaxPooling1D(name="best_class_z")(keras.layers.Reshape((n_classes, 1))(z))
     shows_a_class = keras.layers.Dense(1, activation="sigmoid", name="shows_a_class")
     scores = keras.layers.Multiply(name="scores")([probabilities(features), shows_a_class(best)])
     model = keras.Model(pixels, scores, name=classifier.name)
     probabilities.set_weights([kernel / rejection.temperature, bias / rejection.temperature])
-    to_means.set_weights([(prototypes.means * scale[:, None]).T.astype(np.float32),
-                          (-prototypes.mean / prototypes.spread).astype(np.float32)])
-    to_centroids.set_weights([(prototypes.centroids * scale[:, None, None]).reshape(-1, dim).T.astype(np.float32)])
+    if imagenet is not None:
+        imagenet_view.set_weights([imagenet.kernel.astype(np.float32), imagenet.bias.astype(np.float32)])
     shows_a_class.set_weights([np.array([[rejection.gate_slope]], np.float32),
                                np.array([-rejection.gate_slope * rejection.gate_centre], np.float32)])
     return model

