@@ -1,7 +1,7 @@
 """Which defaults for --class-weights and --augment / --augment-views: test balanced accuracy per choice.
 
 For each seed, zoolite's split of DATA (stratified, 70/15/15, seeded). The features are the
-pipeline's (``zoolite.features``: EfficientNet-Lite0 as a float32 LiteRT file): those of every
+pipeline's (``zoolite.model.features``: EfficientNet-Lite0 as a float32 LiteRT file): those of every
 photo once (a photo's features do not depend on its split), and per seed those of up to max(K)
 views of the training photos for each augmentation, made by ``augmentation.view_maker`` with
 the pipeline's seeds (run seed * 1000 + k for view k), each view timed. Every configuration
@@ -41,8 +41,8 @@ class FeatureCache:
     seconds it took (``name.json``), computed once and reused while the list is the same."""
 
     def __init__(self, folder: Path, root: Path):
-        from zoolite.backbones import build_feature_extractor, get_backbone
-        from zoolite.features import backbone_file, open_backbone
+        from zoolite.model.backbones import build_feature_extractor, get_backbone
+        from zoolite.model.features import backbone_file, open_backbone
 
         self.folder, self.root = folder, root
         self.spec = get_backbone("efficientnet_lite0")
@@ -50,7 +50,7 @@ class FeatureCache:
 
     def get(self, name: str, photos: list[str], view=None) -> tuple[np.ndarray, float]:
         """The features of ``photos`` (each made a ``view``, if given) and the seconds they took."""
-        from zoolite.features import extract
+        from zoolite.model.features import extract
 
         out, listing = self.folder / f"{name}.npy", self.folder / f"{name}.json"
         if not (out.exists() and listing.exists() and json.loads(listing.read_text())["photos"] == photos):
@@ -67,10 +67,10 @@ def train_and_test(versions: list[np.ndarray], y_train, val, test, n_classes: in
     views'), measured on ``test``: classification_metrics plus each class's recall."""
     import keras
 
-    from zoolite.augmentation import Views
+    from zoolite.model.augmentation import Views
     from zoolite.config import TrainConfig
-    from zoolite.evaluation import classification_metrics
-    from zoolite.training import build_head, class_weights, fit, one_hot
+    from zoolite.measure.evaluation import classification_metrics
+    from zoolite.model.training import build_head, class_weights, fit, one_hot
 
     recipe = TrainConfig()
     keras.utils.set_random_seed(seed)
@@ -99,11 +99,11 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from zoolite.augmentation import view_maker
+    from zoolite.model.augmentation import view_maker
     from zoolite.config import DEFAULT_FRACTIONS
-    from zoolite.data import scan_dataset, split_dataset
-    from zoolite.provenance import machine_info
-    from zoolite.tables import plain_table
+    from zoolite.dataset.data import scan_dataset, split_dataset
+    from zoolite.runs.provenance import machine_info
+    from zoolite.report.tables import plain_table
 
     tf.config.experimental.enable_op_determinism()  # as the pipeline's seeding does
     dataset = scan_dataset(args.data)

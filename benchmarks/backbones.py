@@ -51,7 +51,7 @@ def _percent(value: float | None) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    from zoolite.tables import plain_table
+    from zoolite.report.tables import plain_table
 
     reference = next(r for r in rows if r["name"] == REFERENCE)
     header = ["Backbone", "Input", "Params", "Accuracy", "int8 acc", "int8 ms", "int8 p90", "int8 MB",
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from zoolite.config import RunConfig, TrainConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
 
     with tempfile.TemporaryDirectory() as tmp:

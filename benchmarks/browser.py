@@ -9,10 +9,10 @@ variant), or a folder already written by ``zoolite export --web``. For each mode
 2 threads:
 
 - browser: the page in headless Chromium (Debian's ``chromium``, driven by Playwright), served
-  by ``zoolite.serve`` with COOP/COEP and opened with ``?threads=N``; the photos go through its
+  by ``zoolite.apps.serve`` with COOP/COEP and opened with ``?threads=N``; the photos go through its
   file input, and the median of the per-photo inference times it reports (``data-ms``: input
   tensor, run, output read) is shown, beside the median of 50 back-to-back runs on one image;
-- native: zoolite's own LiteRT runtime and latency routine (``zoolite.evaluation.measure_latency``,
+- native: zoolite's own LiteRT runtime and latency routine (``zoolite.measure.evaluation.measure_latency``,
   as a run measures) with N threads, one call per photo after one warm-up call, on the same
   photos preprocessed the zoolite way;
 - answers: how many photos get the same top-1 answer (a class, or none of them) in the page as
@@ -54,7 +54,7 @@ def sites_of(path: Path, variants: list[str], workdir: Path) -> list[tuple[Path,
     if not (path / "results.json").is_file():
         sys.exit(f"{path}: neither a run folder nor a folder written by `zoolite export --web`")
     from zoolite.errors import ZooliteError
-    from zoolite.export import export
+    from zoolite.apps.export import export
 
     out = workdir / path.name
     try:
@@ -70,10 +70,10 @@ def sites_of(path: Path, variants: list[str], workdir: Path) -> list[tuple[Path,
 
 
 class Served:
-    """A site served by zoolite.serve.serve in a thread (any free port)."""
+    """A site served by zoolite.apps.serve.serve in a thread (any free port)."""
 
     def __init__(self, site: Path):
-        from zoolite.serve import serve
+        from zoolite.apps.serve import serve
 
         self.url, self._stop, ready = None, threading.Event(), threading.Event()
 
@@ -121,8 +121,8 @@ def predicted(model_file: Path, photos: list[Path]) -> list[str | None]:
 
 def native_median_ms(model_file: Path, photos: list[Path], threads: int) -> float:
     from zoolite.config import LatencyConfig
-    from zoolite.data import load_image
-    from zoolite.evaluation import measure_latency
+    from zoolite.dataset.data import load_image
+    from zoolite.measure.evaluation import measure_latency
     from zoolite.targets import open_model
 
     runtime, _ = open_model(model_file, threads)
@@ -143,7 +143,7 @@ def main(argv=None):
 
     from playwright.sync_api import sync_playwright
 
-    from zoolite.provenance import machine_info
+    from zoolite.runs.provenance import machine_info
 
     photos = pick_photos(args.photos, args.photos_count)
     load_before = os.getloadavg()

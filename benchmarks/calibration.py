@@ -34,8 +34,8 @@ COLUMNS = ["test agree", "accuracy", "balanced", "test kept", "unl agree", "unl 
 
 def draw(kind: str, train: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A calibration sample of ``n`` training photos (see the module's docstring for the kinds)."""
-    from zoolite.data import even_sample
-    from zoolite.rejection import calibration_sample
+    from zoolite.dataset.data import even_sample
+    from zoolite.model.rejection import calibration_sample
 
     if kind == "random":
         return train[sorted(np.random.default_rng(seed).choice(len(labels), min(n, len(labels)), replace=False))]
@@ -69,12 +69,12 @@ def main() -> None:
     started = time.perf_counter()
 
     from zoolite.config import RunConfig
-    from zoolite.data import Split, cache_images
-    from zoolite.evaluation import predict_all
-    from zoolite.layout import RunLayout
-    from zoolite.provenance import machine_info
+    from zoolite.dataset.data import Split, cache_images
+    from zoolite.measure.evaluation import predict_all
+    from zoolite.runs.layout import RunLayout
+    from zoolite.runs.provenance import machine_info
     from zoolite.results import Dataset
-    from zoolite.tables import plain_table
+    from zoolite.report.tables import plain_table
     from zoolite.targets import REFERENCE, TARGETS, open_model
     from zoolite.targets.keras import load_keras_model
     from zoolite.targets.base import export_saved_model

@@ -12,7 +12,7 @@ Each arm gets its own user cache (``ZOOLITE_CACHE``) holding a copy of the porte
 converted backbone of the user's cache (so neither pays for converting them), and no cached photo
 features. Printed: both times, the ratio (check + run) / run alone, and the check's own share. The
 run of arm B reads its train and validation features from the check's cache
-(:func:`zoolite.features.cached_features`), so the check costs about its own extra work (hashing,
+(:func:`zoolite.model.features.cached_features`), so the check costs about its own extra work (hashing,
 duplicates, the folds of the logistic regression) and the run gets cheaper by the features it reuses.
 
 Measured (``check_cost.txt`` beside this file keeps the output).

@@ -12,7 +12,7 @@ the copy's own family, or of a family joined to a copy that DATA itself holds) a
 photo; and the pairs it made between two photos of DATA itself (DATA may hold copies of its own:
 check them by eye).
 
-Finders: ``zoolite`` (:func:`zoolite.duplicates.find_duplicates`, as ``zoolite run`` calls it),
+Finders: ``zoolite`` (:func:`zoolite.dataset.duplicates.find_duplicates`, as ``zoolite run`` calls it),
 ``exact`` (content hash only: the same function with near-copies switched off) and ``dhash`` (the
 common 64-bit difference hash of the whole frame, Hamming distance <= 10, no mirror, no crops).
 
@@ -53,8 +53,8 @@ from PIL import Image, ImageEnhance, ImageOps
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from zoolite.data import scan_dataset  # noqa: E402
-from zoolite.duplicates import find_duplicates  # noqa: E402
+from zoolite.dataset.data import scan_dataset  # noqa: E402
+from zoolite.dataset.duplicates import find_duplicates  # noqa: E402
 
 KINDS = ("identical", "reencoded", "half", "cropped", "mirrored", "brightness", "conflict")
 

@@ -8,7 +8,7 @@ own test images, in one invocation, alternating within each round:
 * ``before``: the test images predicted (each file's ``predict``: one call per image), then the
   latency timed apart (``measure_latency``: first call, warm-up, timed calls), as zoolite up to 0.3
   measured;
-* ``after``: :func:`zoolite.evaluation.predict_and_time`: the latency's single-image calls go through
+* ``after``: :func:`zoolite.measure.evaluation.predict_and_time`: the latency's single-image calls go through
   the test images and serve as their predictions too, the rest predicted after.
 
 Printed per file: the seconds of each (median over the rounds), their ratio, the two median
@@ -42,8 +42,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from zoolite.config import LatencyConfig  # noqa: E402
-from zoolite.evaluation import latency_stats, measure_latency, predict_all, predict_and_time  # noqa: E402
-from zoolite.layout import RunLayout  # noqa: E402
+from zoolite.measure.evaluation import latency_stats, measure_latency, predict_all, predict_and_time  # noqa: E402
+from zoolite.runs.layout import RunLayout  # noqa: E402
 from zoolite.targets import open_model  # noqa: E402
 
 

@@ -37,11 +37,11 @@ def damaged_case(results, out: Path):
     import tensorflow as tf
     from tensorflow.lite.python import convert as tflite_convert
 
-    from zoolite import stats
-    from zoolite.evaluation import compare_with_reference, measure_variant, predict_all
-    from zoolite.layout import RunLayout
-    from zoolite.metadata import add_metadata
-    from zoolite.recommend import recommend
+    from zoolite.measure import stats
+    from zoolite.measure.evaluation import compare_with_reference, measure_variant, predict_all
+    from zoolite.runs.layout import RunLayout
+    from zoolite.targets.metadata import add_metadata
+    from zoolite.results.recommend import recommend
     from zoolite.targets import TARGETS, About
     from zoolite.targets.keras import load_keras_model
     from zoolite.targets.base import export_saved_model
@@ -100,9 +100,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for the runs (default: a temporary one)")
     args = parser.parse_args()
     from zoolite.config import RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
-    from zoolite.provenance import machine_info
+    from zoolite.runs.provenance import machine_info
 
     out = Path(args.out or tempfile.mkdtemp(prefix="zoolite-evidence-"))
     print(f"{machine_info().cpu}; runs in {out}")

@@ -6,7 +6,7 @@
    (so its peak memory is its own), one after another on the same photos: images/s of the
    stage (decoding included, after a one-time set-up that is timed apart), peak resident
    memory, and the largest difference from Keras's features as a fraction of the largest
-   feature (the pipeline's tolerance is zoolite.features.TOLERANCE):
+   feature (the pipeline's tolerance is zoolite.model.features.TOLERANCE):
    - keras-tf.data: zoolite 0.2's way, a tf.data pipeline into Keras's predict_on_batch;
    - keras-threads: Keras's predict_on_batch, photos decoded on a thread pool ahead of it;
    - keras-xla: the same with the extractor compiled by XLA (jit_compile), compilation apart;
@@ -39,10 +39,12 @@ def measure_way(way: str, listing: Path, out: Path) -> dict:
 
     import numpy as np
 
-    from zoolite import features, storage
-    from zoolite.backbones import build_feature_extractor, get_backbone
+    from zoolite.model import features
+
+    from zoolite import storage
+    from zoolite.model.backbones import build_feature_extractor, get_backbone
     from zoolite.config import DEFAULT_BACKBONE
-    from zoolite.data import decoded_batches, image_batches
+    from zoolite.dataset.data import decoded_batches, image_batches
 
     paths = listing.read_text().splitlines()
     spec = get_backbone(DEFAULT_BACKBONE)
@@ -93,8 +95,8 @@ def measure_way(way: str, listing: Path, out: Path) -> dict:
 def compare_ways(data: Path, n_photos: int | None, work: Path) -> None:
     import numpy as np
 
-    from zoolite.data import scan_dataset
-    from zoolite.features import TOLERANCE, max_difference
+    from zoolite.dataset.data import scan_dataset
+    from zoolite.model.features import TOLERANCE, max_difference
 
     dataset = scan_dataset(data)
     paths = [str(dataset.root / p) for p, _ in dataset.files][:n_photos]
@@ -141,7 +143,7 @@ def whole_run(data: Path, work: Path, cache: Path | None) -> None:
 
 
 def _cpu() -> str:
-    from zoolite.provenance import machine_info
+    from zoolite.runs.provenance import machine_info
 
     return machine_info().cpu
 

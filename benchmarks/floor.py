@@ -41,7 +41,7 @@ def matmul_throughput(directory: Path, threads: int) -> dict[str, float]:
     from ai_edge_litert.interpreter import Interpreter
 
     from zoolite.config import LatencyConfig
-    from zoolite.evaluation import measure_latency
+    from zoolite.measure.evaluation import measure_latency
     from zoolite.targets.base import export_saved_model
     from zoolite.targets.litert import convert
 
@@ -88,8 +88,8 @@ def resized_batch_seconds(path: Path, images: np.ndarray, threads: int, batch: i
 
 
 def batched_vs_single(run_dir: Path, backbone: Backbone, threads: int) -> None:
-    from zoolite.evaluation import predict_all
-    from zoolite.layout import RunLayout
+    from zoolite.measure.evaluation import predict_all
+    from zoolite.runs.layout import RunLayout
     from zoolite.targets import open_model
 
     images = np.load(RunLayout(run_dir).backbone(backbone.name).images("test"))
@@ -146,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from zoolite.config import DEFAULT_BACKBONE, RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
     from zoolite.targets.keras import load_keras_model
 

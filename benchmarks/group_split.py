@@ -41,10 +41,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
 
-    from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
+    from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
     from zoolite.config import DEFAULT_FRACTIONS
-    from zoolite.data import scan_dataset, split_dataset
-    from zoolite.duplicates import find_duplicates
+    from zoolite.dataset.data import scan_dataset, split_dataset
+    from zoolite.dataset.duplicates import find_duplicates
 
     spec = get_backbone("efficientnet_lite0")
     extractor = functools.cache(lambda: build_feature_extractor(spec, resolve_weights(spec, None)))

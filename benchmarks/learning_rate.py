@@ -26,12 +26,12 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from zoolite.backbones import build_feature_extractor, get_backbone
+    from zoolite.model.backbones import build_feature_extractor, get_backbone
     from zoolite.config import DEFAULT_BACKBONE, TrainConfig
-    from zoolite.data import scan_dataset, split_dataset
-    from zoolite.evaluation import classification_metrics
-    from zoolite.features import extract_keras
-    from zoolite.training import build_head, fit, one_hot
+    from zoolite.dataset.data import scan_dataset, split_dataset
+    from zoolite.measure.evaluation import classification_metrics
+    from zoolite.model.features import extract_keras
+    from zoolite.model.training import build_head, fit, one_hot
 
     dataset = scan_dataset(args.data)
     split = split_dataset(dataset, seed=0)

@@ -20,7 +20,7 @@ import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
-from zoolite.data import Split
+from zoolite.dataset.data import Split
 from zoolite.results import load
 
 OTHER_SOURCES = ("pyis-", "c101-")

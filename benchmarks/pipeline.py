@@ -47,11 +47,11 @@ def head_training_ratio(results: Run, epochs: int) -> None:
     import keras
     import numpy as np
 
-    from zoolite.backbones import build_feature_extractor, get_backbone
+    from zoolite.model.backbones import build_feature_extractor, get_backbone
     from zoolite.config import DEFAULT_BACKBONE, TrainConfig
-    from zoolite.data import Split
-    from zoolite.layout import RunLayout
-    from zoolite.training import assemble, build_head, fit, labelled_batches, one_hot
+    from zoolite.dataset.data import Split
+    from zoolite.runs.layout import RunLayout
+    from zoolite.model.training import assemble, build_head, fit, labelled_batches, one_hot
 
     layout = RunLayout(Path(results.run_dir))
     split = Split.from_json(json.loads(layout.split.read_text()))
@@ -99,9 +99,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from zoolite.config import RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
-    from zoolite.reporting import text_summary
+    from zoolite.report.reporting import text_summary
 
     with tempfile.TemporaryDirectory() as tmp:
         bundled_sample_run(Path(tmp) / "sample-runs")

@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("photo")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from zoolite.provenance import machine_info
+    from zoolite.runs.provenance import machine_info
 
     argv = ["predict", args.model, args.photo]
     wall_seconds(ZOOLITE, argv)  # warm the file cache for both

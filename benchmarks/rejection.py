@@ -15,7 +15,7 @@ own head trained once (zoolite's recipe: ``training.build_head`` + ``training.fi
   photo of h: photos of the classes from a source the model never saw.
 
 Each method's threshold keeps --keep-rate of the class photos by its own rule (the rule column).
-The shipped method is ``zoolite.rejection.fit`` / ``scores`` called on the head, unchanged; the
+The shipped method is ``zoolite.model.rejection.fit`` / ``scores`` called on the head, unchanged; the
 other methods are written here. With --other (the old gate and the shipped one), the gate is also
 fitted on the calibration half of one collection (``data.split_other``, seeded) and measured on
 the other collection entirely. Also: each method's scores at a threshold that rejects 92% of the
@@ -45,7 +45,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import numpy as np  # noqa: E402
 
-from zoolite.rejection import FEATURES_ANGLE, FOLDS, GATE_SLOPE, SHRINKAGE_PHOTOS, ImageNetView, choose_threshold, \
+from zoolite.model.rejection import FEATURES_ANGLE, FOLDS, GATE_SLOPE, SHRINKAGE_PHOTOS, ImageNetView, choose_threshold, \
     fit_gate, fit_temperature, folds, kmeans, normalisation, softmax, unit  # noqa: E402
 
 SHARED = Path("/work/shared/data")
@@ -58,7 +58,7 @@ BAR = 0.90  # the winner rule: methods rejecting at least this share of each col
 
 def features(extractor, size: int, name: str, root: Path, photos: list[str], cache: Path) -> np.ndarray:
     """The backbone features of ``photos`` under ``root``, computed once into ``cache``."""
-    from zoolite.features import extract_keras
+    from zoolite.model.features import extract_keras
 
     out, listing = cache / f"{name}.npy", cache / f"{name}.txt"
     if not (out.exists() and listing.exists() and listing.read_text().split("\n") == photos):
@@ -78,7 +78,7 @@ def train_head(x, y, val_x, val_y, n_classes: int, seed: int):
     import keras
 
     from zoolite.config import TrainConfig
-    from zoolite.training import build_head, class_weights, fit, one_hot
+    from zoolite.model.training import build_head, class_weights, fit, one_hot
 
     keras.utils.set_random_seed(seed)
     recipe = TrainConfig()
@@ -286,8 +286,8 @@ def z_plus_energy(sc: Scenario, keeps, other):
 
 
 def shipped(sc: Scenario, keeps, other):
-    """zoolite.rejection.fit / scores, unchanged: one fit per keep rate."""
-    from zoolite import rejection
+    """zoolite.model.rejection.fit / scores, unchanged: one fit per keep rate."""
+    from zoolite.model import rejection
 
     out = {}
     for keep in keeps:
@@ -309,7 +309,7 @@ def shared_prototypes():
     only on the gate photos, labels and seed (36 fits a seed: 6 minutes for three seeds instead of 40 s). zoolite's own
     functions still compute them; a cache in front of each returns the first result again (a shallow
     copy of the prototypes, whose normalisation ``fit`` sets). Each is cached only if zoolite has it."""
-    from zoolite import rejection
+    from zoolite.model import rejection
 
     saved, memo = {}, {}
 
@@ -428,10 +428,10 @@ def main() -> None:
 
     import keras
 
-    from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
+    from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
     from zoolite.config import DEFAULT_FRACTIONS
-    from zoolite.data import scan_dataset, scan_photos, split_dataset, split_other
-    from zoolite.tables import plain_table
+    from zoolite.dataset.data import scan_dataset, scan_photos, split_dataset, split_other
+    from zoolite.report.tables import plain_table
 
     seeds = [int(s) for s in args.seeds.split(",")]
     sweep = sorted({float(k) for k in args.keep_rates.split(",")})

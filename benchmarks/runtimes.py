@@ -28,12 +28,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from zoolite.config import LatencyConfig
-    from zoolite.evaluation import latency_stats, measure_latency
-    from zoolite.layout import RunLayout
-    from zoolite.recommend import MIN_TEST_IMAGES, failures
-    from zoolite.provenance import machine_info
+    from zoolite.measure.evaluation import latency_stats, measure_latency
+    from zoolite.runs.layout import RunLayout
+    from zoolite.results.recommend import MIN_TEST_IMAGES, failures
+    from zoolite.runs.provenance import machine_info
     from zoolite.results import load
-    from zoolite.tables import runtime_label
+    from zoolite.report.tables import runtime_label
     from zoolite.targets import open_model
 
     results = load(args.run_dir)

@@ -17,7 +17,7 @@ user's cache, no cached photo features (as benchmarks/check_cost.py does).
 
 Every step the run timed (results.json ``timings`` and each backbone's) gets a fixed cost and a
 cost per photo, fitted over the two sizes, per the photos that drive it (from reading
-zoolite/pipeline.py):
+zoolite/runs/pipeline.py):
 
 * every photo of the folder (results.json ``dataset.images``): ``scan``, ``duplicates`` (a line
   understates ``duplicates`` beyond the large folder: it compares every pair of photos' descriptors,
@@ -186,8 +186,8 @@ def environment(checkout: Path, cache: Path) -> dict[str, str]:
 
 
 def imported_from(checkout: Path) -> str:
-    """The file of zoolite.pipeline that a run of ``checkout`` imports (checked to be the checkout's)."""
-    out = subprocess.run([sys.executable, "-c", "import zoolite.pipeline as p; print(p.__file__)"], cwd=checkout,
+    """The file of zoolite that a run of ``checkout`` imports (checked to be the checkout's)."""
+    out = subprocess.run([sys.executable, "-c", "import zoolite; print(zoolite.__file__)"], cwd=checkout,
                          env={**os.environ, "PYTHONPATH": str(checkout)}, capture_output=True, text=True, check=True)
     path = out.stdout.strip()
     if not Path(path).is_relative_to(checkout):

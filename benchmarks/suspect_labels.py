@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/suspect_labels.py DATA [--noise 0.05] [--seeds 0,1,2] [--end-to-end]
 
 For each seed, ``--noise`` of DATA's photos (5%) get a random wrong class, as if moved to a wrong
-folder; the suspect labels of :mod:`zoolite.check` (features, out-of-fold probabilities, confident
+folder; the suspect labels of :mod:`zoolite.apps.check` (features, out-of-fold probabilities, confident
 joint, the cap) are computed on those labels. Moving a file changes only its label (the features
 are cached per photo content), so this is what `zoolite check` computes on the moved folder;
 ``--end-to-end`` also copies DATA with the moves made for real and runs `zoolite check --json` on the
@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def named(probabilities, labels, n_photos):
     import math
 
-    from zoolite.check import MAX_SUSPECT_SHARE, confident_suspects
+    from zoolite.apps.check import MAX_SUSPECT_SHARE, confident_suspects
 
     found = confident_suspects(probabilities, labels)
     cap = max(1, math.floor(MAX_SUSPECT_SHARE * n_photos))
@@ -46,7 +46,7 @@ def main() -> None:
 
     import numpy as np
 
-    from zoolite.check import _scan, out_of_fold_probabilities, photo_features
+    from zoolite.apps.check import _scan, out_of_fold_probabilities, photo_features
     from zoolite.progress import Progress
 
     root = Path(args.data)

@@ -6,7 +6,7 @@ Makes a folder with one class of ``--frames`` frames of a "video" (a 320x240 win
 over a sample photo scaled to 1280x960, each frame re-encoded as JPEG with a little noise, so that
 neighbouring frames are near-copies and far-apart ones are not copies of one another, only joined
 through the frames between) and one class of ``--others`` distinct sample photos. Then it times
-:func:`zoolite.duplicates.find_duplicates` and ``zoolite check --no-suspects``, and prints the groups
+:func:`zoolite.dataset.duplicates.find_duplicates` and ``zoolite check --no-suspects``, and prints the groups
 found (right: one group of every frame, nothing else), the check's duplicates line, and the peak RSS.
 
 Output (2-core AMD EPYC, quiet):
@@ -39,8 +39,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from zoolite.data import scan_dataset  # noqa: E402
-from zoolite.duplicates import find_duplicates  # noqa: E402
+from zoolite.dataset.data import scan_dataset  # noqa: E402
+from zoolite.dataset.duplicates import find_duplicates  # noqa: E402
 
 SAMPLE = Path(__file__).parents[1] / "zoolite" / "sample" / "animals10"
 

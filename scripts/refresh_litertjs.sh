@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Refresh zoolite/web/vendor/litertjs/ from npm: the LiteRT.js files the web page loads, nothing else.
+# Refresh zoolite/apps/web/vendor/litertjs/ from npm: the LiteRT.js files the web page loads, nothing else.
 #   scripts/refresh_litertjs.sh [VERSION]      (default: the pinned version below)
 # Needs npm (registry access); the page itself never fetches anything from a CDN.
 set -euo pipefail
 
 VERSION="${1:-2.5.3}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEST="$ROOT/zoolite/web/vendor/litertjs"
+DEST="$ROOT/zoolite/apps/web/vendor/litertjs"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

@@ -117,7 +117,7 @@ def small_run(shared_dir):
     settings cut down for speed; made once per session and read back (as results.json) by the
     other workers."""
     from zoolite.config import RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
     from zoolite.results import load
 
@@ -141,7 +141,7 @@ def test_photos(small_run, tmp_path_factory) -> list[Path]:
     import numpy as np
     from PIL import Image
 
-    from zoolite.layout import RunLayout
+    from zoolite.runs.layout import RunLayout
 
     images = np.load(RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).images("test"))
     folder = tmp_path_factory.mktemp("test-photos")
@@ -212,7 +212,7 @@ def paired_variant(name: str, correct, reference, median_ms: float, mb: float, r
     ``confident_agreement`` (agreed, n), its fidelity where the float model is confident."""
     import zlib
 
-    from zoolite import stats
+    from zoolite.measure import stats
     from zoolite.results import Fidelity, Latency
 
     samples = median_ms * (1 + spread * np.random.default_rng(zlib.crc32(name.encode())).standard_normal(100))

@@ -1,4 +1,4 @@
-"""The structure the README promises: no import circle between zoolite's modules (imports inside
+"""The structure the README promises: one package per stage, no import circle between zoolite's modules (imports inside
 functions and through importlib included), a registry that names every target's family and role,
 and no module outside ``zoolite/targets/`` that tells runtimes apart by a file suffix, a dtype or a
 variant name."""
@@ -61,7 +61,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_module_imports_a_module_that_imports_it():
     graph = import_graph()
-    assert "zoolite.reporting" in graph and "zoolite.html_report" in graph["zoolite.reporting"]
+    assert "zoolite.report.reporting" in graph and "zoolite.report.html_report" in graph["zoolite.report.reporting"]
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
@@ -87,7 +87,7 @@ def test_every_target_has_a_family_module_and_one_reference():
 
 # The LiteRT-only places: the features stage runs the backbone as a .tflite file, and the web page
 # (served by zoolite serve) runs LiteRT.js; results.py upgrades zoolite 0.1 files, which had LiteRT only.
-LITERT_BY_DESIGN = {"zoolite.features", "zoolite.web", "zoolite.serve", "zoolite.results"}
+LITERT_BY_DESIGN = {"zoolite.model.features", "zoolite.apps.web", "zoolite.apps.serve", "zoolite.results"}
 
 
 def test_only_the_targets_package_tells_runtimes_apart():
@@ -102,3 +102,12 @@ def test_only_the_targets_package_tells_runtimes_apart():
         found += [f"{module}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
                   if isinstance(node, ast.Constant) and node.value in forbidden]
     assert not found, found
+
+
+def test_the_folder_listing_is_the_map_one_package_per_stage():
+    """Only the CLI, the options, errors, progress and file writing sit at the top; the rest lives in
+    the package of its stage."""
+    assert sorted(p.stem for p in PACKAGE.glob("*.py")) == ["__init__", "cli", "config", "errors", "progress",
+                                                            "storage"]
+    stages = {"dataset", "model", "targets", "measure", "results", "report", "runs", "apps"}
+    assert stages <= {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}

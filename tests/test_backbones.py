@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from zoolite.backbones import BACKBONES, build_feature_extractor, get_backbone
-from zoolite.backbones.efficientnet_lite import _torch_weights_file, efficientnet_lite
-from zoolite.backbones.torch_weights import read_state_dict
+from zoolite.model.backbones import BACKBONES, build_feature_extractor, get_backbone
+from zoolite.model.backbones.efficientnet_lite import _torch_weights_file, efficientnet_lite
+from zoolite.model.backbones.torch_weights import read_state_dict
 from zoolite.errors import ZooliteError
 
 

@@ -26,11 +26,11 @@ from PIL import Image
 
 from conftest import copy_sample, error_line, make_tiny_model
 from zoolite import targets
-from zoolite.backbones import BACKBONES
+from zoolite.model.backbones import BACKBONES
 from zoolite.cli import main
-from zoolite.data import LOOP_REASON, load_image, scan_dataset
+from zoolite.dataset.data import LOOP_REASON, load_image, scan_dataset
 
-# zoolite.data makes this warning an error for the whole process (as the command runs);
+# zoolite.dataset.data makes this warning an error for the whole process (as the command runs);
 # pytest resets warning filters for each test, so they are set again here.
 pytestmark = pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 

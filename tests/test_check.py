@@ -75,17 +75,17 @@ def test_a_photo_in_the_wrong_class_folder_is_a_suspect_with_the_right_class(mov
 
 
 def test_the_second_check_reuses_the_cached_features(moved_photo, capsys, monkeypatch):
-    import zoolite.features
-    from zoolite.check import BACKBONE
-    from zoolite.features import content_hash, features_cache
+    import zoolite.model.features
+    from zoolite.apps.check import BACKBONE
+    from zoolite.model.features import content_hash, features_cache
 
     data, _ = moved_photo
     first = check_json(capsys, data)
     assert all((features_cache(BACKBONE) / f"{content_hash(photo)}.npy").exists()
                for photo in data.glob("*/*.jpg"))
     calls = []
-    monkeypatch.setattr(zoolite.features, "extract", lambda *args, **kwargs: calls.append(args))
-    monkeypatch.setattr(zoolite.features, "open_backbone", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(zoolite.model.features, "extract", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(zoolite.model.features, "open_backbone", lambda *args, **kwargs: calls.append(args))
     assert check_json(capsys, data) == first and calls == []
 
 
@@ -118,23 +118,23 @@ def test_help_imports_neither_numpy_nor_tensorflow():
 def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_path, monkeypatch, capsys):
     import numpy as np
 
-    import zoolite.features
+    import zoolite.model.features
     from conftest import BACKBONE, SMALL_RUN_OPTIONS
     from zoolite.config import RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
 
     data = copy_sample(tmp_path / "data", per_class=6)
-    extract, computed = zoolite.features.extract, []
+    extract, computed = zoolite.model.features.extract, []
 
     def counting(runtime, paths, *args, **kwargs):
         computed.extend(paths)
         return extract(runtime, paths, *args, **kwargs)
 
-    monkeypatch.setattr(zoolite.features, "extract", counting)
+    monkeypatch.setattr(zoolite.model.features, "extract", counting)
 
     def features_of_a_run(cache: str):
-        monkeypatch.setattr(zoolite.features, "features_cache", lambda backbone: tmp_path / cache)
+        monkeypatch.setattr(zoolite.model.features, "features_cache", lambda backbone: tmp_path / cache)
         config = RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / f"runs-{cache}"),
                                         modes=("float32",), tensorboard=False, **SMALL_RUN_OPTIONS)
         computed.clear()
@@ -146,7 +146,7 @@ def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_pat
     assert len(computed) == len(files_alone["train"]) + len(files_alone["val"])  # the spy sees the backbone
     assert len(list((tmp_path / "alone").glob("*.npy"))) == len(computed)
 
-    monkeypatch.setattr(zoolite.features, "features_cache", lambda backbone: tmp_path / "checked")
+    monkeypatch.setattr(zoolite.model.features, "features_cache", lambda backbone: tmp_path / "checked")
     check_json(capsys, data)
     after, files_after = features_of_a_run("checked")
     assert computed == []  # no photo through the backbone: train and val features read from the check's cache
@@ -159,7 +159,7 @@ def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_pat
 def test_a_run_counts_the_suspect_labels_of_its_train_and_validation_photos(moved_photo, tmp_path):
     from conftest import BACKBONE, SMALL_RUN_OPTIONS
     from zoolite.config import RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
     from zoolite.results import load
 

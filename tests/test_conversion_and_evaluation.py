@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CLASSES as CLASSES, TINY_SIZE as SIZE
-from zoolite import stats
+from zoolite.measure import stats
 from zoolite.config import LatencyConfig
-from zoolite.evaluation import agreement, latency_stats, measure_latency, measure_variant, per_class_report
+from zoolite.measure.evaluation import agreement, latency_stats, measure_latency, measure_variant, per_class_report
 from zoolite.results import Agreement
 from zoolite.targets import LITERT, MODES, REFERENCE, chosen_targets
 from zoolite.targets.base import export_saved_model
@@ -181,7 +181,7 @@ class _CountingRuntime:
 
 @pytest.mark.parametrize("photos, runs, calls", [(30, 7, 30), (5, 20, 1 + 3 + 20)])
 def test_a_files_predictions_and_latency_come_from_the_same_single_image_calls(photos, runs, calls):
-    from zoolite.evaluation import predict_and_time
+    from zoolite.measure.evaluation import predict_and_time
 
     images = np.random.default_rng(0).integers(0, 256, (photos, 8, 8, 3)).astype(np.uint8)
     runtime = _CountingRuntime()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import copy_sample
 from zoolite.config import RunConfig
-from zoolite.data import Split, load_image, scan_dataset, split_dataset
+from zoolite.dataset.data import Split, load_image, scan_dataset, split_dataset
 from zoolite.errors import ZooliteError
 
 

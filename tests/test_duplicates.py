@@ -1,4 +1,4 @@
-"""Duplicate photos: found by zoolite.duplicates, kept within one split, label conflicts left out."""
+"""Duplicate photos: found by zoolite.dataset.duplicates, kept within one split, label conflicts left out."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from PIL import Image
 
 from conftest import DATA, SAMPLE, copy_sample
 from zoolite.config import RunConfig
-from zoolite.data import Split, scan_dataset, split_dataset
-from zoolite.duplicates import find_duplicates
+from zoolite.dataset.data import Split, scan_dataset, split_dataset
+from zoolite.dataset.duplicates import find_duplicates
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from duplicates import KINDS, make_copy  # noqa: E402  (the benchmark's made copies)
@@ -84,7 +84,7 @@ def test_a_label_conflict_is_left_out_of_every_split_and_groups_stay_whole(made_
 
 def test_the_pipelines_split_keeps_groups_whole_and_keep_duplicates_restores_the_old_one(made_copies, tmp_path,
                                                                                         caplog):
-    from zoolite.pipeline import _scan_and_split, split_sizes
+    from zoolite.runs.pipeline import _scan_and_split, split_sizes
 
     root, families = made_copies
     timings = {}
@@ -108,7 +108,7 @@ def test_the_pipelines_split_keeps_groups_whole_and_keep_duplicates_restores_the
 def test_the_dataset_sentence_tells_of_groups_and_names_few_conflicts(made_copies):
     from conftest import made_run
     from zoolite.results import SplitSizes
-    from zoolite.tables import dataset_sentence
+    from zoolite.report.tables import dataset_sentence
 
     results = made_run({}, 10)
     assert "duplicate" not in dataset_sentence(results)  # results from before: nothing said
@@ -157,7 +157,7 @@ def test_thousands_of_near_identical_frames_make_one_group_quickly(tmp_path):
 
 
 def test_box_descriptors_from_integral_images_are_exact_area_averages():
-    from zoolite.duplicates import _box_descriptors, _integral
+    from zoolite.dataset.duplicates import _box_descriptors, _integral
 
     image = np.random.default_rng(0).uniform(0, 255, (48, 48)).astype(np.float32)
     blocks = image.reshape(16, 3, 16, 3).mean(axis=(1, 3))[4:12, 2:10].ravel()  # an aligned box: x 2-10, y 4-12
@@ -175,7 +175,7 @@ def test_box_descriptors_from_integral_images_are_exact_area_averages():
 
 
 def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():
-    from zoolite.duplicates import component_labels
+    from zoolite.dataset.duplicates import component_labels
 
     chain = np.column_stack([np.arange(1, 1000), np.arange(999)])[::-1]  # 999 -> ... -> 0, given backwards
     label = component_labels(1003, np.concatenate([chain, [[1001, 1002]]]))

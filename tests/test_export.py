@@ -13,8 +13,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from conftest import BACKBONE, error_line
 from zoolite.cli import main
-from zoolite.export import chosen_variant
-from zoolite.layout import RunLayout
+from zoolite.apps.export import chosen_variant
+from zoolite.runs.layout import RunLayout
 from zoolite.targets import TARGETS
 
 
@@ -129,7 +129,7 @@ def test_an_integer_only_recommendation_is_exported_as_its_uint8_twin(small_run,
     is exported, with one line naming the clients that refuse it."""
     import copy
 
-    from zoolite import reporting
+    from zoolite.report import reporting
     from zoolite.results import Recommendation
 
     results = copy.deepcopy(small_run)

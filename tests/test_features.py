@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import BACKBONE, SAMPLE, SMALL_RUN_OPTIONS, copy_sample
-from zoolite import features
-from zoolite.augmentation import view_maker
-from zoolite.backbones import build_feature_extractor, get_backbone
-from zoolite.data import load_image
+from zoolite.model import features
+from zoolite.model.augmentation import view_maker
+from zoolite.model.backbones import build_feature_extractor, get_backbone
+from zoolite.dataset.data import load_image
 
 PHOTOS = sorted(SAMPLE.glob("*/*"))[::5]  # 40 real photos of all ten classes
 
@@ -53,7 +53,7 @@ def _digest(path: Path) -> str:
 
 def test_views_are_cached_and_an_interrupted_run_resumes_view_by_view(tmp_path):
     from zoolite.config import RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
 
     config = RunConfig.from_options(data=str(copy_sample(tmp_path / "data", per_class=6)), runs_dir=str(tmp_path),
@@ -85,7 +85,7 @@ def test_views_are_cached_and_an_interrupted_run_resumes_view_by_view(tmp_path):
 def test_the_checks_features_are_the_runs_bit_for_bit(tmp_path, monkeypatch):
     """``zoolite check`` caches the features a run reuses: computed by the check (one thread or all cores),
     read back from its cache, or computed by the run's plain path, they are the same bytes."""
-    from zoolite import check
+    from zoolite.apps import check
 
     spec = get_backbone(BACKBONE)
     runtime = features.open_backbone(features.backbone_file(build_feature_extractor(spec), tmp_path / "backbones"))

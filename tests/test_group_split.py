@@ -10,8 +10,8 @@ import pytest
 
 from conftest import DATA, SAMPLE, error_line
 from zoolite.config import RunConfig
-from zoolite.data import Split, scan_dataset, split_dataset, user_groups
-from zoolite.duplicates import find_duplicates
+from zoolite.dataset.data import Split, scan_dataset, split_dataset, user_groups
+from zoolite.dataset.duplicates import find_duplicates
 from zoolite.errors import ZooliteError
 
 CLASSES = ("cane", "gatto", "ragno")
@@ -115,7 +115,7 @@ def test_a_bad_regular_expression_is_one_line(capsys, tmp_path):
 
 
 def test_split_json_round_trip_and_the_pipelines_sizes(grouped):
-    from zoolite.pipeline import _scan_and_split, split_sizes
+    from zoolite.runs.pipeline import _scan_and_split, split_sizes
 
     _, split = _scan_and_split(RunConfig.from_options(data=str(grouped), seed=2, group_by=VIDEO), {})
     obj = json.loads(json.dumps(split.to_json()))
@@ -140,7 +140,7 @@ def test_a_split_json_of_before_still_loads(run):
 def test_the_report_says_what_the_test_estimates_and_how_groups_were_drawn():
     from conftest import made_run
     from zoolite.results import SplitSizes
-    from zoolite.tables import dataset_sentence
+    from zoolite.report.tables import dataset_sentence
 
     results = made_run({}, 10)
     assert "group" not in dataset_sentence(results)

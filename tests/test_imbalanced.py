@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import FLOAT_RIGHT, flip, made_run, paired_variant
-from zoolite import stats, tables
+from zoolite.measure import stats
+from zoolite.report import tables
 from zoolite.config import Budget, TrainConfig
-from zoolite.data import even_sample
-from zoolite.evaluation import classification_metrics, per_class_report
-from zoolite.recommend import lost_classes, recommend
-from zoolite.training import build_head, class_weights, fit, one_hot, sample_weights
+from zoolite.dataset.data import even_sample
+from zoolite.measure.evaluation import classification_metrics, per_class_report
+from zoolite.results.recommend import lost_classes, recommend
+from zoolite.model.training import build_head, class_weights, fit, one_hot, sample_weights
 
 COUNTS = [60, 30, 6, 4]  # photos per class, as in a real folder
 

@@ -12,7 +12,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from zoolite.errors import ZooliteError
-from zoolite.metadata import add_metadata, read_metadata
+from zoolite.targets.metadata import add_metadata, read_metadata
 from zoolite.targets import About
 
 SIZE = 16
@@ -129,7 +129,7 @@ def test_read_metadata_of_a_model_without_metadata_is_none(models):
 
 
 def test_written_metadata_declares_parser_version_1_0_0(models):
-    from zoolite.metadata import _metadata_writers
+    from zoolite.targets.metadata import _metadata_writers
 
     _metadata_writers()  # makes mediapipe's metadata module importable
     from mediapipe.tasks.python.metadata.metadata import MetadataDisplayer
@@ -141,7 +141,7 @@ def test_written_metadata_declares_parser_version_1_0_0(models):
 def test_min_parser_version_follows_the_schema_history():
     import flatbuffers
 
-    from zoolite.metadata import _metadata_schema, _min_parser_version
+    from zoolite.targets.metadata import _metadata_schema, _min_parser_version
 
     fb = _metadata_schema()
     labels = fb.AssociatedFileT()
@@ -184,7 +184,7 @@ def test_reading_metadata_imports_neither_tensorflow_nor_mediapipe(models):
     """What keeps `zoolite predict` quick to start (benchmarks/predict_startup.py times it)."""
     script = (
         "import json, sys\n"
-        "from zoolite.metadata import read_metadata\n"
+        "from zoolite.targets.metadata import read_metadata\n"
         f"labels = read_metadata({str(models['float32'][1])!r}).labels\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'mediapipe'})\n"
         "print(json.dumps([list(labels), heavy]))\n")

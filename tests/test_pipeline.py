@@ -12,7 +12,7 @@ import pytest
 from conftest import BACKBONE
 from zoolite import storage
 from zoolite.results import SCHEMA_VERSION
-from zoolite.layout import RunLayout
+from zoolite.runs.layout import RunLayout
 from zoolite.targets import TARGETS, open_model
 
 VARIANTS = list(TARGETS)
@@ -100,7 +100,7 @@ def test_atomic_write_leaves_no_partial_file_on_error(tmp_path):
 
 
 def test_agreement_with_itself_and_with_a_perturbed_copy(small_run):
-    from zoolite.evaluation import agreement
+    from zoolite.measure.evaluation import agreement
     from zoolite.targets.keras import KerasRuntime, load_keras_model
 
     layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)

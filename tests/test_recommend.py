@@ -8,7 +8,7 @@ import numpy as np
 
 from conftest import FLOAT_RIGHT, flip, made_run, paired_variant
 from zoolite.config import Budget
-from zoolite.recommend import recommend
+from zoolite.results.recommend import recommend
 
 
 def test_one_flipped_test_image_does_not_send_the_user_to_a_model_three_times_slower():

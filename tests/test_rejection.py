@@ -18,14 +18,16 @@ import pytest
 
 from conftest import BACKBONE, copy_sample
 from conftest import FLOAT_RIGHT, made_run, paired_variant
-from zoolite import rejection, reporting, stats, tables
+from zoolite.model import rejection
+from zoolite.report import reporting, tables
+from zoolite.measure import stats
 from zoolite.cli import main
-from zoolite.evaluation import per_class_report
-from zoolite.layout import RunLayout
-from zoolite.metadata import read_metadata
-from zoolite.recommend import recommend
+from zoolite.measure.evaluation import per_class_report
+from zoolite.runs.layout import RunLayout
+from zoolite.targets.metadata import read_metadata
+from zoolite.results.recommend import recommend
 from zoolite.results import OtherPhotos, Rejection
-from zoolite.tables import rejection_cells
+from zoolite.report.tables import rejection_cells
 from zoolite.targets import TARGETS, open_model
 
 
@@ -45,7 +47,7 @@ def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
     features (compared by what the backbone's ImageNet classifier sees too) gives the same fit, the file
     gives the scores NumPy computes from it, and a photo the model rejects gets scores that sum to well
     below 1."""
-    from zoolite.backbones import get_backbone
+    from zoolite.model.backbones import get_backbone
     from zoolite.targets.keras import load_keras_model
 
     layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)
@@ -99,7 +101,7 @@ def test_integer_files_keep_the_gate(small_run):
     run, the integer ones of every runtime included, decides on at least 90% of them as its float model
     does, with no loss beyond chance (the recommendation's rule); and on the held-out --other photos none
     rejects fewer than its float model by more than one photo."""
-    from zoolite.recommend import rejection_lost
+    from zoolite.results.recommend import rejection_lost
 
     backbone = small_run.backbones[BACKBONE]
     test = np.load(RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).images("test"))
@@ -342,7 +344,7 @@ def test_a_run_measures_every_variants_gate_per_class_and_keeps_it_in_results_js
 
 def test_class_photos_in_other_are_warned_about(tmp_path, caplog):
     from zoolite.config import RunConfig
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
 
     data = copy_sample(tmp_path / "data", per_class=10)

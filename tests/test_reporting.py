@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from conftest import BACKBONE, error_line, made_run, made_variant
-from zoolite import reporting, tables
+from zoolite.report import reporting, tables
 from zoolite.cli import main
 from zoolite.config import Budget
 from zoolite.errors import ZooliteError
-from zoolite.recommend import recommend
+from zoolite.results.recommend import recommend
 from zoolite.results import SCHEMA_VERSION, Run, load
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -107,7 +107,7 @@ def test_report_html_has_the_tables_and_every_plot_embedded(small_run):
 
 def test_report_html_with_two_backbones(small_run, tmp_path):
     """A second (made-up, faster) backbone: the combined table, and the recommended row in its section."""
-    from zoolite.html_report import html_report
+    from zoolite.report.html_report import html_report
 
     run_dir = _copy_run(small_run, tmp_path / "run")
     results = copy.deepcopy(small_run)
@@ -281,7 +281,7 @@ def test_the_plot_draws_the_budget_floor_from_the_best_float_model(monkeypatch):
     below the *best* float model, not one per backbone from its own float model."""
     from matplotlib.axes import Axes
 
-    from zoolite import plots
+    from zoolite.report import plots
 
     results = _results({"small": [("keras", 0.60, 1.0, 1.0), ("int8", 0.595, 2.0, 0.5)],
                         "large": [("keras", 0.95, 90.0, 30.0), ("float16", 0.945, 20.0, 15.0)]})
@@ -355,7 +355,7 @@ def test_results_of_a_newer_schema_are_refused_in_one_line(tmp_path, capsys):
 
 
 def test_the_report_says_where_the_time_went_stage_by_stage(small_run):
-    from zoolite.tables import TIME_STAGES, time_rows, time_stage
+    from zoolite.report.tables import TIME_STAGES, time_rows, time_stage
 
     rows = {stage: (float(seconds), share) for stage, seconds, share in time_rows(small_run)}
     total = small_run.timings["total"]

@@ -31,7 +31,7 @@ FINISHED_BEFORE_KILL = [f"{BACKBONE}/cache/train_features.npy", f"{BACKBONE}/mod
                         f"{BACKBONE}/models/float32.tflite", "split.json", "config.json"]
 START_RUN = ("import json, os, signal, sys\n"
              "from zoolite.config import RunConfig\n"
-             "from zoolite.pipeline import run\n"
+             "from zoolite.runs.pipeline import run\n"
              "from zoolite.progress import Progress\n"
              "def kill_after(stage):\n"
              "    if stage == sys.argv[2]:\n"
@@ -124,7 +124,7 @@ def test_the_same_seed_gives_the_same_split_weights_and_figures(killed_and_resum
 
 def test_ctrl_c_names_the_incomplete_run_to_resume(small_run, tmp_path, monkeypatch, capsys):
     """In-process: a KeyboardInterrupt once the run folder exists (during training)."""
-    from zoolite import pipeline
+    from zoolite.runs import pipeline
 
     def interrupted(*args):
         raise KeyboardInterrupt

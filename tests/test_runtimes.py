@@ -14,9 +14,9 @@ import pytest
 
 from conftest import BACKBONE, RUNTIMES, error_line
 from zoolite.cli import main
-from zoolite.layout import RunLayout
-from zoolite.recommend import recommend
-from zoolite.reporting import text_summary
+from zoolite.runs.layout import RunLayout
+from zoolite.results.recommend import recommend
+from zoolite.report.reporting import text_summary
 from zoolite.results import load
 from zoolite.targets import FAMILIES, TARGETS, Runtime, open_model
 

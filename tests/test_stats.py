@@ -1,4 +1,4 @@
-"""zoolite.stats against published values and exact hand calculations.
+"""zoolite.measure.stats against published values and exact hand calculations.
 
 Published values: Wilson intervals from Newcombe (1998), "Two-sided confidence intervals for
 the single proportion: comparison of seven methods", Stat Med 17:857, Table I; the paired
@@ -17,8 +17,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from zoolite import stats
-from zoolite.stats import Interval
+from zoolite.measure import stats
+from zoolite.measure.stats import Interval
 
 Z95 = 1.959963984540054  # the 0.975 normal quantile
 

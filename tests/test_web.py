@@ -192,7 +192,7 @@ def test_exported_page_in_chromium(chromium, small_run, web_photos, tmp_path, ca
 
 def check_page_against_predict(chromium, site: Path, web_photos: list[Path], capsys, record_property,
                                screenshot=None):
-    from zoolite.data import load_image
+    from zoolite.dataset.data import load_image
 
     card = json.loads((site / "model.json").read_text())
     photos, bad = web_photos[:-1], web_photos[-1]
@@ -202,7 +202,7 @@ def check_page_against_predict(chromium, site: Path, web_photos: list[Path], cap
         summary = page.locator("#summary")
         threads = summary.get_attribute("data-threads")
         summary_text = summary.text_content()
-        # The page's model input for a few photos, against zoolite's (zoolite.data.load_image).
+        # The page's model input for a few photos, against zoolite's (zoolite.dataset.data.load_image).
         size = card["input_size"]
         pixel_diffs = []
         for photo in photos[:3]:
@@ -287,7 +287,7 @@ def test_page_says_none_of_these(chromium, small_run, web_photos, tmp_path, caps
     """
     from PIL import Image
 
-    from zoolite.data import load_image
+    from zoolite.dataset.data import load_image
     from zoolite.targets import open_model
 
     site = export_site(small_run.run_dir, tmp_path / "site", "--variant", "uint8")
@@ -388,9 +388,9 @@ def test_export_web_writes_the_site_around_the_recommended_model(small_run, tmp_
     the page cannot run gives way to the recommendation among LiteRT's files, under the same budget."""
     import copy
 
-    from zoolite import reporting
-    from zoolite.export import chosen_variant
-    from zoolite.recommend import recommend
+    from zoolite.report import reporting
+    from zoolite.apps.export import chosen_variant
+    from zoolite.results.recommend import recommend
     from zoolite.results import Recommendation
 
     results = copy.deepcopy(small_run)
@@ -462,7 +462,7 @@ def test_serve_sends_isolation_headers_and_types(tmp_path):
 ])
 def test_write_site_refuses_what_litertjs_cannot_run(tmp_path, card, said):
     from zoolite.errors import ZooliteError
-    from zoolite.web import WEB_INPUT_DTYPES, web_can_run, write_site
+    from zoolite.apps.web import WEB_INPUT_DTYPES, web_can_run, write_site
 
     (tmp_path / card["model_file"]).write_bytes(b"\0")
     (tmp_path / "model.json").write_text(json.dumps(card))
@@ -473,7 +473,7 @@ def test_write_site_refuses_what_litertjs_cannot_run(tmp_path, card, said):
 
 
 def test_write_site_adds_page_and_runtime_only(tmp_path):
-    from zoolite.web import write_site
+    from zoolite.apps.web import write_site
 
     card = {"model_file": "uint8.tflite", "variant": "uint8", "input": {"dtype": "uint8"},
             "output": {"dtype": "uint8"}}

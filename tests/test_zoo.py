@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 
 from conftest import copy_sample, made_once
-from zoolite.backbones import BACKBONES, build_feature_extractor, describe_weights, get_backbone, resolve_weights
-from zoolite import rejection
+from zoolite.model.backbones import BACKBONES, build_feature_extractor, describe_weights, get_backbone, resolve_weights
+from zoolite.model import rejection
 from zoolite.cli import main
 from zoolite.config import RunConfig
-from zoolite.layout import RunLayout
-from zoolite.pipeline import run
+from zoolite.runs.layout import RunLayout
+from zoolite.runs.pipeline import run
 from zoolite.progress import Progress
 from zoolite.targets import TARGETS
 from zoolite.targets.base import export_saved_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.targets.litert import LiteRTRuntime, convert
-from zoolite.training import assemble, build_head
+from zoolite.model.training import assemble, build_head
 
 SLOW = {"xception", "inception_resnet_v2"}
 # One run holds these two, fine-tuning the first: it serves the fine-tuning and the

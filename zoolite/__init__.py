@@ -7,10 +7,12 @@ The Python API mirrors the command line::
     results = run(RunConfig(data="path/to/images", backbones=("efficientnet_lite0",)))
     results.backbones["efficientnet_lite0"].variants      # typed results (zoolite.results)
 
-Stages, one module each, data flowing one way: :mod:`zoolite.data` (dataset) ->
-:mod:`zoolite.backbones`, :mod:`zoolite.training` (model) -> :mod:`zoolite.targets`
-(variants) -> :mod:`zoolite.evaluation` (measurements) -> :mod:`zoolite.recommend`,
-:mod:`zoolite.reporting` (report); :mod:`zoolite.pipeline` runs them.
+Stages, one package each, data flowing one way: :mod:`zoolite.dataset` (scan, split by copy
+group) -> :mod:`zoolite.model` (backbones, training, features, "none of these") ->
+:mod:`zoolite.targets` (the variants: every runtime and quantization mode) ->
+:mod:`zoolite.measure` (one measuring routine, its statistics) -> :mod:`zoolite.results` (the
+typed results and the recommendation) -> :mod:`zoolite.report`; :mod:`zoolite.runs` runs them in
+order, and :mod:`zoolite.apps` holds what users run on a run or a model file (check, export, serve).
 """
 
 from zoolite.config import Budget, LatencyConfig, RunConfig, TrainConfig
@@ -22,7 +24,7 @@ __all__ = ["Budget", "LatencyConfig", "RunConfig", "TrainConfig", "ZooliteError"
 
 def __getattr__(name):  # these import TensorFlow or matplotlib: only load them when asked for
     if name == "run":
-        from zoolite.pipeline import run
+        from zoolite.runs.pipeline import run
 
         return run
     if name == "load_results":
@@ -30,15 +32,15 @@ def __getattr__(name):  # these import TensorFlow or matplotlib: only load them 
 
         return load
     if name == "rerender":
-        from zoolite.reporting import rerender
+        from zoolite.report.reporting import rerender
 
         return rerender
     if name == "predict":
-        from zoolite.evaluation import predict
+        from zoolite.measure.evaluation import predict
 
         return predict
     if name == "evaluate_model":
-        from zoolite.evaluation import evaluate_model
+        from zoolite.measure.evaluation import evaluate_model
 
         return evaluate_model
     raise AttributeError(name)

@@ -189,9 +189,9 @@ def _given(args) -> dict:
 
 def _run(args) -> int:
     start = time.perf_counter()
-    from zoolite.pipeline import run
+    from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
-    from zoolite.reporting import text_summary
+    from zoolite.report.reporting import text_summary
 
     import_seconds = time.perf_counter() - start
     given = _given(args)
@@ -211,7 +211,7 @@ def _run(args) -> int:
 
 
 def _report(args) -> int:
-    from zoolite.reporting import rerender, text_summary
+    from zoolite.report.reporting import rerender, text_summary
 
     given = _given(args)
     given.pop("run_dir")
@@ -221,7 +221,7 @@ def _report(args) -> int:
 
 
 def _export(args) -> int:
-    from zoolite.export import export
+    from zoolite.apps.export import export
 
     target = export(args.run_dir, args.to, variant=args.variant, backbone=args.backbone, web=args.web)
     print(f"{target}: " + ", ".join(sorted(p.name for p in target.iterdir())))
@@ -231,7 +231,7 @@ def _export(args) -> int:
 
 
 def _serve(args) -> int:
-    from zoolite.serve import serve
+    from zoolite.apps.serve import serve
 
     def ready(url: str) -> None:
         print(f"Serving {args.directory} at {url} (Ctrl-C to stop)", flush=True)
@@ -244,7 +244,7 @@ def _serve(args) -> int:
 
 
 def _predict(args) -> int:
-    from zoolite.evaluation import predict
+    from zoolite.measure.evaluation import predict
 
     options = _options(args, PredictOptions)
     answers = predict(args.model, args.images, args.labels_file, options.top, options.threads)
@@ -261,7 +261,7 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     from pathlib import Path
 
-    from zoolite.evaluation import evaluate_model
+    from zoolite.measure.evaluation import evaluate_model
 
     threads = _options(args, ModelOptions).threads
     evaluation = evaluate_model(args.model, args.data, args.labels_file, args.labels, threads,
@@ -273,7 +273,7 @@ def _evaluate(args) -> int:
 
 
 def _check(args) -> int:
-    from zoolite.check import check
+    from zoolite.apps.check import check
     from zoolite.progress import Progress
 
     report = check(args.data, progress=Progress(not (args.quiet or args.json)), seed=args.seed,

@@ -26,7 +26,7 @@ DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 # bump it with any change to the options or to a stage's files (history.json, rejection.json, the
 # measurements). config.json files before it carried the results' schema_version instead.
 CONFIG_VERSION = 2  # 2: rejection.json per class (results schema 6); --keep-duplicates, --group-by
-AUGMENTATIONS = ("none", "flip", "standard")  # zoolite.augmentation builds them
+AUGMENTATIONS = ("none", "flip", "standard")  # zoolite.model.augmentation builds them
 
 
 # --- the constraint engine -------------------------------------------------------------------
@@ -267,7 +267,7 @@ def _known(registry: Callable[[], dict], what: str) -> Check:
 
 
 def _backbones() -> dict:
-    from zoolite.backbones import BACKBONES
+    from zoolite.model.backbones import BACKBONES
 
     return BACKBONES
 

@@ -66,7 +66,7 @@ def load_keras_model(path: str | Path):
     """Load a ``.keras`` file in Keras's safe mode: a file with code in it (Lambda) is refused."""
     import keras
 
-    import zoolite.layers  # noqa: F401 (registers zoolite's layers for loading)
+    import zoolite.model.layers  # noqa: F401 (registers zoolite's layers for loading)
 
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=True)

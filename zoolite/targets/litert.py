@@ -124,7 +124,7 @@ class Converter:
     def convert(self, target, out: Path) -> None:
         """Write ``target``'s file to ``out`` (atomically), with its TFLite metadata."""
         from zoolite import storage
-        from zoolite.metadata import add_metadata
+        from zoolite.targets.metadata import add_metadata
 
         source, about = self.source, self.source.about
         saved_model = source.saved_model()
@@ -202,7 +202,7 @@ class LiteRTRuntime:
 
     @functools.cached_property
     def _about(self):
-        from zoolite.metadata import read_metadata
+        from zoolite.targets.metadata import read_metadata
 
         return read_metadata(self.path)  # None for a file without metadata (another tool's)
 

@@ -3,12 +3,12 @@
 It lists what would spoil a run or its measurements:
 
 * files that cannot be used (the scan's skipped list), empty class folders, class counts and imbalance;
-* duplicate photos (:mod:`zoolite.duplicates`) and the duplicate groups spread over more than one
+* duplicate photos (:mod:`zoolite.dataset.duplicates`) and the duplicate groups spread over more than one
   class folder (label conflicts: the same photo with two labels, or one photo in train and test);
 * photos that are probably in the wrong class folder, found by *confident learning* (Northcutt et al.,
   "Confident learning: estimating uncertainty in dataset labels", 2021), written here from the paper:
   every photo's backbone features (EfficientNet-Lite0 through the fast LiteRT path of
-  :mod:`zoolite.features`), out-of-fold class probabilities from a multinomial logistic regression
+  :mod:`zoolite.model.features`), out-of-fold class probabilities from a multinomial logistic regression
   (:func:`out_of_fold_probabilities`, K folds stratified by class), per-class thresholds
   ``t_j`` = mean probability of class j over the photos labelled j (times :data:`THRESHOLD_SCALE`),
   and a photo labelled i is suspect when its best class among those with ``p_j >= t_j`` is some j != i (an off-diagonal
@@ -18,7 +18,7 @@ It lists what would spoil a run or its measurements:
 Features are cached per photo content (a SHA-256 of the file) in the user cache, so checking the
 same folder again, or a folder with the same photos, does not compute them again; a default
 ``zoolite run`` reads its train and validation features from the same cache (and fills it), through
-the same code (:func:`zoolite.features.cached_features`), so a check before a run costs little
+the same code (:func:`zoolite.model.features.cached_features`), so a check before a run costs little
 (``benchmarks/check_cost.py``).
 ``benchmarks/suspect_labels.py`` measures the suspects on photos moved to wrong folders on purpose.
 """
@@ -35,7 +35,7 @@ import numpy as np
 
 from zoolite import storage
 from zoolite.errors import ZooliteError
-from zoolite.rejection import FOLDS, folds, softmax
+from zoolite.model.rejection import FOLDS, folds, softmax
 from zoolite.results import SuspectLabel, is_imbalanced
 
 BACKBONE = "efficientnet_lite0"
@@ -146,8 +146,8 @@ def _more(items: list, show: int) -> list[str]:
 
 def _scan(root: Path):
     """Class folders, usable photos (relative path, class index) and skipped files, like
-    :func:`zoolite.data.scan_dataset`, but an empty class is reported, not refused."""
-    from zoolite.data import skipped_files, scan_class_folders
+    :func:`zoolite.dataset.data.scan_dataset`, but an empty class is reported, not refused."""
+    from zoolite.dataset.data import skipped_files, scan_class_folders
 
     class_dirs, files, skipped = scan_class_folders(root, "a folder")
     return class_dirs, sorted(files), skipped_files(skipped)
@@ -158,9 +158,9 @@ def _scan(root: Path):
 def photo_features(root: Path, files: list[str], progress=None, threads: int | None = None) -> np.ndarray:
     """(photos, features) of ``files`` (relative to ``root``): read from the cache by content, the
     missing ones computed once (identical photos once) with the fast LiteRT backbone and cached
-    (:func:`zoolite.features.cached_features`, the code a run's features stage runs)."""
-    from zoolite import features
-    from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
+    (:func:`zoolite.model.features.cached_features`, the code a run's features stage runs)."""
+    from zoolite.model import features
+    from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
     from zoolite.progress import Progress
 
     progress = progress or Progress(False)
@@ -290,7 +290,7 @@ def find_suspects(features: np.ndarray, files: list[tuple[str, int]], class_dirs
 def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
           threads: int | None = None) -> CheckReport:
     """What ``zoolite check DATA`` reports (``suspects=False``: without the suspect labels, so no backbone)."""
-    from zoolite.duplicates import find_duplicates
+    from zoolite.dataset.duplicates import find_duplicates
     from zoolite.progress import Progress
 
     root = Path(data)
@@ -299,7 +299,7 @@ def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
     counts = dict.fromkeys(class_dirs, 0)
     for _, label in files:
         counts[class_dirs[label]] += 1
-    from zoolite.data import ANIMALS10_LABELS
+    from zoolite.dataset.data import ANIMALS10_LABELS
 
     non_empty = [n for n in counts.values() if n]
     ratio = max(non_empty) / min(non_empty) if non_empty else None

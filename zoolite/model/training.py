@@ -1,7 +1,7 @@
 """The training stage: the reference recipe, made fast by training the head on cached features.
 
 With a frozen base, the base's output for an image never changes, so it is computed
-once per image (:mod:`zoolite.features`) and the new dense head is trained on those
+once per image (:mod:`zoolite.model.features`) and the new dense head is trained on those
 vectors; base and head are then assembled into one raw-pixels-in, probabilities-out
 model for export. Models that must see images while training (a network trained from
 scratch, fine-tuning, later augmentation) take the same recipe through :func:`fit` on
@@ -135,10 +135,10 @@ def labelled_batches(items: list[tuple[str, int]], root: Path, size: int, n_clas
                      views=None):
     """A ``tf.data`` pipeline of (float32 pixels, one-hot labels), with each photo's class weight
     when ``weights`` are given, and each photo a new random view every epoch with ``views``
-    (:func:`zoolite.augmentation.random_views`), for training on images."""
+    (:func:`zoolite.model.augmentation.random_views`), for training on images."""
     import tensorflow as tf
 
-    from zoolite.data import image_batches
+    from zoolite.dataset.data import image_batches
 
     labels = one_hot([label for _, label in items], n_classes)
     batches = image_batches([root / p for p, _ in items], size, batch_size,

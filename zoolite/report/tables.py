@@ -3,9 +3,9 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 
 from __future__ import annotations
 
-from zoolite.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
+from zoolite.results.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
 from zoolite.results import Backbone, Machine, Run, Variant
-from zoolite.stats import FidelityRow, Interval
+from zoolite.measure.stats import FidelityRow, Interval
 from zoolite.targets import FAMILIES
 
 

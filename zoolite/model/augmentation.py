@@ -9,9 +9,9 @@ Keras's preprocessing layers did the same at 250-290 images/s on 2 cores, as slo
 backbone itself; here it costs almost nothing beside decoding.
 
 With a frozen base, zoolite keeps its cached features fast: each training photo's features are
-computed for ``--augment-views`` views once (:mod:`zoolite.features`), and each epoch draws one
+computed for ``--augment-views`` views once (:mod:`zoolite.model.features`), and each epoch draws one
 of the photo's versions (:class:`Views`). Fine-tuning trains through the backbone and makes new
-views on the fly with the same function (:func:`zoolite.data.image_batches`).
+views on the fly with the same function (:func:`zoolite.dataset.data.image_batches`).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoolite import stats
+from zoolite.measure import stats
 from zoolite.results import ClassGate, ClassKept, Rejection, RejectionMeasure
 
 CENTROIDS_PER_CLASS = 16  # benchmarks/rejection.py: 16 to 64 reject alike; 16 keeps the file small
@@ -473,7 +473,7 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     with the max over a class's centroids."""
     import keras
 
-    from zoolite.layers import L2Normalize
+    from zoolite.model.layers import L2Normalize
 
     extractor, head = classifier.layers[-2], classifier.layers[-1]
     kernel, bias = head.get_layer("probabilities").get_weights()

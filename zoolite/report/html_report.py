@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from zoolite import plots, stats
-from zoolite.layout import RunLayout
+from zoolite.report import plots
+
+from zoolite.measure import stats
+from zoolite.runs.layout import RunLayout
 from zoolite.results import Run
-from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_cells, caption, class_cells, combined_cells, \
+from zoolite.report.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_cells, caption, class_cells, combined_cells, \
     dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, rejection_cells, rejection_note
 
 # Test images shown in the prediction grid of each backbone.
@@ -79,7 +81,7 @@ def _test_images(layout: RunLayout, results: Run, backbone: str, test: list, ind
     if cache.exists():
         images = np.load(cache, mmap_mode="r")
         return [np.asarray(images[i]) for i in indices]
-    from zoolite.data import load_image
+    from zoolite.dataset.data import load_image
 
     paths = [test[i][0] for i in indices]
     if not all(p.is_file() for p in paths):

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from zoolite.config import DEFAULT_FRACTIONS
-from zoolite.duplicates import Duplicates, component_labels
+from zoolite.dataset.duplicates import Duplicates, component_labels
 from zoolite.errors import ZooliteError
 
 # The reference dataset's Italian folder names, shown in English.
@@ -365,7 +365,7 @@ def user_groups(paths, pattern: str) -> dict[str, list[str]]:
 
 def _units(paths: list[str], joined: list[list[str]]) -> list[list[str]]:
     """``paths`` partitioned so that each list of ``joined`` is within one part (the union that joins
-    copies, :func:`zoolite.duplicates.component_labels`): sorted parts of sorted paths."""
+    copies, :func:`zoolite.dataset.duplicates.component_labels`): sorted parts of sorted paths."""
     index = {path: i for i, path in enumerate(paths)}
     edges = []
     for members in joined:
@@ -383,7 +383,7 @@ def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0,
     """Split per class (stratified), reproducibly for a given seed.
 
     Every class gets at least one test image, and one validation image when the
-    validation fraction is above zero. With ``duplicates`` (:func:`zoolite.duplicates.find_duplicates`),
+    validation fraction is above zero. With ``duplicates`` (:func:`zoolite.dataset.duplicates.find_duplicates`),
     each group of copies is one unit of its class and lands whole in one split, and the photos of a
     label conflict (a group in several class folders) are left out of every split; without, every
     photo is its own unit (as before duplicates were looked for).
@@ -474,7 +474,7 @@ def image_batches(paths: list[str | Path], size: int, batch_size: int = 32, labe
 
     Images are decoded in parallel and come in the order of ``paths``, or reshuffled
     every epoch when ``shuffle_seed`` is set; ``views(pixels, random seed)`` (with a shuffle
-    seed) makes each a new random view every epoch (:func:`zoolite.augmentation.random_views`).
+    seed) makes each a new random view every epoch (:func:`zoolite.model.augmentation.random_views`).
     """
     import tensorflow as tf
 
@@ -511,7 +511,7 @@ def decoded_batches(paths: list[str | Path], size: int, batch_size: int = 32,
                     view: Callable[[int, np.ndarray], np.ndarray] | None = None):
     """uint8 batches of ``paths`` decoded in order on a thread pool (Pillow releases the GIL), the next
     batch decoding while the caller works on this one; each photo made ``view(its index, pixels)``
-    if given (:func:`zoolite.augmentation.view_maker`). No TensorFlow, so that measuring a ``.tflite``
+    if given (:func:`zoolite.model.augmentation.view_maker`). No TensorFlow, so that measuring a ``.tflite``
     file needs none."""
     def decode(index: int) -> np.ndarray:
         pixels = _decode(paths[index], size)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from zoolite import storage
 from zoolite.config import Budget
-from zoolite.layout import RunLayout
-from zoolite.recommend import fewer_kept_classes, lost_classes
+from zoolite.runs.layout import RunLayout
+from zoolite.results.recommend import fewer_kept_classes, lost_classes
 from zoolite.results import Run, load
-from zoolite.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_table, caption, class_table, combined_table, \
+from zoolite.report.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_table, caption, class_table, combined_table, \
     dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, markdown_table, rejection_note, rejection_table, \
     time_rows
 
@@ -103,7 +103,7 @@ def results_csv(results: Run) -> str:
 
 def write_reports(results: Run) -> None:
     """results.json, results.csv, report.md and report.html; all rendered before any is written."""
-    from zoolite.html_report import html_report  # matplotlib is imported only when a report is drawn
+    from zoolite.report.html_report import html_report  # matplotlib is imported only when a report is drawn
 
     layout = RunLayout(Path(results.run_dir))
     texts = {layout.results_csv: results_csv(results), layout.report_md: markdown_report(results),
@@ -117,7 +117,7 @@ def rerender(run_dir: str | Path, budget: Budget | None = None, runtime: str | N
     """Re-render a finished run's reports and recommendation without recomputing anything:
     under ``budget``, or the budget of its last report, among the variants of ``runtime`` if given
     (a runtime family's name). Older results files are upgraded."""
-    from zoolite.recommend import recommend
+    from zoolite.results.recommend import recommend
 
     results = load(run_dir)
     if budget is None:

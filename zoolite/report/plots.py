@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from zoolite.results import Backbone, Run, Training, TrainingStage
-from zoolite.stats import Interval
-from zoolite.tables import runtime_label
+from zoolite.measure.stats import Interval
+from zoolite.report.tables import runtime_label
 
 DPI = 110
 COLOURS = [f"C{i}" for i in range(10)]  # one per runtime

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from zoolite.config import Budget, RunConfig
 from zoolite.errors import ZooliteError
-from zoolite.stats import FidelityRow, Interval, PairedComparison
+from zoolite.measure.stats import FidelityRow, Interval, PairedComparison
 
 # 5: typed leaves (machine, dataset, split, training, fidelity rows); a variant's target under "target".
 # 6: "none of these" per class: each class's kept share, balanced kept and answered-and-right shares,
@@ -122,7 +122,7 @@ class SplitSizes:
 
 @dataclass
 class SuspectLabel:
-    """A photo whose class folder its backbone features confidently disagree with (:mod:`zoolite.check`)."""
+    """A photo whose class folder its backbone features confidently disagree with (:mod:`zoolite.apps.check`)."""
 
     file: str  # relative to the dataset folder
     label: str  # its class folder
@@ -207,7 +207,7 @@ class Training:
 @dataclass
 class Fidelity:
     """Label-free fidelity of a variant to its backbone's float model, by the float model's confidence
-    (:func:`zoolite.stats.agreement_by_confidence`): on the test images and the unlabelled photos."""
+    (:func:`zoolite.measure.stats.agreement_by_confidence`): on the test images and the unlabelled photos."""
 
     test: list[FidelityRow]
     unlabelled: list[FidelityRow] | None = None
@@ -563,7 +563,7 @@ class Run:
     def test_photos(self) -> list[tuple[Path, int]] | None:
         """The test split's photos (under the dataset's root) and labels, from the run folder's split.json;
         None when the file is gone."""
-        from zoolite.layout import RunLayout
+        from zoolite.runs.layout import RunLayout
 
         path = RunLayout(Path(self.run_dir)).split
         if not path.is_file():
@@ -644,7 +644,7 @@ def _upgrade(obj: dict, version: int) -> dict:
 def load(run_dir: str | Path) -> Run:
     """The results of a finished run folder (any schema version this zoolite reads); a one-line
     error for anything else."""
-    from zoolite.layout import RunLayout
+    from zoolite.runs.layout import RunLayout
 
     layout = RunLayout(Path(run_dir))
     path = layout.results

@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from zoolite.backbones import BackboneSpec, describe_weights
+from zoolite.model.backbones import BackboneSpec, describe_weights
 from zoolite.config import TrainConfig
 from zoolite.results import Machine, Rejection, Training
 from zoolite.targets import KERAS, RUNTIMES, About

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from zoolite import rejection, stats
+from zoolite.model import rejection
+
+from zoolite.measure import stats
 from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
 from zoolite.results import Agreement, ClassMeasure, Fidelity, Latency, RejectionMeasure, Variant
-from zoolite.stats import Interval
-from zoolite.tables import share
+from zoolite.measure.stats import Interval
+from zoolite.report.tables import share
 from zoolite.targets.base import Runtime
 
 if TYPE_CHECKING:
@@ -208,7 +210,7 @@ def compare_with_reference(variant: Variant, outputs: dict[str, np.ndarray], ref
 
 def agreement(probabilities: np.ndarray, reference: np.ndarray) -> Agreement:
     """How closely a variant's answers and probabilities follow the reference (float) model's on the same images:
-    the top-1 agreement as :func:`zoolite.stats.agreement_by_confidence` counts it, over every image, and the
+    the top-1 agreement as :func:`zoolite.measure.stats.agreement_by_confidence` counts it, over every image, and the
     mean absolute difference of the probabilities."""
     every_image = stats.agreement_by_confidence(probabilities, reference, bins=())[0]
     return Agreement(top1_agreement=every_image.agreement,
@@ -311,7 +313,7 @@ def predict(model: str | Path, photos, labels_file: str | Path | None = None, to
     these" below the file's threshold. ``photos`` is a path or a list of paths, files or folders
     (searched recursively; files in them that are not images are skipped and listed)."""
     from zoolite.config import PredictOptions
-    from zoolite.data import load_image, photo_files
+    from zoolite.dataset.data import load_image, photo_files
     from zoolite.targets import open_classifier, top_classes
 
     PredictOptions(threads=threads, top=top)  # checked as the command's flags are
@@ -334,7 +336,7 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
     """
     import tempfile
 
-    from zoolite.data import cache_images, load_label_map, scan_dataset
+    from zoolite.dataset.data import cache_images, load_label_map, scan_dataset
     from zoolite.targets import open_classifier
 
     classifier = open_classifier(model, labels_file, threads)

@@ -1,13 +1,13 @@
 """The features stage: every training photo through the frozen backbone once, the fastest correct way.
 
 A frozen base gives a photo the same features in every epoch, so they are computed once and the
-head trains on them (:mod:`zoolite.training`). The backbone is converted once to a float32 LiteRT
+head trains on them (:mod:`zoolite.model.training`). The backbone is converted once to a float32 LiteRT
 file and run one photo per call with XNNPACK on every core, while a thread pool decodes the next
 photos. ``benchmarks/features.py`` measured this against Keras's batch inference side by side on
 the same photos: about three times the images per second on 2 cores, with the same features
 (every difference below 1e-4 of the largest feature, :data:`TOLERANCE`).
 
-Augmented views (:mod:`zoolite.augmentation`) are made in the decoding threads, so each view
+Augmented views (:mod:`zoolite.model.augmentation`) are made in the decoding threads, so each view
 costs one more backbone pass and little else.
 """
 
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from zoolite import storage
-from zoolite.data import decoded_batches
+from zoolite.dataset.data import decoded_batches
 
 # Fast features must equal Keras's up to this fraction of the largest feature (float32 rounding,
 # operations fused in a different order).
@@ -58,7 +58,7 @@ def open_backbone(path: Path, threads: int | None = None):
 
 def extract(runtime, paths: list[Path], size: int, out: Path, progress=None,
             view: Callable[[int, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """The features of ``paths`` (each photo made a ``view``, if given: :mod:`zoolite.augmentation`)
+    """The features of ``paths`` (each photo made a ``view``, if given: :mod:`zoolite.model.augmentation`)
     streamed into the ``.npy`` ``out``, returned memory-mapped; decoding overlaps the backbone."""
     def features():
         for pixels in decoded_batches(paths, size, view=view):

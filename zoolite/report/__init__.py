@@ -1,0 +1,1 @@
+"""The report stage: tables, plots, report.md/html and results.csv, from the results alone."""
