@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,16 @@ import pytest
 from conftest import copy_sample, error_line
 from zoolite.cli import main
 from zoolite.targets import MODES
+
+
+def test_version_is_the_release_that_made_the_results(small_run, capsys):
+    """``zoolite --version`` names the release pyproject.toml declares, and a run's results.json and model
+    files name it too."""
+    release = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"zoolite {release}"
+    assert small_run.machine.zoolite == release
 
 
 def test_predict_prints_top3_for_keras_and_litert_models(small_run, capsys):

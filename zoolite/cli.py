@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
+from importlib.metadata import version
 
 from zoolite.config import Budget, LatencyConfig, ModelOptions, PredictOptions, RunConfig, TrainConfig, \
     fields_with_flags, flag_of
@@ -87,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         "Turn a folder of animal photos into small, fast image classifiers for LiteRT and other runtimes, "
         "and measure them."))
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    parser.add_argument("--version", action="version", version=f"zoolite {version('zoolite')}",
+                        help="show zoolite's version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_commands(sub)
     _add_model_commands(sub)
