@@ -1,4 +1,4 @@
-"""The structure the README promises: one package per stage, no import circle between zoolite's modules (imports inside
+"""The structure docs/architecture.md promises: one package per stage, no import circle between zoolite's modules (imports inside
 functions and through importlib included), a registry that names every target's family and role,
 and no module outside ``zoolite/targets/`` that tells runtimes apart by a file suffix, a dtype or a
 variant name."""

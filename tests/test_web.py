@@ -4,7 +4,7 @@ The sites are real exports of the session's ``small_run`` (float32 and uint8), s
 real ``zoolite serve`` command in a subprocess; the browser is Debian's ``chromium``
 (scripts/install-browser.sh), driven with pip ``playwright``. The page's top-1 labels are
 compared with ``zoolite predict`` on the same exported file and the same photos, which the
-run never saw. Set ZOOLITE_WEB_SCREENSHOT=path to save a screenshot of the page (the README's).
+run never saw. Set ZOOLITE_WEB_SCREENSHOT=path to save a screenshot of the page (docs/web-page.png).
 """
 
 from __future__ import annotations

@@ -290,7 +290,7 @@ class RunConfig:
 
     data: str = option(str(SAMPLE_DATA), "folder with one sub-folder of images per class (default: bundled sample)")
     backbones: tuple[str, ...] = option((DEFAULT_BACKBONE,), "comma-separated backbone names, compared side by "
-                                        "side (the README lists them)", _known(_backbones, "backbones"),
+                                        "side (docs/usage.md lists them)", _known(_backbones, "backbones"),
                                         parse=_names)
     weights: str | None = option(None, "'imagenet' (default), 'none' (random init, said so in the report) or a "
                                        "local no-top .h5 weights file of a keras.applications backbone")

@@ -49,7 +49,7 @@ PCA_DIMENSIONS = 64
 # The thresholds are this share of each class's mean self-probability. The logistic regression is
 # confident on most photos of a class, so the plain mean (the paper's t_j) missed a third of the moved
 # photos of animals10-large; benchmarks/suspect_labels.py measured 0.8 x the mean catching 88% of them
-# while naming under 2% of the photos of the clean folders (README, "zoolite check").
+# while naming under 2% of the photos of the clean folders (docs/usage.md, "zoolite check").
 THRESHOLD_SCALE = 0.8
 SUSPECT_METHOD = (f"confident learning: out-of-fold probabilities of a multinomial logistic regression on "
                   f"{BACKBONE} features ({FOLDS} folds stratified by class); a photo is suspect when its best "

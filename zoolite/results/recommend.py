@@ -8,7 +8,7 @@ mean single-image latency and file size. Only shippable variants are candidates:
 Keras model is the reference, not something an app ships. Everything is read from the
 results, so ``zoolite report`` can re-ask with another budget without recomputing.
 
-The rule (the README's "How the recommendation decides" gives the reasoning):
+The rule (docs/measurements.md, "How the recommendation decides", gives the reasoning):
 
 1. **Accuracy, on paired evidence.** Each variant is compared with the run's most accurate
    float model on the same test images. It is rejected when it is less accurate than the
