@@ -3,6 +3,7 @@ an app following model.json gets the run's predictions."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from conftest import BACKBONE, error_line
 from zoolite.cli import main
-from zoolite.apps.export import chosen_variant
+from zoolite.report import reporting
+from zoolite.results import Recommendation
 from zoolite.runs.layout import RunLayout
 from zoolite.targets import TARGETS
 
@@ -87,11 +89,24 @@ def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(
     assert card["input"]["dtype"] == "float32" and card["input"]["quantization"] is None
     assert "feed" not in card["input"] and "read" not in card["output"]
 
+    # Without --variant: the run's recommendation (or the twin apps take), byte for byte.
+    recommended = small_run.recommendation.variant
+    expected = TARGETS[recommended].app_twin or recommended
     assert main(["export", str(run_dir), "--to", str(tmp_path / "default")]) == 0
-    _, shipped = chosen_variant(small_run)
-    assert shipped.target in (small_run.recommendation.variant, TARGETS[small_run.recommendation.variant].app_twin)
-    for file in TARGETS[shipped.target].family.files(run_dir / shipped.file):
+    shipped = next(v for v in small_run.backbones[BACKBONE].variants if v.target == expected)
+    for file in TARGETS[expected].family.files(run_dir / shipped.file):
         assert (tmp_path / "default" / file.name).read_bytes() == file.read_bytes()
+
+    # A recommendation no other rule would pick (the float16 file: neither the fastest nor the smallest).
+    results = copy.deepcopy(small_run)
+    run_dir = Path(shutil.copytree(small_run.run_dir, tmp_path / "run"))
+    results.run_dir = str(run_dir)
+    results.recommendation = Recommendation(results.config.budget, "float16 won (made up)", BACKBONE, "float16")
+    reporting.write_reports(results)
+    assert main(["export", str(run_dir), "--to", str(tmp_path / "made-up")]) == 0
+    assert sorted(p.name for p in (tmp_path / "made-up").iterdir()) == ["float16.tflite", "labels.txt", "model.json"]
+    assert (tmp_path / "made-up" / "float16.tflite").read_bytes() == \
+        (run_dir / BACKBONE / "models" / "float16.tflite").read_bytes()
 
 
 def test_export_refuses_bad_requests_and_overwrites_nothing(small_run, tmp_path, capsys):
@@ -127,11 +142,6 @@ def test_export_into_an_empty_folder(small_run, tmp_path):
 def test_an_integer_only_recommendation_is_exported_as_its_uint8_twin(small_run, tmp_path, capsys):
     """Whichever integer model won, apps get the one whose input they accept; int8 asked for by name
     is exported, with one line naming the clients that refuse it."""
-    import copy
-
-    from zoolite.report import reporting
-    from zoolite.results import Recommendation
-
     results = copy.deepcopy(small_run)
     run_dir = Path(shutil.copytree(small_run.run_dir, tmp_path / "run"))
     results.run_dir = str(run_dir)

@@ -140,6 +140,45 @@ def test_tables_show_balanced_accuracy_per_class_recall_and_the_flag():
     assert rows[3][2] == rows[1][2] and rows[3][2].endswith("LOST 0/10")
 
 
+def test_the_budget_judges_balanced_accuracy_on_an_imbalanced_test_split():
+    """A variant that trades rare-class photos for common ones keeps the overall accuracy (8 won, 8 lost: McNemar
+    p = 1) and loses no class beyond chance (2 of 10 in each rare class), but its balanced accuracy falls 16 points:
+    on an imbalanced split the budget judges the balanced accuracy, and the sign-flip test that weighs each photo
+    by its class (stats.balanced_loss_p) shows the loss real, so the variant is not recommended."""
+    from zoolite.results import BalancedComparison, ClassMeasure
+
+    sizes = {"a": 90, "b": 10, "c": 10, "d": 10, "e": 10}
+    labels = np.repeat(np.arange(len(sizes)), list(sizes.values()))
+    float_correct = np.ones(len(labels), bool)
+    float_correct[:8] = False  # the float model misses 8 common photos
+    correct = np.ones(len(labels), bool)  # the variant gets them, and misses 2 photos of each rare class
+    for c in range(1, len(sizes)):
+        correct[np.flatnonzero(labels == c)[:2]] = False
+    won = np.bincount(labels[correct & ~float_correct], minlength=len(sizes))
+    lost = np.bincount(labels[~correct & float_correct], minlength=len(sizes))
+    assert won.tolist() == [8, 0, 0, 0, 0] and lost.tolist() == [0, 2, 2, 2, 2]
+    loss_p = stats.balanced_loss_p(won, lost, list(sizes.values()))
+    assert loss_p < 0.05 and stats.compare_paired(correct, float_correct).mcnemar_p == 1.0
+    assert stats.balanced_loss_p(lost, won, list(sizes.values())) > 0.95  # the other way round: a gain
+
+    def balanced(right):
+        return float(np.mean([right[labels == c].mean() for c in range(len(sizes))]))
+
+    variants = [paired_variant("keras", float_correct, float_correct, 60.0, 14.0, role="reference"),
+                paired_variant("float16", float_correct, float_correct, 5.0, 6.8),
+                paired_variant("int8", correct, float_correct, 1.0, 4.0)]
+    for v, right in zip(variants, (float_correct, float_correct, correct)):
+        v.balanced_accuracy = balanced(right)
+        v.per_class = {name: ClassMeasure(1.0, float(right[labels == c].mean()), 1.0, n)
+                       for c, (name, n) in enumerate(sizes.items())}
+    variants[2].balanced_paired = BalancedComparison(balanced(correct) - balanced(float_correct), loss_p)
+    assert variants[2].accuracy == variants[0].accuracy and lost_classes(variants[2]) == []
+    run = made_run({"b": variants}, len(labels), labels=tuple(sizes))
+    assert run.balanced
+    r = recommend(run, Budget(max_accuracy_drop_pp=5))
+    assert r.variant == "float16" and "int8" in r.reason.split("Faster but outside the budget:")[1]
+
+
 def test_a_drop_beyond_the_budget_that_is_not_shown_real_is_said_so():
     """The sentence does not call a -2.5 pp variant "within the budget (accuracy drop <= 1 pp)"."""
     variants = [paired_variant("keras", FLOAT_RIGHT, FLOAT_RIGHT, 60.0, 14.0, role="reference"),
