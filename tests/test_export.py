@@ -80,6 +80,15 @@ def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path,
                                    probabilities, atol=1e-6)
 
 
+def _recommending(run, variant: str, folder: Path) -> Path:
+    """A copy of ``run``'s folder in ``folder`` whose results recommend ``variant`` (made up)."""
+    results = copy.deepcopy(run)
+    results.run_dir = str(shutil.copytree(run.run_dir, folder))
+    results.recommendation = Recommendation(results.config.budget, f"{variant} won (made up)", BACKBONE, variant)
+    reporting.write_reports(results)
+    return folder
+
+
 def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(small_run, tmp_path):
     run_dir = Path(small_run.run_dir)
     assert main(["export", str(run_dir), "--variant", "float16", "--to", str(tmp_path / "f16")]) == 0
@@ -98,11 +107,7 @@ def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(
         assert (tmp_path / "default" / file.name).read_bytes() == file.read_bytes()
 
     # A recommendation no other rule would pick (the float16 file: neither the fastest nor the smallest).
-    results = copy.deepcopy(small_run)
-    run_dir = Path(shutil.copytree(small_run.run_dir, tmp_path / "run"))
-    results.run_dir = str(run_dir)
-    results.recommendation = Recommendation(results.config.budget, "float16 won (made up)", BACKBONE, "float16")
-    reporting.write_reports(results)
+    run_dir = _recommending(small_run, "float16", tmp_path / "run")
     assert main(["export", str(run_dir), "--to", str(tmp_path / "made-up")]) == 0
     assert sorted(p.name for p in (tmp_path / "made-up").iterdir()) == ["float16.tflite", "labels.txt", "model.json"]
     assert (tmp_path / "made-up" / "float16.tflite").read_bytes() == \
@@ -142,11 +147,7 @@ def test_export_into_an_empty_folder(small_run, tmp_path):
 def test_an_integer_only_recommendation_is_exported_as_its_uint8_twin(small_run, tmp_path, capsys):
     """Whichever integer model won, apps get the one whose input they accept; int8 asked for by name
     is exported, with one line naming the clients that refuse it."""
-    results = copy.deepcopy(small_run)
-    run_dir = Path(shutil.copytree(small_run.run_dir, tmp_path / "run"))
-    results.run_dir = str(run_dir)
-    results.recommendation = Recommendation(results.config.budget, "int8 won (made up)", BACKBONE, "int8")
-    reporting.write_reports(results)
+    run_dir = _recommending(small_run, "int8", tmp_path / "run")
     assert main(["export", str(run_dir), "--to", str(tmp_path / "app")]) == 0
     assert sorted(p.name for p in (tmp_path / "app").iterdir()) == ["labels.txt", "model.json", "uint8.tflite"]
     capsys.readouterr()
