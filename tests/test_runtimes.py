@@ -51,12 +51,26 @@ def test_every_float_variant_follows_the_keras_model(small_run):
 
 
 def test_every_integer_variant_carries_paired_and_per_class_evidence(small_run):
+    """Each runtime's int8 file carries its paired evidence against the float Keras model, and it is what the
+    saved test probabilities say: the photos only it or only the float model got right, overall and per class."""
+    run_dir = Path(small_run.run_dir)
+    layout = RunLayout(run_dir).backbone(BACKBONE)
+    labels = np.array([label for _, label in json.loads((run_dir / "split.json").read_text())["test"]])
+    reference = small_run.backbones[BACKBONE].reference
+    float_right = np.load(layout.probabilities(reference.target)).argmax(1) == labels
     for family in RUNTIMES:
         int8 = next(v for v in _variants(small_run, family) if v.mode == "int8")
-        assert int8.paired is not None and int8.paired.n == small_run.split.test
-        assert int8.balanced_paired is not None
-        assert all(c.loss_p is not None for c in int8.per_class.values())
-        assert int8.rejection is not None and int8.size_bytes > 0
+        right = np.load(layout.probabilities(int8.target)).argmax(1) == labels
+        paired = int8.paired
+        assert (paired.n, paired.only_variant_right, paired.only_reference_right) == \
+            (len(labels), int(np.sum(right & ~float_right)), int(np.sum(~right & float_right))), int8.target
+        assert int8.balanced_paired.difference == pytest.approx(
+            int8.balanced_accuracy - reference.balanced_accuracy), int8.target
+        for c, (name, measure) in enumerate(int8.per_class.items()):
+            mine = labels == c
+            assert (measure.won, measure.lost) == (int(np.sum(right[mine] & ~float_right[mine])),
+                                                   int(np.sum(~right[mine] & float_right[mine]))), (int8.target, name)
+            assert 0 < measure.loss_p <= measure.loss_p_holm <= 1
 
 
 def test_openvino_size_counts_the_weights_file_too(small_run):
