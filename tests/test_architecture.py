@@ -72,6 +72,24 @@ def test_the_import_graph_sees_the_family_modules_named_in_the_registry():
         assert "zoolite.targets" not in graph[family.module], f"{family.module} imports the registry back"
 
 
+# Modules outside targets/ that import a family module, one line each with its reason.
+FAMILY_IMPORTS_BY_DESIGN = {
+    ("zoolite.model.features", "zoolite.targets.litert"): "the features stage runs the frozen backbone as a LiteRT file",
+    ("zoolite.runs.pipeline", "zoolite.targets.keras"): "a run saves and reloads its trained Keras models (resume)",
+}
+
+
+def test_no_module_outside_targets_imports_a_family_module_unless_named():
+    """Everything else reaches a runtime through the registry (``open_model``, ``Family.implementation``):
+    a family module imported elsewhere (by an import or an ``importlib`` string) fails, and so does an
+    exemption that no longer happens."""
+    graph = import_graph()
+    families = {family.module for family in FAMILIES.values()}
+    found = {(module, imported) for module, imports in graph.items() if not module.startswith("zoolite.targets")
+             for imported in imports & families}
+    assert found == set(FAMILY_IMPORTS_BY_DESIGN)
+
+
 def test_the_checker_finds_a_circle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
