@@ -15,6 +15,9 @@ own head trained once (zoolite's recipe: ``training.build_head`` + ``training.fi
   photo of h: photos of the classes from a source the model never saw.
 
 Each method's threshold keeps --keep-rate of the class photos by its own rule (the rule column).
+Methods named "features + ImageNet view a:b" compare photos by their unit-length features and, weighed b
+against a, the backbone's ImageNet probabilities scaled to unit length (``rejection.ImageNetView``), as
+zoolite ships at 1.5:1.
 The shipped method is ``zoolite.model.rejection.fit`` / ``scores`` called on the head, unchanged; the
 other methods are written here. With --other (the old gate and the shipped one), the gate is also
 fitted on the calibration half of one collection (``data.split_other``, seeded) and measured on
