@@ -29,7 +29,8 @@ OTHER_SOURCES = ("pyis-", "c101-")
 def main(run: Path, export: Path, unseen: Path) -> None:
     card = json.loads((export / "model.json").read_text())
     results = load(run)
-    test = [photo for photo, _ in results.test_photos()]
+    class_of = {photo: results.labels[label] for photo, label in results.test_photos()}
+    test = list(class_of)
     other = Split.from_json(json.loads((run / "split.json").read_text())).other
     photo_sets = [  # (name, photos, True: class photos, to be kept)
         ("Animals-10 photos (test split)", [p for p in test if not p.name.startswith(OTHER_SOURCES)], True),
@@ -48,6 +49,11 @@ def main(run: Path, export: Path, unseen: Path) -> None:
                              for p in photos])
             share = kept.mean() if classes else 1 - kept.mean()
             print(f"{name}: {'kept' if classes else 'rejected'} {share * 100:.1f}% of {len(photos)}")
+            if classes:  # an overall share can hide a class that pays for it
+                names = np.array([class_of[p] for p in photos])
+                per_class = sorted((kept[names == c].mean(), c, int(np.sum(names == c))) for c in set(names))
+                print("  kept per class, weakest first: "
+                      + ", ".join(f"{c} {k * 100:.0f}% of {n}" for k, c, n in per_class))
 
 
 if __name__ == "__main__":

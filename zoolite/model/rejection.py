@@ -134,8 +134,9 @@ def part_weights(feature_dim: int, imagenet: ImageNetView | None) -> np.ndarray:
 def gate_vectors(features: np.ndarray, imagenet: ImageNetView | None) -> np.ndarray:
     """(photos, dims), each of unit length: the unit-length features, and with ``imagenet`` its view
     beside them, the two parts weighed by :func:`part_weights`."""
-    parts = [unit(features)] if imagenet is None else [unit(features), imagenet(features)]
-    return np.concatenate(parts, 1) * part_weights(np.shape(features)[1], imagenet)
+    if imagenet is None:
+        return unit(features)
+    return np.concatenate([unit(features), imagenet(features)], 1) * part_weights(np.shape(features)[1], imagenet)
 
 
 class Prototypes:
