@@ -6,7 +6,7 @@ photo once (a photo's features do not depend on its split), and per seed those o
 views of the training photos for each augmentation, made by ``augmentation.view_maker`` with
 the pipeline's seeds (run seed * 1000 + k for view k), each view timed. Every configuration
 -- class weights none/auto x augment none, flip (K in --views), standard (K in --views) -- trains
-the head as ``pipeline._BackboneStages.train`` does: seeded by the run seed, ``TrainConfig()``
+the head as ``zoolite.runs.stages.train`` does: seeded by the run seed, ``TrainConfig()``
 unchanged, ``augmentation.Views`` over the original and K view features, the class weights of
 the training labels. Measured on the test split, kept out of training: accuracy and balanced
 accuracy (``evaluation.classification_metrics``, 95% intervals) and the worst class recall.
@@ -101,7 +101,8 @@ def main() -> None:
 
     from zoolite.model.augmentation import view_maker
     from zoolite.config import DEFAULT_FRACTIONS
-    from zoolite.dataset.data import scan_dataset, split_dataset
+    from zoolite.dataset.scan import scan_dataset
+    from zoolite.dataset.split import split_dataset
     from zoolite.runs.provenance import machine_info
     from zoolite.report.tables import plain_table
 

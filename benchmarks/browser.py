@@ -24,7 +24,6 @@ Target: <= 10 ms per photo for the default model (EfficientNet-Lite0) at 2 threa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -55,11 +54,12 @@ def sites_of(path: Path, variants: list[str], workdir: Path) -> list[tuple[Path,
         sys.exit(f"{path}: neither a run folder nor a folder written by `zoolite export --web`")
     from zoolite.errors import ZooliteError
     from zoolite.apps.export import export
+    from zoolite.apps.model_card import read_card
 
     out = workdir / path.name
     try:
         default = export(path, out / "default", web=True)
-        default_variant = json.loads((default / "model.json").read_text())["variant"]
+        default_variant = read_card(default / "model.json").variant
     except ZooliteError as e:  # no recommendation, or one the page cannot run
         print(f"  {path}: no default web export ({e})", file=sys.stderr)
         default, default_variant = None, None
@@ -121,7 +121,7 @@ def predicted(model_file: Path, photos: list[Path]) -> list[str | None]:
 
 def native_median_ms(model_file: Path, photos: list[Path], threads: int) -> float:
     from zoolite.config import LatencyConfig
-    from zoolite.dataset.data import load_image
+    from zoolite.dataset.images import load_image
     from zoolite.measure.evaluation import measure_latency
     from zoolite.targets import open_model
 
@@ -143,6 +143,7 @@ def main(argv=None):
 
     from playwright.sync_api import sync_playwright
 
+    from zoolite.apps.model_card import read_card
     from zoolite.runs.provenance import machine_info
 
     photos = pick_photos(args.photos, args.photos_count)
@@ -152,14 +153,14 @@ def main(argv=None):
         browser = playwright.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
         for path in args.models:
             for site, default in sites_of(path, args.variants, Path(tmp)):
-                card = json.loads((site / "model.json").read_text())
-                name = f"{card.get('backbone', '?')} {card.get('variant', '?')}" + (" (default)" if default else "")
-                expected = predicted(site / card["model_file"], photos)
+                card = read_card(site / "model.json")
+                name = f"{card.backbone} {card.variant}" + (" (default)" if default else "")
+                expected = predicted(site / card.model_file, photos)
                 server = Served(site)
                 try:
                     for threads in args.threads:
                         page = browser_times(browser, f"{server.url}?threads={threads}", photos)
-                        native = native_median_ms(site / card["model_file"], photos, threads)
+                        native = native_median_ms(site / card.model_file, photos, threads)
                         same = sum(a == b for a, b in zip(page["answers"], expected))
                         rows.append((name, threads, page, native, same))
                         print(f"  {name}, {threads} thread(s): browser {page['photos']:.1f} ms, "

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/calibration.py RUN_DIR [--sizes 10,25,50,100,200,300] [--seeds 0,1,2]
 
 On a finished run (made with --unlabelled): for each size n and seed, n photos of the run's train
-split drawn evenly over the classes (``data.even_sample``) with scrambled photos that show none of
-the classes (``rejection.calibration_sample``, the pipeline's sample: a fifth as many, at least 10, and as many plain ones),
+split drawn evenly over the classes (``split.even_sample``) with scrambled photos that show none of
+the classes (``calibration.calibration_sample``, the pipeline's sample: a fifth as many, at least 10, and as many plain ones),
 and for comparison the same n without them, and n drawn uniformly at random (as zoolite 0.2 drew
 them). Each sample calibrates the run's model.keras once (``litert.calibrate``, timed; a one-image
 calibration first pays TensorFlow's start-up costs), which is quantized to uint8 and int8_fallback
@@ -34,8 +34,8 @@ COLUMNS = ["test agree", "accuracy", "balanced", "test kept", "unl agree", "unl 
 
 def draw(kind: str, train: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A calibration sample of ``n`` training photos (see the module's docstring for the kinds)."""
-    from zoolite.dataset.data import even_sample
-    from zoolite.model.rejection import calibration_sample
+    from zoolite.dataset.split import even_sample
+    from zoolite.model.calibration import calibration_sample
 
     if kind == "random":
         return train[sorted(np.random.default_rng(seed).choice(len(labels), min(n, len(labels)), replace=False))]
@@ -69,7 +69,8 @@ def main() -> None:
     started = time.perf_counter()
 
     from zoolite.config import RunConfig
-    from zoolite.dataset.data import Split, cache_images
+    from zoolite.dataset.images import cache_images
+    from zoolite.dataset.split import Split
     from zoolite.measure.evaluation import predict_all
     from zoolite.runs.layout import RunLayout
     from zoolite.runs.provenance import machine_info

@@ -53,7 +53,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from zoolite.dataset.data import scan_dataset  # noqa: E402
+from zoolite.dataset.scan import scan_dataset  # noqa: E402
 from zoolite.dataset.duplicates import find_duplicates  # noqa: E402
 
 KINDS = ("identical", "reencoded", "half", "cropped", "mirrored", "brightness", "conflict")

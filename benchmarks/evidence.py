@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,8 @@ def damaged_case(results, out: Path):
     import tensorflow as tf
     from tensorflow.lite.python import convert as tflite_convert
 
-    from zoolite.measure import stats
-    from zoolite.measure.evaluation import compare_with_reference, measure_variant, predict_all
+    from zoolite.measure.evaluation import measure_variant, predict_all
+    from zoolite.measure.evidence import BestFloat, ImageSets, with_evidence
     from zoolite.runs.layout import RunLayout
     from zoolite.targets.metadata import add_metadata
     from zoolite.results.recommend import recommend
@@ -64,27 +65,27 @@ def damaged_case(results, out: Path):
         }
     images = np.load(layout.images("test"))
     labels = np.array([label for _, label in results.test_photos()])
-    reference = {"test": np.load(layout.probabilities("keras"))}
-    if layout.unlabelled_probabilities("keras").exists():
-        reference["unlabelled"] = np.load(layout.unlabelled_probabilities("keras"))
+    unlabelled = layout.unlabelled_probabilities("keras")
+    reference = ImageSets(np.load(layout.probabilities("keras")), np.load(unlabelled) if unlabelled.exists() else None)
+    # Judged against this backbone's float model, as the run judged its own files.
+    float_model = BestFloat(reference.test.argmax(1) == labels, backbone.reference.balanced_accuracy)
     fastest = min((v.latency for v in backbone.shippable), key=lambda latency: latency.median_ms)
     smallest = min(v.size_bytes for v in backbone.shippable)
     for variant_name, model in damaged.items():
         path = out / f"{variant_name}.tflite"
         path.write_bytes(add_metadata(model, About(variant_name, "damaged on purpose", results.labels, "benchmark")))
         runtime = LiteRTRuntime(path, results.config.threads)
-        variant, probs = measure_variant(runtime, TARGETS["uint8"], path, images, labels, len(results.labels),
-                                         results.config.latency)
-        variant.target = variant_name  # a uint8 file, named after its damage
-        outputs = {"test": probs}
-        if "unlabelled" in reference:
-            outputs["unlabelled"] = predict_all(runtime, np.load(layout.images("unlabelled")))
-        compare_with_reference(variant, outputs, reference, labels, results.labels)
-        variant.paired = stats.compare_paired(probs.argmax(1) == labels, reference["test"].argmax(1) == labels)
+        measured, probs = measure_variant(runtime, TARGETS["uint8"], path, images, labels, len(results.labels),
+                                          results.config.latency)
+        outputs = ImageSets(probs, None if reference.unlabelled is None else
+                            predict_all(runtime, np.load(layout.images("unlabelled"))))
+        variant = with_evidence(measured, outputs, reference, float_model, labels, results.labels,
+                                backbone.rejection.threshold, backbone.reference.params)
         print(f"\nAltered variant {variant_name}, seed {results.split.seed}:")
         print("  " + _evidence(variant))
-        # Make it the fastest and smallest file, so that only the evidence can keep it out.
-        variant.latency, variant.size_bytes = fastest, smallest - 1
+        # A uint8 file named after its damage, made the fastest and smallest file, so that only the evidence
+        # can keep it out.
+        variant = replace(variant, target=variant_name, latency=fastest, size_bytes=smallest - 1)
         backbone.variants.append(variant)
         recommendation = recommend(results, results.config.budget)
         backbone.variants.remove(variant)

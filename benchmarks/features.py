@@ -44,7 +44,7 @@ def measure_way(way: str, listing: Path, out: Path) -> dict:
     from zoolite import storage
     from zoolite.model.backbones import build_feature_extractor, get_backbone
     from zoolite.config import DEFAULT_BACKBONE
-    from zoolite.dataset.data import decoded_batches, image_batches
+    from zoolite.dataset.images import decoded_batches, image_batches
 
     paths = listing.read_text().splitlines()
     spec = get_backbone(DEFAULT_BACKBONE)
@@ -95,7 +95,7 @@ def measure_way(way: str, listing: Path, out: Path) -> dict:
 def compare_ways(data: Path, n_photos: int | None, work: Path) -> None:
     import numpy as np
 
-    from zoolite.dataset.data import scan_dataset
+    from zoolite.dataset.scan import scan_dataset
     from zoolite.model.features import TOLERANCE, max_difference
 
     dataset = scan_dataset(data)

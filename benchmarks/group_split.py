@@ -43,7 +43,8 @@ def main() -> None:
 
     from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
     from zoolite.config import DEFAULT_FRACTIONS
-    from zoolite.dataset.data import scan_dataset, split_dataset
+    from zoolite.dataset.scan import scan_dataset
+    from zoolite.dataset.split import split_dataset
     from zoolite.dataset.duplicates import find_duplicates
 
     spec = get_backbone("efficientnet_lite0")

@@ -28,7 +28,8 @@ def main() -> None:
 
     from zoolite.model.backbones import build_feature_extractor, get_backbone
     from zoolite.config import DEFAULT_BACKBONE, TrainConfig
-    from zoolite.dataset.data import scan_dataset, split_dataset
+    from zoolite.dataset.scan import scan_dataset
+    from zoolite.dataset.split import split_dataset
     from zoolite.measure.evaluation import classification_metrics
     from zoolite.model.features import extract_keras
     from zoolite.model.training import build_head, fit, one_hot

@@ -20,14 +20,15 @@ import mediapipe as mp
 import numpy as np
 from mediapipe.tasks.python import BaseOptions, vision
 
-from zoolite.dataset.data import Split
+from zoolite.apps.model_card import read_card
+from zoolite.dataset.split import Split
 from zoolite.results import load
 
 OTHER_SOURCES = ("pyis-", "c101-")
 
 
 def main(run: Path, export: Path, unseen: Path) -> None:
-    card = json.loads((export / "model.json").read_text())
+    card = read_card(export / "model.json")
     results = load(run)
     class_of = {photo: results.labels[label] for photo, label in results.test_photos()}
     test = list(class_of)
@@ -38,8 +39,8 @@ def main(run: Path, export: Path, unseen: Path) -> None:
         ("--other photos, held-out half", [Path(other.root) / p for p in other.test], False),
         (f"{unseen} (never seen)", sorted(p for p in unseen.rglob("*") if p.suffix.lower() in (".jpg", ".png")), False),
     ]
-    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(export / card["model_file"])))
-    print(f"{card['model_file']}: threshold in its metadata {card['none_of_these']['threshold']:.4f}; MediaPipe Tasks "
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(export / card.model_file)))
+    print(f"{card.model_file}: threshold in its metadata {card.none_of_these.threshold:.4f}; MediaPipe Tasks "
           "ImageClassifier, default options")
     with vision.ImageClassifier.create_from_options(options) as classifier:
         for name, photos, classes in photo_sets:

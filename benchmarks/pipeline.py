@@ -49,7 +49,7 @@ def head_training_ratio(results: Run, epochs: int) -> None:
 
     from zoolite.model.backbones import build_feature_extractor, get_backbone
     from zoolite.config import DEFAULT_BACKBONE, TrainConfig
-    from zoolite.dataset.data import Split
+    from zoolite.dataset.split import Split
     from zoolite.runs.layout import RunLayout
     from zoolite.model.training import assemble, build_head, fit, labelled_batches, one_hot
 

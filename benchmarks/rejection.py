@@ -7,7 +7,7 @@ and roosters) and the rest (Animals-10 photos, 24 a class). Per seed, four scena
 own head trained once (zoolite's recipe: ``training.build_head`` + ``training.fit``, class weights
 "auto", early stopping on the validation split) and shared by every method:
 
-- *in-source*: zoolite's stratified 70/15/15 split of all photos (``data.split_dataset``); measured
+- *in-source*: zoolite's stratified 70/15/15 split of all photos (``split.split_dataset``); measured
   on the test split's Animals-10 photos (``crit-`` and unprefixed) and on every photo of the two
   collections of other things (ImageNet photos, Caltech-101 photos);
 - *held-out source* h in pyis, c101, crit: the same split of the photos NOT from h (its test part
@@ -20,7 +20,7 @@ against a, the backbone's ImageNet probabilities scaled to unit length (``reject
 zoolite ships at 1.5:1.
 The shipped method is ``zoolite.model.rejection.fit`` / ``scores`` called on the head, unchanged; the
 other methods are written here. With --other (the old gate and the shipped one), the gate is also
-fitted on the calibration half of one collection (``data.split_other``, seeded) and measured on
+fitted on the calibration half of one collection (``split.split_other``, seeded) and measured on
 the other collection entirely. Also: each method's scores at a threshold that rejects 92% of the
 pooled collections (separability, whatever the threshold rule), a sweep of the shipped method's
 keep rate, the winner by a stated rule, the kept share per class, and the size the gate adds.
@@ -433,7 +433,8 @@ def main() -> None:
 
     from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
     from zoolite.config import DEFAULT_FRACTIONS
-    from zoolite.dataset.data import scan_dataset, scan_photos, split_dataset, split_other
+    from zoolite.dataset.scan import scan_dataset, scan_photos
+    from zoolite.dataset.split import split_dataset, split_other
     from zoolite.report.tables import plain_table
 
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/suspect_labels.py DATA [--noise 0.05] [--seeds 0,1,2] [--end-to-end]
 
 For each seed, ``--noise`` of DATA's photos (5%) get a random wrong class, as if moved to a wrong
-folder; the suspect labels of :mod:`zoolite.apps.check` (features, out-of-fold probabilities, confident
-joint, the cap) are computed on those labels. Moving a file changes only its label (the features
-are cached per photo content), so this is what `zoolite check` computes on the moved folder;
+folder; the suspect labels of `zoolite check` (the features of :mod:`zoolite.apps.check`; the out-of-fold
+probabilities, confident joint and cap of :mod:`zoolite.model.suspects`) are computed on those labels.
+Moving a file changes only its label (the features are cached per photo content), so this is what
+`zoolite check` computes on the moved folder;
 ``--end-to-end`` also copies DATA with the moves made for real and runs `zoolite check --json` on the
 copy (first seed), to show that. Printed per seed: recall of the moved photos among the named ones,
 the right suggested class among those found, the share of all photos named, how many moved photos
@@ -29,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def named(probabilities, labels, n_photos):
     import math
 
-    from zoolite.apps.check import MAX_SUSPECT_SHARE, confident_suspects
+    from zoolite.model.suspects import MAX_SUSPECT_SHARE, confident_suspects
 
     found = confident_suspects(probabilities, labels)
     cap = max(1, math.floor(MAX_SUSPECT_SHARE * n_photos))
@@ -46,7 +47,8 @@ def main() -> None:
 
     import numpy as np
 
-    from zoolite.apps.check import _scan, out_of_fold_probabilities, photo_features
+    from zoolite.apps.check import _scan, photo_features
+    from zoolite.model.suspects import out_of_fold_probabilities
     from zoolite.progress import Progress
 
     root = Path(args.data)

@@ -39,7 +39,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from zoolite.dataset.data import scan_dataset  # noqa: E402
+from zoolite.dataset.scan import scan_dataset  # noqa: E402
 from zoolite.dataset.duplicates import find_duplicates  # noqa: E402
 
 SAMPLE = Path(__file__).parents[1] / "zoolite" / "sample" / "animals10"

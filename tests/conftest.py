@@ -212,22 +212,22 @@ def paired_variant(name: str, correct, reference, median_ms: float, mb: float, r
     ``confident_agreement`` (agreed, n), its fidelity where the float model is confident."""
     import zlib
 
-    from zoolite.measure import stats
+    from zoolite.measure import intervals, stats
     from zoolite.results import Fidelity, Latency
 
     samples = median_ms * (1 + spread * np.random.default_rng(zlib.crc32(name.encode())).standard_normal(100))
     latency = Latency(float(samples.mean()), float(np.median(samples)), float(np.percentile(samples, 90)),
                       float(np.percentile(samples, 99)), float(samples.std()), float(samples.min()), 100,
-                      samples_ms=samples.tolist(), median_interval=stats.median_interval(samples))
+                      samples_ms=samples.tolist(), median_interval=intervals.median_interval(samples))
     fidelity = None
     if confident_agreement is not None:
         agreed, n = confident_agreement
-        interval = stats.proportion_interval(agreed, n)
+        interval = intervals.proportion_interval(agreed, n)
         fidelity = Fidelity([stats.FidelityRow(f"reference max prob >= {stats.CONFIDENT:g}", stats.CONFIDENT, None, n,
                                                agreed / n, interval.low, interval.high, 0.0)])
     right = int(np.sum(correct))
     return made_variant(name, right / len(correct), median_ms, mb, role, latency=latency, loss=0.3,
-                        accuracy_interval=stats.proportion_interval(right, len(correct)),
+                        accuracy_interval=intervals.proportion_interval(right, len(correct)),
                         paired=stats.compare_paired(correct, reference), fidelity=fidelity, **fields)
 
 

@@ -28,9 +28,10 @@ from conftest import copy_sample, error_line, make_tiny_model
 from zoolite import targets
 from zoolite.model.backbones import BACKBONES
 from zoolite.cli import main
-from zoolite.dataset.data import LOOP_REASON, load_image, scan_dataset
+from zoolite.dataset.images import load_image
+from zoolite.dataset.scan import LOOP_REASON, scan_dataset
 
-# zoolite.dataset.data makes this warning an error for the whole process (as the command runs);
+# zoolite.dataset.images makes this warning an error for the whole process (as the command runs);
 # pytest resets warning filters for each test, so they are set again here.
 pytestmark = pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
 

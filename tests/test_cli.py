@@ -142,18 +142,18 @@ def test_errors_reach_the_shell_as_one_line(tmp_path):
 
 
 def test_an_image_that_vanishes_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
-    import zoolite.dataset.data
+    import zoolite.dataset.images
 
     data = copy_sample(tmp_path / "d", per_class=6)
     victim = sorted((data / "gatto").iterdir())[0]
-    real_load = zoolite.dataset.data.load_image
+    real_load = zoolite.dataset.images.load_image
 
     def load_after_deletion(path, size):  # the file is deleted after the scan, before decoding
         if str(path) == str(victim):
             raise FileNotFoundError(f"No such file: {path}")
         return real_load(path, size)
 
-    monkeypatch.setattr(zoolite.dataset.data, "load_image", load_after_deletion)
+    monkeypatch.setattr(zoolite.dataset.images, "load_image", load_after_deletion)
     line = error_line(capsys, ["run", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"], alone=False)
     assert str(victim) in line and "--resume" in line
 

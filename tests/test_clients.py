@@ -47,7 +47,7 @@ def test_the_uint8_model_takes_raw_pixels(small_run):
 @pytest.fixture(scope="module")
 def other_test_photos(small_run, tmp_path_factory) -> list[Path]:
     """The held-out --other photos of the run, at the model's size, and two made ones: flat grey and noise."""
-    from zoolite.dataset.data import load_image
+    from zoolite.dataset.images import load_image
 
     split = json.loads((Path(small_run.run_dir) / "split.json").read_text())["other"]
     folder = tmp_path_factory.mktemp("other-photos")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CLASSES as CLASSES, TINY_SIZE as SIZE
-from zoolite.measure import stats
+from zoolite.measure import intervals
 from zoolite.config import LatencyConfig
 from zoolite.measure.evaluation import agreement, latency_stats, measure_latency, measure_variant, per_class_report
 from zoolite.results import Agreement
@@ -128,7 +128,7 @@ def test_agreement_and_per_class_report():
     confusion, per_class = per_class_report(reference, np.array([0, 1, 1, 1]), ["a", "b"])
     assert confusion == [[1, 0], [1, 2]]
     assert per_class["b"].recall == pytest.approx(2 / 3) and per_class["b"].support == 3
-    assert per_class["b"].recall_interval == stats.proportion_interval(2, 3)
+    assert per_class["b"].recall_interval == intervals.proportion_interval(2, 3)
     assert per_class["a"].precision == pytest.approx(0.5)
     assert per_class["a"].won is None  # no reference given, no paired evidence
 

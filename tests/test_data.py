@@ -10,7 +10,9 @@ from PIL import Image
 
 from conftest import copy_sample
 from zoolite.config import RunConfig
-from zoolite.dataset.data import Split, load_image, scan_dataset, split_dataset
+from zoolite.dataset.images import load_image
+from zoolite.dataset.scan import scan_dataset
+from zoolite.dataset.split import Split, split_dataset
 from zoolite.errors import ZooliteError
 
 

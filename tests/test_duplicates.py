@@ -16,7 +16,8 @@ from PIL import Image
 
 from conftest import DATA, SAMPLE, copy_sample
 from zoolite.config import RunConfig
-from zoolite.dataset.data import Split, scan_dataset, split_dataset
+from zoolite.dataset.scan import scan_dataset
+from zoolite.dataset.split import Split, split_dataset
 from zoolite.dataset.duplicates import find_duplicates
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))

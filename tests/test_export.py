@@ -96,7 +96,7 @@ def test_float_bundle_has_no_quantization_and_the_default_is_the_recommendation(
     interpreter = _interpreter(tmp_path / "f16" / "float16.tflite")
     _matches(card["input"], interpreter.get_input_details()[0])
     assert card["input"]["dtype"] == "float32" and card["input"]["quantization"] is None
-    assert "feed" not in card["input"] and "read" not in card["output"]
+    assert card["input"]["feed"] is None and card["output"]["read"] is None
 
     # Without --variant: the run's recommendation (or the twin apps take), byte for byte.
     recommended = small_run.recommendation.variant
@@ -154,3 +154,28 @@ def test_an_integer_only_recommendation_is_exported_as_its_uint8_twin(small_run,
     assert main(["export", str(run_dir), "--variant", "int8", "--to", str(tmp_path / "int8")]) == 0
     warning = capsys.readouterr().err.strip()
     assert "\n" not in warning and "int8.tflite takes int8 input" in warning and "--variant uint8" in warning
+
+
+def test_the_model_card_is_typed_versioned_and_carries_the_runs_normalisation(small_run, tmp_path):
+    """model.json reads back as the card export wrote, names its version and the zoolite versions, and gives
+    the normalisation the run recorded, not today's registry's; a card of a newer version is refused."""
+    from zoolite.apps.model_card import CARD_VERSION, read_card
+    from zoolite.errors import ZooliteError
+    from zoolite.results import Normalisation
+
+    run_dir = _recommending(small_run, "float16", tmp_path / "run")
+    results = json.loads((run_dir / "results.json").read_text())
+    results["backbones"][BACKBONE]["normalisation"] = {"scale": 0.5, "offset": [-1.0, -2.0, -3.0]}  # not the registry's
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert main(["export", str(run_dir), "--to", str(tmp_path / "app")]) == 0
+    written = json.loads((tmp_path / "app" / "model.json").read_text())
+    card = read_card(tmp_path / "app" / "model.json")
+    assert card.to_json() == written and written["card_version"] == CARD_VERSION
+    assert card.source.zoolite == small_run.machine.zoolite and card.source.exported_by
+    assert card.input.normalisation_inside_model == {"scale": 0.5, "offset": [-1.0, -2.0, -3.0],
+                                                     "formula": "pixel * scale + offset"}
+    assert small_run.backbones[BACKBONE].normalisation == Normalisation(1 / 128, -127 / 128)
+
+    (tmp_path / "app" / "model.json").write_text(json.dumps({**written, "card_version": CARD_VERSION + 1}))
+    with pytest.raises(ZooliteError, match="written by a newer zoolite"):
+        read_card(tmp_path / "app" / "model.json")

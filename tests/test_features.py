@@ -13,7 +13,7 @@ from conftest import BACKBONE, SAMPLE, SMALL_RUN_OPTIONS, copy_sample
 from zoolite.model import features
 from zoolite.model.augmentation import view_maker
 from zoolite.model.backbones import build_feature_extractor, get_backbone
-from zoolite.dataset.data import load_image
+from zoolite.dataset.images import load_image
 
 PHOTOS = sorted(SAMPLE.glob("*/*"))[::5]  # 40 real photos of all ten classes
 

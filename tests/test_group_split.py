@@ -10,7 +10,8 @@ import pytest
 
 from conftest import DATA, SAMPLE, error_line
 from zoolite.config import RunConfig
-from zoolite.dataset.data import Split, scan_dataset, split_dataset, user_groups
+from zoolite.dataset.scan import scan_dataset
+from zoolite.dataset.split import Split, split_dataset, user_groups
 from zoolite.dataset.duplicates import find_duplicates
 from zoolite.errors import ZooliteError
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import FLOAT_RIGHT, flip, made_run, paired_variant
-from zoolite.measure import stats
+from zoolite.measure import intervals, stats
 from zoolite.report import tables
 from zoolite.config import Budget, TrainConfig
-from zoolite.dataset.data import even_sample
+from zoolite.dataset.split import even_sample
 from zoolite.measure.evaluation import classification_metrics, per_class_report
 from zoolite.results.recommend import lost_classes, recommend
 from zoolite.model.training import build_head, class_weights, fit, one_hot, sample_weights
@@ -72,7 +72,7 @@ def test_balanced_accuracy_is_the_mean_recall_with_an_interval_around_it():
     interval = m.balanced_accuracy_interval
     assert interval.low < 0.75 < interval.high < 0.9 and interval.estimate == m.balanced_accuracy
     # Perfect tiny classes still leave room below; an estimate outside its interval would be a bug.
-    perfect = stats.balanced_accuracy_interval([2, 2, 2], [2, 2, 2])
+    perfect = intervals.balanced_accuracy_interval([2, 2, 2], [2, 2, 2])
     assert perfect.high == 1.0 and perfect.low < 0.9 and perfect.estimate == 1.0
 
 

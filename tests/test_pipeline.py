@@ -154,3 +154,38 @@ def test_fidelity_on_the_unlabelled_photos(small_run):
     markdown = (Path(small_run.run_dir) / "report.md").read_text()
     assert "### Fidelity to the float model on the unlabelled photos" in markdown
     assert "| float32 | 100.0% [" in markdown
+
+
+def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path):
+    """docs/usage.md's notebook flow: prepare, then each stage with typed inputs and outputs; a stage called
+    again loads what it saved rather than running again."""
+    from conftest import copy_sample
+    from zoolite.config import RunConfig
+    from zoolite.runs import pipeline, stages
+    from zoolite.targets import REFERENCE
+
+    data = copy_sample(tmp_path / "data", per_class=8)
+    config = RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / "runs"), modes=("float32",), epochs=2,
+                                    representative_images=4, warmup=1, runs=2, tensorboard=False)
+    prepared = pipeline.prepare(config)
+    run = prepared.backbone_run(BACKBONE)
+    assert (run.photos.train.labels.tolist(), run.photos.test.paths) == \
+        ([label for _, label in prepared.split.train], [data / path for path, _ in prepared.split.test])
+    trained = stages.train(run)
+    assert trained.training.head.epochs_run == 2 and not trained.base_learned
+    gated = stages.gate(run, trained)
+    files = stages.convert(run, gated)
+    assert list(files) == [REFERENCE, TARGETS["float32"]] and all(path.is_file() for path in files.values())
+    measured = stages.measure(run, files)
+    labels = run.photos.test.labels
+    for file in measured:
+        assert file.variant.target == file.target.name and file.variant.role == file.target.role
+        assert file.variant.accuracy == np.mean(file.outputs.test.argmax(1) == labels)
+        assert file.outputs.unlabelled is None and file.outputs.other is None
+    assert measured[0].target is REFERENCE
+
+    again = stages.train(run)  # loaded from the run folder: the same weights, the same history
+    assert again.training == trained.training
+    for a, b in zip(again.classifier.get_weights(), trained.classifier.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert stages.gate(run, again).rejection == gated.rejection

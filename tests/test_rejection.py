@@ -19,14 +19,16 @@ import pytest
 from conftest import BACKBONE, copy_sample
 from conftest import FLOAT_RIGHT, made_run, paired_variant
 from zoolite.model import rejection
+from zoolite.model.calibration import scrambled
 from zoolite.report import reporting, tables
-from zoolite.measure import stats
+from zoolite.measure import intervals, stats
 from zoolite.cli import main
 from zoolite.measure.evaluation import per_class_report
+from zoolite.measure.rejection import auroc, expected_calibration_error, measure
 from zoolite.runs.layout import RunLayout
 from zoolite.targets.metadata import read_metadata
 from zoolite.results.recommend import recommend
-from zoolite.results import OtherPhotos, Rejection
+from zoolite.results import OtherPhotos, Rejection, RejectionMeasure
 from zoolite.report.tables import rejection_cells
 from zoolite.targets import TARGETS, open_model
 
@@ -106,7 +108,7 @@ def test_integer_files_keep_the_gate(small_run):
     backbone = small_run.backbones[BACKBONE]
     test = np.load(RunLayout(Path(small_run.run_dir)).backbone(BACKBONE).images("test"))
     rng = np.random.default_rng(7)
-    made = np.concatenate([rejection.scrambled(np.resize(test, (20, *test.shape[1:])), 3, tiles=8),
+    made = np.concatenate([scrambled(np.resize(test, (20, *test.shape[1:])), 3, tiles=8),
                            np.broadcast_to(rng.integers(0, 256, (10, 1, 1, 3)), (10, *test.shape[1:])),
                            rng.integers(0, 256, (10, *test.shape[1:]))]).astype(np.uint8)
     threshold = backbone.rejection.threshold
@@ -147,8 +149,8 @@ def test_temperature_and_calibration_error():
     labels = np.array([rng.choice(5, p=row) for row in p])
     fitted = rejection.fit_temperature(logits, labels)
     assert abs(fitted - true_temperature) < 0.15
-    before = rejection.expected_calibration_error(rejection.softmax(logits), labels)
-    after = rejection.expected_calibration_error(rejection.softmax(logits / fitted), labels)
+    before = expected_calibration_error(rejection.softmax(logits), labels)
+    after = expected_calibration_error(rejection.softmax(logits / fitted), labels)
     assert after < 0.03 < before
 
 
@@ -213,13 +215,13 @@ def test_gate_fitted_on_other_photos_separates_them():
 def test_auroc_matches_its_definition():
     positive, negative = np.array([0.9, 0.8, 0.3]), np.array([0.2, 0.3, 0.85])
     pairs = [(p > n) + 0.5 * (p == n) for p in positive for n in negative]
-    assert rejection.auroc(positive, negative) == np.mean(pairs)
+    assert auroc(positive, negative) == np.mean(pairs)
 
 
 def _with_rejection(variant, rejected: np.ndarray, reference_rejected: np.ndarray):
-    variant.rejection = rejection.RejectionMeasure(
-        kept=40, photos=40, kept_interval=stats.proportion_interval(40, 40), rejected=int(rejected.sum()),
-        other_photos=len(rejected), rejected_interval=stats.proportion_interval(int(rejected.sum()), len(rejected)),
+    variant.rejection = RejectionMeasure(
+        kept=40, photos=40, kept_interval=intervals.proportion_interval(40, 40), rejected=int(rejected.sum()),
+        other_photos=len(rejected), rejected_interval=intervals.proportion_interval(int(rejected.sum()), len(rejected)),
         auroc=0.9, paired=stats.compare_paired(rejected, reference_rejected))
     return variant
 
@@ -256,11 +258,11 @@ def test_each_classs_kept_share_and_the_balanced_shares_are_what_the_photos_say(
     photos to "none of these", c keeps and answers all 3; the float model keeps every photo."""
     labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
     scores = _scores([0.9, 0.8, 0.6, 0.3, 0.2, 0.4, 0.7, 0.5, 0.95], [0, 0, 1, 0, 1, 1, 2, 2, 2])
-    measured = rejection.measure(scores, labels, ["a", "b", "c"], None, 0.5, (_scores([0.9] * 9, labels), None))
+    measured = measure(scores, labels, ["a", "b", "c"], None, 0.5, (_scores([0.9] * 9, labels), None))
     a, b, c = measured.per_class.values()
     assert (measured.kept, measured.photos, measured.rejected) == (6, 9, None)
     assert [(k.kept, k.photos, k.won, k.lost) for k in (a, b, c)] == [(3, 4, 0, 1), (0, 2, 0, 2), (3, 3, 0, 0)]
-    assert a.interval == stats.proportion_interval(3, 4) and b.rate == 0.0 and b.interval.high < 0.7
+    assert a.interval == intervals.proportion_interval(3, 4) and b.rate == 0.0 and b.interval.high < 0.7
     assert [k.loss_p for k in (a, b, c)] == [0.5, 0.25, 1.0] and [k.loss_p_holm for k in (a, b, c)] == [1.0, 0.75, 1.0]
     assert measured.balanced_kept == pytest.approx((3 / 4 + 0 + 1) / 3)
     assert measured.balanced_answered_right == pytest.approx((2 / 4 + 0 + 1) / 3)  # kept but wrong is a miss
@@ -268,7 +270,7 @@ def test_each_classs_kept_share_and_the_balanced_shares_are_what_the_photos_say(
                             (measured.balanced_answered_right, measured.balanced_answered_right_interval)):
         assert interval.estimate == value and interval.low < value < interval.high
     assert measured.fewest_kept() == ("b", b)
-    alone = rejection.measure(scores, labels, ["a", "b", "c"], None, 0.5)  # no float model to compare with
+    alone = measure(scores, labels, ["a", "b", "c"], None, 0.5)  # no float model to compare with
     assert alone.per_class["a"].won is None and alone.balanced_kept == measured.balanced_kept
 
 
@@ -280,7 +282,7 @@ def _gate_variant(name: str, kept_of_a: int, median_ms: float, mb: float, role: 
     reference = _scores(np.full(40, 0.9), labels, 2)
     variant = paired_variant(name, np.ones(40, bool), np.ones(40, bool), median_ms, mb, role=role)
     variant.per_class = per_class_report(scores, labels, ["a", "b"], reference)[1]
-    variant.rejection = rejection.measure(scores, labels, ["a", "b"], None, 0.5, (reference, None))
+    variant.rejection = measure(scores, labels, ["a", "b"], None, 0.5, (reference, None))
     return variant
 
 
@@ -331,8 +333,8 @@ def test_a_run_measures_every_variants_gate_per_class_and_keeps_it_in_results_js
 
     for variant in backbone.variants:
         scores, other = saved(variant.target)
-        assert variant.rejection == rejection.measure(scores, labels, small_run.labels, other,
-                                                      backbone.rejection.threshold, saved(backbone.reference.target))
+        assert variant.rejection == measure(scores, labels, small_run.labels, other,
+                                            backbone.rejection.threshold, saved(backbone.reference.target))
         assert list(variant.rejection.per_class) == small_run.labels
         assert sum(c.photos for c in variant.rejection.per_class.values()) == small_run.split.test
     header, rows = rejection_cells(small_run, BACKBONE)

@@ -124,12 +124,12 @@ def test_the_same_seed_gives_the_same_split_weights_and_figures(killed_and_resum
 
 def test_ctrl_c_names_the_incomplete_run_to_resume(small_run, tmp_path, monkeypatch, capsys):
     """In-process: a KeyboardInterrupt once the run folder exists (during training)."""
-    from zoolite.runs import pipeline
+    from zoolite.runs import stages
 
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline._BackboneStages, "train", interrupted)
+    monkeypatch.setattr(stages, "train", interrupted)
     runs = tmp_path / "runs"
     code = main(["run", "--data", small_run.dataset.root, "--out", str(runs), "--quiet"])
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""zoolite.measure.stats against published values and exact hand calculations.
+"""zoolite.measure.intervals and zoolite.measure.stats against published values and exact hand calculations.
 
 Published values: Wilson intervals from Newcombe (1998), "Two-sided confidence intervals for
 the single proportion: comparison of seven methods", Stat Med 17:857, Table I; the paired
@@ -17,8 +17,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from zoolite.measure import stats
-from zoolite.measure.stats import Interval
+from zoolite.measure import intervals, stats
+from zoolite.measure.intervals import Interval
 
 Z95 = 1.959963984540054  # the 0.975 normal quantile
 
@@ -45,7 +45,7 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     (1, 29, 0.0061, 0.1718),
 ])
 def test_wilson_matches_newcombe_1998_table(x, n, low, high):
-    ci = stats.proportion_interval(x, n)
+    ci = intervals.proportion_interval(x, n)
     assert ci.low == pytest.approx(low, abs=5e-5)
     assert ci.high == pytest.approx(high, abs=5e-5)
     assert ci.estimate == x / n and ci.confidence == 0.95
@@ -57,7 +57,7 @@ def _width(interval) -> float:
 
 def test_wilson_at_the_extremes_has_a_closed_form():
     # p̂ = 0: the upper root is z²/(n + z²); p̂ = 1: the lower root is n/(n + z²).
-    zero, full = stats.proportion_interval(0, 10), stats.proportion_interval(10, 10)
+    zero, full = intervals.proportion_interval(0, 10), intervals.proportion_interval(10, 10)
     assert (zero.low, full.high) == (0.0, 1.0)
     assert zero.high == pytest.approx(Z95 ** 2 / (10 + Z95 ** 2), abs=1e-12)  # 0.2775
     assert full.low == pytest.approx(10 / (10 + Z95 ** 2), abs=1e-12)
@@ -66,12 +66,12 @@ def test_wilson_at_the_extremes_has_a_closed_form():
 @pytest.mark.parametrize("x, n, confidence", [(3, 7, 0.95), (17, 40, 0.9), (199, 200, 0.99), (50, 1000, 0.8)])
 def test_wilson_agrees_with_the_quadratic_roots(x, n, confidence):
     z = {0.95: Z95, 0.9: 1.6448536269514722, 0.99: 2.5758293035489004, 0.8: 1.2815515655446004}[confidence]
-    ci = stats.proportion_interval(x, n, confidence)
+    ci = intervals.proportion_interval(x, n, confidence)
     assert (ci.low, ci.high) == pytest.approx(wilson_by_roots(x, n, z), abs=1e-12)
 
 
 def test_clopper_pearson_all_or_nothing():
-    zero, full = stats.proportion_interval(0, 10, method="exact"), stats.proportion_interval(10, 10, method="exact")
+    zero, full = intervals.proportion_interval(0, 10, method="exact"), intervals.proportion_interval(10, 10, method="exact")
     assert zero.low == 0.0 and zero.high == pytest.approx(1 - 0.025 ** 0.1, abs=1e-12)  # 0.3085
     assert zero.high == pytest.approx(0.3085, abs=5e-5)
     assert full.high == 1.0 and full.low == pytest.approx(0.025 ** 0.1, abs=1e-12)
@@ -80,21 +80,21 @@ def test_clopper_pearson_all_or_nothing():
 @pytest.mark.parametrize("x, n", [(3, 10), (1, 2), (81, 263), (19, 20)])
 def test_clopper_pearson_solves_its_defining_tail_equations(x, n):
     """Upper bound: P(X <= x | p_high) = 2.5 %; lower bound: P(X >= x | p_low) = 2.5 %."""
-    ci = stats.proportion_interval(x, n, method="exact")
+    ci = intervals.proportion_interval(x, n, method="exact")
     assert binomial_cdf(x, n, ci.high) == pytest.approx(0.025, abs=1e-9)
     assert 1 - binomial_cdf(x - 1, n, ci.low) == pytest.approx(0.025, abs=1e-9)
-    wilson = stats.proportion_interval(x, n)
+    wilson = intervals.proportion_interval(x, n)
     assert ci.low < wilson.low and ci.high > wilson.high  # exact is the conservative one here
 
 
 def test_no_images_is_no_information_and_bad_input_is_refused():
     for method in ("wilson", "exact"):
-        ci = stats.proportion_interval(0, 0, method=method)
+        ci = intervals.proportion_interval(0, 0, method=method)
         assert (ci.low, ci.high) == (0.0, 1.0) and math.isnan(ci.estimate)
     for args, kwargs in [((5, 4), {}), ((-1, 4), {}), ((1, 4), {"method": "wald"}),
                          ((1, 4), {"confidence": 1.0}), ((1.5, 4), {})]:
         with pytest.raises(ValueError):
-            stats.proportion_interval(*args, **kwargs)
+            intervals.proportion_interval(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- McNemar
@@ -241,18 +241,18 @@ def test_detectable_drop_is_exactly_the_mcnemar_threshold():
 
 def test_median_interval_is_deterministic_and_sensible():
     samples = np.random.default_rng(5).normal(20.0, 1.0, size=200)
-    ci = stats.median_interval(samples, seed=3)
-    assert ci == stats.median_interval(samples, seed=3)
+    ci = intervals.median_interval(samples, seed=3)
+    assert ci == intervals.median_interval(samples, seed=3)
     assert ci.estimate == float(np.median(samples)) and ci.low < ci.estimate < ci.high
     # Asymptotic standard error of a normal median: 1.2533·σ/√n = 0.0886, 95 % width ≈ 0.35.
     assert 0.2 < ci.high - ci.low < 0.5
-    assert stats.median_interval([7.0] * 30) == Interval(7.0, 7.0, 7.0, 0.95)
+    assert intervals.median_interval([7.0] * 30) == Interval(7.0, 7.0, 7.0, 0.95)
 
 
 def test_median_resists_outliers_and_the_mean_does_not():
     samples = [10.0] * 50 + [1000.0]  # one garbage-collection pause
-    median = stats.median_interval(samples)
-    mean = stats.mean_interval(samples)
+    median = intervals.median_interval(samples)
+    mean = intervals.mean_interval(samples)
     assert (median.low, median.high) == (10.0, 10.0)
     assert mean.estimate == pytest.approx(1500 / 51) and mean.high > 50
 
@@ -261,15 +261,15 @@ def test_median_difference_and_ratio_of_two_latency_sets():
     rng = np.random.default_rng(1)
     fast = rng.normal(10.0, 0.5, size=100)
     slow = rng.normal(15.0, 0.5, size=100)
-    ratio = stats.median_ratio_interval(fast, slow)
+    ratio = intervals.median_ratio_interval(fast, slow)
     assert ratio.low < 10 / 15 < ratio.high < 1
-    assert stats.is_clearly_faster(fast, slow) and not stats.is_clearly_faster(slow, fast)
+    assert intervals.is_clearly_faster(fast, slow) and not intervals.is_clearly_faster(slow, fast)
     same = rng.normal(10.0, 0.5, size=100)
-    assert not stats.is_clearly_faster(fast, same)
+    assert not intervals.is_clearly_faster(fast, same)
     with pytest.raises(ValueError):
-        stats.median_ratio_interval([1.0, -1.0], [1.0])
+        intervals.median_ratio_interval([1.0, -1.0], [1.0])
     with pytest.raises(ValueError):
-        stats.median_interval([])
+        intervals.median_interval([])
 
 
 # --------------------------------------------------------------------------- agreement_by_confidence
@@ -299,7 +299,7 @@ def test_agreement_by_confidence():
     assert [row.agreement for row in rows] == [4 / 6, 0.5, 1.0, 0.5]
     assert [row.mean_total_variation for row in rows] == pytest.approx([0.95 / 6, 0.075, 0.1, 0.3])
     for row in rows:
-        ci = stats.proportion_interval(round(row.agreement * row.n), row.n)
+        ci = intervals.proportion_interval(round(row.agreement * row.n), row.n)
         assert (row.agreement_low, row.agreement_high) == (ci.low, ci.high)
     assert (rows[1].reference_max_prob_from, rows[1].reference_max_prob_below) == (None, 0.5)
     json.dumps([dataclasses.asdict(row) for row in rows])

@@ -192,7 +192,7 @@ def test_exported_page_in_chromium(chromium, small_run, web_photos, tmp_path, ca
 
 def check_page_against_predict(chromium, site: Path, web_photos: list[Path], capsys, record_property,
                                screenshot=None):
-    from zoolite.dataset.data import load_image
+    from zoolite.dataset.images import load_image
 
     card = json.loads((site / "model.json").read_text())
     photos, bad = web_photos[:-1], web_photos[-1]
@@ -202,7 +202,7 @@ def check_page_against_predict(chromium, site: Path, web_photos: list[Path], cap
         summary = page.locator("#summary")
         threads = summary.get_attribute("data-threads")
         summary_text = summary.text_content()
-        # The page's model input for a few photos, against zoolite's (zoolite.dataset.data.load_image).
+        # The page's model input for a few photos, against zoolite's (zoolite.dataset.images.load_image).
         size = card["input_size"]
         pixel_diffs = []
         for photo in photos[:3]:
@@ -287,7 +287,7 @@ def test_page_says_none_of_these(chromium, small_run, web_photos, tmp_path, caps
     """
     from PIL import Image
 
-    from zoolite.dataset.data import load_image
+    from zoolite.dataset.images import load_image
     from zoolite.targets import open_model
 
     site = export_site(small_run.run_dir, tmp_path / "site", "--variant", "uint8")
@@ -451,22 +451,36 @@ def test_serve_sends_isolation_headers_and_types(tmp_path):
                      "a.mjs": "text/javascript", "a.tflite": "application/octet-stream"}
 
 
+def _card(model_file: str, variant: str, dtype: str, runtime: str = "LiteRT", web: bool | None = None) -> dict:
+    """A model.json of zoolite 0.3 (no card_version) for ``model_file`` with ``dtype`` tensors, the rest made
+    up; ``web`` None: a card of zoolite 0.2, which had no "web" field."""
+    tensor = {"name": "t", "shape": [1, 224, 224, 3], "dtype": dtype, "quantization": None}
+    card = {"model_file": model_file, "model_files": [model_file], "labels_file": "labels.txt", "classes": ["a", "b"],
+            "backbone": "efficientnet_lite0", "input_size": 224, "runtime": runtime, "clients": [],
+            "variant": variant, "mode": variant, "mode_description": "", "input": tensor,
+            "output": {**tensor, "shape": [1, 2]}, "none_of_these": None,
+            "measured": {"test_images": 2, "accuracy": 1.0, "loss": 0.1, "balanced_accuracy": 1.0, "recall": {},
+                         "top3_accuracy": 1.0, "latency_ms": {"mean": 1.0}, "latency_method": "", "threads": "2",
+                         "cpu": "", "cores": 2, "size_bytes": 1},
+            "source": {"run_dir": "runs/x", "file": model_file, "zoolite": "0.3.0", "exported": ""}}
+    return card if web is None else {**card, "web": web}
+
+
 @pytest.mark.parametrize("card, said", [
     # a card of zoolite 0.2 (no "web" field): its int8 tensors decide
-    ({"model_file": "int8.tflite", "variant": "int8", "input": {"dtype": "int8"}, "output": {"dtype": "int8"}},
-     "variant int8 (LiteRT, int8 input) cannot run in the page"),
+    (_card("int8.tflite", "int8", "int8"), "variant int8 (LiteRT, int8 input) cannot run in the page"),
     # another runtime's file takes float32, but export says the page cannot run it
-    ({"model_file": "openvino_float32.xml", "variant": "openvino_float32", "runtime": "OpenVINO", "web": False,
-      "input": {"dtype": "float32"}, "output": {"dtype": "float32"}},
+    (_card("openvino_float32.xml", "openvino_float32", "float32", "OpenVINO", web=False),
      "variant openvino_float32 (OpenVINO, float32 input) cannot run in the page"),
 ])
 def test_write_site_refuses_what_litertjs_cannot_run(tmp_path, card, said):
-    from zoolite.errors import ZooliteError
+    from zoolite.apps.model_card import read_card
     from zoolite.apps.web import WEB_INPUT_DTYPES, web_can_run, write_site
+    from zoolite.errors import ZooliteError
 
     (tmp_path / card["model_file"]).write_bytes(b"\0")
     (tmp_path / "model.json").write_text(json.dumps(card))
-    assert not web_can_run(card) and WEB_INPUT_DTYPES == {"uint8", "float32"}
+    assert not web_can_run(read_card(tmp_path / "model.json")) and WEB_INPUT_DTYPES == {"uint8", "float32"}
     with pytest.raises(ZooliteError, match=re.escape(said)):
         write_site(tmp_path)
     assert not (tmp_path / "index.html").exists()
@@ -475,8 +489,7 @@ def test_write_site_refuses_what_litertjs_cannot_run(tmp_path, card, said):
 def test_write_site_adds_page_and_runtime_only(tmp_path):
     from zoolite.apps.web import write_site
 
-    card = {"model_file": "uint8.tflite", "variant": "uint8", "input": {"dtype": "uint8"},
-            "output": {"dtype": "uint8"}}
+    card = _card("uint8.tflite", "uint8", "uint8")
     (tmp_path / "uint8.tflite").write_bytes(b"\0")
     (tmp_path / "model.json").write_text(json.dumps(card))
     write_site(tmp_path)

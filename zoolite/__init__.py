@@ -8,11 +8,12 @@ The Python API mirrors the command line::
     results.backbones["efficientnet_lite0"].variants      # typed results (zoolite.results)
 
 Stages, one package each, data flowing one way: :mod:`zoolite.dataset` (scan, split by copy
-group) -> :mod:`zoolite.model` (backbones, training, features, "none of these") ->
-:mod:`zoolite.targets` (the variants: every runtime and quantization mode) ->
-:mod:`zoolite.measure` (one measuring routine, its statistics) -> :mod:`zoolite.results` (the
-typed results and the recommendation) -> :mod:`zoolite.report`; :mod:`zoolite.runs` runs them in
-order, and :mod:`zoolite.apps` holds what users run on a run or a model file (check, export, serve).
+group) -> :mod:`zoolite.model` (backbones, training, features, "none of these", suspect labels)
+-> :mod:`zoolite.targets` (the variants: every runtime and quantization mode) ->
+:mod:`zoolite.measure` (one measuring routine, its intervals and statistics) ->
+:mod:`zoolite.results` (the typed results and the recommendation) -> :mod:`zoolite.report`;
+:mod:`zoolite.runs` runs them in order, and :mod:`zoolite.apps` holds what users run on a run or
+a model file (check, export, serve).
 """
 
 from zoolite.config import Budget, LatencyConfig, RunConfig, TrainConfig

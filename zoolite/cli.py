@@ -19,8 +19,8 @@ import time
 import warnings
 from importlib.metadata import version
 
-from zoolite.config import Budget, LatencyConfig, ModelOptions, PredictOptions, RunConfig, TrainConfig, \
-    fields_with_flags, flag_of
+from zoolite.config import Budget, LatencyConfig, ModelOptions, PredictOptions, RunConfig, TrainConfig
+from zoolite.constraints import fields_with_flags, flag_of
 from zoolite.errors import ZooliteError
 
 log = logging.getLogger("zoolite")

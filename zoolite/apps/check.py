@@ -5,28 +5,19 @@ It lists what would spoil a run or its measurements:
 * files that cannot be used (the scan's skipped list), empty class folders, class counts and imbalance;
 * duplicate photos (:mod:`zoolite.dataset.duplicates`) and the duplicate groups spread over more than one
   class folder (label conflicts: the same photo with two labels, or one photo in train and test);
-* photos that are probably in the wrong class folder, found by *confident learning* (Northcutt et al.,
-  "Confident learning: estimating uncertainty in dataset labels", 2021), written here from the paper:
-  every photo's backbone features (EfficientNet-Lite0 through the fast LiteRT path of
-  :mod:`zoolite.model.features`), out-of-fold class probabilities from a multinomial logistic regression
-  (:func:`out_of_fold_probabilities`, K folds stratified by class), per-class thresholds
-  ``t_j`` = mean probability of class j over the photos labelled j (times :data:`THRESHOLD_SCALE`),
-  and a photo labelled i is suspect when its best class among those with ``p_j >= t_j`` is some j != i (an off-diagonal
-  entry of the "confident joint") with ``p_j > p_i``. Suspects are ranked by the margin
-  ``p_j - p_i`` and at most :data:`MAX_SUSPECT_SHARE` of the photos are named.
+* photos that are probably in the wrong class folder, found by confident learning (:mod:`zoolite.model.suspects`)
+  on every photo's backbone features (EfficientNet-Lite0 through the fast LiteRT path of
+  :mod:`zoolite.model.features`).
 
 Features are cached per photo content (a SHA-256 of the file) in the user cache, so checking the
 same folder again, or a folder with the same photos, does not compute them again; a default
 ``zoolite run`` reads its train and validation features from the same cache (and fills it), through
 the same code (:func:`zoolite.model.features.cached_features`), so a check before a run costs little
 (``benchmarks/check_cost.py``).
-``benchmarks/suspect_labels.py`` measures the suspects on photos moved to wrong folders on purpose.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,23 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from zoolite import storage
-from zoolite.errors import ZooliteError
-from zoolite.model.rejection import FOLDS, folds, softmax
+from zoolite.model.rejection import FOLDS
+from zoolite.model.suspects import MAX_SUSPECT_SHARE, find_suspects, suspect_candidates
 from zoolite.results import SuspectLabel, is_imbalanced
 
 BACKBONE = "efficientnet_lite0"
-# At most this share of the photos is named as suspect labels (the most suspect first): on a clean
-# folder the logistic regression's honest mistakes would otherwise fill the list.
-MAX_SUSPECT_SHARE = 0.10
-# L2 penalty of the logistic regression (on unit-length, centred features), and its iterations.
-PENALTY = 1e-3
-ITERATIONS = 400
-PCA_DIMENSIONS = 64
-# The thresholds are this share of each class's mean self-probability. The logistic regression is
-# confident on most photos of a class, so the plain mean (the paper's t_j) missed a third of the moved
-# photos of animals10-large; benchmarks/suspect_labels.py measured 0.8 x the mean catching 88% of them
-# while naming under 2% of the photos of the clean folders (docs/usage.md, "zoolite check").
-THRESHOLD_SCALE = 0.8
 SUSPECT_METHOD = (f"confident learning: out-of-fold probabilities of a multinomial logistic regression on "
                   f"{BACKBONE} features ({FOLDS} folds stratified by class); a photo is suspect when its best "
                   "class j with p_j >= t_j (t_j = 0.8 x mean p_j over the photos labelled j) is not its label and "
@@ -146,8 +125,8 @@ def _more(items: list, show: int) -> list[str]:
 
 def _scan(root: Path):
     """Class folders, usable photos (relative path, class index) and skipped files, like
-    :func:`zoolite.dataset.data.scan_dataset`, but an empty class is reported, not refused."""
-    from zoolite.dataset.data import skipped_files, scan_class_folders
+    :func:`zoolite.dataset.scan.scan_dataset`, but an empty class is reported, not refused."""
+    from zoolite.dataset.scan import skipped_files, scan_class_folders
 
     class_dirs, files, skipped = scan_class_folders(root, "a folder")
     return class_dirs, sorted(files), skipped_files(skipped)
@@ -183,108 +162,6 @@ def photo_features(root: Path, files: list[str], progress=None, threads: int | N
         return np.array(rows, np.float32)
 
 
-# --- confident learning --------------------------------------------------------------------------
-
-def fit_logistic(x: np.ndarray, labels: np.ndarray, n_classes: int, penalty: float | None = None,
-                 iterations: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression: mean cross-entropy + penalty/2 |W|^2 (bias not penalised),
-    by Nesterov's accelerated gradient with the step of the loss's Lipschitz bound. (weights, bias)."""
-    penalty, iterations = penalty or PENALTY, iterations or ITERATIONS
-    n, d = x.shape
-    targets = np.eye(n_classes)[labels]
-    # The cross-entropy's Hessian is at most 1/2 |[x 1]|^2 / n times the identity (its largest eigenvalue).
-    xb = np.hstack([x, np.ones((n, 1))])
-    v = np.random.default_rng(0).standard_normal(d + 1)
-    for _ in range(30):
-        v = xb.T @ (xb @ v)
-        v /= np.linalg.norm(v)
-    lipschitz = 0.5 * float(v @ (xb.T @ (xb @ v))) / n + penalty
-    kappa = lipschitz / penalty
-    momentum = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
-    w = np.zeros((d + 1, n_classes))
-    previous = w.copy()
-    mask = np.ones((d + 1, 1))
-    mask[-1] = 0
-    for _ in range(iterations):
-        look = w + momentum * (w - previous)
-        gradient = xb.T @ (softmax(xb @ look) - targets) / n + penalty * mask * look
-        previous, w = w, look - gradient / lipschitz
-    return w[:-1], w[-1]
-
-
-def _prepared(features: np.ndarray) -> np.ndarray:
-    """Unit-length features, centred, on their main principal axes (unsupervised: no label leaks)."""
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    x = x - x.mean(0)
-    k = min(PCA_DIMENSIONS, x.shape[0] - 1, x.shape[1])
-    if k < x.shape[1]:
-        _, axes = np.linalg.eigh(x.T @ x)  # ascending eigenvalues: the main axes are the last ones
-        x = x @ axes[:, ::-1][:, :k]
-    return x
-
-
-def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classes: int, seed: int = 0) -> np.ndarray:
-    """(photos, classes): each photo's class probabilities from a model fitted without its fold."""
-    x, labels = _prepared(np.asarray(features, np.float64)), np.asarray(labels)
-    fold = folds(labels, n_classes, seed)
-    out = np.empty((len(labels), n_classes))
-    for f in range(FOLDS):
-        held = fold == f
-        if held.any():
-            w, b = fit_logistic(x[~held], labels[~held], n_classes)
-            out[held] = softmax(x[held] @ w + b)
-    return out
-
-
-@dataclass
-class Suspects:
-    indices: list[int]  # photos, most suspect first (all found, before any cap)
-    suggested: list[int]
-    scores: list[float]
-    thresholds: list[float]
-
-
-def confident_suspects(probabilities: np.ndarray, labels: np.ndarray) -> Suspects:
-    """The off-diagonal of the confident joint: a photo labelled i whose best class among those with
-    ``p_j >= t_j`` is j != i, and ``p_j > p_i``; ranked by ``p_j - p_i``."""
-    n_classes = probabilities.shape[1]
-    thresholds = THRESHOLD_SCALE * np.array([probabilities[labels == j, j].mean() if np.any(labels == j) else 1.0
-                                             for j in range(n_classes)])
-    above = np.where(probabilities >= thresholds - 1e-12, probabilities, -1.0)
-    best = above.argmax(1)
-    rows = np.arange(len(labels))
-    p_label, p_best = probabilities[rows, labels], probabilities[rows, best]
-    suspect = (above.max(1) >= 0) & (best != labels) & (p_best > p_label)
-    scores = p_best - p_label
-    order = [int(i) for i in np.flatnonzero(suspect)[np.argsort(-scores[suspect], kind="stable")]]
-    return Suspects(order, [int(best[i]) for i in order], [float(scores[i]) for i in order], thresholds.tolist())
-
-
-def suspect_candidates(files: list[tuple[str, int]]) -> list[int]:
-    """The photos of ``files`` ((path, class index)) that can be looked at for suspect labels: those of
-    the classes with two photos or more, when there are two such classes or more (else none)."""
-    counts = Counter(label for _, label in files)
-    kept = [i for i, (_, label) in enumerate(files) if counts[label] >= 2]
-    return kept if len({files[i][1] for i in kept}) >= 2 else []
-
-
-def find_suspects(features: np.ndarray, files: list[tuple[str, int]], class_dirs: list[str],
-                  seed: int = 0) -> tuple[int, list[SuspectLabel]]:
-    """The suspect labels among ``files`` ((path, class index), as :func:`suspect_candidates` picks them)
-    from their ``features``: how many were found, and the most suspect, at most
-    :data:`MAX_SUSPECT_SHARE` of the photos."""
-    present = sorted({label for _, label in files})
-    index = {label: i for i, label in enumerate(present)}
-    labels = np.array([index[label] for _, label in files])
-    probabilities = out_of_fold_probabilities(features, labels, len(present), seed)
-    found = confident_suspects(probabilities, labels)
-    cap = max(1, math.floor(MAX_SUSPECT_SHARE * len(files)))
-    named = [SuspectLabel(files[i][0], class_dirs[present[labels[i]]], class_dirs[present[j]], round(score, 4),
-                          round(float(probabilities[i, labels[i]]), 4), round(float(probabilities[i, j]), 4))
-             for i, j, score in list(zip(found.indices, found.suggested, found.scores))[:cap]]
-    return len(found.indices), named
-
-
 # --- the report ----------------------------------------------------------------------------------
 
 def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
@@ -299,7 +176,7 @@ def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
     counts = dict.fromkeys(class_dirs, 0)
     for _, label in files:
         counts[class_dirs[label]] += 1
-    from zoolite.dataset.data import ANIMALS10_LABELS
+    from zoolite.dataset.scan import ANIMALS10_LABELS
 
     non_empty = [n for n in counts.values() if n]
     ratio = max(non_empty) / min(non_empty) if non_empty else None
@@ -330,5 +207,4 @@ def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
     return report
 
 
-__all__ = ["CheckReport", "ClassCount", "SuspectLabel", "UnusableFile", "check", "confident_suspects",
-           "find_suspects", "out_of_fold_probabilities", "suspect_candidates"]
+__all__ = ["CheckReport", "ClassCount", "SuspectLabel", "UnusableFile", "check"]

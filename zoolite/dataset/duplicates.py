@@ -2,7 +2,7 @@
 
 Real folders hold the same photo several times: copied, re-encoded, scaled, cropped a little,
 mirrored or brightened, sometimes in two class folders (a *label conflict*). A split that puts
-one copy in train and another in test measures memory, so :func:`zoolite.dataset.data.split_dataset`
+one copy in train and another in test measures memory, so :func:`zoolite.dataset.split.split_dataset`
 keeps each group in one split and leaves label conflicts out.
 
 How copies are found (``benchmarks/duplicates.py`` measures it):
@@ -346,7 +346,7 @@ def find_duplicates(root: str | Path, files: list[tuple[str, int]],
                     progress: Callable[[int], None] | None = None, near_copies: bool = True,
                     workers: int | None = None) -> Duplicates:
     """The duplicate groups among ``files`` ((path relative to ``root``, class index), as
-    :func:`zoolite.dataset.data.scan_dataset` lists them): byte-identical files and near-copies.
+    :func:`zoolite.dataset.scan.scan_dataset` lists them): byte-identical files and near-copies.
 
     ``progress(n)``, if given, is called as photos are read (``len(files)`` in all) and again as they
     are compared (``len(files)`` more): a progress bar's total is ``2 * len(files)``. A file that

@@ -1,1 +1,2 @@
-"""The measurements stage: one routine measures every variant, and the statistics it reports."""
+"""The measurements stage: one routine measures every variant, its "none of these" included, and the intervals and
+statistics it reports."""

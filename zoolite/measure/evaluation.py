@@ -17,14 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from zoolite.model import rejection
-
-from zoolite.measure import stats
+from zoolite.measure import intervals, rejection, stats
 from zoolite.config import LatencyConfig
 from zoolite.errors import ZooliteError
-from zoolite.results import Agreement, ClassMeasure, Fidelity, Latency, RejectionMeasure, Variant
-from zoolite.measure.stats import Interval
-from zoolite.report.tables import share
+from zoolite.results import Agreement, ClassMeasure, Latency, RejectionMeasure, Variant
+from zoolite.measure.intervals import Interval, share
 from zoolite.targets.base import Runtime
 
 if TYPE_CHECKING:
@@ -40,7 +37,7 @@ def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
                    p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
                    std_ms=float(ms.std()), min_ms=float(ms.min()), runs=int(ms.size),
                    first_inference_ms=first_inference_ms, samples_ms=ms.tolist(),
-                   median_interval=stats.median_interval(ms), mean_interval=stats.mean_interval(ms))
+                   median_interval=intervals.median_interval(ms), mean_interval=intervals.mean_interval(ms))
 
 
 def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None, record=None) -> Latency:
@@ -115,11 +112,11 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_clas
     k = min(top_k, n_classes)
     correct = p.argmax(1) == labels
     right, in_top_k = int(np.sum(correct)), int(np.sum((p > target[:, None]).sum(1) < k))
-    balanced = stats.balanced_accuracy_interval(np.bincount(labels[correct], minlength=n_classes),
-                                                np.bincount(labels, minlength=n_classes))
+    balanced = intervals.balanced_accuracy_interval(np.bincount(labels[correct], minlength=n_classes),
+                                                    np.bincount(labels, minlength=n_classes))
     return Scores(loss=float(np.mean(-np.log(target))), accuracy=right / len(labels),
-                  accuracy_interval=stats.proportion_interval(right, len(labels)), top_k=k,
-                  top_k_accuracy=in_top_k / len(labels), top_k_interval=stats.proportion_interval(in_top_k, len(labels)),
+                  accuracy_interval=intervals.proportion_interval(right, len(labels)), top_k=k,
+                  top_k_accuracy=in_top_k / len(labels), top_k_interval=intervals.proportion_interval(in_top_k, len(labels)),
                   balanced_accuracy=balanced.estimate, balanced_accuracy_interval=balanced)
 
 
@@ -195,19 +192,6 @@ def measure_variant(runtime: Runtime, target: Target, path: Path, images: np.nda
     return variant, m.probabilities
 
 
-def compare_with_reference(variant: Variant, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray],
-                           labels: np.ndarray, class_names: list[str]) -> None:
-    """Fill in how ``variant`` follows its backbone's float model on the same images: agreement, per-class
-    evidence on the ``test`` images (with their ``labels``), and fidelity on them and on any ``unlabelled`` photos.
-    ``outputs`` and ``reference`` map those image sets to the two models' probabilities."""
-    variant.agreement = agreement(outputs["test"], reference["test"])
-    is_reference = outputs["test"] is reference["test"]
-    variant.confusion_matrix, variant.per_class = per_class_report(
-        outputs["test"], labels, class_names, None if is_reference else reference["test"])
-    variant.fidelity = Fidelity(*(stats.agreement_by_confidence(outputs[name], reference[name])
-                                  if name in outputs else None for name in ("test", "unlabelled")))
-
-
 def agreement(probabilities: np.ndarray, reference: np.ndarray) -> Agreement:
     """How closely a variant's answers and probabilities follow the reference (float) model's on the same images:
     the top-1 agreement as :func:`zoolite.measure.stats.agreement_by_confidence` counts it, over every image, and the
@@ -238,7 +222,7 @@ def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names:
         per_class[name] = ClassMeasure(
             precision=precision, recall=recall,
             f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-            support=support, recall_interval=stats.proportion_interval(tp, support), **losses[i])
+            support=support, recall_interval=intervals.proportion_interval(tp, support), **losses[i])
     return confusion.tolist(), per_class
 
 
@@ -313,7 +297,8 @@ def predict(model: str | Path, photos, labels_file: str | Path | None = None, to
     these" below the file's threshold. ``photos`` is a path or a list of paths, files or folders
     (searched recursively; files in them that are not images are skipped and listed)."""
     from zoolite.config import PredictOptions
-    from zoolite.dataset.data import load_image, photo_files
+    from zoolite.dataset.images import load_image
+    from zoolite.dataset.scan import photo_files
     from zoolite.targets import open_classifier, top_classes
 
     PredictOptions(threads=threads, top=top)  # checked as the command's flags are
@@ -336,7 +321,8 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
     """
     import tempfile
 
-    from zoolite.dataset.data import cache_images, load_label_map, scan_dataset
+    from zoolite.dataset.images import cache_images
+    from zoolite.dataset.scan import load_label_map, scan_dataset
     from zoolite.targets import open_classifier
 
     classifier = open_classifier(model, labels_file, threads)

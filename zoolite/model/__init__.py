@@ -1,1 +1,2 @@
-"""The model stage: backbones, training, the frozen backbone's features and "none of these"."""
+"""The model stage: backbones, training, the frozen backbone's features, "none of these" with the integer modes'
+calibration sample, and the suspect labels found from the features."""

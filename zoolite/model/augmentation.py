@@ -11,7 +11,7 @@ backbone itself; here it costs almost nothing beside decoding.
 With a frozen base, zoolite keeps its cached features fast: each training photo's features are
 computed for ``--augment-views`` views once (:mod:`zoolite.model.features`), and each epoch draws one
 of the photo's versions (:class:`Views`). Fine-tuning trains through the backbone and makes new
-views on the fly with the same function (:func:`zoolite.dataset.data.image_batches`).
+views on the fly with the same function (:func:`zoolite.dataset.images.image_batches`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from zoolite import storage
-from zoolite.dataset.data import decoded_batches
+from zoolite.dataset.images import decoded_batches
 
 # Fast features must equal Keras's up to this fraction of the largest feature (float32 rounding,
 # operations fused in a different order).

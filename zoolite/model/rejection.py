@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoolite.measure import stats
-from zoolite.results import ClassGate, ClassKept, Rejection, RejectionMeasure
+from zoolite.measure import intervals, stats
+from zoolite.results import ClassGate, Rejection
 
 CENTROIDS_PER_CLASS = 16  # benchmarks/rejection.py: 16 to 64 reject alike; 16 keeps the file small
 KMEANS_ITERATIONS = 30
@@ -64,47 +64,6 @@ THRESHOLD_AT = 0.1
 
 
 # --- fitting (NumPy, on backbone features) ----------------------------------------------------
-
-def scrambled(images: np.ndarray, seed: int, tiles: int = 4) -> np.ndarray:
-    """``images`` cut into ``tiles`` x ``tiles`` squares put back in a random order: the colours and
-    textures of real photos, but none of the classes.
-
-    The integer modes' calibration needs them: it records each tensor's range on the sample, and on
-    class photos alone the similarity to the nearest class centroid never goes low, so quantization
-    clamps every other photo's similarity up to the class photos' lowest and the gate keeps it
-    (benchmarks/calibration.py: uint8 files calibrated on 50 class photos kept 49% of the unlabelled
-    photos their float model kept 6% of; with 10 scrambled photos added, 5%)."""
-    rng = np.random.default_rng(seed)
-    out = np.array(images, copy=True)
-    side = out.shape[1] // tiles
-    for image in out:
-        squares = [image[r * side:(r + 1) * side, c * side:(c + 1) * side].copy()
-                   for r in range(tiles) for c in range(tiles)]
-        for k, square in enumerate(squares[i] for i in rng.permutation(len(squares))):
-            r, c = divmod(k, tiles)
-            image[r * side:(r + 1) * side, c * side:(c + 1) * side] = square
-    return out
-
-
-SCRAMBLED = 10  # at least; benchmarks/calibration.py: 2 or 5 left the gate's range to chance, 10 did not
-
-
-def flat(images: np.ndarray) -> np.ndarray:
-    """Each image filled with its own mean colour: a photo's colour with no texture or shape at all."""
-    return np.broadcast_to(np.asarray(images).mean((1, 2), keepdims=True), np.shape(images)).astype(images.dtype)
-
-
-def calibration_sample(photos: np.ndarray, seed: int) -> np.ndarray:
-    """The integer modes' calibration sample: ``photos`` of the classes, and as many :func:`scrambled` and
-    as many :func:`flat` ones, each a fifth as many as the photos and at least :data:`SCRAMBLED` (photos
-    reused when there are fewer). The gate's best class z of a photo of nothing in particular lies far
-    below a scrambled photo's (-3 to -4 spreads against -1 to -2 on the bundled sample), and a range
-    that stops at the scrambled photos clamps it up to a gate that keeps it: the int8 files then kept
-    98% of plain and noise images their float file rejected half of (tests/test_rejection.py)."""
-    count = max(SCRAMBLED, -(-len(photos) // 5))
-    reused = np.resize(photos, (count, *photos.shape[1:]))
-    return np.concatenate([photos, scrambled(reused, seed), flat(reused)])
-
 
 def unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
@@ -232,16 +191,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(grid[int(np.argmin(nll))])
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Mean |confidence - accuracy| over equal-width confidence bins, weighted by their photos."""
-    p = np.asarray(probabilities, np.float64)
-    p = p / p.sum(1, keepdims=True)
-    confidence, right = p.max(1), p.argmax(1) == np.asarray(labels)
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    return float(sum(abs(confidence[which == b].mean() - right[which == b].mean()) * np.mean(which == b)
-                     for b in range(bins) if np.any(which == b)))
-
-
 def fit_gate(class_similarity: np.ndarray, other_similarity: np.ndarray | None) -> tuple[float, float]:
     """(slope, centre) of the gate on the best class z. With photos of other things: a logistic
     regression of z, class photos against them, each group weighing half. Without: :data:`GATE_SLOPE`,
@@ -308,8 +257,8 @@ def _class_gates(top: np.ndarray, labels: np.ndarray, prototypes: Prototypes, th
     return [ClassGate(photos=int(photos[c]), mean=float(prototypes.mean[c]), spread=float(prototypes.spread[c]),
                       pooled=bool(photos[c] < MIN_CLASS_PHOTOS), kept=int(np.sum(top[labels == c] >= threshold)),
                       kept_estimate=float(estimates[c]),
-                      kept_interval=stats.proportion_interval(int(np.sum(top[labels == c] >= threshold)),
-                                                              int(photos[c])))
+                      kept_interval=intervals.proportion_interval(int(np.sum(top[labels == c] >= threshold)),
+                                                                  int(photos[c])))
             for c in range(len(photos))]
 
 
@@ -376,91 +325,6 @@ def scores(classifier, features: np.ndarray, prototypes: Prototypes, rejection: 
 def confident_class_photos(classifier, prototypes: Prototypes, rejection: Rejection, features: np.ndarray) -> int:
     """How many photos the float model is confident show one of its classes (top score >= stats.CONFIDENT)."""
     return int(np.sum(scores(classifier, features, prototypes, rejection).max(1) >= stats.CONFIDENT))
-
-
-# --- measuring (on any variant's output) ------------------------------------------------------
-
-def kept(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Which photos a file's output keeps: the rule MediaPipe applies (top score >= threshold)."""
-    return np.asarray(scores).max(1) >= threshold
-
-
-def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
-    """Probability that a class photo scores above another photo (ties count half)."""
-    values = np.concatenate([positive, negative])
-    order = values.argsort(kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):  # average ranks of ties
-        ties = values == value
-        ranks[ties] = ranks[ties].mean()
-    n_pos, n_neg = len(positive), len(negative)
-    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def curve(positive: np.ndarray, negative: np.ndarray, points: int = 101) -> list[list[float]]:
-    """[threshold, share of class photos kept, share of other photos rejected] over thresholds."""
-    top = np.concatenate([positive, negative])
-    thresholds = np.unique(np.quantile(top, np.linspace(0, 1, points)))
-    return [[float(t), float(np.mean(positive >= t)), float(np.mean(negative < t))] for t in thresholds]
-
-
-def kept_per_class(scores: np.ndarray, keep: np.ndarray, labels: np.ndarray, class_names: list[str],
-                   reference_keep: np.ndarray | None = None) -> dict:
-    """What users of each class feel, as :class:`RejectionMeasure` fields: each class's share of photos
-    kept (with, against the float model's ``reference_keep``, the photos kept only here / only there and
-    the Holm-corrected test that the class loses them), the balanced kept share, and the balanced share
-    answered and right (a rejected photo counts as a miss)."""
-    labels, n = np.asarray(labels, dtype=int), len(class_names)
-    photos = np.bincount(labels, minlength=n)
-    kept_photos = np.bincount(labels[keep], minlength=n)
-    answered_right = np.bincount(labels[keep & (np.asarray(scores).argmax(1) == labels)], minlength=n)
-    losses = [{}] * n if reference_keep is None else \
-        [vars(loss) for loss in stats.class_losses(keep, reference_keep, labels, n)]
-    balanced_kept = stats.balanced_accuracy_interval(kept_photos, photos)
-    balanced_right = stats.balanced_accuracy_interval(answered_right, photos)
-    return {"per_class": {name: ClassKept(int(kept_photos[i]), int(photos[i]),
-                                          stats.proportion_interval(int(kept_photos[i]), int(photos[i])), **losses[i])
-                          for i, name in enumerate(class_names)},
-            "balanced_kept": balanced_kept.estimate, "balanced_kept_interval": balanced_kept,
-            "balanced_answered_right": balanced_right.estimate, "balanced_answered_right_interval": balanced_right}
-
-
-def measure(scores: np.ndarray, labels: np.ndarray, class_names: list[str], other_scores: np.ndarray | None,
-            threshold: float, reference: tuple[np.ndarray, np.ndarray | None] | None = None) -> RejectionMeasure:
-    """A variant's rejection at ``threshold``: ``scores`` on the class photos of the test split (of
-    ``labels``, indices into ``class_names``), overall and per class (:func:`kept_per_class`);
-    ``other_scores`` on the held-out ``--other`` photos (or None); ``reference`` the float model's
-    two score arrays for the paired comparisons."""
-    keep = kept(scores, threshold)
-    measured = RejectionMeasure(kept=int(keep.sum()), photos=len(keep),
-                                kept_interval=stats.proportion_interval(int(keep.sum()), len(keep)),
-                                **kept_per_class(scores, keep, labels, class_names,
-                                                 None if reference is None else kept(reference[0], threshold)))
-    if other_scores is None or len(other_scores) == 0:
-        return measured
-    reject = ~kept(other_scores, threshold)
-    positive, negative = np.asarray(scores).max(1), np.asarray(other_scores).max(1)
-    measured.rejected, measured.other_photos = int(reject.sum()), len(reject)
-    measured.rejected_interval = stats.proportion_interval(int(reject.sum()), len(reject))
-    measured.auroc = auroc(positive, negative)
-    measured.curve = curve(positive, negative)
-    if reference is not None:
-        measured.paired = stats.compare_paired(reject, ~kept(reference[1], threshold))
-    return measured
-
-
-def lost_rejection(variant: RejectionMeasure, reference: RejectionMeasure, max_drop_pp: float,
-                   significance: float = 0.05) -> bool:
-    """True when ``variant`` rejects fewer held-out other photos than ``reference`` by more than
-    the budget, and the loss is real: more decisions lost than won with a one-sided exact
-    McNemar p below ``significance`` (the accuracy rule, applied to rejection)."""
-    if variant.rejected is None or reference.rejected is None or variant.paired is None:
-        return False
-    if variant.rejected_rate >= reference.rejected_rate - max_drop_pp / 100 - 1e-8:
-        return False
-    paired = variant.paired
-    return paired.only_reference_right > paired.only_variant_right and paired.mcnemar_p / 2 < significance
 
 
 # --- in the model (Keras) -----------------------------------------------------------------------

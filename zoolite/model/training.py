@@ -98,18 +98,46 @@ def one_hot(labels, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.float32)[np.asarray(labels, dtype=int)]
 
 
+HEAD, PROBABILITIES = "head", "probabilities"  # the new classifier, and its dense softmax layer
+
+
 def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
     """The new classifier: (optional dropout then) a dense softmax layer over the features."""
     inputs = keras.Input((feature_dim,), name="features")
     x = keras.layers.Dropout(dropout, name="head_dropout")(inputs) if dropout else inputs
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="head")
+    outputs = keras.layers.Dense(n_classes, activation="softmax", name=PROBABILITIES)(x)
+    return keras.Model(inputs, outputs, name=HEAD)
 
 
 def assemble(extractor: keras.Model, head: keras.Model, name: str = "classifier") -> keras.Model:
     """One model: raw pixels in, class probabilities out."""
     inputs = keras.Input(extractor.input_shape[1:], name="pixels")
     return keras.Model(inputs, head(extractor(inputs)), name=name)
+
+
+def _inner_model(model: keras.Model, but: str | None = None) -> keras.Model:
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != but)
+
+
+def head_of(classifier: keras.Model) -> keras.Model:
+    """The head inside a model :func:`assemble` made."""
+    return classifier.get_layer(HEAD)
+
+
+def extractor_of(classifier: keras.Model) -> keras.Model:
+    """The feature extractor inside a model :func:`assemble` made: its one inner model besides the head."""
+    return _inner_model(classifier, but=HEAD)
+
+
+def base_of(extractor: keras.Model) -> keras.Model:
+    """The backbone (keras.applications' or zoolite's) inside a feature extractor: its inner model."""
+    return _inner_model(extractor)
+
+
+def head_weights(classifier: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel and bias of the head's dense softmax layer."""
+    kernel, bias = head_of(classifier).get_layer(PROBABILITIES).get_weights()
+    return kernel, bias
 
 
 def set_base_trainable(extractor: keras.Model, top_layers: int | None) -> None:
@@ -120,7 +148,7 @@ def set_base_trainable(extractor: keras.Model, top_layers: int | None) -> None:
     is not enough: ``fit`` passes ``training=True`` down to nested models
     (keras-team/keras#20285).
     """
-    base = extractor.layers[-1]
+    base = base_of(extractor)
     base.trainable = True
     layers = base.layers
     cut = 0 if top_layers is None else max(0, len(layers) - top_layers)
@@ -138,7 +166,7 @@ def labelled_batches(items: list[tuple[str, int]], root: Path, size: int, n_clas
     (:func:`zoolite.model.augmentation.random_views`), for training on images."""
     import tensorflow as tf
 
-    from zoolite.dataset.data import image_batches
+    from zoolite.dataset.images import image_batches
 
     labels = one_hot([label for _, label in items], n_classes)
     batches = image_batches([root / p for p, _ in items], size, batch_size,

@@ -81,7 +81,7 @@ def _test_images(layout: RunLayout, results: Run, backbone: str, test: list, ind
     if cache.exists():
         images = np.load(cache, mmap_mode="r")
         return [np.asarray(images[i]) for i in indices]
-    from zoolite.dataset.data import load_image
+    from zoolite.dataset.images import load_image
 
     paths = [test[i][0] for i in indices]
     if not all(p.is_file() for p in paths):

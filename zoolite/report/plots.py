@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from zoolite.results import Backbone, Run, Training, TrainingStage
-from zoolite.measure.stats import Interval
+from zoolite.measure.intervals import Interval
 from zoolite.report.tables import runtime_label
 
 DPI = 110

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from zoolite.results.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
 from zoolite.results import Backbone, Machine, Run, Variant
-from zoolite.measure.stats import FidelityRow, Interval
+from zoolite.measure.intervals import percent, share
+from zoolite.measure.stats import FidelityRow
 from zoolite.targets import FAMILIES
 
 
@@ -77,10 +78,6 @@ _COLUMNS = ["Variant", "Runtime", "Loss", "Accuracy [95% CI]", "Balanced [95% CI
             "Won/lost (p)", "Median ms [95% CI]", "Mean ms", "Speed-up", "Size MB", "Size", "Flag"]
 
 
-def _percent(value: float, interval) -> str:
-    return f"{value * 100:.1f}%" + ("" if interval is None else f" [{interval.low * 100:.1f}, {interval.high * 100:.1f}]")
-
-
 def _cells(v: Variant, reference: Variant) -> list[str]:
     """One variant's row: its figures, their 95% intervals, the paired evidence against the run's best float
     model, and ratios to its backbone's reference."""
@@ -90,8 +87,8 @@ def _cells(v: Variant, reference: Variant) -> list[str]:
                                         f"{paired.difference_interval.high * 100:+.1f}]")
     evidence = "-" if paired is None else \
         f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})"
-    balanced = "-" if v.balanced_accuracy is None else _percent(v.balanced_accuracy, v.balanced_accuracy_interval)
-    return [v.target, runtime_label(v), f"{v.loss:.4f}", _percent(v.accuracy, v.accuracy_interval), balanced, delta,
+    balanced = "-" if v.balanced_accuracy is None else percent(v.balanced_accuracy, v.balanced_accuracy_interval)
+    return [v.target, runtime_label(v), f"{v.loss:.4f}", percent(v.accuracy, v.accuracy_interval), balanced, delta,
             evidence, f"{v.latency.median_ms:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
             f"{v.latency.mean_ms:.2f}", f"{reference.latency.mean_ms / v.latency.mean_ms:.1f}x", f"{v.size_mb:.2f}",
             f"{v.size_bytes / reference.size_bytes * 100:.0f}%", "; ".join(class_flags(v).values())]
@@ -179,12 +176,6 @@ def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[st
 
 def backbone_table(results: Run, backbone: str, markdown: bool = False) -> str:
     return (markdown_table if markdown else plain_table)(*backbone_cells(results, backbone))
-
-
-def share(value: float, interval: Interval | None) -> str:
-    """A class's share (recall, photos kept) with its 95% interval, in whole percents."""
-    return _percent(value, None) if interval is None else \
-        f"{value * 100:.0f}% [{interval.low * 100:.0f}, {interval.high * 100:.0f}]"
 
 
 def _class_cell(v: Variant, name: str, lost: list[str], fewer_kept: list[str]) -> str:
@@ -322,13 +313,13 @@ def rejection_cells(results: Run, backbone: str) -> tuple[list[str], list[list[s
     rows = []
     for v in b.variants:
         r = v.rejection
-        row = [v.target, f"{_percent(r.kept_rate, r.kept_interval)} of {r.photos}",
-               *("-" if value is None else _percent(value, interval)  # "-": results before schema 6
+        row = [v.target, f"{percent(r.kept_rate, r.kept_interval)} of {r.photos}",
+               *("-" if value is None else percent(value, interval)  # "-": results before schema 6
                  for value, interval in ((r.balanced_kept, r.balanced_kept_interval),
                                          (r.balanced_answered_right, r.balanced_answered_right_interval)))]
         if results.other:
             paired = r.paired
-            row += [f"{_percent(r.rejected_rate, r.rejected_interval)} of {r.other_photos}", f"{r.auroc:.3f}",
+            row += [f"{percent(r.rejected_rate, r.rejected_interval)} of {r.other_photos}", f"{r.auroc:.3f}",
                     "-" if paired is None or not v.shippable else
                     f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})",
                     "loses rejection" if v.shippable and rejection_lost(v, b, results.recommendation.budget

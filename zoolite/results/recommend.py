@@ -43,9 +43,7 @@ The rule (docs/measurements.md, "How the recommendation decides", gives the reas
 
 from __future__ import annotations
 
-from zoolite.model import rejection
-
-from zoolite.measure import stats
+from zoolite.measure import intervals, rejection, stats
 from zoolite.config import Budget
 from zoolite.errors import ZooliteError
 from zoolite.results import MB, Backbone, Recommendation, RejectionMeasure, Run, Variant
@@ -115,7 +113,7 @@ def unfaithful(variant: Variant, budget: Budget) -> bool:
     changed, n = changed_confident_answers(variant)
     if changed < MIN_CHANGED:
         return False
-    lower = stats.proportion_interval(changed, n, confidence=1 - 2 * SIGNIFICANCE, method="exact").low
+    lower = intervals.proportion_interval(changed, n, confidence=1 - 2 * SIGNIFICANCE, method="exact").low
     return lower > budget.max_accuracy_drop_pp / 100
 
 
@@ -151,7 +149,7 @@ def failures(variant: Variant, backbone: Backbone, floor: float, budget: Budget,
 
 def _clearly_faster(a: Variant, b: Variant) -> bool:
     if a.latency.samples_ms and b.latency.samples_ms:
-        return stats.is_clearly_faster(a.latency.samples_ms, b.latency.samples_ms)
+        return intervals.is_clearly_faster(a.latency.samples_ms, b.latency.samples_ms)
     return a.latency.median_ms < b.latency.median_ms  # no samples stored (zoolite 0.1 results)
 
 

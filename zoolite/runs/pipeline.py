@@ -1,395 +1,46 @@
-"""The pipeline: dataset -> model -> variants -> measurements -> report, one stage after another.
+"""The pipeline: dataset -> model -> variants -> measurements -> report.
 
-Every stage writes its output atomically into the run folder (:mod:`zoolite.runs.layout`),
-and a stage whose output is already there is not run again, which is what ``--resume``
-relies on; :class:`Stages` holds that plumbing, with the timing and progress bars. The
-run folder is marked complete only at the very end.
+:func:`run` scans and splits the dataset into a new run folder (or resumes one), runs each backbone's
+stages (:mod:`zoolite.runs.stages`), gives every variant its evidence against the run's most accurate
+float model, and writes the reports. Every stage writes its output atomically into the run folder
+(:mod:`zoolite.runs.layout`), and a stage whose output is already there is not run again, which is
+what ``--resume`` relies on. The run folder is marked complete only at the very end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from tensorflow import errors as tf_errors
 
-from zoolite.apps import check
-
-from zoolite.model import features, rejection
-
-from zoolite.runs import provenance
-
-from zoolite.report import reporting
-
-from zoolite.measure import stats
-
 from zoolite import storage
-from zoolite.model.augmentation import Views, random_views, view_maker
-from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
 from zoolite.config import RunConfig
-from zoolite.dataset.data import Split, cache_images, even_sample, load_label_map, scan_dataset, scan_photos, split_dataset, \
-    split_other
+from zoolite.dataset.scan import load_label_map, scan_dataset, scan_photos
+from zoolite.dataset.split import Split, split_dataset, split_other
 from zoolite.dataset.duplicates import Duplicates, find_duplicates
 from zoolite.errors import ZooliteError
-from zoolite.measure.evaluation import compare_with_reference, measure_variant, predict_all
-from zoolite.runs.layout import BackboneLayout, RunLayout
+from zoolite.measure.evidence import BestFloat, with_evidence
+from zoolite.measure.rejection import expected_calibration_error
+from zoolite.model import suspects as suspect_labels
+from zoolite.model.backbones import BackboneSpec, build_feature_extractor, get_backbone, resolve_weights
 from zoolite.progress import Progress
+from zoolite.report import reporting
+from zoolite.results import Backbone, Dataset, Normalisation, OtherPhotos, Run, Skipped, SplitSizes, SuspectLabels, \
+    UnlabelledPhotos, is_imbalanced
 from zoolite.results.recommend import recommend
-from zoolite.results import Backbone, BalancedComparison, Dataset, OtherPhotos, Rejection, Run, Skipped, SplitSizes, \
-    SuspectLabels, Training, TrainingStage, UnlabelledPhotos, Variant, best_float_backbone, is_imbalanced
-from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets, open_model
-from zoolite.targets.keras import load_keras_model
-from zoolite.model.training import assemble, build_head, class_weights, fit, labelled_batches, one_hot, set_base_trainable
+from zoolite.runs import provenance, stages
+from zoolite.runs.inputs import BackboneRun, PhotoSets
+from zoolite.runs.layout import RunLayout
+from zoolite.runs.steps import Steps
 
 log = logging.getLogger(__name__)
-
-
-class Stages:
-    """What every stage shares: skip what is already on disk, time the rest, show progress, and
-    tell ``after_stage`` (if given) the name of each timed step once it has finished."""
-
-    def __init__(self, progress: Progress, timings: dict[str, float], prefix: str = "",
-                 after_stage: Callable[[str], None] | None = None):
-        self.progress, self.timings, self.prefix, self.after_stage = progress, timings, prefix, after_stage
-
-    @contextlib.contextmanager
-    def step(self, name: str, total: int = 0, unit: str = "img", title: str | None = None):
-        """Time the block as ``name`` with a progress bar of ``total`` units (none if 0); yields
-        the bar's advance callable."""
-        start = time.perf_counter()
-        with self.progress.bar(f"{self.prefix}{title or name.replace('_', ' ')}", total, unit) as advance:
-            yield advance
-        self.timings[name] = round(time.perf_counter() - start, 3)
-        if self.after_stage:
-            self.after_stage(name)
-
-    def produce(self, name: str, outputs: list[Path], make: Callable, load: Callable, total: int = 0,
-                unit: str = "img", title: str | None = None):
-        """``load()`` the stage's ``outputs`` if all exist; else ``make(advance)`` them in a timed step."""
-        if all(path.exists() for path in outputs):
-            return load()
-        with self.step(name, total, unit, title) as advance:
-            return make(advance)
-
-
-def _seed_everything(seed: int) -> None:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def _load_npy(path: Path) -> Callable[[], np.ndarray]:
-    return lambda: np.load(path, mmap_mode="r")
-
-
-class _BackboneStages:
-    """The model, variants and measurements stages of one backbone."""
-
-    def __init__(self, spec, weights: str | None, config: RunConfig, split: Split, root: Path, labels: list[str],
-                 layout: BackboneLayout, stages: Stages, unlabelled: list[Path]):
-        self.spec, self.weights, self.config, self.split, self.root, self.labels = \
-            spec, weights, config, split, root, labels
-        self.unlabelled = unlabelled  # photos of --unlabelled, if given
-        other = split.other
-        self.other = {half: [Path(other.root) / p for p in getattr(other, half)] if other else []
-                      for half in ("calibration", "test")}  # photos of --other
-        self.layout, self.stages = layout.make(), stages
-        self.n_classes = len(labels)
-        self.class_weights = class_weights(self._labels("train"), self.n_classes, config.train.class_weights)
-        self.extracted: dict[str, int] = {}  # features computed by this attempt: name -> photos
-        self._backbones: dict[bool, object] = {}  # trained or not -> its fast features runtime
-
-    def _paths(self, subset: str) -> list[Path]:
-        return [self.root / p for p, _ in self.split.subset(subset)]
-
-    def _labels(self, subset: str) -> np.ndarray:
-        return np.array([label for _, label in self.split.subset(subset)], dtype=int)
-
-    def _images(self, name: str, paths: list[Path]) -> np.ndarray:
-        out = self.layout.images(name)
-        return self.stages.produce(f"decode_{name}", [out], lambda step: cache_images(paths, self.spec.input_size,
-                                                                                      out, step),
-                                   _load_npy(out), len(paths), title=f"decoding {name} images")
-
-    def _representative(self) -> np.ndarray:
-        """The integer modes' calibration sample: training photos drawn evenly over the classes, and
-        scrambled and plain ones that show none of them (:func:`zoolite.model.rejection.calibration_sample`)."""
-        paths = self._paths("train")
-        drawn = even_sample(self._labels("train"), self.config.representative_images, self.config.seed)
-        return rejection.calibration_sample(self._images("representative", [paths[i] for i in drawn]),
-                                            self.config.seed)
-
-    def _backbone(self, extractor, trained: bool):
-        """The fast features runtime of ``extractor`` (:mod:`zoolite.model.features`), converted once: a frozen
-        backbone once per machine (in the user cache, like its weights), a trained one once per run."""
-        if trained not in self._backbones:
-            folder = self.layout.cache if trained else storage.cache_dir() / "backbones"
-            with self.stages.step(f"convert_{'trained_' if trained else ''}backbone", 1, "model",
-                                  title="converting the backbone for fast features (once)") as step:
-                self._backbones[trained] = features.open_backbone(features.backbone_file(extractor, folder),
-                                                                  self.config.threads)
-                step(1)
-        return self._backbones[trained]
-
-    def _features(self, extractor, name: str, paths: list[Path] | None = None, trained: bool = False,
-                  view=None) -> np.ndarray:
-        """Features of a split's images (``name`` 'train' or 'val'), or of ``paths`` cached as ``name``;
-        ``trained``: of the backbone as training left it; ``view``: of the views it makes of the photos."""
-        out, paths = self.layout.features(name), self._paths(name) if paths is None else paths
-        if out.exists():
-            return _load_npy(out)()
-        if not trained and view is None and self.spec.pretrained and self.weights == "imagenet":
-            return self._cached_features(extractor, name, paths, out)
-        runtime = self._backbone(extractor, trained)  # converted (and timed) outside the features step
-        computed = self.stages.produce(
-            f"features_{name}", [out],
-            lambda step: features.extract(runtime, paths, self.spec.input_size, out, step, view),
-            _load_npy(out), len(paths), title=f"features of {name.replace('_', ' ')} images")
-        self.extracted[name] = len(paths)
-        return computed
-
-    def _cached_features(self, extractor, name: str, paths: list[Path], out: Path) -> np.ndarray:
-        """The frozen backbone's features of ``paths`` through the per-photo cache that ``zoolite check``
-        fills (:func:`zoolite.model.features.cached_features`): those it holds are copied, the others computed
-        (the backbone converted only then) and added to it, so a check before or after a run costs little."""
-        cache = features.features_cache(self.spec.name)
-        with self.stages.step(f"hash_{name}", title=f"hashing {name.replace('_', ' ')} images"):
-            hashes, missing = features.missing_from_cache(paths, cache)
-        runtime = self._backbone(extractor, False) if missing else None
-        computed = self.stages.produce(
-            f"features_{name}", [out],
-            lambda step: features.cached_features(paths, hashes, cache, runtime, self.spec.input_size, out, step),
-            _load_npy(out), len(paths), title=f"features of {name.replace('_', ' ')} images"
-            + ("" if missing else " (cached by zoolite check)"))
-        if missing:
-            self.extracted[name] = len(missing)
-        return computed
-
-    def features_per_second(self) -> float | None:
-        """Photos per second of the features steps this attempt ran (None if it ran none)."""
-        seconds = sum(self.stages.timings[f"features_{name}"] for name in self.extracted)
-        return sum(self.extracted.values()) / seconds if seconds else None
-
-    def _fit(self, model, train, val, stage: str, learning_rate=None) -> TrainingStage:
-        def fit_logging_to(log_dir):
-            return fit(model, train, val, self.config.train, learning_rate=learning_rate, log_dir=log_dir,
-                       verbose=2 if self.stages.progress.enabled else 0, weights=self.class_weights)
-
-        if not self.config.tensorboard:
-            return fit_logging_to(None)
-        # TensorBoard appends to its event files while training: they get their final name at the end.
-        with storage.atomic_dir(self.layout.tensorboard(stage)) as log_dir:
-            return fit_logging_to(log_dir)
-
-    def _views(self, extractor) -> list[np.ndarray]:
-        """The features of ``--augment-views`` augmented views of every training photo (none without
-        augmentation), each view computed once and cached, so an interrupted run resumes view by view."""
-        train = self.config.train
-        if train.augment == "none":
-            return []
-        return [self._features(extractor, f"train_{train.augment}{k}", self._paths("train"),
-                               view=view_maker(train.augment, seed=self.config.seed * 1000 + k))
-                for k in range(1, train.augment_views + 1)]
-
-    def _image_data(self, subset: str, shuffle: bool):
-        """Training photos augmented (``--augment``) in a reshuffled order, or validation photos with
-        their class weights."""
-        train = self.config.train
-        return labelled_batches(self.split.subset(subset), self.root, self.spec.input_size, self.n_classes,
-                                train.batch_size, self.config.seed if shuffle else None,
-                                None if shuffle else self.class_weights,
-                                random_views(train.augment) if shuffle else None)
-
-    def _train_head(self, extractor, head):
-        """The head trained on the frozen base's cached features (and on those of augmented views)."""
-        train_features, val_features = (self._features(extractor, subset) for subset in ("train", "val"))
-        views = self._views(extractor)
-        train = one_hot(self._labels("train"), self.n_classes)
-        with self.stages.step("training"):
-            return self._fit(head, Views([train_features, *views], train, self.config.train.batch_size,
-                                         self.config.seed) if views else (np.asarray(train_features), train),
-                             (np.asarray(val_features), one_hot(self._labels("val"), self.n_classes)), "head")
-
-    def train(self, extractor) -> tuple:
-        """The trained Keras classifier and its history (loaded when a previous attempt saved them)."""
-        model_path, history_path = self.layout.classifier, self.layout.history
-        if model_path.exists() and history_path.exists():
-            return load_keras_model(model_path), Training.from_json(json.loads(history_path.read_text()))
-        _seed_everything(self.config.seed)
-        train_cfg = self.config.train
-        head = build_head(self.spec.feature_dim, self.n_classes, train_cfg.dropout)
-        if self.spec.pretrained:
-            training = Training(self._train_head(extractor, head))
-            model = assemble(extractor, head, name=f"{self.spec.name}_classifier")
-        else:  # from scratch: the whole network learns, so it must see images
-            set_base_trainable(extractor, None)
-            model = assemble(extractor, head, name=f"{self.spec.name}_classifier")
-            with self.stages.step("training"):
-                training = Training(self._fit(model, self._image_data("train", True),
-                                              self._image_data("val", False), "scratch"))
-        if train_cfg.fine_tune_layers and self.spec.pretrained:
-            set_base_trainable(extractor, train_cfg.fine_tune_layers)
-            with self.stages.step("fine_tuning"):
-                training.fine_tune = self._fit(model, self._image_data("train", True), self._image_data("val", False),
-                                               "fine_tune", learning_rate=train_cfg.fine_tune_learning_rate)
-            set_base_trainable(extractor, 0)
-        storage.atomic_save_model(model, model_path)
-        storage.write_json(history_path, asdict(training))
-        return model, training
-
-    def reject(self, classifier, training: Training) -> tuple:
-        """The reference model: ``classifier`` with "none of these" folded in (:mod:`zoolite.model.rejection`),
-        and how it rejects (loaded when a previous attempt saved them)."""
-        model_path, rejection_path = self.layout.model(REFERENCE), self.layout.rejection
-        if model_path.exists() and rejection_path.exists():
-            return load_keras_model(model_path), Rejection.from_json(json.loads(rejection_path.read_text()))
-        extractor = classifier.layers[-2]
-        # The cached features are the frozen base's; a base that learned gives other features.
-        tuned = training.fine_tune is not None or not self.spec.pretrained
-        subsets = {subset: self._features(extractor, f"trained_{subset}" if tuned else subset, self._paths(subset), tuned)
-                   for subset in ("train", "val")}
-        other = {half: self._features(extractor, f"other_{half}", paths, tuned)
-                 for half, paths in self.other.items() if paths}
-        gate_features = np.concatenate([subsets["train"], subsets["val"]])
-        gate_labels = np.concatenate([self._labels("train"), self._labels("val")])
-        with self.stages.step("rejection"):
-            # The ImageNet classifier reads the ImageNet weights' features: not those of a base that learned.
-            imagenet = None if tuned or self.weights != "imagenet" or self.spec.imagenet_classifier is None \
-                else rejection.ImageNetView(*self.spec.imagenet_classifier())
-
-            def fit(other_features):
-                return rejection.fit(classifier, gate_features, gate_labels, subsets["val"], self._labels("val"),
-                                     other_features, self.config.keep_rate, self.config.seed, imagenet)
-
-            prototypes, fitted = fit(None)
-            if other:  # photos of the classes in --other would also bend the gate fitted on them: judge without
-                self._warn_of_class_photos(rejection.confident_class_photos(
-                    classifier, prototypes, fitted, np.concatenate(list(other.values()))))
-                prototypes, fitted = fit(other["calibration"])
-            self._warn_of_pooled_classes(fitted)
-            model = rejection.with_rejection(classifier, prototypes, fitted)
-        storage.atomic_save_model(model, model_path)
-        storage.write_json(rejection_path, asdict(fitted))
-        return model, fitted
-
-    def _warn_of_pooled_classes(self, fitted: Rejection) -> None:
-        if fitted.pooled_classes:
-            log.warning("too few photos to fit \"none of these\" per class for %s (fewer than %d training and "
-                        "validation photos): their gate uses the figures pooled over all classes; add photos to "
-                        "give them their own", ", ".join(self.labels[c] for c in fitted.pooled_classes),
-                        rejection.MIN_CLASS_PHOTOS)
-
-    def _warn_of_class_photos(self, confident: int) -> None:
-        if confident:
-            other = self.split.other
-            log.warning("--other %s: the float model is confident (score >= %g) that %d of its %d photos show one "
-                        "of the classes; any that do show one teach the model to reject its class: remove them from "
-                        "the folder", other.root, stats.CONFIDENT, confident,
-                        len(other.calibration) + len(other.test))
-
-    def convert(self, model, rejected: Rejection) -> dict[Target, Path]:
-        """Every chosen target of the run, converted unless already written, each with the threshold of
-        ``rejected`` in its metadata; target -> file."""
-        files = {REFERENCE: self.layout.model(REFERENCE)}
-        by_family: dict = {}
-        for target in chosen_targets(self.config.runtimes, self.config.modes):
-            files[target] = self.layout.model(target)
-            if not all(file.exists() for file in target.family.files(files[target])):
-                by_family.setdefault(target.family, []).append(target)
-        about = provenance.model_about(self.spec, self.weights, self.labels, self.root, rejected)
-        with ConversionSource(model, self.layout.cache, self._representative, self.stages.step, about) as source:
-            for family, missing in by_family.items():
-                converter = family.implementation().Converter(source)
-                for target in missing:
-                    converter.convert(target, files[target])
-        return files
-
-    def _measure(self, target: Target, path: Path, images: np.ndarray, labels: np.ndarray,
-                 unlabelled: np.ndarray | None, other: np.ndarray | None) -> tuple:
-        """(the variant, and its probabilities on the test images, the unlabelled photos and the
-        held-out other photos; None for a set not given)."""
-        outputs = {"test": self.layout.probabilities(target.name)}
-        if unlabelled is not None:
-            outputs["unlabelled"] = self.layout.unlabelled_probabilities(target.name)
-        if other is not None:
-            outputs["other"] = self.layout.other_probabilities(target.name)
-        measurement = self.layout.measurement(target.name)
-
-        def make(step):
-            runtime, load_seconds = open_model(path, self.config.threads)
-            latency = self.config.latency
-            with self.stages.progress.bar(f"{self.spec.name}: timing {target.name} (up to {latency.runs} calls "
-                                          f"or {latency.max_seconds:g} s)", latency.runs, unit="call") as timed:
-                variant, probs = measure_variant(
-                    runtime, target, path, images, labels, self.n_classes, latency, progress=step, timing_progress=timed,
-                    recorded_as=path.relative_to(self.layout.root.parent).as_posix(), load_ms=load_seconds * 1000.0)
-            for name, photos in (("unlabelled", unlabelled), ("other", other)):
-                if photos is not None:
-                    storage.write_npy(outputs[name], predict_all(runtime, photos, progress=step))
-            storage.write_npy(outputs["test"], probs)
-            storage.write_json(measurement, asdict(variant))
-            return load()
-
-        def load():
-            variant = Variant.from_json(json.loads(measurement.read_text()))
-            return variant, {name: np.load(path) for name, path in outputs.items()}
-
-        return self.stages.produce(f"evaluate_{target.name}", [measurement, *outputs.values()], make, load,
-                                   len(images) + sum(len(p) for p in (unlabelled, other) if p is not None),
-                                   title=f"evaluating {target.name}")
-
-    def evaluate(self, files: dict[Target, Path], rejected: Rejection) -> tuple[list[Variant], dict[str, np.ndarray]]:
-        """Measure every variant with the one routine (:func:`~zoolite.measure.evaluation.measure_variant`), the reference
-        first; compare each with the reference on the same images (labels needed or not), and measure its
-        "none of these" at the shipped threshold, overall and per class. Returns the variants and which test
-        images each got right."""
-        images = self._images("test", self._paths("test"))
-        unlabelled = self._images("unlabelled", self.unlabelled) if self.unlabelled else None
-        other = self._images("other_test", self.other["test"]) if self.other["test"] else None
-        labels = self._labels("test")
-        measured = [self._measure(target, path, images, labels, unlabelled, other) for target, path in files.items()]
-        reference_variant, reference = next(m for m in measured if m[0].role == "reference")
-        # Calibration, measured on the test images: the reference's scores, renormalised, are the calibrated
-        # probabilities; raised to the power T they are the probabilities before the temperature.
-        calibrated = reference["test"] / reference["test"].sum(1, keepdims=True)
-        rejected.ece_after = rejection.expected_calibration_error(calibrated, labels)
-        rejected.ece_before = rejection.expected_calibration_error(calibrated ** rejected.temperature, labels)
-        for variant, outputs in measured:
-            variant.params = reference_variant.params  # every variant holds the same weights, differently stored
-            compare_with_reference(variant, outputs, reference, labels, self.labels)
-            variant.rejection = rejection.measure(outputs["test"], labels, self.labels, outputs.get("other"),
-                                                  rejected.threshold, (reference["test"], reference.get("other")))
-        return [variant for variant, _ in measured], \
-            {variant.target: outputs["test"].argmax(1) == labels for variant, outputs in measured}
-
-
-def _compare_with_the_best_float_model(backbones: dict[str, Backbone], correct: dict[tuple[str, str], np.ndarray],
-                                       labels: np.ndarray):
-    """Each variant's paired evidence against the run's most accurate float model (the budget's
-    reference), overall and balanced over the classes: the same test images, so each image counts
-    once for both."""
-    n_classes = len(next(iter(backbones.values())).reference.per_class)
-    per_class = np.bincount(labels, minlength=n_classes)
-    best = best_float_backbone(backbones, is_imbalanced(per_class.tolist()))
-    reference = correct[best.name, best.reference.target]
-    for backbone in backbones.values():
-        for variant in backbone.variants:
-            mine = correct[backbone.name, variant.target]
-            variant.paired = stats.compare_paired(mine, reference)
-            won, lost = (np.bincount(labels[a & ~b], minlength=n_classes) for a, b in ((mine, reference),
-                                                                                       (reference, mine)))
-            variant.balanced_paired = BalancedComparison(
-                difference=variant.balanced_accuracy - best.reference.balanced_accuracy,
-                loss_p=stats.balanced_loss_p(won, lost, per_class))
 
 
 def split_sizes(split: Split) -> SplitSizes:
@@ -526,62 +177,87 @@ def _image_read_error(error: tf_errors.OpError, layout: RunLayout) -> ZooliteErr
                         f"data folder changed, restore it and finish with `zoolite run --resume {layout.root}`")
 
 
-def _backbone(spec, weights: str | None, extractor, stages: _BackboneStages, config: RunConfig) -> tuple:
-    """One backbone trained, converted and measured: (its results, which test images each variant got right)."""
-    classifier, training = stages.train(extractor)
-    model, rejected = stages.reject(classifier, training)
-    variants, right = stages.evaluate(stages.convert(model, rejected), rejected)
+@dataclass
+class _Measured:
+    """One backbone after its stages."""
+
+    run: BackboneRun
+    trained: stages.Trained
+    gated: stages.Gated
+    files: list[stages.MeasuredFile]  # the reference first
+
+    @property
+    def reference(self) -> stages.MeasuredFile:
+        return self.files[0]
+
+
+def _run_stages(run: BackboneRun) -> _Measured:
+    trained = stages.train(run)
+    gated = stages.gate(run, trained)
+    return _Measured(run, trained, gated, stages.measure(run, stages.convert(run, gated)))
+
+
+def _best_float(measured: list[_Measured], labels: np.ndarray) -> BestFloat:
+    """The run's most accurate float model (balanced accuracy on an imbalanced test split): the budget's and
+    the paired evidence's reference."""
+    balanced = is_imbalanced(np.bincount(labels).tolist())
+    best = max((m.reference for m in measured), key=lambda file: file.variant.judged_accuracy(balanced))
+    return BestFloat(best.outputs.test.argmax(1) == labels, best.variant.balanced_accuracy)
+
+
+def _backbone_results(measured: _Measured, best: BestFloat, config: RunConfig) -> Backbone:
+    """One backbone's results: its variants with their evidence, and its gate with the calibration measured
+    on the test images (the reference's scores, renormalised, are the calibrated probabilities; raised to
+    the power T they are the probabilities before the temperature)."""
+    run, reference, fitted = measured.run, measured.reference, measured.gated.rejection
+    labels, spec = run.photos.test.labels, run.spec
+    calibrated = reference.outputs.test / reference.outputs.test.sum(1, keepdims=True)
+    gate = replace(fitted, ece_after=expected_calibration_error(calibrated, labels),
+                   ece_before=expected_calibration_error(calibrated ** fitted.temperature, labels))
+    variants = [with_evidence(file.variant, file.outputs, reference.outputs, best, labels, run.class_names,
+                              gate.threshold, reference.variant.params) for file in measured.files]
     return Backbone(name=spec.name, input_size=spec.input_size, feature_dim=spec.feature_dim,
-                    weights=provenance.weights_caption(spec, weights, config.train, training),
-                    weights_source=spec.weights_source, pretrained=spec.pretrained, training=training,
-                    timings=stages.stages.timings, variants=variants, rejection=rejected,
-                    features_per_second=stages.features_per_second()), right
+                    weights=provenance.weights_caption(spec, run.weights, config.train, measured.trained.training),
+                    weights_source=spec.weights_source, pretrained=spec.pretrained, training=measured.trained.training,
+                    timings=run.steps.timings, variants=variants, rejection=gate,
+                    features_per_second=run.features_per_second(),
+                    normalisation=Normalisation.of(spec.scale, spec.offset))
 
 
-def _measure_backbones(config: RunConfig, layout: RunLayout, dataset: Dataset, split: Split, specs: list, weights: dict,
-                       extractors: dict, unlabelled: list[Path], progress: Progress, after_stage) -> dict[str, Backbone]:
-    """Every backbone's results, each variant with its paired evidence against the run's best float model."""
-    storage.write_text(layout.labels, "\n".join(dataset.labels) + "\n")
-    backbones, correct = {}, {}
-    for spec in specs:
-        stages = _BackboneStages(spec, weights[spec.name], config, split, Path(dataset.root), dataset.labels,
-                                 layout.backbone(spec.name), Stages(progress, {}, f"{spec.name}: ", after_stage),
-                                 unlabelled)
-        storage.write_text(stages.layout.labels, "\n".join(dataset.labels) + "\n")
-        backbones[spec.name], right = _backbone(spec, weights[spec.name], extractors[spec.name], stages, config)
-        correct.update({(spec.name, name): r for name, r in right.items()})
-    _compare_with_the_best_float_model(backbones, correct, np.array([label for _, label in split.test]))
-    return backbones
+@dataclass
+class Prepared:
+    """A run ready for its stages: its options and folder, the dataset and its split, and each backbone's
+    spec, weights and feature extractor."""
+
+    config: RunConfig
+    layout: RunLayout
+    dataset: Dataset
+    split: Split
+    unlabelled: tuple[list[str], list[Skipped]] | None  # the --unlabelled photos, and what in it was skipped
+    specs: list[BackboneSpec]
+    weights: dict[str, str | None]
+    extractors: dict[str, object]  # backbone -> its Keras feature extractor
+
+    def backbone_run(self, name: str, progress: Progress | None = None,
+                     after_step: Callable[[str], None] | None = None) -> BackboneRun:
+        """What the stages of the backbone ``name`` read (:mod:`zoolite.runs.stages`)."""
+        spec = next(spec for spec in self.specs if spec.name == name)
+        unlabelled = [Path(self.config.unlabelled) / p for p in self.unlabelled[0]] if self.unlabelled else []
+        run = BackboneRun(spec, self.weights[name], self.extractors[name], self.config, self.dataset.labels,
+                          PhotoSets.of(self.split, Path(self.dataset.root), unlabelled),
+                          self.layout.backbone(name).make(), Steps(progress or Progress(False), {}, f"{name}: ",
+                                                                   after_step))
+        storage.write_text(run.layout.labels, "\n".join(self.dataset.labels) + "\n")
+        return run
 
 
-def _suspect_labels(layout: RunLayout, dataset: Dataset, split: Split, specs: list, timings: dict,
-                    seed: int) -> SuspectLabels | None:
-    """The suspect labels among the train and validation photos, from the frozen features the run saved for
-    its first pretrained backbone (None: none saved them, or fewer than two classes of two photos)."""
-    spec = next((spec for spec in specs if spec.pretrained), None)
-    saved = [layout.backbone(spec.name).features(subset) for subset in ("train", "val")] if spec else []
-    files = split.train + split.val
-    chosen = check.suspect_candidates(files)
-    if not saved or not all(path.exists() for path in saved) or not chosen:
-        return None
-    start = time.perf_counter()
-    found, named = check.find_suspects(np.concatenate([np.load(path) for path in saved])[chosen],
-                                       [files[i] for i in chosen], dataset.class_dirs, seed)
-    timings["suspect_labels"] = round(time.perf_counter() - start, 3)
-    return SuspectLabels(spec.name, len(chosen), found, named)
-
-
-def run(config: RunConfig | None = None, resume: str | Path | None = None, progress: Progress | None = None,
-        command: str | None = None, after_stage: Callable[[str], None] | None = None) -> Run:
-    """Run the whole pipeline (or finish the one in ``resume``); return its :class:`~zoolite.results.Run`.
-
-    The results are also written into a new run folder, ``Run.run_dir``. Unusable data or
-    weights stop a new run before its folder is made. On Ctrl-C the KeyboardInterrupt
-    carries the folder as ``run_dir``. ``after_stage(name)`` is called after each stage.
-    """
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    progress = progress or Progress()
+def prepare(config: RunConfig | None = None, resume: str | Path | None = None, progress: Progress | None = None,
+            timings: dict[str, float] | None = None) -> Prepared:
+    """A new run folder with the dataset scanned and split (or the folder ``resume`` names, with its split),
+    and every backbone's weights and extractor. Unusable data or weights stop a new run before its folder is
+    made. ``timings`` gets the seconds of the scan and of the duplicates search."""
+    timings = {} if timings is None else timings
+    progress = progress or Progress(False)
     if resume is None:
         config = config or RunConfig()
         dataset, split = _scan_and_split(config, timings, progress)
@@ -597,15 +273,54 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
         layout = _new_run_dir(config, dataset, split)
     else:
         dataset, split = _resumed_split(layout, config, timings, progress)
+    storage.write_text(layout.labels, "\n".join(dataset.labels) + "\n")
+    return Prepared(config, layout, dataset, split, unlabelled, specs, weights, extractors)
+
+
+def _measure_backbones(prepared: Prepared, progress: Progress, after_step) -> dict[str, Backbone]:
+    """Every backbone's results, each variant with its paired evidence against the run's best float model."""
+    measured = [_run_stages(prepared.backbone_run(spec.name, progress, after_step)) for spec in prepared.specs]
+    best = _best_float(measured, measured[0].run.photos.test.labels)
+    return {m.run.spec.name: _backbone_results(m, best, prepared.config) for m in measured}
+
+
+def _suspect_labels(layout: RunLayout, dataset: Dataset, split: Split, specs: list, timings: dict,
+                    seed: int) -> SuspectLabels | None:
+    """The suspect labels among the train and validation photos, from the frozen features the run saved for
+    its first pretrained backbone (None: none saved them, or fewer than two classes of two photos)."""
+    spec = next((spec for spec in specs if spec.pretrained), None)
+    saved = [layout.backbone(spec.name).features(subset) for subset in ("train", "val")] if spec else []
+    files = split.train + split.val
+    chosen = suspect_labels.suspect_candidates(files)
+    if not saved or not all(path.exists() for path in saved) or not chosen:
+        return None
+    start = time.perf_counter()
+    found, named = suspect_labels.find_suspects(np.concatenate([np.load(path) for path in saved])[chosen],
+                                       [files[i] for i in chosen], dataset.class_dirs, seed)
+    timings["suspect_labels"] = round(time.perf_counter() - start, 3)
+    return SuspectLabels(spec.name, len(chosen), found, named)
+
+
+def run(config: RunConfig | None = None, resume: str | Path | None = None, progress: Progress | None = None,
+        command: str | None = None, after_stage: Callable[[str], None] | None = None) -> Run:
+    """Run the whole pipeline (or finish the one in ``resume``); return its :class:`~zoolite.results.Run`.
+
+    The results are also written into a new run folder, ``Run.run_dir``. Unusable data or
+    weights stop a new run before its folder is made. On Ctrl-C the KeyboardInterrupt
+    carries the folder as ``run_dir``. ``after_stage(name)`` is called after each timed step.
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    progress = progress or Progress()
+    prepared = prepare(config, resume, progress, timings)
+    config, layout, split, unlabelled = prepared.config, prepared.layout, prepared.split, prepared.unlabelled
     try:
-        backbones = _measure_backbones(config, layout, dataset, split, specs, weights, extractors,
-                                       [Path(config.unlabelled) / p for p in unlabelled[0]] if unlabelled else [],
-                                       progress or Progress(), after_stage)
-        suspects = _suspect_labels(layout, dataset, split, specs, timings, config.seed)
+        backbones = _measure_backbones(prepared, progress, after_stage)
+        suspects = _suspect_labels(layout, prepared.dataset, split, prepared.specs, timings, config.seed)
         timings["total"] = round(time.perf_counter() - started, 3)
-        sizes = split_sizes(split)
         results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),
-                      config=config, dataset=dataset, split=sizes, timings=timings, backbones=backbones,
+                      config=config, dataset=prepared.dataset, split=split_sizes(split), timings=timings,
+                      backbones=backbones,
                       unlabelled=UnlabelledPhotos(str(Path(config.unlabelled)), len(unlabelled[0]), unlabelled[1])
                       if unlabelled else None,
                       other=OtherPhotos(split.other.root, len(split.other.calibration), len(split.other.test))
@@ -622,4 +337,4 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
         raise _image_read_error(e, layout) from None
 
 
-__all__ = ["RunConfig", "run", "Stages"]
+__all__ = ["RunConfig", "run"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,13 @@ class Family:
         return sum(file.stat().st_size for file in self.files(path))
 
 
+class Role(StrEnum):
+    """What a variant is for: the float model every other variant is compared with, or a file to hand to apps."""
+
+    REFERENCE = "reference"
+    SHIPPABLE = "shippable"
+
+
 @dataclass(frozen=True)
 class Target:
     """One variant a run produces: ``family`` x ``mode``, written as ``file_name``."""
@@ -71,8 +79,8 @@ class Target:
     web: bool = False  # the exported web page (LiteRT.js) can run it
 
     @property
-    def role(self) -> str:
-        return "shippable" if self.shippable else "reference"
+    def role(self) -> Role:
+        return Role.SHIPPABLE if self.shippable else Role.REFERENCE
 
     @property
     def file_name(self) -> str:

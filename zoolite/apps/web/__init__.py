@@ -11,10 +11,10 @@ LiteRT.js can build input tensors of float32, int32 and uint8 only, so a model w
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
+from zoolite.apps.model_card import ModelCard, read_card
 from zoolite.errors import ZooliteError
 
 HERE = Path(__file__).parent
@@ -27,24 +27,17 @@ VENDOR = HERE / "vendor" / "litertjs"
 WEB_INPUT_DTYPES = frozenset({"float32", "uint8"})
 
 
-def _dtype(card: dict, key: str) -> str | None:
-    tensor = card.get(key) or {}
-    return tensor.get("dtype") if isinstance(tensor, dict) else None
-
-
-def web_can_run(card: dict) -> bool:
+def web_can_run(card: ModelCard) -> bool:
     """True when the model that ``card`` (model.json) describes can run in the page: export says so
-    from the target registry (``web``; cards of zoolite 0.2 lack it), and its tensors are types
-    LiteRT.js feeds."""
-    return (card.get("web", True) and _dtype(card, "input") in WEB_INPUT_DTYPES
-            and _dtype(card, "output") in WEB_INPUT_DTYPES | {None})
+    from the target registry (``web``), and its tensors are types LiteRT.js feeds."""
+    return card.web and card.input.dtype in WEB_INPUT_DTYPES and card.output.dtype in WEB_INPUT_DTYPES
 
 
-def check_web_model(card: dict, where: str = "model.json") -> None:
+def check_web_model(card: ModelCard, where: str = "model.json") -> None:
     """Raise a one-line ZooliteError when the page cannot run ``card``'s model."""
     if not web_can_run(card):
-        raise ZooliteError(f"{where}: variant {card.get('variant', '?')} ({card.get('runtime', 'LiteRT')}, "
-                           f"{_dtype(card, 'input')} input) cannot run in the page: LiteRT.js runs LiteRT files that "
+        raise ZooliteError(f"{where}: variant {card.variant} ({card.runtime}, "
+                           f"{card.input.dtype} input) cannot run in the page: LiteRT.js runs LiteRT files that "
                            f"take {' or '.join(sorted(WEB_INPUT_DTYPES))}; export a float32 or uint8 LiteRT variant "
                            "with --web")
 
@@ -58,15 +51,10 @@ def write_site(bundle_dir: Path) -> None:
     """
     bundle_dir = Path(bundle_dir)
     card_path = bundle_dir / "model.json"
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ZooliteError(f"{bundle_dir}: no model.json; pass a folder written by `zoolite export`") from None
-    except (OSError, ValueError) as e:
-        raise ZooliteError(f"{card_path}: cannot read it ({e}); export the model again") from None
-    model_file = card.get("model_file")
-    if not model_file or not (bundle_dir / model_file).is_file():
-        raise ZooliteError(f"{card_path}: model file {model_file!r} is not in {bundle_dir}; export the model again")
+    card = read_card(card_path)
+    if not (bundle_dir / card.model_file).is_file():
+        raise ZooliteError(f"{card_path}: model file {card.model_file!r} is not in {bundle_dir}; export the model "
+                           "again")
     check_web_model(card, str(card_path))
     if not (VENDOR / "core" / "index.js").is_file():
         raise ZooliteError(f"{VENDOR}: the LiteRT.js runtime is missing from this installation; "
