@@ -17,7 +17,7 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	bash scripts/install-browser.sh
-	$(BIN)/python -m pytest -q -n auto $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist worksteal $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,6 +13,7 @@ from zoolite.model.backbones import BACKBONES, build_feature_extractor, get_back
 from zoolite.model.backbones.efficientnet_lite import _torch_weights_file, efficientnet_lite
 from zoolite.model.backbones.torch_weights import read_state_dict
 from zoolite.errors import ZooliteError
+from zoolite.model.training import base_of
 
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
@@ -30,7 +31,7 @@ def test_feature_extractor_takes_raw_pixels():
     spec = get_backbone("efficientnet_lite0")
     extractor = build_feature_extractor(spec)
     normalised = np.load(DATA / "efficientnet_lite0" / "input_nhwc.npy")
-    base = extractor.layers[-1]
+    base = base_of(extractor)
     expected = np.asarray(base(normalised, training=False))
     got = np.asarray(extractor(normalised * 128 + 127, training=False))
     assert got.shape == (1, 1280)

@@ -121,8 +121,7 @@ def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_pat
     import zoolite.model.features
     from conftest import BACKBONE, SMALL_RUN_OPTIONS
     from zoolite.config import RunConfig
-    from zoolite.runs.pipeline import run
-    from zoolite.progress import Progress
+    from zoolite.runs import pipeline, stages
 
     data = copy_sample(tmp_path / "data", per_class=6)
     extract, computed = zoolite.model.features.extract, []
@@ -134,23 +133,23 @@ def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_pat
     monkeypatch.setattr(zoolite.model.features, "extract", counting)
 
     def features_of_a_run(cache: str):
+        """The train and val features a run's train stage (where they are made) saves, and the stage's timings."""
         monkeypatch.setattr(zoolite.model.features, "features_cache", lambda backbone: tmp_path / cache)
         config = RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / f"runs-{cache}"),
                                         modes=("float32",), tensorboard=False, **SMALL_RUN_OPTIONS)
         computed.clear()
-        results = run(config, progress=Progress(False))
-        folder = Path(results.run_dir) / BACKBONE / "cache"
-        return results, {name: np.load(folder / f"{name}_features.npy") for name in ("train", "val")}
+        run = pipeline.prepare(config).backbone_run(BACKBONE)
+        stages.train(run)
+        return run.steps.timings, {name: np.load(run.layout.features(name)) for name in ("train", "val")}
 
-    alone, files_alone = features_of_a_run("alone")  # an empty cache: the run computes and fills it
+    _, files_alone = features_of_a_run("alone")  # an empty cache: the run computes and fills it
     assert len(computed) == len(files_alone["train"]) + len(files_alone["val"])  # the spy sees the backbone
     assert len(list((tmp_path / "alone").glob("*.npy"))) == len(computed)
 
     monkeypatch.setattr(zoolite.model.features, "features_cache", lambda backbone: tmp_path / "checked")
     check_json(capsys, data)
-    after, files_after = features_of_a_run("checked")
+    timings, files_after = features_of_a_run("checked")
     assert computed == []  # no photo through the backbone: train and val features read from the check's cache
-    timings = after.backbones[BACKBONE].timings
     assert "features_train" in timings and "features_val" in timings and "convert_backbone" not in timings
     for name in ("train", "val"):
         assert files_after[name].tobytes() == files_alone[name].tobytes(), name

@@ -52,26 +52,28 @@ def _digest(path: Path) -> str:
 
 
 def test_views_are_cached_and_an_interrupted_run_resumes_view_by_view(tmp_path):
+    """Interrupted after the first view's features, the train stage of the resumed run computes only the second."""
     from zoolite.config import RunConfig
-    from zoolite.runs.pipeline import run
-    from zoolite.progress import Progress
+    from zoolite.runs import pipeline, stages
 
     config = RunConfig.from_options(data=str(copy_sample(tmp_path / "data", per_class=6)), runs_dir=str(tmp_path),
                                     augment="standard", augment_views=2, modes=("float32",),
                                     tensorboard=False, **SMALL_RUN_OPTIONS)
 
-    def stop_after_the_first_view(stage):
-        if stage == "features_train_standard1":
+    def stop_after_the_first_view(step):
+        if step == "features_train_standard1":
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt) as interrupted:
-        run(config, progress=Progress(False), after_stage=stop_after_the_first_view)
-    cache = interrupted.value.run_dir / BACKBONE / "cache"
+    prepared = pipeline.prepare(config)
+    with pytest.raises(KeyboardInterrupt):
+        stages.train(prepared.backbone_run(BACKBONE, after_step=stop_after_the_first_view))
+    cache = prepared.layout.backbone(BACKBONE).cache
     first = _digest(cache / "train_standard1_features.npy")
     assert not (cache / "train_standard2_features.npy").exists()
 
-    results = run(resume=interrupted.value.run_dir, progress=Progress(False))
-    timings = results.backbones[BACKBONE].timings
+    resumed = pipeline.prepare(resume=prepared.layout.root).backbone_run(BACKBONE)  # what `--resume` runs
+    stages.train(resumed)
+    timings = resumed.steps.timings
     assert "features_train_standard2" in timings and "training" in timings
     assert "features_train_standard1" not in timings and "features_train" not in timings  # reused
     assert _digest(cache / "train_standard1_features.npy") == first
@@ -79,8 +81,7 @@ def test_views_are_cached_and_an_interrupted_run_resumes_view_by_view(tmp_path):
                         ("train", "train_standard1", "train_standard2"))
     assert all(v.shape == original.shape for v in views)
     assert not np.allclose(views[0], original) and not np.allclose(views[0], views[1])
-    assert results.backbones[BACKBONE].features_per_second > 0
-
+    assert resumed.features_per_second() > 0
 
 def test_the_checks_features_are_the_runs_bit_for_bit(tmp_path, monkeypatch):
     """``zoolite check`` caches the features a run reuses: computed by the check (one thread or all cores),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -156,36 +157,51 @@ def test_fidelity_on_the_unlabelled_photos(small_run):
     assert "| float32 | 100.0% [" in markdown
 
 
-def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path):
+def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
     """docs/usage.md's notebook flow: prepare, then each stage with typed inputs and outputs; a stage called
-    again loads what it saved rather than running again."""
+    again loads what it saved rather than running again. With photos of the run's own classes in --other,
+    the gate stage says so in one warning, and one more for the classes too small for a gate of their own."""
     from conftest import copy_sample
     from zoolite.config import RunConfig
     from zoolite.runs import pipeline, stages
     from zoolite.targets import REFERENCE
 
-    data = copy_sample(tmp_path / "data", per_class=8)
-    config = RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / "runs"), modes=("float32",), epochs=2,
+    data = copy_sample(tmp_path / "data", per_class=10)
+    other = copy_sample(tmp_path / "other", classes=("cane", "gatto"), per_class=16)  # the run's own classes
+    config = RunConfig.from_options(data=str(data), other=str(other), runs_dir=str(tmp_path / "runs"),
+                                    modes=("float32",), epochs=4, validation_freq=1, start_from_epoch=0,
                                     representative_images=4, warmup=1, runs=2, tensorboard=False)
     prepared = pipeline.prepare(config)
-    run = prepared.backbone_run(BACKBONE)
+    steps = []
+    run = prepared.backbone_run(BACKBONE, after_step=steps.append)
     assert (run.photos.train.labels.tolist(), run.photos.test.paths) == \
         ([label for _, label in prepared.split.train], [data / path for path, _ in prepared.split.test])
+    assert len(run.photos.other_calibration) == len(run.photos.other_test) == 16
     trained = stages.train(run)
-    assert trained.training.head.epochs_run == 2 and not trained.base_learned
-    gated = stages.gate(run, trained)
+    assert trained.training.head.epochs_run == 4 and not trained.base_learned
+    with caplog.at_level(logging.WARNING, logger="zoolite"):
+        gated = stages.gate(run, trained)
+    warnings = [r.getMessage() for r in caplog.records if "--other" in r.getMessage()]
+    assert len(warnings) == 1 and f"--other {other}: the float model is confident" in warnings[0]
+    confident = int(warnings[0].split("that ")[1].split(" of ")[0])
+    assert confident >= 3 and "of its 32 photos show one of the classes" in warnings[0]
+    pooled = [r.getMessage() for r in caplog.records if "too few photos" in r.getMessage()]
+    assert len(pooled) == 1 and "per class for dog, cat, spider (fewer than 10 training" in pooled[0], pooled
+
     files = stages.convert(run, gated)
     assert list(files) == [REFERENCE, TARGETS["float32"]] and all(path.is_file() for path in files.values())
     measured = stages.measure(run, files)
     labels = run.photos.test.labels
+    assert measured[0].target is REFERENCE
     for file in measured:
         assert file.variant.target == file.target.name and file.variant.role == file.target.role
         assert file.variant.accuracy == np.mean(file.outputs.test.argmax(1) == labels)
-        assert file.outputs.unlabelled is None and file.outputs.other is None
-    assert measured[0].target is REFERENCE
+        assert file.outputs.unlabelled is None and len(file.outputs.other) == 16
 
-    again = stages.train(run)  # loaded from the run folder: the same weights, the same history
+    assert "training" in steps and "rejection" in steps
+    ran = len(steps)
+    again = stages.train(run)  # loaded from the run folder, not trained again
     assert again.training == trained.training
     for a, b in zip(again.classifier.get_weights(), trained.classifier.get_weights()):
         np.testing.assert_array_equal(a, b)
-    assert stages.gate(run, again).rejection == gated.rejection
+    assert stages.gate(run, again).rejection == gated.rejection and len(steps) == ran

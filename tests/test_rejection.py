@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import re
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BACKBONE, copy_sample
+from conftest import BACKBONE
 from conftest import FLOAT_RIGHT, made_run, paired_variant
 from zoolite.model import rejection
 from zoolite.model.calibration import scrambled
@@ -192,7 +191,7 @@ def test_every_class_keeps_its_share_out_of_sample_whatever_its_spread():
 
     (x, y), (new_x, new_y) = draw([300, 300, 24]), draw([2000, 2000, 2000])
     inputs = keras.Input((dim,))
-    head = keras.Sequential([keras.layers.Dense(3, activation="softmax", name="probabilities")])
+    head = keras.Sequential([keras.layers.Dense(3, activation="softmax", name="probabilities")], name="head")
     classifier = keras.Model(inputs, head(inputs))
     head.get_layer("probabilities").set_weights([centres.T * 2, np.zeros(3)])
     prototypes, fitted = rejection.fit(classifier, x, y, x, y, None, keep_rate, seed=0)
@@ -342,23 +341,3 @@ def test_a_run_measures_every_variants_gate_per_class_and_keeps_it_in_results_js
     assert all("; kept " in cell for row in tables.class_cells(small_run, BACKBONE)[1] for cell in row[1:])
     html = (Path(small_run.run_dir) / "report.html").read_text(encoding="utf-8")
     assert "Balanced answered right [95% CI]" in html and "Balanced kept [95% CI]" in reporting.text_summary(small_run)
-
-
-def test_class_photos_in_other_are_warned_about(tmp_path, caplog):
-    from zoolite.config import RunConfig
-    from zoolite.runs.pipeline import run
-    from zoolite.progress import Progress
-
-    data = copy_sample(tmp_path / "data", per_class=10)
-    other = copy_sample(tmp_path / "other", classes=("cane", "gatto"), per_class=16)  # the run's own classes
-    config = RunConfig.from_options(data=str(data), other=str(other), runs_dir=str(tmp_path / "runs"),
-                                    modes=("float32",), epochs=4, validation_freq=1, start_from_epoch=0,
-                                    warmup=1, runs=3, tensorboard=False)
-    with caplog.at_level(logging.WARNING, logger="zoolite"):
-        run(config, progress=Progress(False))
-    warnings = [r.getMessage() for r in caplog.records if "--other" in r.getMessage()]
-    assert len(warnings) == 1 and f"--other {other}: the float model is confident" in warnings[0]
-    confident = int(warnings[0].split("that ")[1].split(" of ")[0])
-    assert confident >= 3 and "of its 32 photos show one of the classes" in warnings[0]
-    pooled = [r.getMessage() for r in caplog.records if "too few photos" in r.getMessage()]
-    assert len(pooled) == 1 and "per class for dog, cat, spider (fewer than 10 training" in pooled[0], pooled

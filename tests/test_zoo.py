@@ -29,7 +29,7 @@ from zoolite.targets import TARGETS
 from zoolite.targets.base import export_saved_model
 from zoolite.targets.keras import load_keras_model
 from zoolite.targets.litert import LiteRTRuntime, convert
-from zoolite.model.training import assemble, build_head
+from zoolite.model.training import PROBABILITIES, assemble, base_of, build_head, extractor_of, head_of
 
 SLOW = {"xception", "inception_resnet_v2"}
 # One run holds these two, fine-tuning the first: it serves the fine-tuning and the
@@ -71,7 +71,7 @@ def test_backbone_builds_and_converts_to_a_litert_model_that_follows_keras(name,
     assert extractor.output_shape == (None, spec.feature_dim)
     keras.utils.set_random_seed(0)
     model = assemble(extractor, build_head(spec.feature_dim, 2, 0.0))
-    model.get_layer("head").layers[-1].kernel.assign(  # big enough logits that the classes really differ
+    head_of(model).get_layer(PROBABILITIES).kernel.assign(  # big enough logits that the classes really differ
         np.random.default_rng(0).normal(0, 1, (spec.feature_dim, 2)).astype(np.float32))
     path = tmp_path / "float32.tflite"
     path.write_bytes(convert(export_saved_model(model, tmp_path / "saved_model"), "float32"))
@@ -126,7 +126,7 @@ def test_weights_file_is_loaded_into_the_extractor(tmp_path):
     saved, path = _saved_no_top_weights("MobileNet", 224, tmp_path / "mobilenet_no_top.weights.h5")
     spec = get_backbone("mobilenet")
     extractor = build_feature_extractor(spec, resolve_weights(spec, str(path)))  # as `--weights PATH`
-    loaded = extractor.layers[-1].get_weights()
+    loaded = base_of(extractor).get_weights()
     assert len(loaded) == len(saved.get_weights())
     for got, want in zip(loaded, saved.get_weights()):
         np.testing.assert_array_equal(got, want)
@@ -189,8 +189,8 @@ def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
     # The ImageNet classifier reads the frozen base's features: a tuned base's gate compares features alone.
     assert rejection.IMAGENET_VIEW not in [layer.name for layer in model.layers]
     assert backbone.rejection.method.endswith("compared by their features")
-    tuned = model.get_layer("efficientnet_lite0_features").layers[-1]
-    original = build_feature_extractor(get_backbone("efficientnet_lite0")).layers[-1]
+    tuned = base_of(extractor_of(model))
+    original = base_of(build_feature_extractor(get_backbone("efficientnet_lite0")))
     cut = len(original.layers) - FINE_TUNE_LAYERS
     changed = []
     for i, (before, after) in enumerate(zip(original.layers, tuned.layers)):

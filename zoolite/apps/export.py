@@ -69,7 +69,7 @@ def _recommend_for_the_page(results: Run) -> None:
     recommendation = results.recommendation
     (page_runtime,) = {t.family.name for t in CONVERTED.values() if t.web}  # the page runs one runtime's files
     recommended = results.recommended()
-    if recommended and recommended[1].target_spec.family.name != page_runtime:
+    if recommended and recommended.variant.target_spec.family.name != page_runtime:
         results.recommendation = recommend(results, recommendation.budget, page_runtime)
         log.info("the recommended %s cannot run in the web page; exporting the recommendation among its runtime's "
                  "files: %s", recommendation.variant, results.recommendation.variant or "none")

@@ -246,8 +246,10 @@ def choose_threshold(top: np.ndarray, labels: np.ndarray, n_classes: int, keep_r
 
 
 def _head(classifier) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel and bias of the trained classifier's dense softmax layer."""
-    kernel, bias = classifier.layers[-1].get_layer("probabilities").get_weights()
+    """The kernel and bias of the trained classifier's dense softmax layer, in float64."""
+    from zoolite.model.training import head_weights  # Keras is imported only when a model is at hand
+
+    kernel, bias = head_weights(classifier)
     return np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
 
 
@@ -339,9 +341,9 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     import keras
 
     from zoolite.model.layers import L2Normalize
+    from zoolite.model.training import extractor_of, head_weights
 
-    extractor, head = classifier.layers[-2], classifier.layers[-1]
-    kernel, bias = head.get_layer("probabilities").get_weights()
+    extractor, (kernel, bias) = extractor_of(classifier), head_weights(classifier)
     n_classes, per_class, dim = prototypes.centroids.shape
     imagenet = prototypes.imagenet
     feature_dim = dim - (0 if imagenet is None else imagenet.kernel.shape[1])

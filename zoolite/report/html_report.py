@@ -70,7 +70,7 @@ def _recommendation_box(results: Run) -> str:
         return f'<div class="box none"><strong>Nothing to recommend.</strong> {escape(recommendation.reason)}</div>'
     backbone = f" --backbone {recommendation.backbone}" if len(results.backbones) > 1 else ""
     command = f"zoolite export {results.run_dir}{backbone} --variant {recommendation.variant} --to DIR"
-    return (f'<div class="box"><strong>Recommended: <code>{escape(chosen[1].file)}</code></strong><br>'
+    return (f'<div class="box"><strong>Recommended: <code>{escape(chosen.variant.file)}</code></strong><br>'
             f'{escape(recommendation.reason)}<br><span class="note">To bundle it for an app with labels.txt '
             f'and model.json:</span><code class="command">{escape(command)}</code></div>')
 
@@ -110,7 +110,7 @@ def _prediction_grid(layout: RunLayout, results: Run, backbone: str, variant: st
 def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
     backbone = results.backbones[name]
     chosen = results.recommended()
-    recommended = chosen[1] if chosen and chosen[0] is backbone else None
+    recommended = chosen.variant if chosen and chosen.backbone is backbone else None
     header, rows = backbone_cells(results, name)
     parts = [f"<h2>{escape(name)}</h2>", f'<p class="caption">{escape(caption(results, name))}</p>',
              _table(header, rows, backbone.variants.index(recommended) if recommended else None),

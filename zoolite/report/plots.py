@@ -123,8 +123,8 @@ def tradeoff(results: Run) -> bytes:
                    label=f"mean-latency limit {budget.max_latency_ms:g} ms")
     chosen = results.recommended()
     if chosen:
-        ring = (np.sqrt(_marker_area(chosen[1].size_mb, largest)) + 9) ** 2
-        ax.scatter([chosen[1].latency.median_ms], [chosen[1].judged_accuracy(balanced) * 100], s=ring,
+        ring = (np.sqrt(_marker_area(chosen.variant.size_mb, largest)) + 9) ** 2
+        ax.scatter([chosen.variant.latency.median_ms], [chosen.variant.judged_accuracy(balanced) * 100], s=ring,
                    facecolors="none", edgecolors="black", linewidths=2, label="recommended", zorder=5)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))

@@ -45,7 +45,7 @@ def markdown_report(results: Run) -> str:
              ""]
     if results.recommendation:
         chosen = results.recommended()
-        lines += ["## Recommendation", "", (f"**Ship `{chosen[1].file}`.** " if chosen else "")
+        lines += ["## Recommendation", "", (f"**Ship `{chosen.variant.file}`.** " if chosen else "")
                   + results.recommendation.reason, ""]
     for name in results.backbones:
         lines += [f"## {name}", "", f"*{caption(results, name)}*", "", backbone_table(results, name, True), "",

@@ -17,15 +17,15 @@ any schema) and :mod:`~zoolite.results.recommend` (which variant to ship).
 """
 
 from zoolite.results.records import (IMBALANCE_RATIO, SCHEMA_VERSION, Backbone, ClassGate, Dataset, Machine,
-                                     Normalisation, OtherPhotos, Recommendation, Rejection, Run, Skipped, SplitSizes,
-                                     SuspectLabel, SuspectLabels, Training, TrainingStage, UnlabelledPhotos,
-                                     best_float_backbone, is_imbalanced)
+                                     Normalisation, OtherPhotos, Recommendation, Recommended, Rejection, Run, Skipped,
+                                     SplitSizes, SuspectLabel, SuspectLabels, Training, TrainingStage,
+                                     UnlabelledPhotos, best_float_backbone, is_imbalanced)
 from zoolite.results.upgrades import load
 from zoolite.results.variant import (MB, Agreement, BalancedComparison, ClassKept, ClassMeasure, Fidelity, Latency,
                                      RejectionMeasure, Variant)
 
 __all__ = ["IMBALANCE_RATIO", "MB", "SCHEMA_VERSION", "Agreement", "Backbone", "BalancedComparison", "ClassGate",
            "ClassKept", "ClassMeasure", "Dataset", "Fidelity", "Latency", "Machine", "Normalisation", "OtherPhotos",
-           "Recommendation", "Rejection", "RejectionMeasure", "Run", "Skipped", "SplitSizes", "SuspectLabel",
-           "SuspectLabels", "Training", "TrainingStage", "UnlabelledPhotos", "Variant", "best_float_backbone",
-           "is_imbalanced", "load"]
+           "Recommendation", "Recommended", "Rejection", "RejectionMeasure", "Run", "Skipped", "SplitSizes",
+           "SuspectLabel", "SuspectLabels", "Training", "TrainingStage", "UnlabelledPhotos", "Variant",
+           "best_float_backbone", "is_imbalanced", "load"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from zoolite.config import Budget, RunConfig
 from zoolite.measure.intervals import Interval
@@ -280,6 +281,11 @@ class Backbone:
                       "normalisation": Normalisation(**obj["normalisation"]) if obj.get("normalisation") else None})
 
 
+class Recommended(NamedTuple):
+    backbone: Backbone
+    variant: Variant
+
+
 @dataclass
 class Recommendation:
     """Which variant to ship under ``budget`` (``backbone``'s variant of the target ``variant``); ``variant``
@@ -344,12 +350,13 @@ class Run:
         test = json.loads(path.read_text(encoding="utf-8"))["test"]
         return [(Path(self.dataset.root) / photo, int(label)) for photo, label in test]
 
-    def recommended(self) -> tuple[Backbone, Variant] | None:
+    def recommended(self) -> Recommended | None:
+        """The recommended backbone and variant (None: nothing is recommended)."""
         r = self.recommendation
         if r is None or r.variant is None:
             return None
         backbone = self.backbones[r.backbone]
-        return backbone, backbone.variant(r.variant)
+        return Recommended(backbone, backbone.variant(r.variant))
 
     def to_json(self) -> dict:
         return {"schema_version": self.schema_version, **{k: v for k, v in asdict(self).items()

@@ -233,7 +233,8 @@ class Prepared:
     layout: RunLayout
     dataset: Dataset
     split: Split
-    unlabelled: tuple[list[str], list[Skipped]] | None  # the --unlabelled photos, and what in it was skipped
+    unlabelled: UnlabelledPhotos | None  # the --unlabelled folder: its photos counted, and what in it was skipped
+    unlabelled_photos: list[Path]
     specs: list[BackboneSpec]
     weights: dict[str, str | None]
     extractors: dict[str, object]  # backbone -> its Keras feature extractor
@@ -242,9 +243,8 @@ class Prepared:
                      after_step: Callable[[str], None] | None = None) -> BackboneRun:
         """What the stages of the backbone ``name`` read (:mod:`zoolite.runs.stages`)."""
         spec = next(spec for spec in self.specs if spec.name == name)
-        unlabelled = [Path(self.config.unlabelled) / p for p in self.unlabelled[0]] if self.unlabelled else []
         run = BackboneRun(spec, self.weights[name], self.extractors[name], self.config, self.dataset.labels,
-                          PhotoSets.of(self.split, Path(self.dataset.root), unlabelled),
+                          PhotoSets.of(self.split, Path(self.dataset.root), self.unlabelled_photos),
                           self.layout.backbone(name).make(), Steps(progress or Progress(False), {}, f"{name}: ",
                                                                    after_step))
         storage.write_text(run.layout.labels, "\n".join(self.dataset.labels) + "\n")
@@ -264,7 +264,11 @@ def prepare(config: RunConfig | None = None, resume: str | Path | None = None, p
     else:
         layout = RunLayout(Path(resume))
         config = _resumable(layout)
-    unlabelled = _scan_photos(config.unlabelled, "--unlabelled") if config.unlabelled else None
+    unlabelled, unlabelled_photos = None, []
+    if config.unlabelled:
+        photos, skipped = _scan_photos(config.unlabelled, "--unlabelled")
+        unlabelled = UnlabelledPhotos(str(Path(config.unlabelled)), len(photos), skipped)
+        unlabelled_photos = [Path(config.unlabelled) / photo for photo in photos]
     # Weights next: a backbone whose weights cannot be had stops the run before any work.
     specs = [get_backbone(name) for name in config.backbones]
     weights = {spec.name: resolve_weights(spec, config.weights) for spec in specs}
@@ -274,7 +278,7 @@ def prepare(config: RunConfig | None = None, resume: str | Path | None = None, p
     else:
         dataset, split = _resumed_split(layout, config, timings, progress)
     storage.write_text(layout.labels, "\n".join(dataset.labels) + "\n")
-    return Prepared(config, layout, dataset, split, unlabelled, specs, weights, extractors)
+    return Prepared(config, layout, dataset, split, unlabelled, unlabelled_photos, specs, weights, extractors)
 
 
 def _measure_backbones(prepared: Prepared, progress: Progress, after_step) -> dict[str, Backbone]:
@@ -313,7 +317,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
     timings: dict[str, float] = {}
     progress = progress or Progress()
     prepared = prepare(config, resume, progress, timings)
-    config, layout, split, unlabelled = prepared.config, prepared.layout, prepared.split, prepared.unlabelled
+    config, layout, split = prepared.config, prepared.layout, prepared.split
     try:
         backbones = _measure_backbones(prepared, progress, after_stage)
         suspects = _suspect_labels(layout, prepared.dataset, split, prepared.specs, timings, config.seed)
@@ -321,8 +325,7 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
         results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),
                       config=config, dataset=prepared.dataset, split=split_sizes(split), timings=timings,
                       backbones=backbones,
-                      unlabelled=UnlabelledPhotos(str(Path(config.unlabelled)), len(unlabelled[0]), unlabelled[1])
-                      if unlabelled else None,
+                      unlabelled=prepared.unlabelled,
                       other=OtherPhotos(split.other.root, len(split.other.calibration), len(split.other.test))
                       if split.other else None,
                       suspect_labels=suspects)
