@@ -222,3 +222,17 @@ def test_several_backbones_get_one_combined_table(pair_run):
     assert features.shape == (pair_run.split.train, 1280)  # the head trained on the frozen base's output
     assert not RunLayout(Path(pair_run.run_dir)).backbone("scratch_cnn").features("train").exists()
     assert scratch.training.head.epochs_run == 1
+
+
+def test_every_variant_is_compared_with_the_runs_most_accurate_float_model(pair_run):
+    """The budget's reference is the best float model of the run, not each backbone's own."""
+    from zoolite.results import best_float_backbone
+
+    best = best_float_backbone(pair_run.backbones, pair_run.balanced).reference
+    weaker = next(b for b in pair_run.backbones.values() if b.reference is not best).reference
+    assert weaker.judged_accuracy(pair_run.balanced) < best.judged_accuracy(pair_run.balanced)  # they differ
+    for backbone in pair_run.backbones.values():
+        for variant in backbone.variants:
+            assert variant.paired.reference_accuracy == best.accuracy
+            assert variant.balanced_paired.difference == pytest.approx(variant.balanced_accuracy
+                                                                       - best.balanced_accuracy)

@@ -12,8 +12,9 @@ group) -> :mod:`zoolite.model` (backbones, training, features, "none of these", 
 -> :mod:`zoolite.targets` (the variants: every runtime and quantization mode) ->
 :mod:`zoolite.measure` (one measuring routine, its intervals and statistics) ->
 :mod:`zoolite.results` (the typed results and the recommendation) -> :mod:`zoolite.report`;
-:mod:`zoolite.runs` runs them in order, and :mod:`zoolite.apps` holds what users run on a run or
-a model file (check, export, serve).
+:mod:`zoolite.runs` runs them in order (each backbone's stages as plain functions in
+:mod:`zoolite.runs.stages`), and :mod:`zoolite.apps` holds what users run on a dataset, a run or a
+model file (check, predict, evaluate, export, serve).
 """
 
 from zoolite.config import Budget, LatencyConfig, RunConfig, TrainConfig
@@ -37,11 +38,11 @@ def __getattr__(name):  # these import TensorFlow or matplotlib: only load them 
 
         return rerender
     if name == "predict":
-        from zoolite.measure.evaluation import predict
+        from zoolite.apps.predict import predict
 
         return predict
     if name == "evaluate_model":
-        from zoolite.measure.evaluation import evaluate_model
+        from zoolite.apps.evaluate import evaluate_model
 
         return evaluate_model
     raise AttributeError(name)

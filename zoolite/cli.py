@@ -247,7 +247,7 @@ def _serve(args) -> int:
 
 
 def _predict(args) -> int:
-    from zoolite.measure.evaluation import predict
+    from zoolite.apps.predict import predict
 
     options = _options(args, PredictOptions)
     answers = predict(args.model, args.images, args.labels_file, options.top, options.threads)
@@ -264,7 +264,7 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     from pathlib import Path
 
-    from zoolite.measure.evaluation import evaluate_model
+    from zoolite.apps.evaluate import evaluate_model
 
     threads = _options(args, ModelOptions).threads
     evaluation = evaluate_model(args.model, args.data, args.labels_file, args.labels, threads,

@@ -1,5 +1,5 @@
 """The measurements stage: one routine measures every variant, the Keras model included
-(:func:`measure_variant`), and every model file a user gives (:func:`evaluate_model`, :func:`predict`).
+(:func:`measure_variant`), and every model file a user evaluates (:mod:`zoolite.apps.evaluate`).
 
 Accuracy and loss are computed over the whole test split in batches (Keras's own
 ``CategoricalCrossentropy`` and ``CategoricalAccuracy``, used standalone). Latency is
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from zoolite.measure import intervals, rejection, stats
 from zoolite.config import LatencyConfig
-from zoolite.errors import ZooliteError
-from zoolite.results import Agreement, ClassMeasure, Latency, RejectionMeasure, Variant
-from zoolite.measure.intervals import Interval, share
+from zoolite.measure import intervals, stats
+from zoolite.measure.intervals import Interval
+from zoolite.results import Agreement, ClassMeasure, Latency, Variant
 from zoolite.targets.base import Runtime
 
 if TYPE_CHECKING:
@@ -224,123 +223,3 @@ def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names:
             f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
             support=support, recall_interval=intervals.proportion_interval(tp, support), **losses[i])
     return confusion.tolist(), per_class
-
-
-@dataclass
-class ModelEvaluation:
-    """A model file measured on a labelled folder (``zoolite evaluate``)."""
-
-    model: str
-    images: int
-    classes: list[str]
-    skipped: list[tuple[str, str]]
-    scores: Scores
-    latency: Latency
-    threads: str
-    backend: str
-    per_class: dict[str, ClassMeasure]  # the folder's classes
-    rejection: RejectionMeasure  # the photos it kept rather than said show none of its classes, overall and per class
-
-    def to_json(self) -> dict:
-        """The same figures as data."""
-        return {**asdict(self), "skipped": [{"file": file, "reason": reason} for file, reason in self.skipped]}
-
-    def summary(self) -> str:
-        s, latency, r = self.scores, self.latency, self.rejection
-        recalls = ", ".join(f"{name} {share(c.recall, c.recall_interval)} of {c.support}"
-                            for name, c in self.per_class.items() if c.support)
-        kept = ", ".join(f"{name} {share(c.rate, c.interval)}" for name, c in r.per_class.items() if c.photos)
-        return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
-                f"skipped\nloss {s.loss:.4f}  accuracy {s.accuracy * 100:.1f}%  balanced accuracy "
-                f"{s.balanced_accuracy * 100:.1f}%  top-{s.top_k} accuracy "
-                f"{s.top_k_accuracy * 100:.1f}%  kept {r.kept_rate * 100:.1f}% (none of the {len(self.classes)} "
-                f"classes: {r.photos - r.kept})  latency mean {latency.mean_ms:.2f} ms, "
-                f"p90 {latency.p90_ms:.2f} ms ({latency.runs} single-image calls, threads: {self.threads})\n"
-                f"recall per class [95% Wilson CI]: {recalls}\n"
-                f"kept per class (not \"none of these\") [95% Wilson CI]: {kept}\n"
-                f"balanced kept {share(r.balanced_kept, r.balanced_kept_interval)}  balanced answered right "
-                f"(a photo said to be none of the classes counts as a miss) "
-                f"{share(r.balanced_answered_right, r.balanced_answered_right_interval)}")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One photo's answer: its most probable classes, best first, and whether the model says it
-    shows none of them (its top score is below the model's threshold)."""
-
-    file: str
-    top: list[tuple[str, float]]
-    none_of_these: bool
-    answer: str  # the same, as one line of text
-
-
-@dataclass
-class Predictions:
-    """A model's answers for photos, and the files under the folders given that were not photos."""
-
-    model: str
-    labels_source: str
-    threshold: float | None
-    predictions: list[Prediction]
-    skipped: list[tuple[str, str]]  # (file, reason)
-
-    def to_json(self) -> dict:
-        return {**asdict(self),
-                "predictions": [{**asdict(p), "top": [{"label": label, "score": score} for label, score in p.top]}
-                                for p in self.predictions],
-                "skipped": [{"file": file, "reason": reason} for file, reason in self.skipped]}
-
-
-def predict(model: str | Path, photos, labels_file: str | Path | None = None, top: int = 3,
-            threads: int | None = None) -> Predictions:
-    """Classify photos with a model file of any runtime, as an app does: one photo per call, "none of
-    these" below the file's threshold. ``photos`` is a path or a list of paths, files or folders
-    (searched recursively; files in them that are not images are skipped and listed)."""
-    from zoolite.config import PredictOptions
-    from zoolite.dataset.images import load_image
-    from zoolite.dataset.scan import photo_files
-    from zoolite.targets import open_classifier, top_classes
-
-    PredictOptions(threads=threads, top=top)  # checked as the command's flags are
-    classifier = open_classifier(model, labels_file, threads)
-    files, skipped = photo_files([photos] if isinstance(photos, (str, Path)) else photos)
-    answers = []
-    for file in files:
-        scores = classifier.runtime.predict_one(load_image(file, classifier.runtime.input_size))
-        answers.append(Prediction(str(file), [(classifier.labels[i], float(scores[i])) for i in top_classes(scores, top)],
-                                  bool(classifier.rejects(scores)), classifier.answer(scores, top)))
-    return Predictions(str(model), str(classifier.labels_source), classifier.threshold, answers, skipped)
-
-
-def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path | None = None,
-                   label_map: str | Path | None = None, threads: int | None = None,
-                   latency: LatencyConfig | None = None) -> ModelEvaluation:
-    """Measure a model file on a folder with one sub-folder per class, with the one routine (:func:`measure`).
-
-    The folder's classes must be the model's (from ``labels_file``, default the labels.txt beside it).
-    """
-    import tempfile
-
-    from zoolite.dataset.images import cache_images
-    from zoolite.dataset.scan import load_label_map, scan_dataset
-    from zoolite.targets import open_classifier
-
-    classifier = open_classifier(model, labels_file, threads)
-    runtime, labels, labels_path = classifier.runtime, classifier.labels, classifier.labels_source
-    dataset = scan_dataset(data, load_label_map(label_map))
-    if sorted(dataset.labels) != sorted(labels):
-        raise ZooliteError(f"{data}: its classes ({', '.join(dataset.labels)}) are not the model's "
-                           f"({', '.join(labels)}, from {labels_path}); pass a folder with one sub-folder "
-                           "per class the model was trained on")
-    model_index = [labels.index(label) for label in dataset.labels]
-    targets = np.array([model_index[label] for _, label in dataset.files])
-    with tempfile.TemporaryDirectory(prefix="zoolite-evaluate-") as tmp:  # decoded once, on disk
-        images = cache_images([dataset.root / p for p, _ in dataset.files], runtime.input_size,
-                              Path(tmp) / "images.npy")
-        measured = measure(runtime, images, targets, len(labels), latency)
-        del images
-    probabilities = measured.probabilities
-    threshold = -np.inf if classifier.threshold is None else classifier.threshold  # none: it never rejects
-    return ModelEvaluation(str(model), len(targets), labels, list(dataset.skipped), measured.scores, measured.latency,
-                           runtime.threads, runtime.backend, per_class_report(probabilities, targets, labels)[1],
-                           rejection.measure(probabilities, targets, labels, None, threshold))
