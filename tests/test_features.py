@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import BACKBONE, SAMPLE, SMALL_RUN_OPTIONS, copy_sample
+from zoolite import storage
 from zoolite.model import features
 from zoolite.model.augmentation import view_maker
 from zoolite.model.backbones import build_feature_extractor, get_backbone
@@ -21,9 +22,10 @@ PHOTOS = sorted(SAMPLE.glob("*/*"))[::5]  # 40 real photos of all ten classes
 def test_the_fast_features_are_kerass(tmp_path):
     spec = get_backbone(BACKBONE)
     extractor = build_feature_extractor(spec)
-    path = features.backbone_file(extractor, tmp_path)
+    folder = storage.cache_dir() / "backbones"  # where runs and checks keep it
+    path = features.backbone_file(extractor, folder)
     converted = path.stat().st_mtime_ns
-    assert features.backbone_file(extractor, tmp_path) == path and path.stat().st_mtime_ns == converted  # reused
+    assert features.backbone_file(extractor, folder) == path and path.stat().st_mtime_ns == converted  # reused
     runtime = features.open_backbone(path)
     fast = features.extract(runtime, PHOTOS, spec.input_size, tmp_path / "fast.npy")
     keras = features.extract_keras(extractor, PHOTOS, spec.input_size, tmp_path / "keras.npy")
@@ -89,7 +91,8 @@ def test_the_checks_features_are_the_runs_bit_for_bit(tmp_path, monkeypatch):
     from zoolite.apps import check
 
     spec = get_backbone(BACKBONE)
-    runtime = features.open_backbone(features.backbone_file(build_feature_extractor(spec), tmp_path / "backbones"))
+    runtime = features.open_backbone(features.backbone_file(build_feature_extractor(spec),
+                                                            storage.cache_dir() / "backbones"))
     run_path = np.load(features.extract(runtime, PHOTOS, spec.input_size, tmp_path / "run.npy").filename)
     files = [photo.relative_to(SAMPLE).as_posix() for photo in PHOTOS]
     for threads, cache in ((None, "a"), (1, "b")):
