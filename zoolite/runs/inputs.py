@@ -70,8 +70,10 @@ class BackboneRun:
     photos: PhotoSets
     layout: BackboneLayout
     steps: Steps
-    extracted: dict[str, int] = field(default_factory=dict)  # features computed by this attempt: name -> photos
-    _runtimes: dict[bool, object] = field(default_factory=dict)  # trained or not -> its fast features runtime
+    # What the stages share, made as they need it: the features this attempt computed (name -> photos), and
+    # the fast features runtime of the backbone, frozen and trained.
+    extracted: dict[str, int] = field(default_factory=dict, init=False)
+    _runtimes: dict[bool, object] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def n_classes(self) -> int:
