@@ -17,7 +17,7 @@ user's cache, no cached photo features (as benchmarks/check_cost.py does).
 
 Every step the run timed (results.json ``timings`` and each backbone's) gets a fixed cost and a
 cost per photo, fitted over the two sizes, per the photos that drive it (from reading
-zoolite/runs/pipeline.py):
+zoolite/runs/pipeline.py, stages.py and inputs.py):
 
 * every photo of the folder (results.json ``dataset.images``): ``scan``, ``duplicates`` (a line
   understates ``duplicates`` beyond the large folder: it compares every pair of photos' descriptors,

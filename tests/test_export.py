@@ -179,3 +179,23 @@ def test_the_model_card_is_typed_versioned_and_carries_the_runs_normalisation(sm
     (tmp_path / "app" / "model.json").write_text(json.dumps({**written, "card_version": CARD_VERSION + 1}))
     with pytest.raises(ZooliteError, match="written by a newer zoolite"):
         read_card(tmp_path / "app" / "model.json")
+
+
+@pytest.mark.parametrize("name, mode, runtime, web", [("zoolite-0.2-int8", "int8", "LiteRT", True),
+                                                      ("zoolite-0.3-openvino_float32", "float32", "OpenVINO", False),
+                                                      ("zoolite-0.3-uint8", "uint8", "LiteRT", True)])
+def test_model_cards_of_earlier_versions_still_read(name, mode, runtime, web):
+    """model.json as zoolite 0.2 and 0.3 wrote them (tests/data/model-cards) reads as a typed card."""
+    from zoolite.apps.model_card import Quantization, read_card
+
+    path = Path(__file__).parent / "data" / "model-cards" / f"{name}.json"
+    card, written = read_card(path), json.loads(path.read_text())
+    assert (card.mode, card.runtime, card.web, card.variant) == (mode, runtime, web, written["variant"])
+    assert card.mode_description == written["quantization"] and card.model_files[0] == written["model_file"]
+    assert (card.measured.top_k, card.measured.top_k_accuracy) == (3, written["measured"]["top3_accuracy"])
+    assert card.input.quantization == (written["input"]["quantization"] and
+                                       Quantization(**written["input"]["quantization"]))
+    gate = card.none_of_these
+    assert (gate is None) == ("none_of_these" not in written)
+    if gate is not None:
+        assert gate.threshold == written["none_of_these"]["threshold"] and gate.measured.kept_per_class == {}

@@ -101,3 +101,26 @@ def test_the_checks_features_are_the_runs_bit_for_bit(tmp_path, monkeypatch):
         assert len(list((tmp_path / cache).glob("*.npy"))) == len(PHOTOS)
         cached = check.photo_features(SAMPLE, files, threads=threads)
         assert computed.tobytes() == run_path.tobytes() == cached.tobytes(), threads
+
+
+def test_one_process_makes_a_cache_file_while_the_others_wait(tmp_path):
+    """Runs and checks share the user cache (the converted backbone, the ported weights): of several that
+    want a missing file at once, one makes it and the others find it made."""
+    import threading
+    import time
+
+    path, made = tmp_path / "cache" / "backbone.tflite", []
+
+    def want():
+        with storage.one_maker(path):
+            if not path.exists():
+                made.append(threading.get_ident())
+                time.sleep(0.2)  # converting
+                path.write_text("converted")
+
+    wanting = [threading.Thread(target=want) for _ in range(4)]
+    for thread in wanting:
+        thread.start()
+    for thread in wanting:
+        thread.join()
+    assert len(made) == 1 and path.read_text() == "converted"

@@ -451,27 +451,16 @@ def test_serve_sends_isolation_headers_and_types(tmp_path):
                      "a.mjs": "text/javascript", "a.tflite": "application/octet-stream"}
 
 
-def _card(model_file: str, variant: str, dtype: str, runtime: str = "LiteRT", web: bool | None = None) -> dict:
-    """A model.json of zoolite 0.3 (no card_version) for ``model_file`` with ``dtype`` tensors, the rest made
-    up; ``web`` None: a card of zoolite 0.2, which had no "web" field."""
-    tensor = {"name": "t", "shape": [1, 224, 224, 3], "dtype": dtype, "quantization": None}
-    card = {"model_file": model_file, "model_files": [model_file], "labels_file": "labels.txt", "classes": ["a", "b"],
-            "backbone": "efficientnet_lite0", "input_size": 224, "runtime": runtime, "clients": [],
-            "variant": variant, "mode": variant, "mode_description": "", "input": tensor,
-            "output": {**tensor, "shape": [1, 2]}, "none_of_these": None,
-            "measured": {"test_images": 2, "accuracy": 1.0, "loss": 0.1, "balanced_accuracy": 1.0, "recall": {},
-                         "top3_accuracy": 1.0, "latency_ms": {"mean": 1.0}, "latency_method": "", "threads": "2",
-                         "cpu": "", "cores": 2, "size_bytes": 1},
-            "source": {"run_dir": "runs/x", "file": model_file, "zoolite": "0.3.0", "exported": ""}}
-    return card if web is None else {**card, "web": web}
+def _card(name: str) -> dict:
+    """A model.json as an earlier zoolite wrote it (tests/data/model-cards)."""
+    return json.loads((Path(__file__).parent / "data" / "model-cards" / f"{name}.json").read_text())
 
 
 @pytest.mark.parametrize("card, said", [
     # a card of zoolite 0.2 (no "web" field): its int8 tensors decide
-    (_card("int8.tflite", "int8", "int8"), "variant int8 (LiteRT, int8 input) cannot run in the page"),
+    (_card("zoolite-0.2-int8"), "variant int8 (LiteRT, int8 input) cannot run in the page"),
     # another runtime's file takes float32, but export says the page cannot run it
-    (_card("openvino_float32.xml", "openvino_float32", "float32", "OpenVINO", web=False),
-     "variant openvino_float32 (OpenVINO, float32 input) cannot run in the page"),
+    (_card("zoolite-0.3-openvino_float32"), "variant openvino_float32 (OpenVINO, float32 input) cannot run in the page"),
 ])
 def test_write_site_refuses_what_litertjs_cannot_run(tmp_path, card, said):
     from zoolite.apps.model_card import read_card
@@ -489,7 +478,7 @@ def test_write_site_refuses_what_litertjs_cannot_run(tmp_path, card, said):
 def test_write_site_adds_page_and_runtime_only(tmp_path):
     from zoolite.apps.web import write_site
 
-    card = _card("uint8.tflite", "uint8", "uint8")
+    card = _card("zoolite-0.3-uint8")
     (tmp_path / "uint8.tflite").write_bytes(b"\0")
     (tmp_path / "model.json").write_text(json.dumps(card))
     write_site(tmp_path)

@@ -34,6 +34,22 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
+def one_maker(path: Path):
+    """Held while ``path`` (a file of the user cache) is made: another process that wants it at the same
+    time waits here, then finds it made rather than making it again (concurrent runs and checks). Where
+    there is no ``fcntl`` (Windows) each makes it, and the atomic writes keep the file whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f"{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path`` (ending in its name); rename it to ``path`` on success."""
     path = Path(path)

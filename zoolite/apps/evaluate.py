@@ -56,7 +56,8 @@ class ModelEvaluation:
 def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path | None = None,
                    label_map: str | Path | None = None, threads: int | None = None,
                    latency: LatencyConfig | None = None) -> ModelEvaluation:
-    """Measure a model file on a folder with one sub-folder per class, with the one routine (:func:`measure`).
+    """Measure a model file on a folder with one sub-folder per class, with the one routine
+    (:func:`zoolite.measure.evaluation.measure`).
 
     The folder's classes must be the model's (from ``labels_file``, default the labels.txt beside it).
     """

@@ -19,7 +19,7 @@ from zoolite.errors import ZooliteError
 from zoolite.results import Backbone, Normalisation, Run, Variant
 from zoolite.results.upgrades import Upgrades, upgraded
 from zoolite.runs.provenance import package_version
-from zoolite.targets import Tensor
+from zoolite.targets import TARGETS, Tensor
 
 # 1: zoolite 0.3 and earlier (no card_version). 2: card_version and the zoolite that wrote it; the
 # normalisation is the one the run recorded; measured top-k accuracy under top_k and top_k_accuracy.
@@ -162,11 +162,24 @@ class ModelCard:
 
 
 def _card_v1(obj: dict) -> dict:
-    """zoolite 0.3's card: no version; top-k accuracy under its own key; "web" missing before 0.3."""
-    measured = dict(obj["measured"])
+    """Cards without a version (zoolite 0.2 to 0.4.0's first exports). All give top-k accuracy under a key
+    of its own. 0.2 and 0.3 describe the mode under "quantization", without its name. 0.2 names no runtime,
+    clients or gate and gives neither balanced accuracy nor recall, and 0.3's gate has no per-class figures.
+    What they lack comes from the target registry, or stays empty."""
+    target = TARGETS.get(obj["variant"])
+    measured = {"balanced_accuracy": None, "recall": {}, **obj["measured"]}
     top_k = next(key for key in measured if key.startswith("top") and key.endswith("_accuracy"))
     measured.update(top_k=int(top_k[3:-9]), top_k_accuracy=measured.pop(top_k))
-    return {**obj, "web": obj.get("web", True), "measured": measured}
+    gate = obj.get("none_of_these")
+    if gate and gate.get("measured"):
+        gate = {**gate, "measured": {"kept_per_class": {}, "balanced_kept": None, "balanced_answered_right": None,
+                                     **gate["measured"]}}
+    known = {"runtime": target.family.label, "clients": list(target.clients), "mode": target.mode} if target else {}
+    return {"model_files": [obj["model_file"]], "runtime": "LiteRT", "clients": [], "web": True,  # 0.2: LiteRT only
+            "mode": obj["variant"], **known,
+            "mode_description": obj.get("quantization", ""),
+            **{key: value for key, value in obj.items() if key != "quantization"},
+            "none_of_these": gate, "measured": measured}
 
 
 CARD_UPGRADES: Upgrades = [(1, _card_v1)]

@@ -93,10 +93,6 @@ class Duplicates:
         """The photos of the label-conflict groups, sorted."""
         return sorted(path for group in self.conflicts for path in group)
 
-    def group_of(self) -> dict[str, int]:
-        """Each grouped photo's index in ``groups``."""
-        return {path: i for i, group in enumerate(self.groups) for path in group}
-
 
 def _descriptors(thumbnail: np.ndarray) -> np.ndarray:
     """(windows, SIZE * SIZE) unit vectors: the thumbnail in each of :func:`_windows`, area-averaged

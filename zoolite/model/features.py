@@ -39,13 +39,15 @@ def backbone_file(extractor, folder: Path) -> Path:
     for weights in extractor.get_weights():
         digest.update(np.ascontiguousarray(weights).tobytes())
     out = folder / f"{extractor.name}-{digest.hexdigest()[:16]}.tflite"
-    if not out.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        from zoolite.targets.base import export_saved_model
-        from zoolite.targets.litert import convert
+    if out.exists():
+        return out
+    with storage.one_maker(out):
+        if not out.exists():
+            from zoolite.targets.base import export_saved_model
+            from zoolite.targets.litert import convert
 
-        with tempfile.TemporaryDirectory(prefix="zoolite-backbone-") as tmp:
-            storage.write_bytes(out, convert(export_saved_model(extractor, Path(tmp) / "saved_model"), "float32"))
+            with tempfile.TemporaryDirectory(prefix="zoolite-backbone-") as tmp:
+                storage.write_bytes(out, convert(export_saved_model(extractor, Path(tmp) / "saved_model"), "float32"))
     return out
 
 

@@ -90,8 +90,8 @@ class BackboneRun:
         """The integer modes' calibration sample: training photos drawn evenly over the classes, and
         scrambled and plain ones that show none of them (:func:`zoolite.model.calibration.calibration_sample`)."""
         train = self.photos.train
-        drawn = even_sample(train.labels, self.config.representative_images, self.config.seed)
-        return calibration_sample(self.images("representative", [train.paths[i] for i in drawn]),
+        drawn, paths = even_sample(train.labels, self.config.representative_images, self.config.seed), train.paths
+        return calibration_sample(self.images("representative", [paths[i] for i in drawn]),
                                             self.config.seed)
 
     def _runtime(self, extractor, trained: bool):

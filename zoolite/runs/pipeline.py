@@ -242,7 +242,10 @@ class Prepared:
     def backbone_run(self, name: str, progress: Progress | None = None,
                      after_step: Callable[[str], None] | None = None) -> BackboneRun:
         """What the stages of the backbone ``name`` read (:mod:`zoolite.runs.stages`)."""
-        spec = next(spec for spec in self.specs if spec.name == name)
+        spec = next((spec for spec in self.specs if spec.name == name), None)
+        if spec is None:
+            raise ZooliteError(f"backbone {name!r}: not in this run; choose from: "
+                               f"{', '.join(spec.name for spec in self.specs)}")
         run = BackboneRun(spec, self.weights[name], self.extractors[name], self.config, self.dataset.labels,
                           PhotoSets.of(self.split, Path(self.dataset.root), self.unlabelled_photos),
                           self.layout.backbone(name).make(), Steps(progress or Progress(False), {}, f"{name}: ",
@@ -340,4 +343,4 @@ def run(config: RunConfig | None = None, resume: str | Path | None = None, progr
         raise _image_read_error(e, layout) from None
 
 
-__all__ = ["RunConfig", "run"]
+__all__ = ["Prepared", "RunConfig", "prepare", "run"]

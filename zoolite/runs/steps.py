@@ -14,7 +14,7 @@ from zoolite.progress import Progress
 
 
 class Steps:
-    """The timed steps of one backbone (or of the whole run): ``timings`` gets each step's seconds, and
+    """The timed steps of one backbone: ``timings`` gets each step's seconds, and
     ``after_step`` (if given) the name of each step once it has finished."""
 
     def __init__(self, progress: Progress, timings: dict[str, float], prefix: str = "",

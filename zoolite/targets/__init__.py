@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,8 +57,11 @@ class Family:
         return sum(file.stat().st_size for file in self.files(path))
 
 
-class Role(StrEnum):
-    """What a variant is for: the float model every other variant is compared with, or a file to hand to apps."""
+class Role(str, Enum):
+    """What a variant is for: the float model every other variant is compared with, or a file to hand to apps.
+    A ``str``, so results.json holds its value as it always did."""
+
+    __str__ = str.__str__
 
     REFERENCE = "reference"
     SHIPPABLE = "shippable"

