@@ -4,7 +4,6 @@ made once for the whole session even when pytest-xdist spreads the tests over se
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -84,9 +83,9 @@ def shared_dir(tmp_path_factory, worker_id) -> Path:
 def made_once(folder: Path):
     """Yield True to the one process that must make ``folder``'s contents, False to the others once
     it is done: an exclusive lock on a file beside it, and a marker written when it is finished."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    from zoolite import storage
+
+    with storage.one_maker(folder):
         done = folder.with_suffix(".done")
         yield not done.exists()
         done.touch()

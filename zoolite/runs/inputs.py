@@ -5,6 +5,7 @@ resumed run reads them back."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,11 @@ class LabelledPhotos:
     root: Path
     items: list[tuple[str, int]]
 
-    @property
+    @cached_property
     def paths(self) -> list[Path]:
         return [self.root / path for path, _ in self.items]
 
-    @property
+    @cached_property
     def labels(self) -> np.ndarray:
         return np.array([label for _, label in self.items], dtype=int)
 
@@ -90,8 +91,8 @@ class BackboneRun:
         """The integer modes' calibration sample: training photos drawn evenly over the classes, and
         scrambled and plain ones that show none of them (:func:`zoolite.model.calibration.calibration_sample`)."""
         train = self.photos.train
-        drawn, paths = even_sample(train.labels, self.config.representative_images, self.config.seed), train.paths
-        return calibration_sample(self.images("representative", [paths[i] for i in drawn]),
+        drawn = even_sample(train.labels, self.config.representative_images, self.config.seed)
+        return calibration_sample(self.images("representative", [train.paths[i] for i in drawn]),
                                             self.config.seed)
 
     def _runtime(self, extractor, trained: bool):

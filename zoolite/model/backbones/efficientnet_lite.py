@@ -136,9 +136,18 @@ def cached_imagenet_weights(name: str) -> Path:
 
 
 def imagenet_classifier(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(kernel (1280, 1000), bias) of ``name``'s ImageNet classifier, which takes the pooled features."""
-    state = read_state_dict(_torch_weights_file(name))
-    return state["_fc.weight"].T.astype(np.float32), state["_fc.bias"].astype(np.float32)
+    """(kernel (1280, 1000), bias) of ``name``'s ImageNet classifier, which takes the pooled features:
+    read from the PyTorch weights on first use, then from the user cache, as the backbone's weights are."""
+    path = storage.cache_dir() / f"{name}_imagenet_classifier.npz"
+    if not path.exists():
+        with storage.one_maker(path):
+            if not path.exists():
+                state = read_state_dict(_torch_weights_file(name))
+                with storage.atomic_path(path) as tmp, open(tmp, "wb") as file:
+                    np.savez(file, kernel=state["_fc.weight"].T.astype(np.float32),
+                             bias=state["_fc.bias"].astype(np.float32))
+    with np.load(path) as saved:
+        return saved["kernel"], saved["bias"]
 
 
 def _torch_weights_file(name: str) -> Path:
