@@ -66,6 +66,8 @@ CONVERTED = {
     "palette.png": lambda im, p: im.convert("P").save(p),
     "cmyk.jpg": lambda im, p: im.convert("CMYK").save(p),
     "sixteen-bit.png": lambda im, p: Image.fromarray(np.asarray(im.convert("L"), np.uint16) * 257).save(p),
+    "float-grey.tiff": lambda im, p: Image.fromarray(np.asarray(im.convert("L"), np.float32) / 255).save(p),
+    "saved-by-a-browser.jfif": lambda im, p: im.save(p, "JPEG"),
 }
 
 # relative path -> what its skip reason must say
@@ -225,6 +227,24 @@ def test_unusual_formats_and_modes_decode_to_the_same_rgb_picture(messy):
         assert difference < 12, (name, difference)
 
 
+def test_runs_written_inside_the_data_folder_are_not_a_class(tmp_path, capsys):
+    """``zoolite run --data . --out runs`` from inside the data folder: the next run and check see no class
+    ``runs`` (whose files would be skipped and leave it empty: a stop), and say why they left it out."""
+    from zoolite import storage
+    from zoolite.dataset.scan import RUNS_REASON
+
+    data = copy_sample(tmp_path / "data", per_class=4)
+    storage.mark_complete(storage.new_run_dir(data / "runs", "efficientnet_lite0"))
+    storage.new_run_dir(data / "runs", "efficientnet_lite0")  # and one still running, or killed
+    dataset = scan_dataset(data)
+    assert dataset.class_dirs == ["cane", "gatto", "ragno"] and len(dataset.files) == 12
+    assert dataset.skipped == [("runs/", RUNS_REASON)]
+    assert main(["check", str(data), "--no-suspects", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [c["folder"] for c in report["classes"]] == ["cane", "gatto", "ragno"]
+    assert report["unusable"] == [{"file": "runs/", "reason": RUNS_REASON}]
+
+
 def test_evaluate_measures_a_messy_folder_and_lists_what_it_skipped(messy, models, label_map, tmp_path):
     """The real command in its own process: skipped files on stderr, figures on stdout, exit 0."""
     root, usable = messy
@@ -286,12 +306,25 @@ def _make_non_utf8_class_folder(root: Path) -> None:
     os.rename(os.fsencode(root / "ragno"), os.path.join(os.fsencode(root), b"r\xe4gno"))
 
 
+def _make_a_split_dataset(root: Path) -> None:
+    copy_sample(root / "train")  # as Kaggle ships many datasets: train/ and test/, each with the classes
+    copy_sample(root / "test", per_class=3)
+
+
+def _make_two_folders_of_one_label(root: Path) -> None:
+    copy_sample(root)
+    shutil.copytree(root / "cane", root / "dog")  # Animals-10's cane is shown as dog
+
+
 @pytest.mark.parametrize("make, message", [
     (_make_class_all_bad, "mucca: class folder has no usable images (2 skipped, e.g. mucca/a.jpg: not an image"),
     (_make_class_of_system_files, "mucca: class folder has no usable images; add images or remove the folder"),
     (_make_one_class_plus_macos_folder, "only one class folder (cane)"),
     (_make_classes_too_small_for_a_test_split, "only 2 usable image(s); each class needs at least 3"),
     (_make_non_utf8_class_folder, "r\\xe4gno: folder name is not valid UTF-8; rename it"),
+    (_make_a_split_dataset, "folders test, train are a split, not classes (each holds the class folders cane, gatto, "
+                            "ragno); merge them into one folder per class"),
+    (_make_two_folders_of_one_label, "the folders cane and dog both get the label 'dog'"),
 ])
 def test_an_unusable_dataset_stops_the_run_before_anything_is_written(tmp_path, capsys, make, message):
     data, runs = tmp_path / "data", tmp_path / "runs"

@@ -51,6 +51,37 @@ def test_duplicates_conflicts_counts_and_unusable_files_with_relative_paths(tmp_
     assert f"{relative(cane[1])} = ragno/in-the-wrong-folder.jpg" in text and "ragno/notes.jpg" in text
 
 
+def test_copies_in_16_bit_or_float_grey_are_found_as_copies(tmp_path, capsys):
+    """Pillow turns a 16-bit grey white and a float grey black when it converts them to 8 bits; a copy
+    saved so is still the same photo."""
+    import numpy as np
+
+    data = copy_sample(tmp_path / "data", per_class=4)
+    original = sorted((data / "cane").iterdir())[0]
+    with Image.open(original) as image:
+        grey = np.asarray(image.convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(data / "gatto" / "sixteen-bit.png")
+    Image.fromarray(grey.astype(np.float32) / 255).save(data / "ragno" / "float.tiff")
+    report = check_json(capsys, data, "--no-suspects")
+    assert report["label_conflicts"] == [sorted([f"cane/{original.name}", "gatto/sixteen-bit.png", "ragno/float.tiff"])]
+
+
+def test_a_check_says_what_would_stop_a_run(tmp_path, capsys):
+    """What `zoolite run` refuses, a check reports: one class with photos, a class too small to split, two
+    folders of one label."""
+    one = copy_sample(tmp_path / "one", classes=("cane",), per_class=4)
+    assert check_json(capsys, one, "--no-suspects")["notes"][0] == \
+        "`zoolite run` needs photos in two classes or more; here 1 (cane)"
+    data = copy_sample(tmp_path / "data", per_class=4)
+    for photo in sorted((data / "ragno").iterdir())[2:]:
+        photo.unlink()
+    shutil.copytree(data / "cane", data / "dog")
+    notes = check_json(capsys, data, "--no-suspects")["notes"]
+    assert notes[:2] == [
+        "`zoolite run` stops at ragno: 2 photo(s), and a class needs at least 3 for the default train/val/test split",
+        "`zoolite run` stops: the folders cane and dog both get the label 'dog'"]
+
+
 @pytest.fixture(scope="module")
 def moved_photo(tmp_path_factory):
     """3 classes x 12 real photos, one cat photo moved into the dog folder."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -57,6 +59,33 @@ def test_predict_takes_folders_skips_what_is_not_a_photo_and_prints_json_as_the_
     assert printed["skipped"] == [{"file": str(photos / "gatto" / "notes.jpg"),
                                    "reason": "not an image (content not recognised)"}]
     assert [line.split(": ", 1)[1] for line in lines] == [p["answer"] for p in printed["predictions"]]
+
+
+def test_one_bad_photo_among_those_named_costs_only_its_own_answer(small_run, tmp_path, capsys):
+    """As a shell's ``*.jpg`` names them: the bad file skipped with its reason, the others answered, names that
+    are not UTF-8 printed escaped (a UTF-8 terminal could not print them raw)."""
+    model = str(Path(small_run.run_dir) / "efficientnet_lite0" / "models" / "int8.tflite")
+    good = next((Path(small_run.dataset.root) / "cane").iterdir())
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    latin1 = os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")
+    shutil.copy(good, latin1)
+    capsys.readouterr()
+    assert main(["predict", model, str(good), str(tmp_path / "empty.jpg"), os.fsdecode(latin1), "--json"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert [p["file"] for p in printed["predictions"]] == [str(good), f"{tmp_path}/caf\\xe9.jpg"]
+    assert printed["skipped"] == [{"file": str(tmp_path / "empty.jpg"), "reason": "empty file (0 bytes)"}]
+    assert f"skipped {tmp_path / 'empty.jpg'}: empty file (0 bytes)" in captured.err
+
+
+def test_a_reader_that_stops_early_gets_no_error(small_run):
+    """``zoolite predict ... --json | head -1``: the pipe closes before zoolite has printed everything (answers
+    for the 30 photos named 20 times over are more than a pipe holds)."""
+    model = Path(small_run.run_dir) / "efficientnet_lite0" / "models" / "int8.tflite"
+    folders = " ".join([str(small_run.dataset.root)] * 20)
+    shell = f"{sys.executable} -m zoolite.cli predict {model} {folders} --json | head -1"
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=300)
+    assert result.stdout == "{\n" and "error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("content, message", [

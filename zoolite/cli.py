@@ -332,6 +332,10 @@ def _handle(args) -> int:
     except ZooliteError as e:
         print(f"zoolite: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped early (`zoolite predict ... | head`): nothing more to say
+        with contextlib.suppress(OSError, ValueError):  # and nothing for Python to flush into the pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt as interrupt:
         run_dir = getattr(interrupt, "run_dir", None)  # set by the pipeline once the folder exists
         print("zoolite: interrupted; " + (f"earlier runs are untouched, and {run_dir} stays marked incomplete: "

@@ -174,6 +174,11 @@ def is_complete(run_dir: Path) -> bool:
     return (run_dir / COMPLETE_MARKER).exists()
 
 
+def holds_runs(folder: Path) -> bool:
+    """Whether ``folder`` holds zoolite run folders (a ``--out`` folder)."""
+    return any(folder.glob(f"*/{COMPLETE_MARKER}")) or any(folder.glob(f"*/{INCOMPLETE_MARKER}"))
+
+
 def incomplete_runs(root: str | Path) -> list[Path]:
     """The run folders under ``root`` that were started but not completed."""
     return sorted(marker.parent for marker in Path(root).glob(f"*/{INCOMPLETE_MARKER}")

@@ -164,6 +164,20 @@ def photo_features(root: Path, files: list[str], progress=None, threads: int | N
 
 # --- the report ----------------------------------------------------------------------------------
 
+def _what_stops_a_run(classes: list[ClassCount]) -> list[str]:
+    """What ``zoolite run`` would refuse in these classes, which a check reports rather than refuses."""
+    with_photos = [c for c in classes if c.photos]
+    notes = [f"`zoolite run` needs photos in two classes or more; here {len(with_photos)} ("
+             + (", ".join(c.folder for c in with_photos) or "none") + ")"] if len(with_photos) < 2 else []
+    notes += [f"`zoolite run` stops at {c.folder}: {c.photos} photo(s), and a class needs at least 3 for the "
+              "default train/val/test split" for c in with_photos if c.photos < 3]
+    for label in dict.fromkeys(c.label for c in classes):
+        sharing = [c.folder for c in classes if c.label == label]
+        if len(sharing) > 1:
+            notes.append(f"`zoolite run` stops: the folders {' and '.join(sharing)} both get the label {label!r}")
+    return notes
+
+
 def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
           threads: int | None = None) -> CheckReport:
     """What ``zoolite check DATA`` reports (``suspects=False``: without the suspect labels, so no backbone)."""
@@ -186,6 +200,7 @@ def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,
         unusable=[UnusableFile(file, reason) for file, reason in skipped],
         empty_classes=[name for name, n in counts.items() if n == 0],
         imbalance_ratio=round(ratio, 3) if ratio else None, imbalanced=is_imbalanced(list(counts.values())))
+    report.notes += _what_stops_a_run(report.classes)
     if not files:
         report.notes.append("no usable photos")
         return report

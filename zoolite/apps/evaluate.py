@@ -69,7 +69,7 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
 
     classifier = open_classifier(model, labels_file, threads)
     runtime, labels, labels_path = classifier.runtime, classifier.labels, classifier.labels_source
-    dataset = scan_dataset(data, load_label_map(label_map))
+    dataset = scan_dataset(data, load_label_map(label_map), asked_as="a folder")
     if sorted(dataset.labels) != sorted(labels):
         raise ZooliteError(f"{data}: its classes ({', '.join(dataset.labels)}) are not the model's "
                            f"({', '.join(labels)}, from {labels_path}); pass a folder with one sub-folder "

@@ -41,7 +41,7 @@ def predict(model: str | Path, photos, labels_file: str | Path | None = None, to
     (searched recursively; files in them that are not images are skipped and listed)."""
     from zoolite.config import PredictOptions
     from zoolite.dataset.images import load_image
-    from zoolite.dataset.scan import photo_files
+    from zoolite.dataset.scan import photo_files, printable
     from zoolite.targets import open_classifier, top_classes
 
     PredictOptions(threads=threads, top=top)  # checked as the command's flags are
@@ -50,6 +50,7 @@ def predict(model: str | Path, photos, labels_file: str | Path | None = None, to
     answers = []
     for file in files:
         scores = classifier.runtime.predict_one(load_image(file, classifier.runtime.input_size))
-        answers.append(Prediction(str(file), [(classifier.labels[i], float(scores[i])) for i in top_classes(scores, top)],
-                                  bool(classifier.rejects(scores)), classifier.answer(scores, top)))
+        top_labels = [(classifier.labels[i], float(scores[i])) for i in top_classes(scores, top)]
+        answers.append(Prediction(printable(str(file)), top_labels, bool(classifier.rejects(scores)),
+                                  classifier.answer(scores, top)))
     return Predictions(str(model), str(classifier.labels_source), classifier.threshold, answers, skipped)

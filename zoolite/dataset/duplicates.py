@@ -43,6 +43,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
+from zoolite.dataset.images import eight_bit
+
 SIZE = 16  # descriptor side, pixels
 SCALES = (0.9, 0.8)  # crops (share of each side's length) that a whole frame is also compared with ...
 SHIFTS = (0.25, 0.5, 0.75)  # ... each at these places of the margin, across and down
@@ -105,7 +107,7 @@ def _grey(source, side: int) -> Image.Image:
     the format allows it (JPEG decodes at reduced scale)."""
     with Image.open(source) as image:
         image.draft("L", (side, side))
-        return ImageOps.exif_transpose(image).convert("L")
+        return eight_bit(ImageOps.exif_transpose(image)).convert("L")
 
 
 def _thumbnail(image: Image.Image, side: int) -> np.ndarray:

@@ -27,15 +27,23 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` at 8 bits a channel as it looks: a 16-bit grey keeps its top 8 bits, a float grey of 0..1 is
+    scaled to 0..255 (Pillow's own conversion would clip the one to white and the other to black)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+    if image.mode == "F":
+        grey = np.nan_to_num(np.asarray(image, np.float32))
+        return Image.fromarray(np.rint(grey * (255 if grey.max() <= 1 else 1)).clip(0, 255).astype(np.uint8))
+    return image
+
+
 def load_image(path: str | Path, size: int) -> np.ndarray:
     """Decode an image file as upright RGB, resized to ``size`` x ``size``: uint8 (size, size, 3)."""
     with Image.open(path) as image:
         image.draft("RGB", (size, size))  # JPEG: let the decoder downscale by up to 8x first
         image = ImageOps.exif_transpose(image)
-        if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit: keep the top 8 bits
-            image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255)
-                                    .astype(np.uint8))
-        image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        image = eight_bit(image).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)
 
 

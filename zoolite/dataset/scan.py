@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from zoolite import storage
 from zoolite.dataset.images import MAX_PIXELS
 from zoolite.errors import ZooliteError
 
@@ -27,10 +28,13 @@ ANIMALS10_LABELS = {
     "gallina": "chicken", "gatto": "cat", "mucca": "cow", "pecora": "sheep",
     "ragno": "spider", "scoiattolo": "squirrel",
 }
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # Files and folders that operating systems and archivers drop into folders; ignored without a word.
 SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "icon\r", "__macosx"})
 LOOP_REASON = "linked folder already scanned or containing the dataset (a symbolic link loop); not followed"
+RUNS_REASON = "zoolite's run folders, not a class; not scanned"
+# Folder names of a dataset that comes split already (Kaggle's train/ and test/, each with the class folders).
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "dev", "test", "testing"})
 
 
 @dataclass
@@ -96,7 +100,7 @@ def _walk_files(class_dir: Path, seen: set[str], root_real: str):
         yield Path(error.filename), f"folder cannot be read ({error.strerror}); fix its permissions"
 
 
-def _printable(name: str) -> str:
+def printable(name: str) -> str:
     """``name`` with bytes that are not UTF-8 shown as escapes (\\xe9), so it can be printed and saved."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -138,9 +142,9 @@ def _usable_images(root: Path, folders: list[tuple[int, Path]], workers: int | N
         for path, problem in _walk_files(folder, seen, root_real):
             relative = path.relative_to(root).as_posix()
             if problem:
-                skipped.append((f"{_printable(relative)}/", problem, label))
-            elif _printable(relative) != relative:  # it could not be saved in the run's file lists
-                skipped.append((_printable(relative), "file name is not valid UTF-8; rename it", label))
+                skipped.append((f"{printable(relative)}/", problem, label))
+            elif printable(relative) != relative:  # it could not be saved in the run's file lists
+                skipped.append((printable(relative), "file name is not valid UTF-8; rename it", label))
             elif path.suffix.lower() in IMAGE_SUFFIXES:
                 candidates.append((path, relative, label))
             else:
@@ -172,20 +176,24 @@ def scan_photos(root: str | Path, option: str = "--unlabelled") -> tuple[list[st
 
 
 def photo_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The photos ``paths`` name: files as given, folders searched recursively, and the files in those
-    folders that are not usable images, with the reason. A missing path, a file given by name that is
-    not an image, or a folder without any usable one is a one-line error."""
+    """The photos ``paths`` name: files as given, folders searched recursively, and the files given or
+    found that are not usable images, with the reason (so one bad file in a shell's ``*.jpg`` costs only
+    its own answer). A missing path, or no usable photo at all, is a one-line error."""
     files, skipped = [], []
     for path in map(Path, paths):
         if path.is_dir():
             found, unusable = scan_photos(path, "predict")
             files += [path / file for file in found]
-            skipped += [(str(path / file), reason) for file, reason in unusable]
-            continue
-        problem = check_image(path) if path.is_file() else "file not found"
-        if problem:
-            raise ZooliteError(f"{path}: {problem}; pass an image file (JPEG, PNG, ...) or a folder of them")
-        files.append(path)
+            skipped += [(printable(str(path / file)), reason) for file, reason in unusable]
+        elif not path.exists() and not path.is_symlink():
+            raise ZooliteError(f"{printable(str(path))}: file not found; pass an image file (JPEG, PNG, ...) "
+                               "or a folder of them")
+        elif problem := check_image(path):
+            skipped.append((printable(str(path)), problem))
+        else:
+            files.append(path)
+    if not files:
+        raise ZooliteError(f"{skipped[0][0]}: {skipped[0][1]}; pass an image file (JPEG, PNG, ...) or a folder of them")
     return files, skipped
 
 
@@ -197,15 +205,37 @@ def scan_class_folders(root: Path, asked_as: str, workers: int | None = None) ->
         raise ZooliteError(f"{root}: data folder not found; pass {asked_as} with one sub-folder per class")
     if not root.is_dir():
         raise ZooliteError(f"{root}: not a folder; pass {asked_as} with one sub-folder per class")
-    class_dirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    runs = [name for name in folders if storage.holds_runs(root / name)]  # `--out` inside `--data`
+    class_dirs = [name for name in folders if name not in runs]
     if not class_dirs:
         raise ZooliteError(f"{root}: no class folders in it; put each class's images in a "
                            "sub-folder named after the class")
     for folder in (root, *(root / name for name in class_dirs)):
-        if _printable(str(folder)) != str(folder):
-            raise ZooliteError(f"{_printable(str(folder))}: folder name is not valid UTF-8; rename it")
+        if printable(str(folder)) != str(folder):
+            raise ZooliteError(f"{printable(str(folder))}: folder name is not valid UTF-8; rename it")
+    _refuse_a_split_layout(root, class_dirs)
     files, skipped = _usable_images(root, list(enumerate(root / name for name in class_dirs)), workers)
-    return class_dirs, files, skipped
+    return class_dirs, files, skipped + [(f"{name}/", RUNS_REASON, -1) for name in runs]
+
+
+def _sub_folders(folder: Path) -> set[str]:
+    try:
+        return {p.name for p in folder.iterdir() if p.is_dir() and not _is_hidden(p.name)}
+    except OSError:  # unreadable: the scan lists it as skipped
+        return set()
+
+
+def _refuse_a_split_layout(root: Path, class_dirs: list[str]) -> None:
+    """One line when the "classes" are a split (train/, test/, ...) that each hold the same class folders."""
+    if not set(map(str.lower, class_dirs)) <= SPLIT_NAMES:
+        return
+    shared = sorted(set.intersection(*(_sub_folders(root / name) for name in class_dirs)))
+    if len(shared) >= 2:
+        raise ZooliteError(f"{root}: its folders {', '.join(class_dirs)} are a split, not classes (each holds the "
+                           f"class folders {', '.join(shared[:5])}{', ...' if len(shared) > 5 else ''}); merge them "
+                           f"into one folder per class (zoolite makes its own split), or pass just one of them: "
+                           f"{root / class_dirs[-1]}")
 
 
 def skipped_files(skipped: list) -> list[tuple[str, str]]:
@@ -213,16 +243,27 @@ def skipped_files(skipped: list) -> list[tuple[str, str]]:
     return sorted((relative, reason) for relative, reason, _ in skipped)
 
 
+def _refuse_shared_labels(root: Path, class_dirs: list[str], labels: list[str]) -> None:
+    """One line when two class folders get one label (``cane`` and ``dog``, or a label map's doing)."""
+    for label in labels:
+        folders = [name for name, other in zip(class_dirs, labels) if other == label]
+        if len(folders) > 1:
+            raise ZooliteError(f"{root}: the folders {' and '.join(folders)} both get the label {label!r}; "
+                               "move their photos into one folder, or give them labels of their own with "
+                               "--labels FILE")
+
+
 def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
-                 workers: int | None = None) -> Dataset:
+                 workers: int | None = None, asked_as: str = "--data DIR") -> Dataset:
     """Find the classes and usable images under ``root``; list the files that are skipped.
 
     Raises ZooliteError when the folder is missing, or fewer than two classes have images.
     """
     root = Path(root)
     label_map = ANIMALS10_LABELS if label_map is None else label_map
-    class_dirs, files, skipped = scan_class_folders(root, "--data DIR", workers)
+    class_dirs, files, skipped = scan_class_folders(root, asked_as, workers)
     dataset = Dataset(root, class_dirs, [label_map.get(d, d) for d in class_dirs], files, skipped_files(skipped))
+    _refuse_shared_labels(root, class_dirs, dataset.labels)
     empty = [name for name, n in dataset.counts().items() if n == 0]
     if empty:
         label = class_dirs.index(empty[0])
