@@ -431,7 +431,22 @@ def test_predict_without_labels_beside_the_model_says_where_to_put_them(models, 
 def test_evaluate_refuses_a_dataset_whose_classes_are_not_the_models(models, tmp_path, capsys):
     data = copy_sample(tmp_path / "data", classes=("cane", "gatto", "mucca"))
     line = error_line(capsys, ["evaluate", models["good"] / "model.keras", data])
-    assert "its classes (dog, cat, cow) are not the model's (dog, cat, spider" in line
+    assert "its classes cow are not the model's (dog, cat, spider" in line
+
+
+def test_evaluate_takes_photos_of_some_of_the_models_classes(models, tmp_path, capsys):
+    """New photos of one class, say: each is scored against all the model's classes, and the figures are
+    those of the classes with photos."""
+    data = copy_sample(tmp_path / "data", classes=("gatto",), per_class=6)
+    capsys.readouterr()
+    assert main(["evaluate", str(models["good"] / "model.tflite"), str(data), "--runs", "2", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["images"] == 6 and evaluation["classes"] == LABELS
+    assert [name for name, c in evaluation["per_class"].items() if c["support"]] == ["cat"]
+    cat_recall = evaluation["per_class"]["cat"]["recall"]
+    assert evaluation["scores"]["accuracy"] == evaluation["scores"]["balanced_accuracy"] == cat_recall
+    assert main(["evaluate", str(models["good"] / "model.tflite"), str(data), "--runs", "2"]) == 0
+    assert "6 images of 1 of its 3 classes" in capsys.readouterr().out
 
 
 def test_evaluate_matches_classes_by_label_not_by_folder_order(models, messy, label_map, tmp_path, capsys):

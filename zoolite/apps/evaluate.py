@@ -40,7 +40,9 @@ class ModelEvaluation:
         recalls = ", ".join(f"{name} {share(c.recall, c.recall_interval)} of {c.support}"
                             for name, c in self.per_class.items() if c.support)
         kept = ", ".join(f"{name} {share(c.rate, c.interval)}" for name, c in r.per_class.items() if c.photos)
-        return (f"{self.model}: {self.images} images in {len(self.classes)} classes, {len(self.skipped)} file(s) "
+        present = sum(1 for c in self.per_class.values() if c.support)
+        classes = f"in {present}" if present == len(self.classes) else f"of {present} of its {len(self.classes)}"
+        return (f"{self.model}: {self.images} images {classes} classes, {len(self.skipped)} file(s) "
                 f"skipped\nloss {s.loss:.4f}  accuracy {s.accuracy * 100:.1f}%  balanced accuracy "
                 f"{s.balanced_accuracy * 100:.1f}%  top-{s.top_k} accuracy "
                 f"{s.top_k_accuracy * 100:.1f}%  kept {r.kept_rate * 100:.1f}% (none of the {len(self.classes)} "
@@ -59,7 +61,8 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
     """Measure a model file on a folder with one sub-folder per class, with the one routine
     (:func:`zoolite.measure.evaluation.measure`).
 
-    The folder's classes must be the model's (from ``labels_file``, default the labels.txt beside it).
+    The folder's classes must be the model's (from ``labels_file``, default the labels.txt beside it), all
+    of them or some (new photos of one class, say).
     """
     import tempfile
 
@@ -69,11 +72,12 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
 
     classifier = open_classifier(model, labels_file, threads)
     runtime, labels, labels_path = classifier.runtime, classifier.labels, classifier.labels_source
-    dataset = scan_dataset(data, load_label_map(label_map), asked_as="a folder")
-    if sorted(dataset.labels) != sorted(labels):
-        raise ZooliteError(f"{data}: its classes ({', '.join(dataset.labels)}) are not the model's "
+    dataset = scan_dataset(data, load_label_map(label_map), asked_as="a folder", min_classes=1)
+    unknown = [label for label in dataset.labels if label not in labels]
+    if unknown:
+        raise ZooliteError(f"{data}: its classes {', '.join(unknown)} are not the model's "
                            f"({', '.join(labels)}, from {labels_path}); pass a folder with one sub-folder "
-                           "per class the model was trained on")
+                           "per class the model was trained on (all of them, or some)")
     model_index = [labels.index(label) for label in dataset.labels]
     targets = np.array([model_index[label] for _, label in dataset.files])
     with tempfile.TemporaryDirectory(prefix="zoolite-evaluate-") as tmp:  # decoded once, on disk

@@ -253,11 +253,12 @@ def _refuse_shared_labels(root: Path, class_dirs: list[str], labels: list[str]) 
                                "--labels FILE")
 
 
-def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
-                 workers: int | None = None, asked_as: str = "--data DIR") -> Dataset:
+def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None, workers: int | None = None,
+                 asked_as: str = "--data DIR", min_classes: int = 2) -> Dataset:
     """Find the classes and usable images under ``root``; list the files that are skipped.
 
-    Raises ZooliteError when the folder is missing, or fewer than two classes have images.
+    Raises ZooliteError when the folder is missing, a class folder has no images, or there are fewer than
+    ``min_classes`` classes (two to train a classifier).
     """
     root = Path(root)
     label_map = ANIMALS10_LABELS if label_map is None else label_map
@@ -273,7 +274,7 @@ def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None,
                               if reasons else "")
                            + "; add images or remove the folder"
                            + (f" (also empty: {', '.join(empty[1:])})" if len(empty) > 1 else ""))
-    if len(class_dirs) < 2:
+    if len(class_dirs) < min_classes:
         raise ZooliteError(f"{root}: only one class folder ({class_dirs[0]}); a classifier "
                            "needs at least two")
     return dataset
