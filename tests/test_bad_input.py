@@ -493,7 +493,9 @@ def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
     (["--patience", "-1"], "--patience -1: must be at least 0"),
     (["--dropout", "1.5"], "--dropout 1.5: must be in [0, 1)"),
     (["--split", "0.5,0.5"], "--split 0.5,0.5: must be three train,val,test fractions that sum to 1"),
-    (["--split", "0.7,0.3,0"], "train and test above 0"),
+    (["--split", "0.7,0.3,0"], "each above 0"),
+    (["--split", "0.85,0,0.15"], "--split 0.85,0.0,0.15: must be three train,val,test fractions that sum to 1, each "
+                                 "above 0"),  # the gate and early stopping need validation photos
     (["--split", "0.8,0.3,-0.1"], "sum to 1"),
     (["--representative-images", "0"], "--representative-images 0: must be at least 1"),
     (["--threads", "0"], "--threads 0: must be at least 1"),
@@ -526,6 +528,34 @@ def test_other_commands_refuse_out_of_range_options(models, messy, capsys):
 def test_resume_refuses_options_that_contradict_the_saved_run(tmp_path, capsys):
     line = error_line(capsys, ["run", "--resume", tmp_path, "--epochs", "3", "--data", "elsewhere", "--quiet"])
     assert "drop --data, --epochs (or start a new run to change them)" in line
+
+
+def test_python_takes_list_options_in_the_command_lines_form():
+    from zoolite.config import RunConfig
+    from zoolite.errors import ZooliteError
+
+    config = RunConfig.from_options(modes="float32,int8", runtimes="litert", split="0.8,0.1,0.1")
+    assert (config.modes, config.runtimes, config.split) == (("float32", "int8"), ("litert",), (0.8, 0.1, 0.1))
+    with pytest.raises(ZooliteError, match="^--split: expected comma-separated numbers, got 'a,b'$"):
+        RunConfig.from_options(split="a,b")
+
+
+def test_resume_takes_the_saved_options_from_any_working_folder(tmp_path, capsys, monkeypatch):
+    """A run saves its folders whole, so it resumes from anywhere; an option given again with the value it
+    saved (the seed, the data folder named from here) changes nothing and is not refused."""
+    from zoolite.config import RunConfig
+
+    copy_sample(tmp_path / "data", per_class=4)
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig.from_options(data="data", other="data/cane")
+    assert (config.data, config.other) == (str(tmp_path / "data"), str(tmp_path / "data" / "cane"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config.save(run_dir / "config.json")
+    (run_dir / "COMPLETE").write_text("")
+    monkeypatch.chdir(run_dir)
+    assert "already complete" in error_line(capsys, ["run", "--resume", run_dir, "--seed", "0", "--data", "../data"])
+    assert "drop --seed (or start" in error_line(capsys, ["run", "--resume", run_dir, "--seed", "1", "--data", "../data"])
 
 
 @pytest.mark.parametrize("make, message", [

@@ -80,10 +80,13 @@ def test_int8_bundle_loads_and_model_json_matches_the_model(small_run, tmp_path,
                                    probabilities, atol=1e-6)
 
 
-def _recommending(run, variant: str, folder: Path) -> Path:
-    """A copy of ``run``'s folder in ``folder`` whose results recommend ``variant`` (made up)."""
+def _recommending(run, variant: str, folder: Path, without: tuple[str, ...] = ()) -> Path:
+    """A copy of ``run``'s folder in ``folder`` whose results recommend ``variant`` (made up), as if it had
+    not made the variants ``without``."""
     results = copy.deepcopy(run)
     results.run_dir = str(shutil.copytree(run.run_dir, folder))
+    backbone = results.backbones[BACKBONE]
+    backbone.variants = [v for v in backbone.variants if v.target not in without]
     results.recommendation = Recommendation(results.config.budget, f"{variant} won (made up)", BACKBONE, variant)
     reporting.write_reports(results)
     return folder
@@ -154,6 +157,28 @@ def test_an_integer_only_recommendation_is_exported_as_its_uint8_twin(small_run,
     assert main(["export", str(run_dir), "--variant", "int8", "--to", str(tmp_path / "int8")]) == 0
     warning = capsys.readouterr().err.strip()
     assert "\n" not in warning and "int8.tflite takes int8 input" in warning and "--variant uint8" in warning
+
+
+def test_without_its_uint8_twin_int8_is_exported_to_apps_and_the_page_gets_a_file_it_runs(
+        small_run, tmp_path, capsys):
+    """A run made with --modes float32,int8 (as the docs show) that recommends int8."""
+    run_dir = _recommending(small_run, "int8", tmp_path / "run", without=("uint8",))
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--to", str(tmp_path / "app")]) == 0
+    assert (tmp_path / "app" / "int8.tflite").exists()
+    assert "for those apps add uint8 to the run's --modes" in capsys.readouterr().err
+    assert main(["export", str(run_dir), "--web", "--to", str(tmp_path / "page")]) == 0
+    card = json.loads((tmp_path / "page" / "model.json").read_text())
+    assert TARGETS[card["variant"]].web and (tmp_path / "page" / card["model_file"]).exists()
+
+
+def test_export_where_nothing_can_be_written_is_one_line(small_run, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for to, message in ((tmp_path / "a-file" / "bundle", "cannot write there"),
+                        ("/proc/zoolite-bundle", "cannot write there"), (tmp_path / "dangling", "a broken symbolic link")):
+        line = error_line(capsys, ["export", str(small_run.run_dir), "--variant", "float32", "--to", str(to)])
+        assert f"--to {to}: {message}" in line
 
 
 def test_the_model_card_is_typed_versioned_and_carries_the_runs_normalisation(small_run, tmp_path):

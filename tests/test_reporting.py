@@ -293,6 +293,18 @@ def test_the_plot_draws_the_budget_floor_from_the_best_float_model(monkeypatch):
     assert results.recommendation.budget.accuracy_floor(results.best_reference_accuracy) == pytest.approx(0.93)
 
 
+def test_labels_the_font_cannot_draw_cost_no_warning():
+    """Class names in any script, or with emoji, are the user's own: the plot is drawn without a word."""
+    import warnings
+
+    from zoolite.report import plots
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = plots.confusion_matrix([[3, 1], [0, 4]], ["猫", "sloth 🦥"], "efficientnet_lite0: int8")
+    assert png.startswith(b"\x89PNG")
+
+
 # Real run folders written by earlier versions (tests/data/README.md says how each was made), and
 # the sections each schema added: fidelity from 2, "none of these" from 3, balanced accuracy from 4,
 # the target under "target" from 5 (and "none of these" per class from 6, which none of them has).

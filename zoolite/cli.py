@@ -18,6 +18,7 @@ import tempfile
 import time
 import warnings
 from importlib.metadata import version
+from pathlib import Path
 
 from zoolite.config import Budget, LatencyConfig, ModelOptions, PredictOptions, RunConfig, TrainConfig
 from zoolite.constraints import fields_with_flags, flag_of
@@ -198,12 +199,13 @@ def _run(args) -> int:
 
     import_seconds = time.perf_counter() - start
     given = _given(args)
-    if args.resume and given:
+    contradicting = _contradicting(args.resume, given) if args.resume else []
+    if contradicting:
         # A resumed run keeps the options saved in its config.json; others would contradict them.
         flags = {f.name: flag_of(f) for group in (RunConfig, TrainConfig, LatencyConfig, Budget)
                  for f in fields_with_flags(group)}
         raise ZooliteError(f"--resume {args.resume}: the run keeps the options saved in its config.json; "
-                           f"drop {', '.join(flag for name, flag in flags.items() if name in given)} "
+                           f"drop {', '.join(flag for name, flag in flags.items() if name in contradicting)} "
                            "(or start a new run to change them)")
     config = None if args.resume else RunConfig.from_options(**given)
     results = run(config, resume=args.resume, progress=Progress(not (args.quiet or args.json)),
@@ -211,6 +213,27 @@ def _run(args) -> int:
     results.timings["import"] = round(import_seconds, 3)
     print(json.dumps(results.to_json(), indent=2) if args.json else text_summary(results))
     return 0
+
+
+def _contradicting(run_dir: str, given: dict) -> list[str]:
+    """The options given with ``--resume`` whose values differ from those the run saved (all of them if the
+    folder has no options to compare with: the run then says what is wrong with it)."""
+    from zoolite.runs.layout import RunLayout
+
+    try:
+        saved = RunConfig.load(RunLayout(Path(run_dir)).config)
+    except (ZooliteError, OSError):
+        return list(given)
+    groups = ("train", "latency", "budget")
+    options = {**{f.name: getattr(saved, f.name) for f in dataclasses.fields(saved) if f.name not in groups},
+               **{name: value for group in groups for name, value in dataclasses.asdict(getattr(saved, group)).items()}}
+    before, after = RunConfig.from_options(**options), RunConfig.from_options(**{**options, **given})
+
+    def value(config: RunConfig, name: str):
+        return next(getattr(part, name) for part in (config, config.train, config.latency, config.budget)
+                    if hasattr(part, name))
+
+    return [name for name in given if value(before, name) != value(after, name)]
 
 
 def _report(args) -> int:
@@ -262,8 +285,6 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from pathlib import Path
-
     from zoolite.apps.evaluate import evaluate_model
 
     threads = _options(args, ModelOptions).threads

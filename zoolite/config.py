@@ -11,17 +11,19 @@ imports no TensorFlow: ``zoolite --help`` stays fast.
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from zoolite.constraints import Check, Range, check, fields_with_flags, one_of, option
+from zoolite.constraints import Check, Range, check, fields_with_flags, flag_of, one_of, option
 from zoolite.errors import ZooliteError
 
 SAMPLE_DATA = Path(__file__).parent / "sample" / "animals10"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+PATH_OPTIONS = ("data", "labels", "unlabelled", "other")  # folders and files a run reads
 # config.json's own version (the results have theirs). A run is resumed only from files of this version:
 # bump it with any change to the options or to a stage's files (history.json, rejection.json, the
 # measurements). config.json files before it carried the results' schema_version instead.
@@ -171,9 +173,8 @@ def _numbers(text: str) -> tuple[float, ...]:
         raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _split_ok(fractions) -> bool:
-    return (len(fractions) == 3 and all(f >= 0 for f in fractions) and fractions[0] > 0 and fractions[2] > 0
-            and abs(sum(fractions) - 1) < 1e-6)
+def _split_ok(fractions) -> bool:  # validation photos fit the gate and stop training: none is not an option
+    return len(fractions) == 3 and all(f > 0 for f in fractions) and abs(sum(fractions) - 1) < 1e-6
 
 
 def _regex_ok(pattern) -> bool:
@@ -225,7 +226,7 @@ class RunConfig:
     seed: int = option(0, "seed of the split, training and calibration sample")
     split: tuple[float, float, float] = option(
         DEFAULT_FRACTIONS, "train,val,test fractions",
-        Check(_split_ok, lambda: "three train,val,test fractions that sum to 1, train and test above 0 "
+        Check(_split_ok, lambda: "three train,val,test fractions that sum to 1, each above 0 "
                                  "(e.g. 0.7,0.15,0.15)"), parse=_numbers)
     labels: str | None = option(None, "JSON map from folder names to labels (default: Animals-10's)")
     keep_duplicates: bool = option(False, "split as if every photo were distinct: copies of one photo (identical, "
@@ -269,6 +270,12 @@ class RunConfig:
     def __post_init__(self):
         from zoolite.targets import DEFAULT_RUNTIMES
 
+        for f in fields_with_flags(type(self)):  # the command line's text form, from Python too
+            if f.metadata["parse"] and isinstance(getattr(self, f.name), str):
+                try:
+                    setattr(self, f.name, f.metadata["parse"](getattr(self, f.name)))
+                except ValueError as e:
+                    raise ZooliteError(f"{flag_of(f)}: {e}") from None
         self.backbones, self.split = tuple(self.backbones), tuple(float(f) for f in self.split)
         self.runtimes = tuple(self.runtimes) or DEFAULT_RUNTIMES
         self.modes = tuple(self.modes) or tuple(_modes())
@@ -325,6 +332,9 @@ class RunConfig:
         """A config from flat option names (as the CLI has them): recipe, latency and budget
         options go to their groups; anything not given keeps its default."""
         options = _renamed(cls, options, warn=True)
+        for name in PATH_OPTIONS:  # saved whole, so that a run resumes from any working folder
+            if options.get(name):
+                options[name] = os.path.abspath(options[name])
         groups = {name: {f.name: options.pop(f.name) for f in dataclasses.fields(group) if f.name in options}
                   for name, group in (("train", TrainConfig), ("latency", LatencyConfig), ("budget", Budget))}
         return cls(**options, train=TrainConfig(**groups["train"]), latency=LatencyConfig(**groups["latency"]),

@@ -77,7 +77,8 @@ def evaluate_model(model: str | Path, data: str | Path, labels_file: str | Path 
     if unknown:
         raise ZooliteError(f"{data}: its classes {', '.join(unknown)} are not the model's "
                            f"({', '.join(labels)}, from {labels_path}); pass a folder with one sub-folder "
-                           "per class the model was trained on (all of them, or some)")
+                           "per class the model was trained on (all of them, or some), with --labels FILE if "
+                           "its run mapped folder names to labels")
     model_index = [labels.index(label) for label in dataset.labels]
     targets = np.array([model_index[label] for _, label in dataset.files])
     with tempfile.TemporaryDirectory(prefix="zoolite-evaluate-") as tmp:  # decoded once, on disk

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 
 from zoolite import storage
@@ -49,30 +50,35 @@ def chosen_variant(results: Run, backbone: str | None = None, variant: str | Non
         if recommended != backbone:
             raise ZooliteError(f"no recommended variant for {backbone} under the run's budget; pass --variant, "
                                f"one of: {', '.join(shippable)}")
-        variant = recommendation.variant
-        recommended_target = chosen.variant(variant).target_spec
-        if recommended_target.app_twin in shippable:  # the same model with the input type app clients take
+        variant = _exported_as(chosen, recommendation.variant)
+        if variant != recommendation.variant:
             log.info("the recommended %s model takes %s input, which app clients refuse; exporting its twin %s",
-                     variant, recommended_target.input_dtype, recommended_target.app_twin)
-            variant = recommended_target.app_twin
+                     recommendation.variant, chosen.variant(recommendation.variant).input_dtype, variant)
     if variant not in shippable:
         raise ZooliteError(f"--variant {variant}: not a shippable model of {backbone} in this run; choose from: "
                            f"{', '.join(shippable)}")
     return chosen, chosen.variant(variant)
 
 
+def _exported_as(backbone: Backbone, variant: str) -> str:
+    """``variant``, or its app twin (the same model with the input app clients take) when the run has it."""
+    twin = backbone.variant(variant).target_spec.app_twin
+    return twin if twin in [v.target for v in backbone.shippable] else variant
+
+
 def _recommend_for_the_page(results: Run) -> None:
-    """When the run recommends a file of a runtime the web page cannot run, recommend again among
-    the files of the runtime it runs (LiteRT, for LiteRT.js), under the same budget."""
+    """When the file the run's recommendation exports is one the web page cannot run (another runtime's, or a
+    LiteRT int8 file without its uint8 twin), recommend again among the files it runs, under the same budget."""
     from zoolite.results.recommend import recommend
 
-    recommendation = results.recommendation
-    (page_runtime,) = {t.family.name for t in CONVERTED.values() if t.web}  # the page runs one runtime's files
-    recommended = results.recommended()
-    if recommended and recommended.variant.target_spec.family.name != page_runtime:
-        results.recommendation = recommend(results, recommendation.budget, page_runtime)
-        log.info("the recommended %s cannot run in the web page; exporting the recommendation among its runtime's "
-                 "files: %s", recommendation.variant, results.recommendation.variant or "none")
+    recommendation, recommended = results.recommendation, results.recommended()
+    page_runs = {name for name, target in CONVERTED.items() if target.web}
+    in_run = {v.target for backbone in results.backbones.values() for v in backbone.shippable}
+    if recommended and _exported_as(recommended.backbone, recommended.variant.target) not in page_runs \
+            and page_runs & in_run:
+        results.recommendation = recommend(results, recommendation.budget, targets=page_runs)
+        log.info("the recommended %s cannot run in the web page; exporting the recommendation among the files it "
+                 "runs: %s", recommendation.variant, results.recommendation.variant or "none")
 
 
 def _check_web(backbone: Backbone, variant: Variant) -> None:
@@ -86,11 +92,19 @@ def _check_web(backbone: Backbone, variant: Variant) -> None:
 
 
 def _check_target(target: Path) -> None:
+    if target.is_symlink() and not target.exists():
+        raise ZooliteError(f"--to {target}: a broken symbolic link; pass a new folder")
     if target.exists() and not target.is_dir():
         raise ZooliteError(f"--to {target}: is a file; pass a new folder")
     if target.is_dir() and any(target.iterdir()):
         raise ZooliteError(f"--to {target}: folder is not empty; pass a new or empty folder "
                            "(nothing is overwritten)")
+    try:  # the bundle is assembled beside it
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=target.parent).cleanup()
+    except OSError as e:
+        raise ZooliteError(f"--to {target}: cannot write there ({e.strerror or e}); pass a folder you can "
+                           "write to") from None
 
 
 def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
@@ -117,10 +131,12 @@ def export(run_dir: str | Path, to: str | Path, variant: str | None = None,
     card = model_card(results, backbone, variant, runtime)
     made_as = variant.target_spec
     if made_as.app_twin:
-        log.warning("%s takes %s input, which %s refuse; for those apps export --variant %s (the same model, with "
-                    "an input they take)", card.model_file, card.input.dtype,
-                    ", ".join(client for client in get_target(made_as.app_twin).clients
-                              if client not in made_as.clients), made_as.app_twin)
+        twin = made_as.app_twin
+        how = f"export --variant {twin}" if _exported_as(backbone, variant.target) == twin else \
+            f"add {twin} to the run's --modes"
+        log.warning("%s takes %s input, which %s refuse; for those apps %s (the same model, with an input they "
+                    "take)", card.model_file, card.input.dtype,
+                    ", ".join(client for client in get_target(twin).clients if client not in made_as.clients), how)
     with storage.atomic_dir(target) as staging:  # replaces an empty folder; a non-empty one was refused
         for file in made_as.family.files(model_path):
             shutil.copyfile(file, staging / file.name)

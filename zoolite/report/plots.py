@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,9 @@ MAX_MARKER_AREA = 900.0
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")  # trims empty margins
+    with warnings.catch_warnings():  # a label's emoji the font lacks, a long label the layout cannot fit: the
+        warnings.simplefilter("ignore", UserWarning)  # plot is drawn all the same, and the report is the user's
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")  # trims empty margins
     return buffer.getvalue()
 
 

@@ -43,6 +43,8 @@ The rule (docs/measurements.md, "How the recommendation decides", gives the reas
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from zoolite.measure import intervals, rejection, stats
 from zoolite.config import Budget
 from zoolite.errors import ZooliteError
@@ -160,16 +162,21 @@ def _resolution(n: int) -> str:
     return f"with {n} test images a drop below {drop:.3g} pp cannot be detected"
 
 
-def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None) -> Recommendation:
+def _among(variant: Variant, runtime: str | None, targets: Collection[str] | None) -> bool:
+    return runtime in (None, variant.family) and (targets is None or variant.target in targets)
+
+
+def recommend(run: Run, budget: Budget | None = None, runtime: str | None = None,
+              targets: Collection[str] | None = None) -> Recommendation:
     """The shippable variant within ``budget`` chosen by the rule above, among the variants of one
-    ``runtime`` family if given."""
+    ``runtime`` family if given, and of ``targets`` (their names) if given."""
     budget = budget or Budget()
     balanced = run.balanced
     best_float = run.best_reference_accuracy
     floor = budget.accuracy_floor(best_float)
     n = run.split.test
     decide_accuracy = n >= MIN_TEST_IMAGES
-    pool = [(name, v) for name, b in run.backbones.items() for v in b.shippable if runtime in (None, v.family)]
+    pool = [(name, v) for name, b in run.backbones.items() for v in b.shippable if _among(v, runtime, targets)]
     if not pool:
         measured = sorted({v.family for b in run.backbones.values() for v in b.shippable})
         raise ZooliteError(f"--runtime {runtime}: no variant of it in this run; choose from: {', '.join(measured)}")
