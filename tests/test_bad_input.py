@@ -494,6 +494,7 @@ def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
     (["--dropout", "1.5"], "--dropout 1.5: must be in [0, 1)"),
     (["--split", "0.5,0.5"], "--split 0.5,0.5: must be three train,val,test fractions that sum to 1"),
     (["--split", "0.7,0.3,0"], "each above 0"),
+    (["--max-size-mb", "inf"], "--max-size-mb inf: must be above 0; or leave it out"),  # JSON has no infinity
     (["--split", "0.85,0,0.15"], "--split 0.85,0.0,0.15: must be three train,val,test fractions that sum to 1, each "
                                  "above 0"),  # the gate and early stopping need validation photos
     (["--split", "0.8,0.3,-0.1"], "sum to 1"),
@@ -528,6 +529,27 @@ def test_other_commands_refuse_out_of_range_options(models, messy, capsys):
 def test_resume_refuses_options_that_contradict_the_saved_run(tmp_path, capsys):
     line = error_line(capsys, ["run", "--resume", tmp_path, "--epochs", "3", "--data", "elsewhere", "--quiet"])
     assert "drop --data, --epochs (or start a new run to change them)" in line
+
+
+def test_zoolite_lines_are_zoolites_own(models, tmp_path, capsys, monkeypatch):
+    """A library's notes on the root logger (the ONNX quantizer's) do not come out as "zoolite: ..." lines."""
+    import logging
+
+    import zoolite.dataset.images
+
+    real = zoolite.dataset.images.load_image
+
+    def noisy(path, size):
+        logging.warning("a library's note")
+        logging.getLogger("zoolite.dataset").warning("zoolite's own note")
+        return real(path, size)
+
+    monkeypatch.setattr(zoolite.dataset.images, "load_image", noisy)
+    photo = next(copy_sample(tmp_path / "data", classes=("cane",), per_class=1).rglob("*.jpg"))
+    capsys.readouterr()
+    assert main(["predict", str(models["good"] / "model.tflite"), str(photo)]) == 0
+    said = capsys.readouterr().err
+    assert "zoolite: zoolite's own note" in said and "a library's note" not in said
 
 
 def test_python_takes_list_options_in_the_command_lines_form():

@@ -133,6 +133,25 @@ def test_agreement_and_per_class_report():
     assert per_class["a"].won is None  # no reference given, no paired evidence
 
 
+def test_a_row_of_zeros_answers_no_class():
+    """An integer file rounds every score of a photo its gate rejects outright to 0. That photo is answered with
+    no class: a miss (not class 0, not in the top k), its loss that of knowing nothing, and no NaN anywhere."""
+    from zoolite.measure import stats
+    from zoolite.measure.evaluation import classification_metrics
+
+    outputs = np.array([[0.0, 0.0, 0.0], [0.1, 0.7, 0.2], [0.0, 0.0, 0.0], [0.9, 0.05, 0.05]])
+    labels = np.array([0, 1, 2, 0])
+    scores = classification_metrics(outputs, labels, 3, top_k=3)
+    assert (scores.accuracy, scores.top_k_accuracy) == (0.5, 0.5)
+    assert scores.balanced_accuracy == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert scores.loss == pytest.approx(np.mean([np.log(3), -np.log(0.7), np.log(3), -np.log(0.9)]))
+    reference = np.eye(3)[labels]  # the float model: right on every photo
+    confusion, per_class = per_class_report(outputs, labels, ["a", "b", "c"], reference)
+    assert confusion == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    assert (per_class["a"].recall, per_class["a"].lost, per_class["c"].recall, per_class["c"].lost) == (0.5, 1, 0.0, 1)
+    assert stats.agreement_by_confidence(outputs, reference, bins=())[0].agreement == 0.5
+
+
 def test_one_calibration_shared_by_the_integer_modes_gives_the_converters_own_models(tiny_model, coloured_images,
                                                                                      variants, tmp_path):
     """The integer modes are quantized from one calibration (the ``variants`` fixture, as the pipeline

@@ -240,12 +240,12 @@ def test_report_rerenders_without_models_and_with_another_budget(small_run, tmp_
     assert not (run_dir / BACKBONE / "models").exists()
     assert {p: p.stat().st_mtime_ns for p in (run_dir / BACKBONE / "measurements").iterdir()} == measurements
 
-    # Without budget options the run's own budget is kept.
+    # Without budget options the last report's budget is kept; budget options replace it as a whole.
     assert main(["report", str(run_dir)]) == 0
     assert json.loads((run_dir / "results.json").read_text())["recommendation"]["budget"]["max_size_mb"] == 0.001
     assert main(["report", str(run_dir), "--max-accuracy-drop", "100"]) == 0
     results = load(run_dir)
-    assert results.recommendation.variant is not None
+    assert results.recommendation.variant is not None and results.recommendation.budget.max_size_mb is None
     _check_report(run_dir, results)
     assert not list(run_dir.glob(".tmp-*"))
 

@@ -130,8 +130,9 @@ def _add_run_commands(sub) -> None:
     run.set_defaults(handler=_run)
 
     report = sub.add_parser("report", help="re-render report.md/report.html and the recommendation of a finished "
-                                           "run, without recomputing anything; without budget options, the run's "
-                                           "own budget is kept")
+                                           "run, without recomputing anything; budget options replace the last "
+                                           "report's budget as a whole (one left out takes its default: no latency "
+                                           "or size limit), and without any the last report's budget is kept")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (runs/<timestamp>-<backbone>)")
     report.add_argument("--runtime", help="recommend among the variants of one runtime only: "
                                           f"{', '.join(RUNTIMES)} (default: every runtime of the run)")
@@ -338,8 +339,11 @@ def main(argv=None) -> int:
         if not args.debug:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
             warnings.filterwarnings("ignore", module="tensorflow")  # converter notes, not the user's concern
-        logging.basicConfig(level=logging.WARNING, format="zoolite: %(message)s", stream=sys.stderr, force=True)
-        # zoolite's own notes at INFO; libraries' (TensorFlow's "Assets written to ...") from WARNING up.
+        # "zoolite: " lines are what zoolite says: its own notes from INFO, a library's only when it fails (the ONNX
+        # quantizer's notes on the nodes it leaves in float, TensorFlow's "Assets written to ..." are not the user's).
+        said = logging.StreamHandler(sys.stderr)
+        said.addFilter(lambda record: record.name.startswith("zoolite") or record.levelno >= logging.ERROR)
+        logging.basicConfig(level=logging.WARNING, format="zoolite: %(message)s", handlers=[said], force=True)
         log.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
         logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notes are not the user's concern
         for old, new in getattr(args, "renamed_flags", []):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,8 +27,8 @@ class Range:
     closed: str = "both"  # "both", "left", "right" or "neither"
 
     def accepts(self, value) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            return False
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False  # infinity too: results.json is standard JSON, which has none
         if self.low is not None and not (value >= self.low if self.closed in ("both", "left") else value > self.low):
             return False
         return self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)

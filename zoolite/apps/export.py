@@ -68,17 +68,26 @@ def _exported_as(backbone: Backbone, variant: str) -> str:
 
 def _recommend_for_the_page(results: Run) -> None:
     """When the file the run's recommendation exports is one the web page cannot run (another runtime's, or a
-    LiteRT int8 file without its uint8 twin), recommend again among the files it runs, under the same budget."""
+    LiteRT int8 file without its uint8 twin), recommend again under the same budget: among the files of the
+    runtime the page runs, else among the files it runs itself."""
     from zoolite.results.recommend import recommend
 
-    recommendation, recommended = results.recommendation, results.recommended()
+    recommendation = results.recommendation
     page_runs = {name for name, target in CONVERTED.items() if target.web}
-    in_run = {v.target for backbone in results.backbones.values() for v in backbone.shippable}
-    if recommended and _exported_as(recommended.backbone, recommended.variant.target) not in page_runs \
-            and page_runs & in_run:
-        results.recommendation = recommend(results, recommendation.budget, targets=page_runs)
-        log.info("the recommended %s cannot run in the web page; exporting the recommendation among the files it "
-                 "runs: %s", recommendation.variant, results.recommendation.variant or "none")
+    (page_runtime,) = {CONVERTED[name].family.name for name in page_runs}
+
+    def runs_in_page(recommended) -> bool:
+        return recommended is None or _exported_as(recommended.backbone, recommended.variant.target) in page_runs
+
+    if runs_in_page(results.recommended()) or not any(
+            v.target in page_runs for backbone in results.backbones.values() for v in backbone.shippable):
+        return
+    for among in ({"runtime": page_runtime}, {"targets": page_runs}):
+        results.recommendation = recommend(results, recommendation.budget, **among)
+        if runs_in_page(results.recommended()):
+            break
+    log.info("the recommended %s cannot run in the web page; exporting the recommendation among the files it "
+             "runs: %s", recommendation.variant, results.recommendation.variant or "none")
 
 
 def _check_web(backbone: Backbone, variant: Variant) -> None:

@@ -106,11 +106,14 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, n_clas
     over the classes with test images), which a large class cannot hide a small one's losses in."""
     p = np.asarray(probabilities, np.float64)
     labels = np.asarray(labels, dtype=int)
-    p = np.clip(p / p.sum(axis=1, keepdims=True), 1e-7, 1 - 1e-7)
+    answered = stats.answers(p)
+    totals = p.sum(axis=1, keepdims=True)
+    # A row of zeros names no class (stats.answers): a miss, whose loss is that of knowing nothing.
+    p = np.clip(np.where(totals > 0, p / np.where(totals > 0, totals, 1), 1 / p.shape[1]), 1e-7, 1 - 1e-7)
     target = p[np.arange(len(labels)), labels]
     k = min(top_k, n_classes)
-    correct = p.argmax(1) == labels
-    right, in_top_k = int(np.sum(correct)), int(np.sum((p > target[:, None]).sum(1) < k))
+    correct = answered == labels
+    right, in_top_k = int(np.sum(correct)), int(np.sum(((p > target[:, None]).sum(1) < k) & (answered >= 0)))
     balanced = intervals.balanced_accuracy_interval(np.bincount(labels[correct], minlength=n_classes),
                                                     np.bincount(labels, minlength=n_classes))
     return Scores(loss=float(np.mean(-np.log(target))), accuracy=right / len(labels),
@@ -208,14 +211,14 @@ def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names:
     that the class is lost, Holm-corrected for the number of classes."""
     n = len(class_names)
     labels = np.asarray(labels, int)
-    predicted = probabilities.argmax(1)
-    confusion = np.zeros((n, n), dtype=int)
-    np.add.at(confusion, (labels, predicted), 1)
-    losses = [{}] * n if reference is None else \
-        [vars(loss) for loss in stats.class_losses(predicted == labels, reference.argmax(1) == labels, labels, n)]
+    predicted = stats.answers(probabilities)
+    confusion = np.zeros((n, n), dtype=int)  # a photo answered with no class is in no column
+    np.add.at(confusion, (labels[predicted >= 0], predicted[predicted >= 0]), 1)
+    losses = [{}] * n if reference is None else [vars(loss) for loss in stats.class_losses(
+        predicted == labels, stats.answers(reference) == labels, labels, n)]
     per_class = {}
     for i, name in enumerate(class_names):
-        tp, support, claimed = int(confusion[i, i]), int(confusion[i].sum()), int(confusion[:, i].sum())
+        tp, support, claimed = int(confusion[i, i]), int(np.sum(labels == i)), int(confusion[:, i].sum())
         precision = tp / claimed if claimed else 0.0
         recall = tp / support if support else 0.0
         per_class[name] = ClassMeasure(

@@ -50,7 +50,7 @@ def with_evidence(variant: Variant, outputs: ImageSets, reference: ImageSets, be
     n_classes = len(class_names)
     confusion, per_class = per_class_report(outputs.test, labels, class_names,
                                             None if outputs is reference else reference.test)
-    correct = outputs.test.argmax(1) == labels
+    correct = stats.answers(outputs.test) == labels
     won, lost = (np.bincount(labels[a & ~b], minlength=n_classes) for a, b in ((correct, best.correct),
                                                                                (best.correct, correct)))
     return replace(

@@ -18,8 +18,9 @@ from zoolite.results import ClassKept, RejectionMeasure
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Mean |confidence - accuracy| over equal-width confidence bins, weighted by their photos."""
     p = np.asarray(probabilities, np.float64)
-    p = p / p.sum(1, keepdims=True)
-    confidence, right = p.max(1), p.argmax(1) == np.asarray(labels)
+    right = stats.answers(p) == np.asarray(labels)
+    p = p / np.maximum(p.sum(1, keepdims=True), np.finfo(np.float64).tiny)  # a row of zeros: confidence 0
+    confidence = p.max(1)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     return float(sum(abs(confidence[which == b].mean() - right[which == b].mean()) * np.mean(which == b)
                      for b in range(bins) if np.any(which == b)))

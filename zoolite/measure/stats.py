@@ -40,6 +40,16 @@ __all__ = [
 # --------------------------------------------------------------------------- paired accuracy
 
 
+
+NO_CLASS = -1
+
+
+def answers(probabilities) -> np.ndarray:
+    """The class each row of a file's output answers: its top score's, or ``NO_CLASS`` for a row of zeros (an
+    integer file's output for a photo its gate rejects outright: every score rounded to 0, no class to read)."""
+    p = np.asarray(probabilities)
+    return np.where(p.max(axis=1) > 0, p.argmax(axis=1), NO_CLASS)
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Exact two-sided McNemar p-value for ``b`` and ``c`` discordant pairs.
 
@@ -317,7 +327,7 @@ def agreement_by_confidence(variant_probs: ArrayLike, reference_probs: ArrayLike
     if any(not 0.0 < edge <= 1.0 for edge in edges) or any(x >= y for x, y in zip(edges, edges[1:])):
         raise ValueError(f"bins={bins!r}: must be increasing values in (0, 1]")
 
-    agree = variant.argmax(axis=1) == reference.argmax(axis=1)
+    agree = answers(variant) == answers(reference)
     total_variation = 0.5 * np.abs(variant - reference).sum(axis=1)
     top = reference.max(axis=1)
 

@@ -100,7 +100,7 @@ def _prediction_grid(layout: RunLayout, results: Run, backbone: str, variant: st
     images = _test_images(layout, results, backbone, test, order)
     if images is None:
         return '<p class="note">No prediction grid: the decoded test images and the dataset are both gone.</p>'
-    wrong = int((probabilities.argmax(1) != labels).sum())
+    wrong = int((stats.answers(probabilities) != labels).sum())
     title = (f"{backbone} {variant}: {wrong} of {len(labels)} test images wrong"
              + (" (shown first)" if wrong else "") + f"; {len(order)} shown")
     png = plots.prediction_grid(images, labels[order], probabilities[order], results.labels, title)

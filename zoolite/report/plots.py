@@ -17,6 +17,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
 from zoolite.results import Backbone, Run, Training, TrainingStage
 from zoolite.measure.intervals import Interval
+from zoolite.measure.stats import NO_CLASS, answers
 from zoolite.report.tables import runtime_label
 
 DPI = 110
@@ -220,7 +221,7 @@ def confusion_matrix(matrix, class_names: list[str], title: str) -> bytes:
 
 def prediction_order(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Test images wrong first (most confident mistakes first), then right ones, least confident first."""
-    predicted = probabilities.argmax(1)
+    predicted = answers(probabilities)
     confidence = probabilities.max(1)
     wrong = predicted != labels
     return np.lexsort((np.where(wrong, -confidence, confidence), ~wrong))
@@ -235,14 +236,15 @@ def prediction_grid(images, labels: np.ndarray, probabilities: np.ndarray, class
     for ax in axes.flat[len(images):]:
         ax.axis("off")
     for ax, image, label, probs in zip(axes.flat, images, labels, probabilities):
-        predicted = int(probs.argmax())
+        predicted = int(answers(probs[None])[0])
         colour = WRONG if predicted != label else RIGHT
         ax.imshow(np.asarray(image))
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():  # a thick red frame makes mistakes stand out
             spine.set(color=colour, linewidth=3 if predicted != label else 0.5)
-        ax.set_title(f"true: {class_names[label]}\npredicted: {class_names[predicted]} {probs[predicted]:.0%}",
+        said = f"{class_names[predicted]} {probs[predicted]:.0%}" if predicted != NO_CLASS else "no class (all 0)"
+        ax.set_title(f"true: {class_names[label]}\npredicted: {said}",
                      fontsize=8, color=colour)
     fig.suptitle(title)
     return _png(fig)

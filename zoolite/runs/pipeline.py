@@ -26,6 +26,7 @@ from zoolite.dataset.scan import load_label_map, scan_dataset, scan_photos
 from zoolite.dataset.split import Split, split_dataset, split_other
 from zoolite.dataset.duplicates import Duplicates, find_duplicates
 from zoolite.errors import ZooliteError
+from zoolite.measure import stats
 from zoolite.measure.evidence import BestFloat, with_evidence
 from zoolite.measure.rejection import expected_calibration_error
 from zoolite.model import suspects as suspect_labels
@@ -202,7 +203,7 @@ def _best_float(measured: list[_Measured], labels: np.ndarray) -> BestFloat:
     the paired evidence's reference."""
     balanced = is_imbalanced(np.bincount(labels).tolist())
     best = max((m.reference for m in measured), key=lambda file: file.variant.judged_accuracy(balanced))
-    return BestFloat(best.outputs.test.argmax(1) == labels, best.variant.balanced_accuracy)
+    return BestFloat(stats.answers(best.outputs.test) == labels, best.variant.balanced_accuracy)
 
 
 def _backbone_results(measured: _Measured, best: BestFloat, config: RunConfig) -> Backbone:
