@@ -185,6 +185,8 @@ def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
     assert len(warnings) == 1 and f"--other {other}: the float model is confident" in warnings[0]
     confident = int(warnings[0].split("that ")[1].split(" of ")[0])
     assert confident >= 3 and "of its 32 photos show one of the classes" in warnings[0]
+    assert gated.rejection.other_class_photos == confident  # for the report to say too
+    assert json.loads(run.layout.rejection.read_text())["other_class_photos"] == confident
     pooled = [r.getMessage() for r in caplog.records if "too few photos" in r.getMessage()]
     assert len(pooled) == 1 and "per class for dog, cat, spider (fewer than 10 training" in pooled[0], pooled
 

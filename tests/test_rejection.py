@@ -137,7 +137,24 @@ def test_classes_too_small_for_a_gate_of_their_own_are_said_to_share_the_pooled_
     assert all(gate.kept_estimate >= fitted.keep_rate for gate in fitted.classes)
     note = tables.rejection_note(small_run, BACKBONE)
     assert "Too few photos to fit the gate per class for dog, cat, spider" in note, note
+    # The interval printed is that of the share printed beside it (the class's own), not of the pooled estimate.
+    for label, gate in zip(small_run.labels, fitted.classes):
+        own = intervals.share(gate.kept / gate.photos, gate.kept_interval)
+        assert f"{label} {gate.kept_estimate:.0%} (its own {gate.kept} of {gate.photos}: {own})" in note, note
     assert "Too few photos to fit the gate per class" in reporting.text_summary(small_run)
+
+
+def test_the_report_says_how_many_other_photos_look_like_a_class(small_run):
+    """The warning a run prints about photos of its classes in --other is in its report too."""
+    import copy
+    from dataclasses import replace
+
+    results = copy.deepcopy(small_run)
+    backbone = results.backbones[BACKBONE]
+    assert " of the --other photos look" not in tables.rejection_note(results, BACKBONE)
+    backbone.rejection = replace(backbone.rejection, other_class_photos=5)
+    assert (" 5 of the --other photos look to the float model like one of the classes (score >= 0.8): any that do "
+            "show one taught the gate to reject its class") in tables.rejection_note(results, BACKBONE)
 
 
 def test_temperature_and_calibration_error():

@@ -6,7 +6,7 @@ from __future__ import annotations
 from zoolite.results.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
 from zoolite.results import Backbone, Machine, Run, Variant
 from zoolite.measure.intervals import percent, share
-from zoolite.measure.stats import FidelityRow
+from zoolite.measure.stats import CONFIDENT, FidelityRow
 from zoolite.targets import FAMILIES
 
 
@@ -272,14 +272,23 @@ def _class_gate_note(rejection, labels: list[str]) -> str:
     with too few photos for a gate of their own."""
     if not rejection.classes:
         return ""
-    estimates = "; ".join(f"{label} {gate.kept_estimate:.0%} [{gate.kept_interval.low:.0%}, "
-                          f"{gate.kept_interval.high:.0%}] of {gate.photos}"
+    estimates = "; ".join(f"{label} {gate.kept_estimate:.0%} (its own {gate.kept} of {gate.photos}: "
+                          f"{share(gate.kept / gate.photos, gate.kept_interval)})" if gate.photos else
+                          f"{label} {gate.kept_estimate:.0%} (no photos of its own)"
                           for label, gate in zip(labels, rejection.classes))
     pooled = [labels[c] for c in rejection.pooled_classes]
-    return (f" Kept at the threshold, estimated out of sample on the training and validation photos (shrunk "
-            f"toward the pooled share; 95% Wilson interval of the class's own): {estimates}."
+    return (f" Kept at the threshold, estimated out of sample on the training and validation photos, each class's "
+            f"share shrunk toward the pooled share (its own share, with its 95% Wilson interval): {estimates}."
             + (f" Too few photos to fit the gate per class for {', '.join(pooled)}: the figures pooled over the "
                "classes stand in; add photos to give them their own." if pooled else ""))
+
+
+def _class_photos_in_other(rejection) -> str:
+    if not rejection.other_class_photos:
+        return ""
+    return (f" {rejection.other_class_photos} of the --other photos look to the float model like one of the "
+            f"classes (score >= {CONFIDENT:g}): any that do show one taught the gate to reject its class; remove "
+            "them from the folder.")
 
 
 def rejection_note(results: Run, backbone: str) -> str | None:
@@ -291,7 +300,7 @@ def rejection_note(results: Run, backbone: str) -> str | None:
                    f" Probabilities calibrated by temperature T = {rejection.temperature:.2f}: expected calibration "
                    f"error on the test images {rejection.ece_before:.3f} before, {rejection.ece_after:.3f} after.")
     measured = (f" Rejection measured on {results.other.test} held-out --other photos (the other "
-                f"{results.other.calibration} fitted it)." if results.other else
+                f"{results.other.calibration} fitted it)." + _class_photos_in_other(rejection) if results.other else
                 " Rejection was NOT measured against photos of other things: pass --other DIR with photos of "
                 "none of the classes to fit and measure it.")
     return (f"\"None of these\": a photo whose top score is below {rejection.threshold:.3f} shows none of the "

@@ -214,6 +214,7 @@ class Rejection:
     ece_before: float | None = None  # expected calibration error on the test photos, T = 1
     ece_after: float | None = None  # with the temperature folded in
     classes: list[ClassGate] | None = None  # per class, in the labels' order (None: before schema 6)
+    other_class_photos: int | None = None  # --other photos the float model confidently calls one of the classes
 
     @property
     def chosen(self) -> str:

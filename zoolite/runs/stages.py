@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -169,9 +169,11 @@ def gate(run: BackboneRun, trained: Trained) -> Gated:
 
         prototypes, fitted = fit_gate(None)
         if other:  # photos of the classes in --other would also bend the gate fitted on them: judge without
-            _warn_of_class_photos(run, rejection.confident_class_photos(
-                classifier, prototypes, fitted, np.concatenate(list(other.values()))))
+            confident = rejection.confident_class_photos(classifier, prototypes, fitted,
+                                                         np.concatenate(list(other.values())))
+            _warn_of_class_photos(run, confident)
             prototypes, fitted = fit_gate(other["calibration"])
+            fitted = replace(fitted, other_class_photos=confident)
         _warn_of_pooled_classes(run, fitted)
         model = rejection.with_rejection(classifier, prototypes, fitted)
     storage.atomic_save_model(model, model_path)
