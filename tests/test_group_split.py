@@ -107,6 +107,21 @@ def test_a_class_in_one_group_is_refused_in_one_line(grouped):
     assert "video99" in message and "train and test" in message
 
 
+def test_a_class_left_without_validation_photos_is_warned_of(grouped, caplog):
+    """ragno in two groups: one lands in test, one in train, none in validation."""
+    import logging
+
+    for i, photo in enumerate(sorted((grouped / "ragno").iterdir())):
+        photo.rename(grouped / "ragno" / f"video{90 + i % 2}_frame{i}.jpg")
+    with caplog.at_level(logging.WARNING, logger="zoolite"):
+        split = split_dataset(scan_dataset(grouped), group_by=VIDEO)
+    assert not [path for path, label in split.val if label == 2]
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [f"--group-by {VIDEO}: class ragno has no photos in val with seed 0 (its photos lie in few "
+                      "groups); its \"none of these\" and early stopping go without it; try another --seed or a finer "
+                      "pattern"]
+
+
 def test_a_bad_regular_expression_is_one_line(capsys, tmp_path):
     with pytest.raises(ZooliteError, match=r"^--group-by \(video: must be a valid Python regular expression"):
         RunConfig.from_options(group_by="(video")

@@ -201,13 +201,18 @@ def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0,
                   conflicts=sorted((p, label) for p, label in dataset.files if p in conflicted),
                   group_by=group_by, user_groups=named)
     if group_by is not None:
-        for label, name in enumerate(dataset.class_dirs):
-            missing = [s for s in ("train", "test") if not any(l == label for _, l in split.subset(s))]
-            if missing:
-                log.warning("--group-by %s: class %s has no photos in %s with seed %d (its photos lie in few "
-                            "groups); its figures are not measured; try another --seed or a finer pattern",
-                            group_by, name, " or ".join(missing), seed)
+        _warn_of_classes_missing_from_a_split(split, dataset.class_dirs)
     return split
+
+
+def _warn_of_classes_missing_from_a_split(split: Split, class_dirs: list[str]) -> None:
+    for label, name in enumerate(class_dirs):
+        missing = [s for s in SPLITS if not any(l == label for _, l in split.subset(s))]
+        if missing:  # without validation photos its gate takes the pooled figures and training cannot stop on it
+            log.warning("--group-by %s: class %s has no photos in %s with seed %d (its photos lie in few groups)%s; "
+                        "try another --seed or a finer pattern", split.group_by, name, " or ".join(missing), split.seed,
+                        "; its figures are not measured" if "test" in missing else
+                        "; its \"none of these\" and early stopping go without it" if "val" in missing else "")
 
 
 def _refuse_single_unit_classes(dataset: Dataset, units: list[list[str]], label_of: dict[str, int],
