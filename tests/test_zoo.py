@@ -82,6 +82,27 @@ def test_backbone_builds_and_converts_to_a_litert_model_that_follows_keras(name,
     np.testing.assert_allclose(runtime.predict(pixels), expected, atol=2e-4)
 
 
+def test_a_backbone_whose_features_are_all_near_zero_is_said_to_give_chance(caplog):
+    """EfficientNet-Lite0 with random weights gives real photos features of about 1e-11: the head can learn
+    nothing from them, and the run says so; with its ImageNet weights they are about 3."""
+    import logging
+
+    from conftest import SAMPLE
+    from zoolite.dataset.images import load_image
+    from zoolite.runs.stages import warn_of_featureless_photos
+
+    photos = np.stack([load_image(p, 224) for p in sorted((SAMPLE / "cane").iterdir())[:4]]).astype(np.float32)
+    spec = get_backbone("efficientnet_lite0")
+    random, pretrained = (build_feature_extractor(spec, resolve_weights(spec, weights)).predict_on_batch(photos)
+                          for weights in ("none", "imagenet"))
+    with caplog.at_level(logging.WARNING, logger="zoolite"):
+        assert not warn_of_featureless_photos("efficientnet_lite0", "imagenet", pretrained)
+        assert warn_of_featureless_photos("efficientnet_lite0", "none", random)
+    (said,) = [record.getMessage() for record in caplog.records]
+    assert said.startswith("efficientnet_lite0 with random weights (--weights none): its features are all near "
+                           "zero (largest ") and "every figure of this backbone is chance" in said
+
+
 def test_random_weights_are_said_plainly():
     assert describe_weights(get_backbone("mobilenet"), resolve_weights(get_backbone("mobilenet"), "none")) \
         == "RANDOM, not pretrained (--weights none)"

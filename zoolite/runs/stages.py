@@ -27,6 +27,7 @@ from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets,
 from zoolite.targets.keras import load_keras_model
 
 log = logging.getLogger(__name__)
+FEATURELESS = 1e-6  # below it features tell no photo apart (EfficientNet-Lite0: ImageNet weights about 3, random 1e-11)
 
 
 @dataclass
@@ -95,11 +96,24 @@ def _image_data(run: BackboneRun, training: bool, weights):
                             random_views(train.augment) if training else None)
 
 
+def warn_of_featureless_photos(backbone: str, weights: str | None, features: np.ndarray) -> bool:
+    """Say so (and return True) when a backbone's features are all near zero, so that the head cannot tell the
+    photos apart: EfficientNet-Lite with random weights gives about 1e-11."""
+    largest = float(np.max(np.abs(features))) if len(features) else 0.0
+    if largest >= FEATURELESS:
+        return False
+    log.warning("%s%s: its features are all near zero (largest %.1g), so the head cannot tell the photos apart and "
+                "every figure of this backbone is chance; use the ImageNet weights", backbone,
+                " with random weights (--weights none)" if weights == "none" else "", largest)
+    return True
+
+
 def _train_head(run: BackboneRun, extractor, head, weights) -> TrainingStage:
     """The head trained on the frozen base's cached features (and on those of augmented views)."""
     train, val = run.photos.train, run.photos.val
     train_features, val_features = (run.features(extractor, name, photos.paths)
                                     for name, photos in (("train", train), ("val", val)))
+    warn_of_featureless_photos(run.spec.name, run.weights, train_features)
     views = _views(run, extractor)
     targets = one_hot(train.labels, run.n_classes)
     with run.steps.step("training"):
