@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from zoolite import storage
+from zoolite.dataset.scan import shared_labels
+from zoolite.dataset.split import MIN_CLASS_PHOTOS
 from zoolite.model.rejection import FOLDS
 from zoolite.model.suspects import MAX_SUSPECT_SHARE, find_suspects, suspect_candidates
 from zoolite.results import SuspectLabel, is_imbalanced
@@ -169,13 +171,11 @@ def _what_stops_a_run(classes: list[ClassCount]) -> list[str]:
     with_photos = [c for c in classes if c.photos]
     notes = [f"`zoolite run` needs photos in two classes or more; here {len(with_photos)} ("
              + (", ".join(c.folder for c in with_photos) or "none") + ")"] if len(with_photos) < 2 else []
-    notes += [f"`zoolite run` stops at {c.folder}: {c.photos} photo(s), and a class needs at least 3 for the "
-              "default train/val/test split" for c in with_photos if c.photos < 3]
-    for label in dict.fromkeys(c.label for c in classes):
-        sharing = [c.folder for c in classes if c.label == label]
-        if len(sharing) > 1:
-            notes.append(f"`zoolite run` stops: the folders {' and '.join(sharing)} both get the label {label!r}")
-    return notes
+    notes += [f"`zoolite run` stops at {c.folder}: {c.photos} photo(s), and a class needs at least "
+              f"{MIN_CLASS_PHOTOS} for the default train/val/test split"
+              for c in with_photos if c.photos < MIN_CLASS_PHOTOS]
+    return notes + [f"`zoolite run` stops: the folders {' and '.join(folders)} both get the label {label!r}" for
+                    label, folders in shared_labels([c.folder for c in classes], [c.label for c in classes]).items()]
 
 
 def check(data: str | Path, progress=None, seed: int = 0, suspects: bool = True,

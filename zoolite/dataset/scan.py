@@ -243,14 +243,19 @@ def skipped_files(skipped: list) -> list[tuple[str, str]]:
     return sorted((relative, reason) for relative, reason, _ in skipped)
 
 
+def shared_labels(class_dirs: list[str], labels: list[str]) -> dict[str, list[str]]:
+    """The labels that two class folders or more get (``cane`` and ``dog``, or a label map's doing): label ->
+    its folders. A run refuses them; a check notes them."""
+    folders: dict[str, list[str]] = {}
+    for name, label in zip(class_dirs, labels):
+        folders.setdefault(label, []).append(name)
+    return {label: names for label, names in folders.items() if len(names) > 1}
+
+
 def _refuse_shared_labels(root: Path, class_dirs: list[str], labels: list[str]) -> None:
-    """One line when two class folders get one label (``cane`` and ``dog``, or a label map's doing)."""
-    for label in labels:
-        folders = [name for name, other in zip(class_dirs, labels) if other == label]
-        if len(folders) > 1:
-            raise ZooliteError(f"{root}: the folders {' and '.join(folders)} both get the label {label!r}; "
-                               "move their photos into one folder, or give them labels of their own with "
-                               "--labels FILE")
+    for label, folders in shared_labels(class_dirs, labels).items():
+        raise ZooliteError(f"{root}: the folders {' and '.join(folders)} both get the label {label!r}; "
+                           "move their photos into one folder, or give them labels of their own with --labels FILE")
 
 
 def scan_dataset(root: str | Path, label_map: dict[str, str] | None = None, workers: int | None = None,

@@ -22,6 +22,7 @@ from zoolite.errors import ZooliteError
 
 SPLITS = ("train", "val", "test")
 log = logging.getLogger(__name__)
+MIN_CLASS_PHOTOS = 3  # one for each of train, val and test
 
 
 @dataclass
@@ -191,7 +192,8 @@ def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0,
             raise ZooliteError(
                 f"{dataset.root / dataset.class_dirs[label]}: only {n} usable{distinct} image(s)"
                 + (" (copies of one photo count once, label conflicts not at all)" if distinct else "")
-                + f"; each class needs at least {2 + (n_val > 0)} for the train/val/test split; add images")
+                + f"; each class needs at least {MIN_CLASS_PHOTOS - (n_val == 0)} for the train/val/test split; "
+                "add images")
         order = [own[i] for i in rng.permutation(n)]
         parts["test"] += [(p, label_of[p]) for unit in order[:n_test] for p in unit]
         parts["val"] += [(p, label_of[p]) for unit in order[n_test:n_test + n_val] for p in unit]
