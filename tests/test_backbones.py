@@ -38,6 +38,20 @@ def test_feature_extractor_takes_raw_pixels():
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+def test_the_backbone_without_its_classifier_has_the_ported_weights():
+    """Its weights file is made once from the model with the ImageNet classifier (which the port is checked
+    against): made or read back from the cache, it gives that model's pooled features."""
+    import keras
+
+    full = efficientnet_lite("efficientnet_lite0", include_top=True, weights="imagenet")
+    pooled = keras.Model(full.input, full.get_layer("avg_pool").output)
+    normalised = np.load(DATA / "efficientnet_lite0" / "input_nhwc.npy")
+    expected = np.asarray(pooled(normalised, training=False))
+    for _ in ("made", "read back"):
+        got = np.asarray(efficientnet_lite("efficientnet_lite0", weights="imagenet")(normalised, training=False))
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_state_dict_reader_gives_arrays_of_the_right_shapes():
     state = read_state_dict(_torch_weights_file("efficientnet_lite0"))
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)

@@ -146,6 +146,7 @@ def test_help_imports_neither_numpy_nor_tensorflow():
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_path, monkeypatch, capsys):
     import numpy as np
 
@@ -186,6 +187,7 @@ def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_pat
         assert files_after[name].tobytes() == files_alone[name].tobytes(), name
 
 
+@pytest.mark.slow
 def test_a_run_counts_the_suspect_labels_of_its_train_and_validation_photos(moved_photo, tmp_path):
     from conftest import BACKBONE, SMALL_RUN_OPTIONS
     from zoolite.config import RunConfig

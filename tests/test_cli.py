@@ -172,10 +172,13 @@ def test_errors_reach_the_shell_as_one_line(tmp_path):
 
 def test_an_image_that_vanishes_mid_run_is_one_line(tmp_path, capsys, monkeypatch):
     import zoolite.dataset.images
+    import zoolite.model.features
 
     data = copy_sample(tmp_path / "d", per_class=6)
     victims = {str(path) for path in (data / "gatto").iterdir()}  # whichever the run decodes first
     real_load = zoolite.dataset.images.load_image
+    # No cached features: the run decodes the photos in its first stage, rather than after converting.
+    monkeypatch.setattr(zoolite.model.features, "features_cache", lambda backbone: tmp_path / "features")
 
     def load_after_deletion(path, size):  # the files are deleted after the scan, before decoding
         if str(path) in victims:

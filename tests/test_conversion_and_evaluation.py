@@ -177,6 +177,43 @@ def test_one_calibration_shared_by_the_integer_modes_gives_the_converters_own_mo
         np.testing.assert_array_equal(theirs.predict(coloured_images), ours.predict(coloured_images))
 
 
+def test_the_keras_reference_predicts_as_keras_does_from_one_trace(tiny_model, coloured_images):
+    """Batches of any size and the timed tf.function call go through one graph, traced once, and give what
+    Keras's own ``predict_on_batch`` does, bit for bit."""
+    runtime = KerasRuntime(tiny_model)
+    for size in (len(coloured_images), 5, 1):
+        batch = coloured_images[:size]
+        np.testing.assert_array_equal(runtime.predict(batch), tiny_model.predict_on_batch(batch.astype(np.float32)))
+    np.testing.assert_array_equal(runtime.other_calls()["tf_function"](coloured_images[0]),
+                                  runtime.predict(coloured_images[:1])[0])
+    assert runtime._graph.experimental_get_tracing_count() == 1
+
+
+def test_the_frozen_export_converts_to_what_kerass_own_export_does(coloured_images, tmp_path):
+    """zoolite freezes the weights into the SavedModel it converts from (a third of the time); every
+    mode's file computes bit for bit what the file converted from Keras's own export does, on a model
+    whose batch normalisation and dropout act differently in training."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(1 / 128, -1),
+                              keras.layers.Conv2D(8, 3), keras.layers.BatchNormalization(), keras.layers.Dropout(0.5),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(CLASSES, activation="softmax")])
+    norm = model.layers[2]
+    norm.set_weights([np.random.default_rng(i).uniform(0.5, 2, 8).astype(np.float32) for i in range(4)])
+    kerass = tmp_path / "kerass"
+    model.export(str(kerass), format="tf_saved_model", verbose=False,
+                 input_signature=[tf.TensorSpec([1, SIZE, SIZE, 3], tf.float32, name="pixels")])
+    ours = export_saved_model(model, tmp_path / "ours")
+    for mode in ("float32", "dynamic", "float16", "int8"):
+        outputs = []
+        for source in (kerass, ours):
+            (tmp_path / f"{source.name}.tflite").write_bytes(convert(source, mode, coloured_images[:16]))
+            outputs.append(LiteRTRuntime(tmp_path / f"{source.name}.tflite").predict(coloured_images))
+        np.testing.assert_array_equal(*outputs, err_msg=mode)
+        assert np.ptp(outputs[0], axis=0).max() > 0.05  # the photos are told apart: an ignored input would fail
+
+
 def test_pixels_and_floats_are_quantized_alike(variants, images):
     """uint8 pixels go through a 256-entry lookup table, floats through the arithmetic: same answer."""
     for mode in ("int8", "uint8"):

@@ -49,7 +49,7 @@ def test_class_weights_change_the_loss_as_documented():
     assert head.evaluate(x, y, sample_weight=sample_weights(y, weights), verbose=0) == \
         pytest.approx(np.mean(cross_entropy * [weights[c] for c in labels]), rel=1e-5)
 
-    config = TrainConfig(epochs=30, validation_freq=1, start_from_epoch=30)
+    config = TrainConfig(epochs=30, validation_freq=30, start_from_epoch=30)
     recalls = {}
     for how in ("none", "auto"):
         keras.utils.set_random_seed(0)

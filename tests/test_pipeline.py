@@ -157,6 +157,7 @@ def test_fidelity_on_the_unlabelled_photos(small_run):
     assert "| float32 | 100.0% [" in markdown
 
 
+@pytest.mark.slow
 def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
     """docs/usage.md's notebook flow: prepare, then each stage with typed inputs and outputs; a stage called
     again loads what it saved rather than running again. With photos of the run's own classes in --other,

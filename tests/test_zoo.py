@@ -31,7 +31,7 @@ from zoolite.targets.keras import load_keras_model
 from zoolite.targets.litert import LiteRTRuntime, convert
 from zoolite.model.training import PROBABILITIES, assemble, base_of, build_head, extractor_of, head_of
 
-SLOW = {"xception", "inception_resnet_v2"}
+SLOW = {"xception", "inception_resnet_v2", "resnet50"}
 # One run holds these two, fine-tuning the first: it serves the fine-tuning and the
 # several-backbones tests.
 PAIR = ("efficientnet_lite0", "scratch_cnn")

@@ -11,28 +11,25 @@ from zoolite.targets.base import Tensor, check_image_classifier
 
 
 class KerasRuntime:
-    """A Keras model called as ``model(x, training=False)``, or through a compiled ``tf.function``."""
+    """A Keras model called as an app calls it, ``model(x, training=False)``, and through one compiled
+    ``tf.function``."""
 
-    def __init__(self, model, compiled: bool = False, path: Path | None = None):
+    def __init__(self, model, path: Path | None = None):
+        import tensorflow as tf
+
         self.model = model
         self.path = path  # the .keras file it came from, if any
-        self.compiled = compiled
         self.input_size = int(model.input_shape[1])
         self.n_classes = int(model.output_shape[-1])
         self.input_dtype = "float32"
-        if compiled:
-            import tensorflow as tf
-
-            self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        else:
-            self._call = lambda x: model(x, training=False)
+        # One graph for every batch size, traced once, serves batches and the compiled single-image call
+        # (predict_on_batch would trace again for each new batch size, and a second function for one image).
+        self._graph = tf.function(lambda x: model(x, training=False),
+                                  input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
 
     threads = "TensorFlow default (all cores)"
-    batched = True  # predict_on_batch
-
-    @property
-    def backend(self) -> str:
-        return f"Keras {'tf.function' if self.compiled else 'eager'} on TensorFlow (oneDNN)"
+    batched = True
+    backend = "Keras eager on TensorFlow (oneDNN)"
 
     def params(self) -> int:
         return int(self.model.count_params())
@@ -40,7 +37,7 @@ class KerasRuntime:
     def other_calls(self) -> dict:
         """Other ways to call the same model whose latency is worth knowing: what a careful
         Python user would call, the model compiled as a ``tf.function``."""
-        return {"tf_function": KerasRuntime(self.model, compiled=True).predict_one}
+        return {"tf_function": lambda image: self.predict(np.asarray(image)[None])[0]}
 
     def embedded_labels(self) -> None:
         """A .keras file carries no labels: they are in the labels.txt beside it."""
@@ -54,12 +51,12 @@ class KerasRuntime:
                 Tensor(self.model.outputs[0].name, [1, self.n_classes], "float32"))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Batched, through Keras's compiled batch inference."""
-        return np.asarray(self.model.predict_on_batch(np.asarray(images, np.float32)), np.float32)
+        """Batched, through the compiled graph."""
+        return np.asarray(self._graph(np.asarray(images, np.float32)), np.float32)
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
-        """One image as an app calls it: ``model(x, training=False)``, or the tf.function."""
-        return np.asarray(self._call(np.asarray(image, np.float32)[None]), np.float32)[0]
+        """One image as an app calls it: ``model(x, training=False)``, eagerly."""
+        return np.asarray(self.model(np.asarray(image, np.float32)[None], training=False), np.float32)[0]
 
 
 def load_keras_model(path: str | Path):

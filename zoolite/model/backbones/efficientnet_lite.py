@@ -107,30 +107,29 @@ def efficientnet_lite(name: str, include_top: bool = False, weights: str | None 
         x = keras.layers.Dropout(dropout, name="top_dropout")(x)
         x = keras.layers.Dense(1000, name="predictions")(x)
     model = keras.Model(inputs, x, name=name)
-    if weights == "imagenet" and include_top:
-        model.load_weights(cached_imagenet_weights(name))
-    elif weights == "imagenet":
-        _load_without_top(model, name)
+    if weights == "imagenet":
+        model.load_weights(cached_imagenet_weights(name, include_top))
     elif weights is not None:
         raise ValueError(f"weights must be 'imagenet' or None, got {weights!r}")
     return model
 
 
-def _load_without_top(model: keras.Model, name: str) -> None:
-    full = efficientnet_lite(name, include_top=True, weights="imagenet")
-    for layer in model.layers:
-        layer.set_weights(full.get_layer(layer.name).get_weights())
-
-
-def cached_imagenet_weights(name: str) -> Path:
-    """Path of the Keras weights file for ``name``, converting from PyTorch on first use."""
-    path = storage.cache_dir() / f"{name}_imagenet.weights.h5"
+def cached_imagenet_weights(name: str, include_top: bool = True) -> Path:
+    """Path of the Keras weights file for ``name`` with or without its classifier, made on first use: from
+    the PyTorch weights, and the file without the classifier from the one with it (then loading it costs a
+    second model less)."""
+    path = storage.cache_dir() / f"{name}_imagenet{'' if include_top else '_no_top'}.weights.h5"
     if path.exists():
         return path
     with storage.one_maker(path):
         if not path.exists():
-            model = efficientnet_lite(name, include_top=True, weights=None)
-            assign_torch_weights(model, read_state_dict(_torch_weights_file(name)))
+            model = efficientnet_lite(name, include_top=include_top, weights=None)
+            if include_top:
+                assign_torch_weights(model, read_state_dict(_torch_weights_file(name)))
+            else:
+                full = efficientnet_lite(name, include_top=True, weights="imagenet")
+                for layer in model.layers:
+                    layer.set_weights(full.get_layer(layer.name).get_weights())
             storage.atomic_save_weights(model, path)
     return path
 
