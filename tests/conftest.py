@@ -20,17 +20,17 @@ BACKBONE = "efficientnet_lite0"
 
 
 def pytest_collection_modifyitems(items):
-    """Order the tests for xdist's work stealing, which gives each worker a contiguous share of this order
+    """Order the tests for xdist's work stealing, which gives each of N workers a contiguous share of this order
     and lets an idle worker take the back half of another's. The tests of the session's full pipeline run
     go first: the first worker makes it while the others start on tests that need none, rather than wait
-    for it. The other slow tests open the second half, so that the short ones are left for the end,
+    for it. The other slow tests open the second share, so that the short ones are left for the end,
     shared by whichever worker is free."""
     first = [item for item in items if "small_run" in item.fixturenames]
     slow = [item for item in items if item not in first
             and (item.get_closest_marker("slow") or "pair_run" in item.fixturenames)]
     rest = [item for item in items if item not in first and item not in slow]
-    middle = max(len(items) // 2 - len(first), 0)
-    items[:] = first + rest[:middle] + slow + rest[middle:]
+    second_share = max(len(items) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)) - len(first), 0)
+    items[:] = first + rest[:second_share] + slow + rest[second_share:]
 
 
 @pytest.fixture(scope="session", autouse=True)

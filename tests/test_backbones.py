@@ -38,16 +38,18 @@ def test_feature_extractor_takes_raw_pixels():
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_the_backbone_without_its_classifier_has_the_ported_weights():
-    """Its weights file is made once from the model with the ImageNet classifier (which the port is checked
-    against): made or read back from the cache, it gives that model's pooled features."""
+def test_the_backbone_without_its_classifier_has_the_ported_weights(tmp_path, monkeypatch):
+    """Its own weights file, ported on first use, then read back from the cache: it gives the pooled features
+    of the model with the ImageNet classifier (which the port is checked against)."""
     import keras
 
     full = efficientnet_lite("efficientnet_lite0", include_top=True, weights="imagenet")
     pooled = keras.Model(full.input, full.get_layer("avg_pool").output)
     normalised = np.load(DATA / "efficientnet_lite0" / "input_nhwc.npy")
     expected = np.asarray(pooled(normalised, training=False))
-    for _ in ("made", "read back"):
+    monkeypatch.setenv("ZOOLITE_CACHE", str(tmp_path))
+    for made in (False, True):
+        assert (tmp_path / "efficientnet_lite0_imagenet_no_top.weights.h5").exists() == made
         got = np.asarray(efficientnet_lite("efficientnet_lite0", weights="imagenet")(normalised, training=False))
         np.testing.assert_array_equal(got, expected)
 

@@ -185,14 +185,32 @@ def test_the_keras_reference_predicts_as_keras_does_from_one_trace(tiny_model, c
         batch = coloured_images[:size]
         np.testing.assert_array_equal(runtime.predict(batch), tiny_model.predict_on_batch(batch.astype(np.float32)))
     np.testing.assert_array_equal(runtime.other_calls()["tf_function"](coloured_images[0]),
-                                  runtime.predict(coloured_images[:1])[0])
+                                  tiny_model.predict_on_batch(coloured_images[:1].astype(np.float32))[0])
     assert runtime._graph.experimental_get_tracing_count() == 1
+
+
+def _converted_from(saved_model, folder, calibration) -> dict:
+    """The files every family converts from ``saved_model`` (LiteRT in each mode, ONNX Runtime and OpenVINO
+    float32), opened: file name -> runtime."""
+    import openvino as ov
+
+    from zoolite.targets import onnx_runtime, openvino_runtime
+
+    folder.mkdir()
+    runtimes = {}
+    for mode in ("float32", "dynamic", "float16", "int8"):
+        (folder / f"{mode}.tflite").write_bytes(convert(saved_model, mode, calibration))
+        runtimes[f"{mode}.tflite"] = LiteRTRuntime(folder / f"{mode}.tflite")
+    (folder / "float32.onnx").write_bytes(onnx_runtime.to_onnx(saved_model))
+    openvino_runtime.save_atomically(ov.convert_model(str(saved_model)), folder / "float32.xml")
+    return {**runtimes, "float32.onnx": onnx_runtime.open(folder / "float32.onnx"),
+            "float32.xml": openvino_runtime.open(folder / "float32.xml")}
 
 
 def test_the_frozen_export_converts_to_what_kerass_own_export_does(coloured_images, tmp_path):
     """zoolite freezes the weights into the SavedModel it converts from (a third of the time); every
-    mode's file computes bit for bit what the file converted from Keras's own export does, on a model
-    whose batch normalisation and dropout act differently in training."""
+    family's file computes bit for bit what the one converted from Keras's own export does, with the same
+    input and signature names, on a model whose batch normalisation and dropout act differently in training."""
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
@@ -204,14 +222,16 @@ def test_the_frozen_export_converts_to_what_kerass_own_export_does(coloured_imag
     kerass = tmp_path / "kerass"
     model.export(str(kerass), format="tf_saved_model", verbose=False,
                  input_signature=[tf.TensorSpec([1, SIZE, SIZE, 3], tf.float32, name="pixels")])
-    ours = export_saved_model(model, tmp_path / "ours")
-    for mode in ("float32", "dynamic", "float16", "int8"):
-        outputs = []
-        for source in (kerass, ours):
-            (tmp_path / f"{source.name}.tflite").write_bytes(convert(source, mode, coloured_images[:16]))
-            outputs.append(LiteRTRuntime(tmp_path / f"{source.name}.tflite").predict(coloured_images))
-        np.testing.assert_array_equal(*outputs, err_msg=mode)
-        assert np.ptp(outputs[0], axis=0).max() > 0.05  # the photos are told apart: an ignored input would fail
+    theirs = _converted_from(kerass, tmp_path / "from-kerass", coloured_images[:16])
+    ours = _converted_from(export_saved_model(model, tmp_path / "ours"), tmp_path / "from-ours", coloured_images[:16])
+    assert sorted(ours) == sorted(theirs) and len(ours) == 6
+    for name, runtime in ours.items():
+        expected = theirs[name].predict(coloured_images)
+        np.testing.assert_array_equal(runtime.predict(coloured_images), expected, err_msg=name)
+        assert np.ptp(expected, axis=0).max() > 0.05  # the photos are told apart: an ignored input would fail
+        assert runtime.tensors()[0].name == theirs[name].tensors()[0].name, name
+        if name.endswith(".tflite"):
+            assert runtime.interpreter.get_signature_list() == theirs[name].interpreter.get_signature_list()
 
 
 def test_pixels_and_floats_are_quantized_alike(variants, images):

@@ -30,12 +30,15 @@ TOLERANCE = 1e-4
 def backbone_file(extractor, folder: Path) -> Path:
     """``extractor`` (a Keras feature extractor, raw pixels in) as a float32 LiteRT file in ``folder``,
     converted unless already there. The file is named by a digest of the extractor's architecture and
-    weights and of TensorFlow's version, so it is reused exactly when converting would give it again."""
+    weights, of TensorFlow's version and of the export's form, so it is reused exactly when converting would
+    give it again."""
     import hashlib
 
     import tensorflow as tf
 
-    digest = hashlib.sha256(f"{extractor.to_json()} {tf.__version__}".encode())
+    from zoolite.targets.base import EXPORT_FORM, export_saved_model
+
+    digest = hashlib.sha256(f"{extractor.to_json()} {tf.__version__} {EXPORT_FORM}".encode())
     for weights in extractor.get_weights():
         digest.update(np.ascontiguousarray(weights).tobytes())
     out = folder / f"{extractor.name}-{digest.hexdigest()[:16]}.tflite"
@@ -43,7 +46,6 @@ def backbone_file(extractor, folder: Path) -> Path:
         return out
     with storage.one_maker(out):
         if not out.exists():
-            from zoolite.targets.base import export_saved_model
             from zoolite.targets.litert import convert
 
             with tempfile.TemporaryDirectory(prefix="zoolite-backbone-") as tmp:

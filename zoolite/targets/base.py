@@ -148,6 +148,9 @@ def threshold_from_text(path, text: str | None, where: str) -> float | None:
         raise _damaged(path, "score_threshold", where) from None
 
 
+EXPORT_FORM = "frozen weights"  # what export_saved_model writes; files converted from another form differ
+
+
 def export_saved_model(model, directory: Path) -> Path:
     """Export ``model``'s inference function for one image at a time (batch 1) as a SavedModel,
     the converters' common source: static shapes, as apps, LiteRT.js and the quantizers need.
@@ -165,7 +168,7 @@ def export_saved_model(model, directory: Path) -> Path:
         tf.function(lambda x: model(x, training=False)).get_concrete_function(pixels))
     module = tf.Module()
     module.serve = tf.function(lambda pixels: frozen(pixels), input_signature=[pixels])
-    # Gradients are not converted; saving them fails on frozen custom-gradient ops (EfficientNet's swish).
+    # Gradients are not converted; saving them fails on frozen custom-gradient ops (EfficientNetB0's swish).
     tf.saved_model.save(module, str(directory), signatures=module.serve,
                         options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     return directory

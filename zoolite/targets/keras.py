@@ -23,7 +23,7 @@ class KerasRuntime:
         self.n_classes = int(model.output_shape[-1])
         self.input_dtype = "float32"
         # One graph for every batch size, traced once, serves batches and the compiled single-image call
-        # (predict_on_batch would trace again for each new batch size, and a second function for one image).
+        # (predict_on_batch traces twice, the first batch size then any, and a second function one image).
         self._graph = tf.function(lambda x: model(x, training=False),
                                   input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
 

@@ -35,7 +35,7 @@ def to_onnx(saved_model: Path) -> bytes:
     import tensorflow as tf
     import tf2onnx
 
-    loaded = tf.saved_model.load(str(saved_model))  # kept referenced: the signature uses its variables
+    loaded = tf.saved_model.load(str(saved_model))  # kept referenced while the signature is used
     serving = loaded.signatures["serving_default"]
     ((argument, pixels),) = serving.structured_input_signature[1].items()  # named INPUT_NAME by the export
     (output,) = serving.structured_outputs

