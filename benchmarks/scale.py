@@ -51,41 +51,45 @@ the LiteRT variants together against the sum of their median latencies (the mean
 Output
 ------
 
-Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-06, the current checkout at
-fc5c639, on a quiet machine (load 1.2-1.6: the run's own two threads). One run of each: a step of a few
-seconds moves by a second or so between runs, so the per-photo figures of the test photos (39 and
-381) move by a few ms between invocations (an earlier invocation with other work beside it gave
-0.93-1.05 and 0.79-0.86 for the two ratios at 0d57bc3, before evaluation used one call per photo).
+Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at
+2ab0bf5 (0.4.2: the frozen export; export and conversions 12.7 s fixed, 25.5 s at fc5c639), on a quiet
+machine. One run of each: a step of a few seconds moves by a second or so between runs, so the fitted
+per-photo figures of the test photos (39 and 381) move by several ms between invocations. The Keras
+figure here (18.1 ms) is such a case: the same code's ``eval_seconds`` (the batched prediction alone) in
+two more runs gave (4.41 - 1.22) s / 342 photos = 9.3 ms per photo, and its latency timing, load and
+first trace are the fixed part (fc5c639 gave 7.9 ms per photo, 1.16 and 0.98 for the ratios).
 
     AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
-    b2e6549: /tmp/zoolite-b2e6549/zoolite/pipeline.py
-    current (fc5c639): /tmp/zoolite-scale-pnwz5bsm/current/zoolite/pipeline.py
-    4 runs in 4.9 min
-      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  63.4 s, load 1.2; recommended int8_fallback, test accuracy 85.0%
-      current (fc5c639)  animals10-dev     240 photos (train+val 201, test 39):  54.6 s, load 1.3; recommended int8_fallback, test accuracy 84.6%
-      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  82.5 s, load 1.6; recommended int8_fallback, test accuracy 97.1%
-      current (fc5c639)  animals10-large 2,528 photos (train+val 2,147, test 381):  83.8 s, load 1.6; recommended int8_fallback, test accuracy 96.1%
-    wall time old / new on animals10-dev: 63.4 / 54.6 s = 1.16
-    wall time old / new on animals10-large: 82.5 / 83.8 s = 0.98
-    old = b2e6549, new = current (fc5c639). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
+    b2e6549: /tmp/zoolite-b2e6549/zoolite/__init__.py
+    current (2ab0bf5): /tmp/zoolite-scale-lyc4on1y/current/zoolite/__init__.py
+    4 runs in 4.2 min
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  50.6 s, load 1.7; recommended int8_fallback, test accuracy 85.0%
+      current (2ab0bf5)  animals10-dev     240 photos (train+val 201, test 39):  40.4 s, load 1.7; recommended int8_fallback, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  77.8 s, load 1.4; recommended int8_fallback, test accuracy 97.1%
+      current (2ab0bf5)  animals10-large 2,528 photos (train+val 2,147, test 381):  82.9 s, load 1.6; recommended int8_fallback, test accuracy 97.4%
+    wall time old / new on animals10-dev: 50.6 / 40.4 s = 1.25
+    wall time old / new on animals10-large: 77.8 / 82.9 s = 0.94
+
+    old = b2e6549, new = current (2ab0bf5). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
                                                      fixed s       ms per photo  26,179 photos, s
     stage                              photos         old     new     old     new     old     new
-    start-up, imports, exit            fixed          6.2     5.1                       6       5
-    scan + duplicates                  all           -0.0    -0.0    0.29    2.44       8      64
-    features                           train+val      0.2     0.1    6.06    6.71     135     149
-    head training + gate               train+val      3.0     3.9    0.07   -0.20       5      -1
-    suspect labels                     train+val      0.0     0.2    0.00    0.36       0       8
-    export + conversions               fixed         29.3    25.5                      29      25
-    Keras evaluation, test decoding    test           9.4     8.8    7.53    8.56      39      42
-    variant evaluation                 test           3.6     2.4   33.51   23.49     135      95
-    reports                            fixed          2.5     2.1                       3       2
-    other (weights, backbone, folder)  fixed          2.4     3.0                       2       3
-    total                                            56.7    51.0                     362     394
+    start-up, imports, exit            fixed          5.2     5.4                       5       5
+    scan + duplicates                  all            0.0    -0.1    0.42    2.70      11      71
+    features                           train+val      0.2     2.3    6.01    6.91     134     156
+    head training + gate               train+val      2.6     3.2    0.06    0.99       4      25
+    suspect labels                     train+val      0.0     0.2    0.00    0.44       0      10
+    export + conversions               fixed         24.4    12.7                      24      13
+    Keras evaluation, test decoding    test           8.6     7.3    9.19   19.01      45      82
+    variant evaluation                 test           3.1     2.9   30.88   28.30     124     114
+    reports                            fixed          1.8     2.5                       2       2
+    other (weights, backbone, folder)  fixed          2.0     1.9                       2       2
+    total                                            48.1    38.2                     352     480
+
     issue #27, fitted ms per photo                    old     new
-    Keras evaluation per test photo                  6.77    7.86
-      target: <= features per photo                  6.06    6.71
-    LiteRT evaluations per test photo               33.51   23.49
-      target: <= sum of their median latencies      31.13   28.40
+    Keras evaluation per test photo                  8.50   18.11
+      target: <= features per photo                  6.01    6.91
+    LiteRT evaluations per test photo               30.88   28.30
+      target: <= sum of their median latencies      28.04   33.59
 """
 
 from __future__ import annotations
