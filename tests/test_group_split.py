@@ -122,6 +122,27 @@ def test_a_class_left_without_validation_photos_is_warned_of(grouped, caplog):
                       "pattern"]
 
 
+def test_a_test_share_far_from_the_one_asked_is_warned_of(tmp_path, caplog):
+    """One video of 12 frames and 4 loose photos per class: the test split takes one of the 5 units of each
+    class, so it holds anywhere from 3 to 36 of the 48 photos. Outside half to twice the 15% asked, the run
+    says how many it holds; inside, it says nothing."""
+    import logging
+
+    dataset = scan_dataset(grouped_sample(tmp_path / "data", videos=1, frames=12, loose=4))
+    shares = set()
+    for seed in range(8):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="zoolite"):
+            split = split_dataset(dataset, seed=seed, group_by=VIDEO)
+        far = not 0.075 <= len(split.test) / 48 <= 0.3
+        shares.add(far)
+        warned = [r.getMessage() for r in caplog.records if "the test split holds" in r.getMessage()]
+        assert warned == ([f"--group-by {VIDEO}: the test split holds {len(split.test)} of the 48 photos "
+                           f"({100 * len(split.test) / 48:.0f}%, asked 15%) with seed {seed}: the fractions count "
+                           "groups, and these differ in size; try another --seed or a finer pattern"] if far else []), seed
+    assert shares == {True, False}  # both cases met among the seeds
+
+
 def test_a_bad_regular_expression_is_one_line(capsys, tmp_path):
     with pytest.raises(ZooliteError, match=r"^--group-by \(video: must be a valid Python regular expression"):
         RunConfig.from_options(group_by="(video")

@@ -5,6 +5,7 @@ resolve. Hand-made results with known paired outcomes and latency samples."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from conftest import FLOAT_RIGHT, flip, made_run, paired_variant
 from zoolite.config import Budget
@@ -22,6 +23,14 @@ def test_one_flipped_test_image_does_not_send_the_user_to_a_model_three_times_sl
     assert "with 40 test images a drop below 12.5 pp cannot be detected" in r.reason
     # The point-estimate rule of zoolite 0.1 would have rejected it: -2.5 pp is beyond the 1 pp budget.
     assert variants[2].accuracy < FLOAT_RIGHT.mean() - 0.01
+
+
+def test_a_variant_looked_up_by_its_target_or_a_key_error_naming_those_measured():
+    backbone = made_run({"b": [paired_variant("keras", FLOAT_RIGHT, FLOAT_RIGHT, 60.0, 14.0, role="reference"),
+                               paired_variant("float16", FLOAT_RIGHT, FLOAT_RIGHT, 5.1, 6.8)]}, 40).backbones["b"]
+    assert backbone.variant("float16") is backbone.variants[1]
+    with pytest.raises(KeyError, match="'int8' was not measured; these were: keras, float16"):
+        backbone.variant("int8")
 
 
 def test_five_images_lost_and_none_won_of_40_is_a_real_loss():
