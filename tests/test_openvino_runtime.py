@@ -55,6 +55,29 @@ def test_conversion_writes_both_files_atomically_in_timed_stages(converted):
     assert all(stages[f"convert_{name}"] == {"total": 1, "steps": 1} for name in [*OPENVINO_TARGETS, "openvino"])
 
 
+def test_ctrl_c_during_the_conversion_is_an_interrupt(tiny_model, tmp_path, monkeypatch):
+    """OpenVINO's TensorFlow frontend runs Python code: a Ctrl-C there comes back as a failed conversion (this
+    message, seen with Ctrl-C in `zoolite run --runtimes openvino`), which is reported as the interrupt it is;
+    any other failure stays what it is."""
+    from openvino._pyopenvino import OpConversionFailure
+
+    @contextlib.contextmanager
+    def stage(name, total, unit):
+        yield lambda n=1: None
+
+    seen = ("Check 'false' failed at src/frontends/common_translators/src/unconverted_ops_report.cpp:151:\n"
+            "FrontEnd API failed with OpConversionFailure:\nModel wasn't fully converted. Failed operations detailed "
+            "log:\n-- PartitionedCall with a message:\nKeyboardInterrupt: <EMPTY MESSAGE>")
+    for message, raised in ((seen, KeyboardInterrupt), ("Check 'false' failed: an unsupported op", OpConversionFailure)):
+        def failing(*args, message=message, **kwargs):
+            raise OpConversionFailure(message)
+
+        monkeypatch.setattr(ov, "convert_model", failing)
+        with ConversionSource(tiny_model, tmp_path, lambda: None, stage, ABOUT) as source:
+            with pytest.raises(raised):
+                openvino_family.Converter(source).convert(TARGETS["openvino_float32"], tmp_path / "m.xml")
+
+
 @pytest.mark.parametrize("name", OPENVINO_TARGETS)
 def test_each_mode_follows_the_keras_model(tiny_model, converted, coloured_images, name):
     expected = np.asarray(tiny_model(coloured_images.astype(np.float32)))

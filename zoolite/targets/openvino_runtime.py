@@ -102,7 +102,12 @@ class Converter:
         if self._float_model is None:
             saved_model = self.source.saved_model()
             with self.source.stage("convert_openvino", 1, "model") as step:
-                self._float_model = ov.convert_model(str(saved_model))
+                try:
+                    self._float_model = ov.convert_model(str(saved_model))
+                except Exception as e:  # Ctrl-C in the frontend's Python comes back as a failed conversion
+                    if "KeyboardInterrupt" in str(e):
+                        raise KeyboardInterrupt from None
+                    raise
                 step(1)
         return self._float_model
 
