@@ -52,7 +52,7 @@ Output
 ------
 
 Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at
-2ab0bf5 (0.4.2: the frozen export; export and conversions 12.7 s fixed, 25.5 s at fc5c639), on a quiet
+2ab0bf5 (0.5.0: the frozen export; export and conversions 12.7 s fixed, 25.5 s at fc5c639), on a quiet
 machine. One run of each: a step of a few seconds moves by a second or so between runs, so the fitted
 per-photo figures of the test photos (39 and 381) move by several ms between invocations. The Keras
 figure here (18.1 ms) is such a case: the same code's ``eval_seconds`` (the batched prediction alone) in

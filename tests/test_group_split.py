@@ -139,7 +139,8 @@ def test_a_test_share_far_from_the_one_asked_is_warned_of(tmp_path, caplog):
         warned = [r.getMessage() for r in caplog.records if "the test split holds" in r.getMessage()]
         assert warned == ([f"--group-by {VIDEO}: the test split holds {len(split.test)} of the 48 photos "
                            f"({100 * len(split.test) / 48:.0f}%, asked 15%) with seed {seed}: the fractions count "
-                           "groups, and these differ in size; try another --seed or a finer pattern"] if far else []), seed
+                           "groups, at least one per class, and these are few or differ in size; a finer pattern or "
+                           "another --seed may come closer"] if far else []), seed
     assert shares == {True, False}  # both cases met among the seeds
 
 

@@ -209,14 +209,16 @@ def split_dataset(dataset: Dataset, fractions=DEFAULT_FRACTIONS, seed: int = 0,
 
 
 def _warn_of_a_test_share_far_from_asked(split: Split) -> None:
-    """The fractions count groups: groups of very different sizes can leave the test split far smaller (its
-    figures rest on few photos) or far larger (training loses them) than asked, which the user should know."""
+    """The fractions count groups, at least one per class: few groups, or groups of very different sizes, can
+    leave the test split far smaller (its figures rest on few photos) or far larger (training loses them) than
+    asked, which the user should know."""
     photos = len(split.train) + len(split.val) + len(split.test)
     share, asked = len(split.test) / photos, split.fractions[2]
     if not asked / 2 <= share <= 2 * asked:
-        log.warning("--group-by %s: the test split holds %d of the %d photos (%.0f%%, asked %.0f%%) with seed %d: the "
-                    "fractions count groups, and these differ in size; try another --seed or a finer pattern",
-                    split.group_by, len(split.test), photos, 100 * share, 100 * asked, split.seed)
+        log.warning("--group-by %s: the test split holds %d of the %d photos (%.0f%%, asked %g%%) with seed %d: the "
+                    "fractions count groups, at least one per class, and these are few or differ in size; a finer "
+                    "pattern or another --seed may come closer", split.group_by, len(split.test), photos,
+                    100 * share, 100 * asked, split.seed)
 
 
 def _warn_of_classes_missing_from_a_split(split: Split, class_dirs: list[str]) -> None:
