@@ -26,9 +26,10 @@ def pytest_collection_modifyitems(items):
     for it. The other slow tests open the second share, so that the short ones are left for the end,
     shared by whichever worker is free."""
     first = [item for item in items if "small_run" in item.fixturenames]
-    slow = [item for item in items if item not in first
+    slow = [item for item in items if "small_run" not in item.fixturenames
             and (item.get_closest_marker("slow") or "pair_run" in item.fixturenames)]
-    rest = [item for item in items if item not in first and item not in slow]
+    placed = {id(item) for item in first + slow}
+    rest = [item for item in items if id(item) not in placed]
     second_share = max(len(items) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)) - len(first), 0)
     items[:] = first + rest[:second_share] + slow + rest[second_share:]
 

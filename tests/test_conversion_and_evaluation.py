@@ -208,7 +208,7 @@ def _converted_from(saved_model, folder, calibration) -> dict:
 
 
 def test_the_frozen_export_converts_to_what_kerass_own_export_does(coloured_images, tmp_path):
-    """zoolite freezes the weights into the SavedModel it converts from (a third of the time); every
+    """zoolite freezes the weights into the SavedModel it converts from (half the time); every
     family's file computes bit for bit what the one converted from Keras's own export does, with the same
     input and signature names, on a model whose batch normalisation and dropout act differently in training."""
     import tensorflow as tf

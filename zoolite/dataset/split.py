@@ -222,8 +222,9 @@ def _warn_of_a_test_share_far_from_asked(split: Split) -> None:
 
 
 def _warn_of_classes_missing_from_a_split(split: Split, class_dirs: list[str]) -> None:
+    present = {name: {label for _, label in split.subset(name)} for name in SPLITS}
     for label, name in enumerate(class_dirs):
-        missing = [s for s in SPLITS if not any(l == label for _, l in split.subset(s))]
+        missing = [s for s in SPLITS if label not in present[s]]
         if missing:  # without validation photos its gate takes the pooled figures and training cannot stop on it
             log.warning("--group-by %s: class %s has no photos in %s with seed %d (its photos lie in few groups)%s; "
                         "try another --seed or a finer pattern", split.group_by, name, " or ".join(missing), split.seed,

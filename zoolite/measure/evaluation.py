@@ -216,9 +216,10 @@ def per_class_report(probabilities: np.ndarray, labels: np.ndarray, class_names:
     np.add.at(confusion, (labels[predicted >= 0], predicted[predicted >= 0]), 1)
     losses = [{}] * n if reference is None else [vars(loss) for loss in stats.class_losses(
         predicted == labels, stats.answers(reference) == labels, labels, n)]
+    supports = np.bincount(labels, minlength=n)
     per_class = {}
     for i, name in enumerate(class_names):
-        tp, support, claimed = int(confusion[i, i]), int(np.sum(labels == i)), int(confusion[:, i].sum())
+        tp, support, claimed = int(confusion[i, i]), int(supports[i]), int(confusion[:, i].sum())
         precision = tp / claimed if claimed else 0.0
         recall = tp / support if support else 0.0
         per_class[name] = ClassMeasure(

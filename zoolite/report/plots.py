@@ -235,8 +235,8 @@ def prediction_grid(images, labels: np.ndarray, probabilities: np.ndarray, class
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat[len(images):]:
         ax.axis("off")
-    for ax, image, label, probs in zip(axes.flat, images, labels, probabilities):
-        predicted = int(answers(probs[None])[0])
+    predictions = answers(probabilities).tolist()
+    for ax, image, label, probs, predicted in zip(axes.flat, images, labels, probabilities, predictions):
         colour = WRONG if predicted != label else RIGHT
         ax.imshow(np.asarray(image))
         ax.set_xticks([])

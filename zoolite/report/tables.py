@@ -225,7 +225,7 @@ def combined_cells(results: Run) -> tuple[list[str], list[list[str]]]:
     for variant in variants:
         row = [variant]
         for n in names:
-            v = next((v for v in results.backbones[n].variants if v.target == variant), None)
+            v = results.backbones[n].find(variant)
             row += ([f"{v.accuracy * 100:.1f}% ({v.loss:.3f})", f"{v.latency.mean_ms:.1f}", f"{v.size_mb:.1f}"]
                     if v else ["-", "-", "-"])
         rows.append(row)

@@ -271,9 +271,13 @@ class Backbone:
     def shippable(self) -> list[Variant]:
         return [v for v in self.variants if v.shippable]
 
+    def find(self, name: str) -> Variant | None:
+        """The variant measured as target ``name``, or None."""
+        return next((v for v in self.variants if v.target == name), None)
+
     def variant(self, name: str) -> Variant:
         """The variant measured as target ``name``; a KeyError that names the measured ones otherwise."""
-        found = next((v for v in self.variants if v.target == name), None)
+        found = self.find(name)
         if found is None:
             raise KeyError(f"{name!r} was not measured; these were: {', '.join(v.target for v in self.variants)}")
         return found

@@ -157,8 +157,9 @@ def export_saved_model(model, directory: Path) -> Path:
 
     The weights are frozen into the graph as constants. A SavedModel of variables carries
     checkpoint functions as large as the model, which the export builds and every conversion
-    loads twice in Python; frozen, each takes about a third of the time, and the converted
-    files compute the same outputs bit for bit (a test compares them with Keras's export).
+    loads twice in Python; frozen, a run's export and conversions take half the time
+    (benchmarks/scale.py), and the converted files compute the same outputs bit for bit (a
+    test compares them with Keras's export).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
