@@ -30,7 +30,9 @@ zoolite/runs/pipeline.py, stages.py and inputs.py):
   latency timing, at most --runs calls, and its loading are the fixed part);
 * none (a fixed cost, the mean of the runs): ``convert_backbone`` (reads the cached backbone),
   ``export_saved_model``, ``convert_*``, ``calibrate_*`` and ``decode_representative`` (the
-  calibration sample has --representative-images photos however many the folder holds).
+  calibration sample has --representative-images photos however many the folder holds). The steps
+  a spare process did meanwhile (``parallel_*``) are left out: the run's wait for them
+  (``convert_waiting``) is what they cost its wall time.
 
 A step a version lacks costs it 0 s (b2e6549 has no ``duplicates``, ``hash_*`` or
 ``suspect_labels``). Three parts of the wall time no step times, taken as fixed: the reports
@@ -111,6 +113,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from check_cost import fresh_cache  # noqa: E402
 from zoolite import storage  # noqa: E402
 from zoolite.config import DEFAULT_FRACTIONS  # noqa: E402
+from zoolite.targets.parallel import PARALLEL  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -216,8 +219,8 @@ def run(version: str, checkout: Path, data: Path, folder: Path) -> Run:
 def measured(version: str, data: str, wall: float, load: float, run_dir: Path, results: dict) -> Run:
     """The figures of one run folder: every step's seconds with the three derived ones, photos, accuracy."""
     steps = {name: s for name, s in results["timings"].items() if name not in ("total", "import")}
-    for backbone in results["backbones"].values():
-        steps.update(backbone["timings"])
+    for backbone in results["backbones"].values():  # a spare process's steps: the run's wait for them counts
+        steps.update({name: s for name, s in backbone["timings"].items() if not name.startswith(PARALLEL)})
     total = results["timings"]["total"]
     last_measurement = max(p.stat().st_mtime for p in run_dir.glob("*/measurements/*"))
     after_total = (run_dir / storage.COMPLETE_MARKER).stat().st_mtime - last_measurement

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -11,9 +19,10 @@ from zoolite.measure import intervals
 from zoolite.config import LatencyConfig
 from zoolite.measure.evaluation import agreement, latency_stats, measure_latency, measure_variant, per_class_report
 from zoolite.results import Agreement
-from zoolite.targets import LITERT, MODES, REFERENCE, chosen_targets
-from zoolite.targets.base import export_saved_model
+from zoolite.targets import CONVERTED, LITERT, MODES, REFERENCE, TARGETS, chosen_targets
+from zoolite.targets.base import About, ConversionSource, export_saved_model
 from zoolite.targets.keras import KerasRuntime, load_keras_model
+from zoolite.targets.parallel import PARALLEL, WAITING, SpareProcess, Spares, conversion_groups, convert_targets
 from zoolite.targets.litert import INTEGER_MODES, LiteRTRuntime, calibrate, convert, dequantize, quantize, \
     quantize_calibrated
 
@@ -268,3 +277,88 @@ def test_a_files_predictions_and_latency_come_from_the_same_single_image_calls(p
     assert runtime.calls == calls and latency.runs == runs  # each image once, unless timing needs more calls
     expected = _CountingRuntime().predict(images)
     assert probabilities.tobytes() == expected.tobytes()
+
+
+def test_targets_are_grouped_by_the_work_they_share_the_calibrated_first():
+    """LiteRT's float modes and its calibrated modes are two groups (one calibration); ONNX Runtime's and OpenVINO's
+    modes share their family's float conversion, one group each."""
+    groups = conversion_groups(CONVERTED.values())
+    assert [[target.name for target in group] for group in groups] == [
+        ["int8_fallback", "int8", "uint8"], ["onnxruntime_float32", "onnxruntime_dynamic", "onnxruntime_int8"],
+        ["openvino_float32", "openvino_native", "openvino_int8"], ["float32", "dynamic", "float16"]]
+    assert conversion_groups(chosen_targets([LITERT.name], ["float32", "float16"])) == \
+        [[TARGETS["float32"], TARGETS["float16"]]]
+
+
+def _convert_all(model, images, folder, workers) -> tuple[dict, dict, dict]:
+    """Every LiteRT target of ``model`` converted with ``workers`` spare processes: the files' bytes, the steps
+    timed here and those recorded from the spare processes."""
+    here, elsewhere = {}, {}
+
+    @contextlib.contextmanager
+    def stage(name, total=0, unit="", title=None):
+        yield lambda n=1: None
+        here[name] = here.get(name, 0) + 1
+
+    files = {target: folder / target.file_name for target in chosen_targets([LITERT.name], MODES)}
+    with ConversionSource(model, folder / "work", lambda: images, stage, About("t", "t", [f"class {i}" for i in range(CLASSES)], "0")) \
+            as source:
+        convert_targets(source, files, elsewhere.update, Spares(files, workers))
+    return {target.name: path.read_bytes() for target, path in files.items()}, here, elsewhere
+
+
+def test_a_spare_process_converts_to_the_same_bytes_and_nothing_twice(tiny_model, coloured_images, tmp_path):
+    """The calibrated modes in a spare process, the float modes here: the files are those one process writes, every
+    step runs once (the export here, the calibration there), and the spare process's steps are recorded as such."""
+    alone, steps_alone, none = _convert_all(tiny_model, coloured_images[:16], tmp_path / "alone", 0)
+    shared, steps_here, recorded = _convert_all(tiny_model, coloured_images[:16], tmp_path / "shared", 1)
+    assert shared == alone and len(alone) == 6
+    assert none == {} and set(steps_alone) == {"export_saved_model", "calibrate_int8",
+                                                *(f"convert_{name}" for name in alone)}
+    assert set(recorded) == {f"{PARALLEL}calibrate_int8", *(f"{PARALLEL}convert_{name}" for name in INTEGER_MODES)}
+    assert {name for name in steps_here if name != WAITING} | {name.removeprefix(PARALLEL) for name in recorded} \
+        == set(steps_alone)
+    assert all(count == 1 for count in [*steps_here.values(), *steps_alone.values()])
+
+
+SPARE_PROCESS_AT_WORK = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from zoolite.targets import Family, Target\n"
+    "from zoolite.targets.base import About\n"
+    "from zoolite.targets.parallel import SpareProcess\n"
+    "folder = Path(sys.argv[1])\n"
+    "sleepy = Family('sleepy', 'Sleepy', '.sleepy', 'sleepy_family', 'converts for a minute')\n"
+    "target = Target('sleepy', sleepy, 'float32', 'converts for a minute')\n"
+    "spare = SpareProcess().convert([target], {target: folder / 'x.sleepy'}, folder, folder, None,\n"
+    "                               About('t', 't', ['a'], '0'))\n"
+    "print(spare.process.pid, flush=True)\n"
+    "time.sleep(60)\n")
+
+
+def test_a_spare_process_ends_with_the_run_that_started_it(tmp_path):
+    """A run killed while its spare process converts leaves nothing writing into its folder."""
+    run = subprocess.Popen([sys.executable, "-c", SPARE_PROCESS_AT_WORK, str(tmp_path)], stdout=subprocess.PIPE,
+                           text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    spare = int(run.stdout.readline())
+    for _ in range(300):  # TensorFlow imported, at work
+        if (tmp_path / "x.started").exists():
+            break
+        time.sleep(0.1)
+    assert (tmp_path / "x.started").exists()
+    run.kill()
+    run.wait()
+    for _ in range(50):
+        if not _running(spare):
+            return
+        time.sleep(0.1)
+    os.kill(spare, signal.SIGKILL)
+    pytest.fail("the spare process outlived its run")
+
+
+def _running(pid: int) -> bool:
+    """Whether the process runs: neither gone nor a zombie left for whoever adopted it to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -192,3 +192,13 @@ def test_reading_metadata_imports_neither_tensorflow_nor_mediapipe(models):
     labels, heavy = json.loads(done.stdout)
     assert labels == LABELS
     assert heavy == []
+
+
+def test_one_model_gives_one_file_whenever_it_is_written(models, monkeypatch):
+    """The metadata writer stamps the attached labels.txt with the time; zoolite's files do not differ by it."""
+    import time
+
+    plain, tagged = models["float32"]
+    monkeypatch.setattr(time, "time", lambda: 1e9)  # 2001
+    assert add_metadata(plain.read_bytes(), ABOUT) == tagged.read_bytes()
+    assert read_metadata(tagged.read_bytes()) == ABOUT

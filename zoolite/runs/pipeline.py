@@ -40,6 +40,7 @@ from zoolite.runs import provenance, stages
 from zoolite.runs.inputs import BackboneRun, PhotoSets
 from zoolite.runs.layout import RunLayout
 from zoolite.runs.steps import Steps
+from zoolite.targets.parallel import Spares
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +194,11 @@ class _Measured:
 
 
 def _run_stages(run: BackboneRun) -> _Measured:
-    trained = stages.train(run)
-    gated = stages.gate(run, trained)
-    return _Measured(run, trained, gated, stages.measure(run, stages.convert(run, gated)))
+    with Spares(stages.unconverted(run)) as spares:  # they import TensorFlow while the model trains
+        trained = stages.train(run)
+        gated = stages.gate(run, trained)
+        files = stages.convert(run, gated, spares)
+    return _Measured(run, trained, gated, stages.measure(run, files))
 
 
 def _best_float(measured: list[_Measured], labels: np.ndarray) -> BestFloat:

@@ -25,6 +25,7 @@ from zoolite.runs import provenance
 from zoolite.runs.inputs import BackboneRun
 from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets, open_model
 from zoolite.targets.keras import load_keras_model
+from zoolite.targets.parallel import Spares, convert_targets
 
 log = logging.getLogger(__name__)
 FEATURELESS = 1e-6  # below it features tell no photo apart (EfficientNet-Lite0: ImageNet weights about 3, random 1e-11)
@@ -211,22 +212,22 @@ def _warn_of_class_photos(run: BackboneRun, confident: int) -> None:
                     "the folder", other.root, stats.CONFIDENT, confident, len(other.calibration) + len(other.test))
 
 
-def convert(run: BackboneRun, gated: Gated) -> dict[Target, Path]:
-    """Every chosen target of the run, converted unless already written, each with the gate's threshold (and
-    the labels and provenance of :func:`zoolite.runs.provenance.model_about`) in its metadata; target -> file."""
-    files = {REFERENCE: run.layout.model(REFERENCE)}
-    by_family: dict = {}
-    for target in chosen_targets(run.config.runtimes, run.config.modes):
-        files[target] = run.layout.model(target)
-        if not all(file.exists() for file in target.family.files(files[target])):
-            by_family.setdefault(target.family, []).append(target)
+def unconverted(run: BackboneRun) -> list[Target]:
+    """The run's chosen targets whose files are not all written yet."""
+    return [target for target in chosen_targets(run.config.runtimes, run.config.modes)
+            if not all(file.exists() for file in target.family.files(run.layout.model(target)))]
+
+
+def convert(run: BackboneRun, gated: Gated, spares: Spares | None = None) -> dict[Target, Path]:
+    """Every chosen target of the run, converted unless already written (in this process and, where the cores
+    allow it, in ``spares``), each with the gate's threshold (and the labels and provenance of
+    :func:`zoolite.runs.provenance.model_about`) in its metadata; target -> file."""
     about = provenance.model_about(run.spec, run.weights, run.class_names, run.photos.train.root, gated.rejection)
     with ConversionSource(gated.model, run.layout.cache, run.representative, run.steps.step, about) as source:
-        for family, missing in by_family.items():
-            converter = family.implementation().Converter(source)
-            for target in missing:
-                converter.convert(target, files[target])
-    return files
+        convert_targets(source, {target: run.layout.model(target) for target in unconverted(run)}, run.steps.record,
+                        spares)
+    return {REFERENCE: run.layout.model(REFERENCE),
+            **{target: run.layout.model(target) for target in chosen_targets(run.config.runtimes, run.config.modes)}}
 
 
 def _measure_file(run: BackboneRun, target: Target, path: Path, images: ImageSets) -> MeasuredFile:

@@ -32,6 +32,13 @@ class Steps:
         if self.after_step:
             self.after_step(name)
 
+    def record(self, timings: dict[str, float]) -> None:
+        """Steps timed elsewhere (a spare process's), each as if it had just finished here."""
+        for name, seconds in timings.items():
+            self.timings[name] = seconds
+            if self.after_step:
+                self.after_step(name)
+
     def produce(self, name: str, outputs: list[Path], make: Callable, load: Callable, total: int = 0,
                 unit: str = "img", title: str | None = None):
         """``load()`` the step's ``outputs`` if all exist; else ``make(advance)`` them in a timed step."""

@@ -42,6 +42,9 @@ class Family:
     description: str
     packages: tuple[str, ...] = ()  # distributions whose versions a run records
     companions: tuple[str, ...] = ()  # suffixes of files that belong beside the model file (OpenVINO's .bin)
+    # True: every mode starts from one float conversion, so one converter makes them all. False: each mode
+    # converts from the SavedModel on its own, only the calibrated ones sharing their calibration.
+    modes_share_conversion: bool = True
 
     def implementation(self) -> FamilyModule:
         return importlib.import_module(self.module)
@@ -80,6 +83,7 @@ class Target:
     clients: tuple[str, ...] = ()  # the apps that take the file as it is
     app_twin: str | None = None  # the same model with an input app clients take, exported in its place
     web: bool = False  # the exported web page (LiteRT.js) can run it
+    calibrated: bool = False  # quantized with ranges recorded on the representative images
 
     @property
     def role(self) -> Role:
@@ -93,7 +97,8 @@ class Target:
 KERAS = Family("keras", "Keras", ".keras", "zoolite.targets.keras", "Keras 3 on TensorFlow",
                packages=("tensorflow-cpu", "keras"))
 LITERT = Family("litert", "LiteRT", ".tflite", "zoolite.targets.litert",
-                "LiteRT (TFLite) interpreter, XNNPACK delegate", packages=("ai-edge-litert",))
+                "LiteRT (TFLite) interpreter, XNNPACK delegate", packages=("ai-edge-litert",),
+                modes_share_conversion=False)
 ONNXRUNTIME = Family("onnxruntime", "ONNX Runtime", ".onnx", "zoolite.targets.onnx_runtime",
                      "ONNX Runtime, CPU execution provider", packages=("onnxruntime", "tf2onnx"))
 OPENVINO = Family("openvino", "OpenVINO", ".xml", "zoolite.targets.openvino_runtime",
@@ -108,8 +113,9 @@ _ONNX_APPS = ("ONNX Runtime (Python, C/C++, C#, Java, JavaScript)",)
 _OPENVINO_APPS = ("OpenVINO Runtime (Python, C/C++)",)
 
 def _family_targets(family: Family, clients: tuple[str, ...], modes: dict[str, str]) -> list[Target]:
-    """A family's targets named "<family>_<mode>", all taken by the same apps; ``modes``: mode -> what it is."""
-    return [Target(f"{family.name}_{mode}", family, mode, description, clients=clients)
+    """A family's targets named "<family>_<mode>", all taken by the same apps; ``modes``: mode -> what it is
+    (the int8 mode calibrated)."""
+    return [Target(f"{family.name}_{mode}", family, mode, description, clients=clients, calibrated=mode == "int8")
             for mode, description in modes.items()]
 
 
@@ -123,11 +129,11 @@ TARGETS: dict[str, Target] = {target.name: target for target in [
     Target("float16", LITERT, "float16", "float16 weights, float32 compute on CPU", clients=_LITERT_APPS, web=True),
     Target("int8_fallback", LITERT, "int8_fallback",
            "int8 weights and activations, float ops where int8 is missing, float input/output",
-           clients=_LITERT_APPS, web=True),
+           clients=_LITERT_APPS, web=True, calibrated=True),
     Target("int8", LITERT, "int8", "integer only: int8 weights, activations, input and output", input_dtype="int8",
-           clients=("LiteRT interpreter",), app_twin="uint8"),
+           clients=("LiteRT interpreter",), app_twin="uint8", calibrated=True),
     Target("uint8", LITERT, "uint8", "integer only, uint8 input and output: raw pixels go in as they are "
-           "(scale 1, zero point 0)", input_dtype="uint8", clients=_LITERT_APPS, web=True),
+           "(scale 1, zero point 0)", input_dtype="uint8", clients=_LITERT_APPS, web=True, calibrated=True),
     *_family_targets(ONNXRUNTIME, _ONNX_APPS, {
         "float32": "no quantization (tf2onnx from the same SavedModel)",
         "dynamic": "dynamic quantization: int8 weights, activations quantized at run time",

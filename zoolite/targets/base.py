@@ -186,6 +186,15 @@ class ConversionSource:
         self._representative, self._images = representative, None
         self._saved_model: Path | None = None
 
+    @classmethod
+    def exported(cls, saved_model: Path, workdir: Path, images: np.ndarray | None, stage,
+                 about: About) -> "ConversionSource":
+        """A source whose model another process has exported already (and decoded the calibration images
+        of), for a converter in a spare process (:mod:`zoolite.targets.parallel`)."""
+        source = cls(None, workdir, lambda: images, stage, about)
+        source._saved_model = saved_model
+        return source
+
     def __enter__(self) -> "ConversionSource":
         return self
 

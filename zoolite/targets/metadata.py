@@ -55,7 +55,23 @@ def add_metadata(model: bytes, about: About) -> bytes:
         writers.Labels().add(list(labels), exported_filename=_LABELS_FILE),
         score_thresholding=None if threshold is None else writers.ScoreThresholding(float(threshold)))
     model_with_metadata, _json = writer.populate()
-    return bytes(model_with_metadata)
+    return _without_zip_times(bytes(model_with_metadata))
+
+
+def _without_zip_times(model: bytes) -> bytes:
+    """The model with the zip of its attached files rewritten at a fixed time, so that one model gives one
+    file (the writer stamps each attached file with the time it wrote it)."""
+    with zipfile.ZipFile(io.BytesIO(model)) as attached:
+        entries = attached.infolist()
+        contents = [attached.read(entry) for entry in entries]
+    out = io.BytesIO(model[:min(entry.header_offset for entry in entries)])
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a") as rewritten:  # on a file that is no zip, "a" appends one
+        for entry, content in zip(entries, contents):
+            fixed = zipfile.ZipInfo(entry.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.external_attr = entry.external_attr
+            rewritten.writestr(fixed, content, compress_type=entry.compress_type)
+    return out.getvalue()
 
 
 def read_metadata(model: str | os.PathLike | bytes) -> About | None:
