@@ -54,44 +54,43 @@ Output
 ------
 
 Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at
-2ab0bf5 (0.5.0: the frozen export; export and conversions 12.7 s fixed, 25.5 s at fc5c639), on a quiet
-machine. One run of each: a step of a few seconds moves by a second or so between runs, so the fitted
-per-photo figures of the test photos (39 and 381) move by several ms between invocations. The Keras
-figure here (18.1 ms) is such a case: the same code's ``eval_seconds`` (the batched prediction alone) in
-two more runs gave (4.41 - 1.22) s / 342 photos = 9.3 ms per photo, and its latency timing, load and
-first trace are the fixed part (fc5c639 gave 7.9 ms per photo, 1.16 and 0.98 for the ratios).
+e86edc8 (0.6.0: the calibrated modes converted in a spare process, started while the model trains, as the
+run's process converts the float modes; export and conversions 7.9 s fixed, 12.7 s at 2ab0bf5, 22-25 s at
+b2e6549), on a quiet machine. One run of each: a step of a few seconds moves by a second or so between
+runs, so the fitted per-photo figures of the test photos (39 and 381) move by several ms between
+invocations (2ab0bf5's output fitted 18.1 ms per photo to the Keras evaluation, this one 9.2 ms).
 
     AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
     b2e6549: /tmp/zoolite-b2e6549/zoolite/__init__.py
-    current (2ab0bf5): /tmp/zoolite-scale-lyc4on1y/current/zoolite/__init__.py
-    4 runs in 4.2 min
-      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  50.6 s, load 1.7; recommended int8_fallback, test accuracy 85.0%
-      current (2ab0bf5)  animals10-dev     240 photos (train+val 201, test 39):  40.4 s, load 1.7; recommended int8_fallback, test accuracy 84.6%
-      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  77.8 s, load 1.4; recommended int8_fallback, test accuracy 97.1%
-      current (2ab0bf5)  animals10-large 2,528 photos (train+val 2,147, test 381):  82.9 s, load 1.6; recommended int8_fallback, test accuracy 97.4%
-    wall time old / new on animals10-dev: 50.6 / 40.4 s = 1.25
-    wall time old / new on animals10-large: 77.8 / 82.9 s = 0.94
+    current (e86edc8): /tmp/zoolite-scale-…/current/zoolite/__init__.py
+    4 runs in 3.7 min
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  48.3 s, load 1.2; recommended int8_fallback, test accuracy 85.0%
+      current (e86edc8)  animals10-dev     240 photos (train+val 201, test 39):  35.2 s, load 1.3; recommended int8_fallback, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  70.8 s, load 1.4; recommended int8, test accuracy 97.1%
+      current (e86edc8)  animals10-large 2,528 photos (train+val 2,147, test 381):  65.3 s, load 1.9; recommended int8_fallback, test accuracy 97.4%
+    wall time old / new on animals10-dev: 48.3 / 35.2 s = 1.37
+    wall time old / new on animals10-large: 70.8 / 65.3 s = 1.08
 
-    old = b2e6549, new = current (2ab0bf5). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
+    old = b2e6549, new = current (e86edc8). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
                                                      fixed s       ms per photo  26,179 photos, s
     stage                              photos         old     new     old     new     old     new
-    start-up, imports, exit            fixed          5.2     5.4                       5       5
-    scan + duplicates                  all            0.0    -0.1    0.42    2.70      11      71
-    features                           train+val      0.2     2.3    6.01    6.91     134     156
-    head training + gate               train+val      2.6     3.2    0.06    0.99       4      25
-    suspect labels                     train+val      0.0     0.2    0.00    0.44       0      10
-    export + conversions               fixed         24.4    12.7                      24      13
-    Keras evaluation, test decoding    test           8.6     7.3    9.19   19.01      45      82
-    variant evaluation                 test           3.1     2.9   30.88   28.30     124     114
-    reports                            fixed          1.8     2.5                       2       2
-    other (weights, backbone, folder)  fixed          2.0     1.9                       2       2
-    total                                            48.1    38.2                     352     480
+    start-up, imports, exit            fixed          4.6     4.4                       5       4
+    scan + duplicates                  all            0.0    -0.0    0.28    2.27       7      60
+    features                           train+val      0.4     3.4    5.60    5.51     125     126
+    head training + gate               train+val      2.4     2.9   -0.02    0.64       2      17
+    suspect labels                     train+val      0.0     0.2    0.00    0.39       0       9
+    export + conversions               fixed         22.3     7.9                      22       8
+    Keras evaluation, test decoding    test           8.4     7.1    7.17    9.88      37      46
+    variant evaluation                 test           4.3     2.4   24.81   26.04     102     105
+    reports                            fixed          1.8     2.0                       2       2
+    other (weights, backbone, folder)  fixed          1.8     1.7                       2       2
+    total                                            45.9    31.9                     303     378
 
     issue #27, fitted ms per photo                    old     new
-    Keras evaluation per test photo                  8.50   18.11
-      target: <= features per photo                  6.01    6.91
-    LiteRT evaluations per test photo               30.88   28.30
-      target: <= sum of their median latencies      28.04   33.59
+    Keras evaluation per test photo                  6.51    9.16
+      target: <= features per photo                  5.60    5.51
+    LiteRT evaluations per test photo               24.81   26.04
+      target: <= sum of their median latencies      31.07   31.00
 """
 
 from __future__ import annotations
