@@ -19,7 +19,7 @@ from zoolite.measure import intervals
 from zoolite.config import LatencyConfig
 from zoolite.measure.evaluation import agreement, latency_stats, measure_latency, measure_variant, per_class_report
 from zoolite.results import Agreement
-from zoolite.targets import CONVERTED, LITERT, MODES, REFERENCE, TARGETS, chosen_targets
+from zoolite.targets import CONVERTED, LITERT, MODES, REFERENCE, TARGETS, Family, Target, chosen_targets
 from zoolite.targets.base import About, ConversionSource, export_saved_model
 from zoolite.targets.keras import KerasRuntime, load_keras_model
 from zoolite.targets.parallel import PARALLEL, WAITING, SpareProcess, Spares, conversion_groups, convert_targets
@@ -301,8 +301,8 @@ def _convert_all(model, images, folder, workers) -> tuple[dict, dict, dict]:
         here[name] = here.get(name, 0) + 1
 
     files = {target: folder / target.file_name for target in chosen_targets([LITERT.name], MODES)}
-    with ConversionSource(model, folder / "work", lambda: images, stage, About("t", "t", [f"class {i}" for i in range(CLASSES)], "0")) \
-            as source:
+    about = About("t", "t", [f"class {i}" for i in range(CLASSES)], "0")
+    with ConversionSource(model, folder / "work", lambda: images, stage, about) as source:
         convert_targets(source, files, elsewhere.update, Spares(files, workers))
     return {target.name: path.read_bytes() for target, path in files.items()}, here, elsewhere
 
@@ -321,39 +321,95 @@ def test_a_spare_process_converts_to_the_same_bytes_and_nothing_twice(tiny_model
     assert all(count == 1 for count in [*steps_here.values(), *steps_alone.values()])
 
 
+def _made_up(name: str, mode: str = "float32", calibrated: bool = False, shares: bool = True) -> Target:
+    """A target of a family of tests/made_up_family.py (``shares``: its modes share one conversion)."""
+    family = Family(f"made_up_{name[0]}", "Made up", f".{name[0]}", "made_up_family", "made up for tests",
+                    modes_share_conversion=shares)
+    return Target(name, family, mode, "made up", calibrated=calibrated)
+
+
+def _made_up_source(folder: Path) -> ConversionSource:
+    def stage(*args, **kwargs):
+        return contextlib.nullcontext(lambda n=1: None)
+
+    images = np.zeros((3, 4, 4, 3), np.uint8)
+    return ConversionSource.exported(folder, folder, images, stage, About("t", "t", ["a"], "0"))
+
+
+def test_the_spare_process_takes_the_first_calibrated_group_and_this_process_the_rest(tmp_path):
+    a_calibrated, a_float = _made_up("a_int", calibrated=True, shares=False), _made_up("a_float", shares=False)
+    b_float, b_calibrated = _made_up("b_float"), _made_up("b_int", calibrated=True)
+    c = _made_up("c")
+    files = {target: tmp_path / target.file_name for target in (a_float, a_calibrated, b_float, b_calibrated, c)}
+    assert conversion_groups(files) == [[a_calibrated], [b_float, b_calibrated], [a_float], [c]]
+    spares = Spares(files, 1)
+    [spare] = spares.idle
+    with spares:
+        convert_targets(_made_up_source(tmp_path), files, {}.update, spares)
+    written = {target.name: path.read_text() for target, path in files.items()}
+    assert written == {"a_int": f"{spare.process.pid} 3", "a_float": f"{os.getpid()} 0", "c": f"{os.getpid()} 0",
+                       "b_float": f"{os.getpid()} 0", "b_int": f"{os.getpid()} 3"}
+    assert spare.process.returncode == 0 and not list(tmp_path.glob(".tmp-*"))  # ended, its task and result gone
+
+
+def test_an_error_in_the_spare_process_is_raised_here_with_its_traceback(tmp_path):
+    failing, other = _made_up("failing", "failing", calibrated=True), _made_up("other")
+    files = {target: tmp_path / target.file_name for target in (failing, other)}
+    with pytest.raises(RuntimeError, match="converting failing in a spare process: ValueError: made up failure") \
+            as raised, Spares(files, 1) as spares:
+        convert_targets(_made_up_source(tmp_path), files, {}.update, spares)
+    assert "made_up_family.py" in str(raised.value.__cause__)
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_spare_process_that_ended_before_its_work_says_so(tmp_path):
+    spare = SpareProcess()
+    spare.process.kill()
+    spare.process.wait()
+    with pytest.raises(RuntimeError, match="the spare process for c ended with code -9 before it was handed its work"):
+        spare.convert([_made_up("c")], {_made_up("c"): tmp_path / "c.c"}, tmp_path, tmp_path, None,
+                      About("t", "t", ["a"], "0"))
+    spare.end()
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
 SPARE_PROCESS_AT_WORK = (
     "import sys, time\n"
     "from pathlib import Path\n"
-    "from zoolite.targets import Family, Target\n"
+    "from test_conversion_and_evaluation import _made_up\n"
     "from zoolite.targets.base import About\n"
     "from zoolite.targets.parallel import SpareProcess\n"
-    "folder = Path(sys.argv[1])\n"
-    "sleepy = Family('sleepy', 'Sleepy', '.sleepy', 'sleepy_family', 'converts for a minute')\n"
-    "target = Target('sleepy', sleepy, 'float32', 'converts for a minute')\n"
-    "spare = SpareProcess().convert([target], {target: folder / 'x.sleepy'}, folder, folder, None,\n"
-    "                               About('t', 't', ['a'], '0'))\n"
+    "folder, sleepy = Path(sys.argv[1]), _made_up('sleepy', 'sleepy')\n"
+    "spare = SpareProcess()\n"
+    "spare.convert([sleepy], {sleepy: folder / 'x.s'}, folder, folder, None, About('t', 't', ['a'], '0'))\n"
     "print(spare.process.pid, flush=True)\n"
     "time.sleep(60)\n")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's PR_SET_PDEATHSIG ends it; elsewhere it "
+                    "finishes its group")
 def test_a_spare_process_ends_with_the_run_that_started_it(tmp_path):
     """A run killed while its spare process converts leaves nothing writing into its folder."""
     run = subprocess.Popen([sys.executable, "-c", SPARE_PROCESS_AT_WORK, str(tmp_path)], stdout=subprocess.PIPE,
                            text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     spare = int(run.stdout.readline())
-    for _ in range(300):  # TensorFlow imported, at work
-        if (tmp_path / "x.started").exists():
-            break
-        time.sleep(0.1)
-    assert (tmp_path / "x.started").exists()
-    run.kill()
-    run.wait()
-    for _ in range(50):
-        if not _running(spare):
-            return
-        time.sleep(0.1)
-    os.kill(spare, signal.SIGKILL)
-    pytest.fail("the spare process outlived its run")
+    try:
+        for _ in range(300):  # TensorFlow imported, at work
+            if (tmp_path / "x.started").exists():
+                break
+            time.sleep(0.1)
+        assert (tmp_path / "x.started").exists()
+        run.kill()
+        run.wait()
+        for _ in range(50):
+            if not _running(spare):
+                return
+            time.sleep(0.1)
+        pytest.fail("the spare process outlived its run")
+    finally:
+        run.kill()
+        if _running(spare) and b"zoolite.targets.parallel" in Path(f"/proc/{spare}/cmdline").read_bytes():
+            os.kill(spare, signal.SIGKILL)
 
 
 def _running(pid: int) -> bool:

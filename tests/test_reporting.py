@@ -23,7 +23,7 @@ from zoolite.config import Budget
 from zoolite.errors import ZooliteError
 from zoolite.results.recommend import recommend
 from zoolite.results import SCHEMA_VERSION, Run, load
-from zoolite.targets.parallel import PARALLEL, WAITING
+from zoolite.targets.parallel import PARALLEL, WAITING, spare_cores
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -385,5 +385,5 @@ def test_the_report_says_where_the_time_went_stage_by_stage(small_run):
     # every timed step counted in its stage, but those a spare process did meanwhile: the run's wait for them is
     done_meanwhile = [step for step in steps if step.startswith(PARALLEL)]
     assert [step for step in steps if time_stage(step) is None] == done_meanwhile
-    assert f"{PARALLEL}calibrate_int8" in done_meanwhile
+    assert (f"{PARALLEL}calibrate_int8" in done_meanwhile) == (spare_cores() > 0)
     assert time_stage(WAITING) == "export and conversions"

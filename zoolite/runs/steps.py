@@ -28,12 +28,10 @@ class Steps:
         start = time.perf_counter()
         with self.progress.bar(f"{self.prefix}{title or name.replace('_', ' ')}", total, unit) as advance:
             yield advance
-        self.timings[name] = round(time.perf_counter() - start, 3)
-        if self.after_step:
-            self.after_step(name)
+        self.record({name: round(time.perf_counter() - start, 3)})
 
     def record(self, timings: dict[str, float]) -> None:
-        """Steps timed elsewhere (a spare process's), each as if it had just finished here."""
+        """Steps that have just finished (here, or in a spare process) and their seconds."""
         for name, seconds in timings.items():
             self.timings[name] = seconds
             if self.after_step:

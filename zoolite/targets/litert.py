@@ -128,12 +128,12 @@ class Converter:
 
         source, about = self.source, self.source.about
         saved_model = source.saved_model()
-        if target.mode in INTEGER_MODES and self._calibrated is None:  # one calibration serves them all
+        if target.calibrated and self._calibrated is None:  # one calibration serves them all
             images = source.representative()
             with source.stage("calibrate_int8", len(images), "img") as step:
                 self._calibrated = calibrate(saved_model, images, step)
         with source.stage(f"convert_{target.name}", 1, "model") as step:
-            model = quantize_calibrated(self._calibrated, target.mode) if target.mode in INTEGER_MODES \
+            model = quantize_calibrated(self._calibrated, target.mode) if target.calibrated \
                 else convert(saved_model, target.mode)
             storage.write_bytes(out, add_metadata(model, replace(about, description=source.description(target))))
             step(1)

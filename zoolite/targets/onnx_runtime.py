@@ -186,7 +186,7 @@ class Converter:
             folder = Path(folder)
             prepared = None if target.mode == "float32" else self._prepared_model(folder)
             ranges = None
-            if target.mode == "int8":
+            if target.calibrated:
                 images = source.representative()
                 with source.stage("calibrate_onnxruntime_int8", len(images), "img") as step:
                     ranges = calibrate(prepared, images, folder, step)

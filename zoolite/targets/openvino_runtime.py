@@ -115,7 +115,7 @@ class Converter:
         """Write ``target``'s .xml to ``out`` and its .bin beside it, with the labels and threshold in rt_info."""
         source, about = self.source, self.source.about
         model = self._converted().clone()  # each mode's rt_info stays in its own file
-        if target.mode == "int8":
+        if target.calibrated:
             images = source.representative()
             with source.stage("calibrate_openvino_int8", len(images), "img") as step:
                 model = quantize_int8(model, images, step)

@@ -8,12 +8,13 @@ SavedModel each on its own, but its calibrated modes share one calibration, so i
 group and its calibrated modes another.
 
 The run's process exports the SavedModel once (and decodes the calibration images) while spare
-processes start and import TensorFlow. A spare process is ``python -m zoolite.targets.parallel``, not a
-fork (TensorFlow's threads do not survive one) nor a multiprocessing spawn (which runs the caller's main
-script again: a notebook's or an unguarded script's code would run twice). It converts one group, handed
-over in a file, and on Linux ends with the run's process, so a killed run leaves nothing writing into its
-folder. Spare processes take groups from the front of the list (the calibrated ones, the slowest), the
-run's process from the back, until none is left. Either way a file is the same bytes (a test compares them).
+processes start and import TensorFlow. A spare process is a new Python with the caller's import path, not
+a fork (TensorFlow's threads do not survive one) nor a multiprocessing spawn (which runs the caller's main
+script again: an unguarded script's code would run twice). It converts one group, handed over in a file,
+and on Linux ends with the run's process, so a killed run leaves nothing writing into its folder (elsewhere
+an idle one ends, and a busy one finishes its group). Spare processes take groups from the front of the
+list (those with calibrated targets first), the run's process from the back, and the last group left.
+Either way a file is the same bytes (a test compares LiteRT's).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -58,9 +60,14 @@ def spare_cores() -> int:
 
 
 def convert_group(source: ConversionSource, group: list[Target], files: dict[Target, Path]) -> None:
+    """One group's files, by one converter of its family."""
     converter = group[0].family.implementation().Converter(source)
     for target in group:
         converter.convert(target, files[target])
+
+
+def _calibrates(group: list[Target]) -> bool:
+    return any(target.calibrated for target in group)
 
 
 class Spares:
@@ -103,73 +110,88 @@ def convert_targets(source: ConversionSource, files: dict[Target, Path], record:
 
 def _share(source: ConversionSource, pending: deque, files: dict[Target, Path],
            record: Callable[[dict[str, float]], None], spares: Spares, workers: int) -> None:
-    """The groups converted here from the back of ``pending`` and in ``workers`` spare processes from the front."""
+    """The groups converted here from the back of ``pending`` and in ``workers`` spare processes from the front;
+    the last group left is this process's (a new spare would first import TensorFlow)."""
     busy: list[SpareProcess] = []
+
+    def collect(spare: SpareProcess) -> None:
+        busy.remove(spare)
+        try:
+            record(spare.timings())
+        finally:
+            spare.end()
+
     try:
         saved_model = source.saved_model()
         while pending:
             for spare in [spare for spare in busy if spare.finished()]:
-                busy.remove(spare)
-                record(spare.timings())
-            while pending and len(busy) < workers:
+                collect(spare)
+            while len(pending) > 1 and len(busy) < workers:
                 group = pending.popleft()
-                images = source.representative() if any(target.calibrated for target in group) else None
-                busy.append(spares.take().convert(group, files, saved_model, source.workdir, images, source.about))
-            if pending:
-                convert_group(source, pending.pop(), files)
+                busy.append(spares.take())
+                busy[-1].convert(group, files, saved_model, source.workdir,
+                                 source.representative() if _calibrates(group) else None, source.about)
+            convert_group(source, pending.pop(), files)
         if busy:
-            names = ", ".join(target.name for spare in busy for target in spare.group)
+            names = ", ".join(spare.names for spare in busy)
             with source.stage(WAITING, len(busy), "process", title=f"converting {names} in a spare process") as done:
-                for spare in busy:
+                for spare in list(busy):
                     spare.process.wait()
+                    collect(spare)
                     done(1)
-        for spare in busy:
-            record(spare.timings())
     finally:
         for spare in busy:
             spare.end()
 
 
+# How a spare process starts: the caller's import path (a checkout, a copy of zoolite) set before any import,
+# so that nothing in the folder it starts in (another checkout, a tensorflow.py) stands in for it.
+_BOOTSTRAP = "import sys; sys.path[:] = {path!r}; from zoolite.targets.parallel import serve; serve({parent})"
+
+
 class SpareProcess:
-    """A spare process (``python -m zoolite.targets.parallel``), started ahead: it imports TensorFlow,
-    then converts the one group it is handed (:meth:`convert`) and leaves its steps' seconds, or its error,
-    in a file beside the task."""
+    """A spare process, started ahead: it imports TensorFlow, then converts the one group it is handed
+    (:meth:`convert`) and leaves its steps' seconds, or its error, in a file beside the task."""
 
     def __init__(self):
-        # the caller's import path (a checkout, a copy of zoolite) is the spare process's too; what it prints
-        # goes where this process's native logs go (set aside by the CLI), never into --json's output
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-        self.process = subprocess.Popen([sys.executable, "-m", __name__, str(os.getpid())], stdin=subprocess.PIPE,
-                                        stdout=2, env=env, text=True)
+        path = [entry or os.getcwd() for entry in sys.path]
+        # what it prints goes where this process's native logs go (set aside by the CLI), never into --json's output
+        self.process = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP.format(path=path, parent=os.getpid())],
+                                        stdin=subprocess.PIPE, stdout=2)
         self.group: list[Target] = []
-        self.task = self.result = None
+        self.task: Path | None = None
+
+    @property
+    def names(self) -> str:
+        return ", ".join(target.name for target in self.group)
 
     def convert(self, group: list[Target], files: dict[Target, Path], saved_model: Path, workdir: Path,
-                images: np.ndarray | None, about: About) -> SpareProcess:
+                images: np.ndarray | None, about: About) -> None:
         self.group = group
         self.task = workdir / f"{storage.TEMPORARY_PREFIX}spare-{self.process.pid}.task"
-        self.result = self.task.with_suffix(".result")
         storage.write_bytes(self.task, pickle.dumps(
             (group, {target: files[target] for target in group}, saved_model, workdir, images, about)))
-        self.process.stdin.write(f"{self.task}\n")
-        self.process.stdin.close()
-        return self
+        try:
+            self.process.stdin.write(os.fsencode(self.task) + b"\n")
+            self.process.stdin.close()
+        except OSError:  # it ended before: TensorFlow failed to import, or it was killed
+            raise RuntimeError(f"the spare process for {self.names} ended with code {self.process.wait()} "
+                               "before it was handed its work") from None
 
     def finished(self) -> bool:
         return self.process.poll() is not None
 
     def timings(self) -> dict[str, float]:
         """The seconds of each step it timed, named with :data:`PARALLEL`; its error raised here."""
-        names = ", ".join(target.name for target in self.group)
         try:
-            outcome = pickle.loads(self.result.read_bytes())
+            outcome = pickle.loads(_result(self.task).read_bytes())
         except OSError:
-            raise RuntimeError(f"the spare process converting {names} ended with code {self.process.returncode} "
-                               "and no result") from None
+            raise RuntimeError(f"the spare process converting {self.names} ended with code "
+                               f"{self.process.returncode} and no result") from None
         if "error" in outcome:
-            error, message = outcome["error"]
-            raise ZooliteError(message) if error == ZooliteError.__name__ else \
-                RuntimeError(f"converting {names} in a spare process: {error}: {message}")
+            error, message, trace = outcome["error"]
+            raise (ZooliteError(message) if error == ZooliteError.__name__ else RuntimeError(
+                f"converting {self.names} in a spare process: {error}: {message}")) from SpareTraceback(trace)
         return {PARALLEL + name: seconds for name, seconds in outcome["timings"].items()}
 
     def end(self) -> None:
@@ -177,11 +199,22 @@ class SpareProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        if not self.process.stdin.closed:
+        with contextlib.suppress(OSError):
             self.process.stdin.close()
-        for path in (self.task, self.result):
-            if path is not None:
+        if self.task is not None:
+            for path in (self.task, _result(self.task)):
                 path.unlink(missing_ok=True)
+
+
+class SpareTraceback(Exception):
+    """Where a spare process failed (its traceback, as text), the cause of the error raised in the run's process."""
+
+    def __str__(self) -> str:
+        return f"\n{self.args[0]}"
+
+
+def _result(task: Path) -> Path:
+    return task.with_suffix(".result")
 
 
 def _convert_elsewhere(group: list[Target], files: dict[Target, Path], saved_model: Path, workdir: Path,
@@ -200,31 +233,27 @@ def _convert_elsewhere(group: list[Target], files: dict[Target, Path], saved_mod
     return timings
 
 
-def _serve(parent: int) -> None:
-    """The spare process: end with ``parent`` (Linux's PR_SET_PDEATHSIG), import TensorFlow, wait for the
-    task's path on stdin, convert, and leave the outcome beside the task. Ctrl-C is the run's process's
-    to answer: it stops this one."""
+def serve(parent: int) -> None:
+    """A spare process's life: end with ``parent`` (on Linux: PR_SET_PDEATHSIG), import TensorFlow, wait for the
+    task's path on stdin, convert, leave the outcome beside the task, and exit at once (TensorFlow's teardown
+    takes a second, which the run would wait for). Ctrl-C is the run's process's to answer: it stops this one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     if os.getppid() != parent:  # it ended before that
-        return
+        os._exit(0)
     import tensorflow  # noqa: F401 (while the run's process trains and exports)
 
-    task = Path(sys.stdin.readline().strip())
-    if not task.name:  # none was handed over
-        return
-    try:
-        outcome = {"timings": _convert_elsewhere(*pickle.loads(task.read_bytes()))}
-    except Exception as e:  # noqa: BLE001 - handed back to the run's process, which raises it
-        outcome = {"error": (type(e).__name__, str(e))}
-    storage.write_bytes(task.with_suffix(".result"), pickle.dumps(outcome))
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    line = sys.stdin.buffer.readline().rstrip(b"\n")
+    if line:  # else none was handed over
+        task = Path(os.fsdecode(line))
+        try:
+            outcome = {"timings": _convert_elsewhere(*pickle.loads(task.read_bytes()))}
+        except Exception as e:  # noqa: BLE001 - handed back to the run's process, which raises it
+            outcome = {"error": (type(e).__name__, str(e), traceback.format_exc())}
+        storage.write_bytes(_result(task), pickle.dumps(outcome))
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)  # now: the run waits for this process's end, and TensorFlow's teardown takes a second
+    os._exit(0)
