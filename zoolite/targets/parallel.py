@@ -20,6 +20,7 @@ Either way a file is the same bytes (a test compares LiteRT's).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import signal
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from zoolite.targets import Target
 
+log = logging.getLogger(__name__)
 PARALLEL = "parallel_"  # names a step timed in a spare process, while the run's process went on with others
 WAITING = "convert_waiting"  # the run's process waiting for the spare processes' last groups
 
@@ -111,15 +113,19 @@ def convert_targets(source: ConversionSource, files: dict[Target, Path], record:
 def _share(source: ConversionSource, pending: deque, files: dict[Target, Path],
            record: Callable[[dict[str, float]], None], spares: Spares, workers: int) -> None:
     """The groups converted here from the back of ``pending`` and in ``workers`` spare processes from the front;
-    the last group left is this process's (a new spare would first import TensorFlow)."""
+    the last group left is always this process's (a spare started for it would first import TensorFlow). A
+    spare that ends without a result (killed, or TensorFlow would not import) leaves its group to this process."""
     busy: list[SpareProcess] = []
 
     def collect(spare: SpareProcess) -> None:
-        busy.remove(spare)
         try:
             record(spare.timings())
+        except SpareLost as lost:
+            log.warning("%s; converting them in the run's process instead", lost)
+            convert_group(source, spare.group, files)
         finally:
             spare.end()
+            busy.remove(spare)
 
     try:
         saved_model = source.saved_model()
@@ -144,9 +150,14 @@ def _share(source: ConversionSource, pending: deque, files: dict[Target, Path],
             spare.end()
 
 
-# How a spare process starts: the caller's import path (a checkout, a copy of zoolite) set before any import,
-# so that nothing in the folder it starts in (another checkout, a tensorflow.py) stands in for it.
-_BOOTSTRAP = "import sys; sys.path[:] = {path!r}; from zoolite.targets.parallel import serve; serve({parent})"
+# How a spare process starts: the caller's import path (a checkout, a copy of zoolite), sent on stdin, set before
+# any import, so that nothing in the folder it starts in (another checkout, a tensorflow.py) stands in for it.
+_BOOTSTRAP = ("import ast, sys; sys.path[:] = ast.literal_eval(sys.stdin.buffer.readline().decode('ascii')); "
+              "from zoolite.targets.parallel import serve; serve({parent})")
+
+
+class SpareLost(RuntimeError):
+    """A spare process ended without a result: killed (out of memory?), or TensorFlow would not import."""
 
 
 class SpareProcess:
@@ -154,12 +165,23 @@ class SpareProcess:
     (:meth:`convert`) and leaves its steps' seconds, or its error, in a file beside the task."""
 
     def __init__(self):
-        path = [entry or os.getcwd() for entry in sys.path]
+        path = [str(entry) or os.getcwd() for entry in sys.path if isinstance(entry, (str, os.PathLike))]
         # what it prints goes where this process's native logs go (set aside by the CLI), never into --json's output
-        self.process = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP.format(path=path, parent=os.getpid())],
+        self.process = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP.format(parent=os.getpid())],
                                         stdin=subprocess.PIPE, stdout=2)
         self.group: list[Target] = []
         self.task: Path | None = None
+        self._send(ascii(path).encode("ascii") + b"\n", close=False)
+
+    def _send(self, line: bytes, close: bool) -> None:
+        try:
+            self.process.stdin.write(line)
+            if close:
+                self.process.stdin.close()
+            else:
+                self.process.stdin.flush()
+        except OSError:  # it has ended: timings() says how
+            pass
 
     @property
     def names(self) -> str:
@@ -171,12 +193,7 @@ class SpareProcess:
         self.task = workdir / f"{storage.TEMPORARY_PREFIX}spare-{self.process.pid}.task"
         storage.write_bytes(self.task, pickle.dumps(
             (group, {target: files[target] for target in group}, saved_model, workdir, images, about)))
-        try:
-            self.process.stdin.write(os.fsencode(self.task) + b"\n")
-            self.process.stdin.close()
-        except OSError:  # it ended before: TensorFlow failed to import, or it was killed
-            raise RuntimeError(f"the spare process for {self.names} ended with code {self.process.wait()} "
-                               "before it was handed its work") from None
+        self._send(os.fsencode(self.task) + b"\n", close=True)
 
     def finished(self) -> bool:
         return self.process.poll() is not None
@@ -186,8 +203,8 @@ class SpareProcess:
         try:
             outcome = pickle.loads(_result(self.task).read_bytes())
         except OSError:
-            raise RuntimeError(f"the spare process converting {self.names} ended with code "
-                               f"{self.process.returncode} and no result") from None
+            raise SpareLost(f"the spare process converting {self.names} ended with code {self.process.wait()} "
+                            "and no result") from None
         if "error" in outcome:
             error, message, trace = outcome["error"]
             raise (ZooliteError(message) if error == ZooliteError.__name__ else RuntimeError(
