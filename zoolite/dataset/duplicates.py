@@ -96,10 +96,12 @@ class Duplicates:
         return sorted(path for group in self.conflicts for path in group)
 
 
-def _descriptors(thumbnail: np.ndarray) -> np.ndarray:
-    """(windows, SIZE * SIZE) unit vectors: the thumbnail in each of :func:`_windows`, area-averaged
-    (all zero for a flat image, which matches nothing)."""
-    return _box_descriptors(_integral(thumbnail[None], np.float64), np.array(_windows()), SIZE)
+def _descriptors(thumbnails: np.ndarray) -> np.ndarray:
+    """(photos, windows, SIZE * SIZE) unit vectors: each thumbnail in each of :func:`_windows`, area-averaged
+    (all zero for a flat image, which matches nothing). Computed here, after the reading threads: their small
+    NumPy products hold the GIL, so in those threads they kept the decoding from running in parallel."""
+    windows = np.array(_windows())
+    return np.stack([_box_descriptors(_integral(thumbnail[None], np.float64), windows, SIZE) for thumbnail in thumbnails])
 
 
 def _grey(source, side: int) -> Image.Image:
@@ -115,22 +117,20 @@ def _thumbnail(image: Image.Image, side: int) -> np.ndarray:
     return np.asarray(image.resize((side, side), Image.Resampling.BOX), np.float32)
 
 
-def _read(path: Path) -> tuple[str | None, np.ndarray | None, np.ndarray | None]:
-    """The SHA-256 of the file's bytes, its descriptors and its ``THUMB`` thumbnail; None for what cannot
-    be read or decoded."""
+def _read(path: Path) -> tuple[str | None, np.ndarray | None]:
+    """The SHA-256 of the file's bytes and its ``THUMB`` thumbnail; None for what cannot be read or decoded."""
     try:
         content = path.read_bytes()
     except OSError:
-        return None, None, None
+        return None, None
     digest = hashlib.sha256(content).hexdigest()
     try:
         image = _grey(io.BytesIO(content), 8 * SIZE)
     except Exception:  # noqa: BLE001 - any file Pillow cannot decode is compared by its bytes only
-        return digest, None, None
+        return digest, None
     if min(image.size) < 2:
-        return digest, None, None
-    thumbnail = _thumbnail(image, THUMB).astype(np.uint8)
-    return digest, _descriptors(thumbnail), thumbnail
+        return digest, None
+    return digest, _thumbnail(image, THUMB).astype(np.uint8)
 
 
 def component_labels(n: int, edges: np.ndarray) -> np.ndarray:
@@ -363,19 +363,18 @@ def find_duplicates(root: str | Path, files: list[tuple[str, int]],
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         read_back = list(pool.map(read, paths))
     by_digest: dict[str, list[int]] = {}
-    for i, (digest, _, _) in enumerate(read_back):
+    for i, (digest, _) in enumerate(read_back):
         if digest is not None:
             by_digest.setdefault(digest, []).append(i)
     edges = [np.column_stack([np.full(len(members) - 1, members[0]), members[1:]]) for members in by_digest.values()]
 
-    decoded = np.array([i for i, (_, d, _) in enumerate(read_back) if d is not None] if near_copies else [], int)
+    decoded = np.array([i for i, (_, t) in enumerate(read_back) if t is not None] if near_copies else [], int)
     if len(decoded):
-        descriptors = np.stack([read_back[i][1] for i in decoded])
-        copies, candidates = _near_copies(descriptors, progress)
+        thumbnails = np.stack([read_back[i][1] for i in decoded])
+        copies, candidates = _near_copies(_descriptors(thumbnails), progress)
         edges.append(decoded[copies[:, :2]])
         label = component_labels(len(paths), np.concatenate(edges))
         candidates = candidates[label[decoded[candidates[:, 0]]] != label[decoded[candidates[:, 1]]]]  # not joined yet
-        thumbnails = np.stack([read_back[i][2] for i in decoded])
         edges.append(decoded[_aligned_copies(candidates, thumbnails, [root / paths[i] for i in decoded])[:, :2]])
     if progress and len(decoded) < len(paths):
         progress(len(paths) - len(decoded))
