@@ -54,43 +54,45 @@ Output
 ------
 
 Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at
-e86edc8 (0.6.0: the calibrated modes converted in a spare process, started while the model trains, as the
+c5ffa5c (0.6.0: the calibrated modes converted in a spare process, started while the model trains, as the
 run's process converts the float modes; export and conversions 7.9 s fixed, 12.7 s at 2ab0bf5, 22-25 s at
 b2e6549), on a quiet machine. One run of each: a step of a few seconds moves by a second or so between
-runs, so the fitted per-photo figures of the test photos (39 and 381) move by several ms between
-invocations (2ab0bf5's output fitted 18.1 ms per photo to the Keras evaluation, this one 9.2 ms).
+runs, so the fitted per-photo figures move by 1-2 ms between invocations, the old version's as much as the
+new one's (three invocations of this version gave features 5.5, 6.5 and 7.0 ms a photo, the Keras
+evaluation 9.2, 6.8 and 8.2 ms, and b2e6549's projection 303, 320 and 370 s; the ratios 1.37, 1.34 and
+1.39 on animals10-dev, 1.08, 1.10 and 1.15 on animals10-large).
 
     AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
     b2e6549: /tmp/zoolite-b2e6549/zoolite/__init__.py
-    current (e86edc8): /tmp/zoolite-scale-…/current/zoolite/__init__.py
+    current (c5ffa5c): /tmp/zoolite-scale-…/current/zoolite/__init__.py
     4 runs in 3.7 min
-      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  48.3 s, load 1.2; recommended int8_fallback, test accuracy 85.0%
-      current (e86edc8)  animals10-dev     240 photos (train+val 201, test 39):  35.2 s, load 1.3; recommended int8_fallback, test accuracy 84.6%
-      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  70.8 s, load 1.4; recommended int8, test accuracy 97.1%
-      current (e86edc8)  animals10-large 2,528 photos (train+val 2,147, test 381):  65.3 s, load 1.9; recommended int8_fallback, test accuracy 97.4%
-    wall time old / new on animals10-dev: 48.3 / 35.2 s = 1.37
-    wall time old / new on animals10-large: 70.8 / 65.3 s = 1.08
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  47.2 s, load 1.7; recommended int8_fallback, test accuracy 85.0%
+      current (c5ffa5c)  animals10-dev     240 photos (train+val 201, test 39):  34.0 s, load 1.6; recommended int8_fallback, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  76.1 s, load 1.6; recommended int8_fallback, test accuracy 97.1%
+      current (c5ffa5c)  animals10-large 2,528 photos (train+val 2,147, test 381):  66.3 s, load 2.0; recommended int8_fallback, test accuracy 97.4%
+    wall time old / new on animals10-dev: 47.2 / 34.0 s = 1.39
+    wall time old / new on animals10-large: 76.1 / 66.3 s = 1.15
 
-    old = b2e6549, new = current (e86edc8). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
+    old = b2e6549, new = current (c5ffa5c). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
                                                      fixed s       ms per photo  26,179 photos, s
     stage                              photos         old     new     old     new     old     new
-    start-up, imports, exit            fixed          4.6     4.4                       5       4
-    scan + duplicates                  all            0.0    -0.0    0.28    2.27       7      60
-    features                           train+val      0.4     3.4    5.60    5.51     125     126
-    head training + gate               train+val      2.4     2.9   -0.02    0.64       2      17
-    suspect labels                     train+val      0.0     0.2    0.00    0.39       0       9
-    export + conversions               fixed         22.3     7.9                      22       8
-    Keras evaluation, test decoding    test           8.4     7.1    7.17    9.88      37      46
-    variant evaluation                 test           4.3     2.4   24.81   26.04     102     105
-    reports                            fixed          1.8     2.0                       2       2
-    other (weights, backbone, folder)  fixed          1.8     1.7                       2       2
-    total                                            45.9    31.9                     303     378
+    start-up, imports, exit            fixed          4.8     4.5                       5       4
+    scan + duplicates                  all            0.0    -0.1    0.22    2.10       6      55
+    features                           train+val     -0.1     2.8    7.17    6.97     159     158
+    head training + gate               train+val      2.3     2.7    0.15    0.89       6      22
+    suspect labels                     train+val      0.0     0.2    0.00    0.40       0       9
+    export + conversions               fixed         22.8     7.9                      23       8
+    Keras evaluation, test decoding    test           7.9     6.6   10.08    8.83      48      41
+    variant evaluation                 test           3.1     2.4   29.86   24.64     120      99
+    reports                            fixed          1.8     1.9                       2       2
+    other (weights, backbone, folder)  fixed          1.9     1.6                       2       2
+    total                                            44.4    30.5                     370     401
 
     issue #27, fitted ms per photo                    old     new
-    Keras evaluation per test photo                  6.51    9.16
-      target: <= features per photo                  5.60    5.51
-    LiteRT evaluations per test photo               24.81   26.04
-      target: <= sum of their median latencies      31.07   31.00
+    Keras evaluation per test photo                  9.37    8.15
+      target: <= features per photo                  7.17    6.97
+    LiteRT evaluations per test photo               29.86   24.64
+      target: <= sum of their median latencies      27.47   28.23
 """
 
 from __future__ import annotations
