@@ -58,7 +58,7 @@ c5ffa5c (0.6.0: the calibrated modes converted in a spare process, started while
 run's process converts the float modes; export and conversions 7.9 s fixed, 12.7 s at 2ab0bf5, 22-25 s at
 b2e6549), on a quiet machine. One run of each: a step of a few seconds moves by a second or so between
 runs, so the fitted per-photo figures move by 1-2 ms between invocations, the old version's as much as the
-new one's (three invocations of this version gave features 5.5, 6.5 and 7.0 ms a photo, the Keras
+new one's (invocations at e86edc8, 377b27d and c5ffa5c gave features 5.5, 6.5 and 7.0 ms a photo, the Keras
 evaluation 9.2, 6.8 and 8.2 ms, and b2e6549's projection 303, 320 and 370 s; the ratios 1.37, 1.34 and
 1.39 on animals10-dev, 1.08, 1.10 and 1.15 on animals10-large).
 
