@@ -193,13 +193,21 @@ def _given(args) -> dict:
 
 
 def _run(args) -> int:
+    given = _given(args)
+    config = None if args.resume else RunConfig.from_options(**given)
+    from zoolite.runs.spares import run_spares
+
+    with run_spares(config, args.resume) as spares:  # they import TensorFlow as this process does
+        return _run_with(args, given, config, spares)
+
+
+def _run_with(args, given: dict, config: RunConfig | None, spares) -> int:
     start = time.perf_counter()
     from zoolite.runs.pipeline import run
     from zoolite.progress import Progress
     from zoolite.report.reporting import text_summary
 
     import_seconds = time.perf_counter() - start
-    given = _given(args)
     contradicting = _contradicting(args.resume, given) if args.resume else []
     if contradicting:
         # A resumed run keeps the options saved in its config.json; others would contradict them.
@@ -208,9 +216,8 @@ def _run(args) -> int:
         raise ZooliteError(f"--resume {args.resume}: the run keeps the options saved in its config.json; "
                            f"drop {', '.join(flag for name, flag in flags.items() if name in contradicting)} "
                            "(or start a new run to change them)")
-    config = None if args.resume else RunConfig.from_options(**given)
     results = run(config, resume=args.resume, progress=Progress(not (args.quiet or args.json)),
-                  command="zoolite " + " ".join(sys.argv[1:]))
+                  command="zoolite " + " ".join(sys.argv[1:]), spares=spares)
     results.timings["import"] = round(import_seconds, 3)
     print(json.dumps(results.to_json(), indent=2) if args.json else text_summary(results))
     return 0

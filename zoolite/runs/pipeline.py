@@ -9,6 +9,7 @@ what ``--resume`` relies on. The run folder is marked complete only at the very 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -40,6 +41,7 @@ from zoolite.runs import provenance, stages
 from zoolite.runs.inputs import BackboneRun, PhotoSets
 from zoolite.runs.layout import RunLayout
 from zoolite.runs.steps import Steps
+from zoolite.runs.spares import run_spares
 from zoolite.targets.parallel import Spares
 
 log = logging.getLogger(__name__)
@@ -193,12 +195,10 @@ class _Measured:
         return self.files[0]
 
 
-def _run_stages(run: BackboneRun) -> _Measured:
-    with Spares(stages.unconverted(run)) as spares:  # they import TensorFlow while the model trains
-        trained = stages.train(run)
-        gated = stages.gate(run, trained)
-        files = stages.convert(run, gated, spares)
-    return _Measured(run, trained, gated, stages.measure(run, files))
+def _run_stages(run: BackboneRun, spares: Spares) -> _Measured:
+    trained = stages.train(run)
+    gated = stages.gate(run, trained)
+    return _Measured(run, trained, gated, stages.measure(run, stages.convert(run, gated, spares)))
 
 
 def _best_float(measured: list[_Measured], labels: np.ndarray) -> BestFloat:
@@ -288,9 +288,9 @@ def prepare(config: RunConfig | None = None, resume: str | Path | None = None, p
     return Prepared(config, layout, dataset, split, unlabelled, unlabelled_photos, specs, weights, extractors)
 
 
-def _measure_backbones(prepared: Prepared, progress: Progress, after_step) -> dict[str, Backbone]:
+def _measure_backbones(prepared: Prepared, progress: Progress, after_step, spares: Spares) -> dict[str, Backbone]:
     """Every backbone's results, each variant with its paired evidence against the run's best float model."""
-    measured = [_run_stages(prepared.backbone_run(spec.name, progress, after_step)) for spec in prepared.specs]
+    measured = [_run_stages(prepared.backbone_run(spec.name, progress, after_step), spares) for spec in prepared.specs]
     best = _best_float(measured, measured[0].run.photos.test.labels)
     return {m.run.spec.name: _backbone_results(m, best, prepared.config) for m in measured}
 
@@ -313,20 +313,28 @@ def _suspect_labels(layout: RunLayout, dataset: Dataset, split: Split, specs: li
 
 
 def run(config: RunConfig | None = None, resume: str | Path | None = None, progress: Progress | None = None,
-        command: str | None = None, after_stage: Callable[[str], None] | None = None) -> Run:
+        command: str | None = None, after_stage: Callable[[str], None] | None = None,
+        spares: Spares | None = None) -> Run:
     """Run the whole pipeline (or finish the one in ``resume``); return its :class:`~zoolite.results.Run`.
 
     The results are also written into a new run folder, ``Run.run_dir``. Unusable data or
     weights stop a new run before its folder is made. On Ctrl-C the KeyboardInterrupt
     carries the folder as ``run_dir``. ``after_stage(name)`` is called after each timed step.
+    ``spares``: those of :func:`zoolite.runs.spares.run_spares`, started earlier (by default, now).
     """
+    with contextlib.ExitStack() as stack:
+        return _run(config, resume, progress or Progress(), command, after_stage,
+                    spares or stack.enter_context(run_spares(config, resume)))
+
+
+def _run(config: RunConfig | None, resume: str | Path | None, progress: Progress, command: str | None,
+         after_stage: Callable[[str], None] | None, spares: Spares) -> Run:
     started = time.perf_counter()
     timings: dict[str, float] = {}
-    progress = progress or Progress()
     prepared = prepare(config, resume, progress, timings)
     config, layout, split = prepared.config, prepared.layout, prepared.split
     try:
-        backbones = _measure_backbones(prepared, progress, after_stage)
+        backbones = _measure_backbones(prepared, progress, after_stage, spares)
         suspects = _suspect_labels(layout, prepared.dataset, split, prepared.specs, timings, config.seed)
         timings["total"] = round(time.perf_counter() - started, 3)
         results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),

@@ -74,7 +74,7 @@ def _calibrates(group: list[Target]) -> bool:
 
 class Spares:
     """The spare processes for converting ``targets``: one a spare core (or ``workers``), never more than the
-    targets' groups but one. Made ahead, they import TensorFlow while the model trains; as a context
+    targets' groups but one. Made ahead (:mod:`zoolite.runs.spares`), they import TensorFlow and wait; as a context
     manager, they end when it closes if no conversion took them."""
 
     def __init__(self, targets, workers: int | None = None):
