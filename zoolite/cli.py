@@ -194,20 +194,6 @@ def _given(args) -> dict:
 
 def _run(args) -> int:
     given = _given(args)
-    config = None if args.resume else RunConfig.from_options(**given)
-    from zoolite.runs.spares import run_spares
-
-    with run_spares(config, args.resume) as spares:  # they import TensorFlow as this process does
-        return _run_with(args, given, config, spares)
-
-
-def _run_with(args, given: dict, config: RunConfig | None, spares) -> int:
-    start = time.perf_counter()
-    from zoolite.runs.pipeline import run
-    from zoolite.progress import Progress
-    from zoolite.report.reporting import text_summary
-
-    import_seconds = time.perf_counter() - start
     contradicting = _contradicting(args.resume, given) if args.resume else []
     if contradicting:
         # A resumed run keeps the options saved in its config.json; others would contradict them.
@@ -216,6 +202,20 @@ def _run_with(args, given: dict, config: RunConfig | None, spares) -> int:
         raise ZooliteError(f"--resume {args.resume}: the run keeps the options saved in its config.json; "
                            f"drop {', '.join(flag for name, flag in flags.items() if name in contradicting)} "
                            "(or start a new run to change them)")
+    config = None if args.resume else RunConfig.from_options(**given)
+    from zoolite.runs.spares import run_spares
+
+    with run_spares(config, args.resume) as spares:  # they import TensorFlow as this process does
+        return _run_with(args, config, spares)
+
+
+def _run_with(args, config: RunConfig | None, spares) -> int:
+    start = time.perf_counter()
+    from zoolite.runs.pipeline import run
+    from zoolite.progress import Progress
+    from zoolite.report.reporting import text_summary
+
+    import_seconds = time.perf_counter() - start
     results = run(config, resume=args.resume, progress=Progress(not (args.quiet or args.json)),
                   command="zoolite " + " ".join(sys.argv[1:]), spares=spares)
     results.timings["import"] = round(import_seconds, 3)

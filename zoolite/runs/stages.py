@@ -212,25 +212,16 @@ def _warn_of_class_photos(run: BackboneRun, confident: int) -> None:
                     "the folder", other.root, stats.CONFIDENT, confident, len(other.calibration) + len(other.test))
 
 
-def _target_files(run: BackboneRun) -> dict[Target, Path]:
-    """Each chosen target of the run, and its file in the run folder."""
-    return {target: run.layout.model(target) for target in chosen_targets(run.config.runtimes, run.config.modes)}
-
-
-def unconverted(run: BackboneRun) -> list[Target]:
-    """The run's chosen targets whose files are not all written yet."""
-    return [target for target, path in _target_files(run).items()
-            if not all(file.exists() for file in target.family.files(path))]
-
-
 def convert(run: BackboneRun, gated: Gated, spares: Spares | None = None) -> dict[Target, Path]:
     """Every chosen target of the run, converted unless already written (in this process and, where the cores
     allow it, in ``spares``), each with the gate's threshold (and the labels and provenance of
     :func:`zoolite.runs.provenance.model_about`) in its metadata; target -> file."""
-    files = _target_files(run)
+    files = {target: run.layout.model(target) for target in chosen_targets(run.config.runtimes, run.config.modes)}
+    missing = {target: path for target, path in files.items()
+               if not all(file.exists() for file in target.family.files(path))}
     about = provenance.model_about(run.spec, run.weights, run.class_names, run.photos.train.root, gated.rejection)
     with ConversionSource(gated.model, run.layout.cache, run.representative, run.steps.step, about) as source:
-        convert_targets(source, {target: files[target] for target in unconverted(run)}, run.steps.record, spares)
+        convert_targets(source, missing, run.steps.record, spares)
     return {REFERENCE: run.layout.model(REFERENCE), **files}
 
 

@@ -53,7 +53,7 @@ def conversion_groups(targets) -> list[list[Target]]:
         family = target.family
         groups.setdefault((family.name,) if family.modes_share_conversion else (family.name, target.calibrated),
                           []).append(target)
-    return sorted(groups.values(), key=lambda group: not any(target.calibrated for target in group))
+    return sorted(groups.values(), key=lambda group: not _calibrates(group))
 
 
 def spare_cores() -> int:
