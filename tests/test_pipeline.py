@@ -102,6 +102,7 @@ def test_atomic_write_leaves_no_partial_file_on_error(tmp_path):
 
 def test_agreement_with_itself_and_with_a_perturbed_copy(small_run):
     from zoolite.measure.evaluation import agreement
+    from zoolite.model.training import top_of
     from zoolite.targets.keras import KerasRuntime, load_keras_model
 
     layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)
@@ -110,7 +111,7 @@ def test_agreement_with_itself_and_with_a_perturbed_copy(small_run):
     reference = KerasRuntime(model).predict(images)
     assert agreement(KerasRuntime(model).predict(images), reference).top1_agreement == 1.0
     # Swap the dog and cat outputs: those predictions flip, the spider ones stay.
-    dense = model.get_layer("calibrated_probabilities")
+    dense = top_of(model).get_layer("calibrated_probabilities")
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel[:, [1, 0, 2]], bias[[1, 0, 2]]])
     result = agreement(KerasRuntime(model).predict(images), reference)
@@ -193,7 +194,7 @@ def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
 
     files = stages.convert(run, gated)
     assert list(files) == [REFERENCE, TARGETS["float32"]] and all(path.is_file() for path in files.values())
-    measured = stages.measure(run, files)
+    measured = stages.measure(run, trained, files)
     labels = run.photos.test.labels
     assert measured[0].target is REFERENCE
     for file in measured:

@@ -18,6 +18,7 @@ import pytest
 from conftest import BACKBONE
 from conftest import FLOAT_RIGHT, made_run, paired_variant
 from zoolite.model import rejection
+from zoolite.model.training import top_of
 from zoolite.model.calibration import scrambled
 from zoolite.report import reporting, tables
 from zoolite.measure import intervals, stats
@@ -62,7 +63,7 @@ def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
                                          fitted.keep_rate, small_run.config.seed,
                                          rejection.ImageNetView(*get_backbone(BACKBONE).imagenet_classifier()))
     assert refitted.threshold == fitted.threshold and refitted.classes == fitted.classes
-    assert model.get_layer(rejection.IMAGENET_VIEW).output.shape == (None, 1000)
+    assert top_of(model).get_layer(rejection.IMAGENET_VIEW).output.shape == (None, 1000)
     images = np.concatenate([np.load(layout.images("test")), np.load(layout.images("other_test")),
                              np.full((1, 224, 224, 3), 128, np.uint8)]).astype(np.float32)
     features = model.get_layer(f"{BACKBONE}_features").predict(images, verbose=0)
@@ -71,6 +72,28 @@ def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
     np.testing.assert_allclose(in_file, expected, atol=1e-4)
     rejected = in_file.max(1) < fitted.threshold
     assert rejected.any() and (in_file[rejected].sum(1) < 0.9).all()
+
+
+def test_the_reference_predicts_from_the_backbones_fast_features_what_the_whole_model_does(small_run):
+    """The reference's probabilities (test photos, --unlabelled and held-out --other) are its gated head on the
+    features of the backbone's LiteRT file, bit for bit, which are the whole Keras model's within float32
+    rounding."""
+    from zoolite.model.features import backbone_file, open_backbone
+    from zoolite.model.training import extractor_of
+    from zoolite.storage import cache_dir
+    from zoolite.targets.keras import KerasRuntime, load_keras_model
+
+    layout = RunLayout(Path(small_run.run_dir)).backbone(BACKBONE)
+    model = load_keras_model(layout.model(TARGETS["keras"]))
+    classifier = load_keras_model(layout.classifier)
+    backbone = open_backbone(backbone_file(extractor_of(classifier), cache_dir() / "backbones"))
+    saved = {"test": layout.probabilities("keras"), "unlabelled": layout.unlabelled_probabilities("keras"),
+             "other_test": layout.other_probabilities("keras")}
+    for name, probabilities in saved.items():
+        images = np.load(layout.images(name))
+        fast = top_of(model).predict(backbone.predict(images), verbose=0)
+        np.testing.assert_array_equal(np.load(probabilities), fast, err_msg=name)
+        np.testing.assert_allclose(fast, KerasRuntime(model).predict(images), atol=1e-5, err_msg=name)
 
 
 def test_the_threshold_travels_in_every_file(small_run):

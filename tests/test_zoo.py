@@ -27,9 +27,9 @@ from zoolite.runs.pipeline import run
 from zoolite.progress import Progress
 from zoolite.targets import TARGETS
 from zoolite.targets.base import export_saved_model
-from zoolite.targets.keras import load_keras_model
+from zoolite.targets.keras import KerasRuntime, load_keras_model
 from zoolite.targets.litert import LiteRTRuntime, convert
-from zoolite.model.training import PROBABILITIES, assemble, base_of, build_head, extractor_of, head_of
+from zoolite.model.training import PROBABILITIES, assemble, base_of, build_head, extractor_of, head_of, top_of
 
 SLOW = {"xception", "inception_resnet_v2", "resnet50"}
 # One run holds these two, fine-tuning the first: it serves the fine-tuning and the
@@ -208,8 +208,12 @@ def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
 
     model = load_keras_model(layout.backbone("efficientnet_lite0").model(TARGETS["keras"]))
     # The ImageNet classifier reads the frozen base's features: a tuned base's gate compares features alone.
-    assert rejection.IMAGENET_VIEW not in [layer.name for layer in model.layers]
+    assert rejection.IMAGENET_VIEW not in [layer.name for layer in top_of(model).layers]
     assert backbone.rejection.method.endswith("compared by their features")
+    # The reference predicted the test photos from the tuned backbone's features, as the whole model does.
+    files = layout.backbone("efficientnet_lite0")
+    np.testing.assert_allclose(np.load(files.probabilities("keras")),
+                               KerasRuntime(model).predict(np.load(files.images("test"))), atol=1e-5)
     tuned = base_of(extractor_of(model))
     original = base_of(build_feature_extractor(get_backbone("efficientnet_lite0")))
     cut = len(original.layers) - FINE_TUNE_LAYERS

@@ -333,15 +333,16 @@ def confident_class_photos(classifier, prototypes: Prototypes, rejection: Reject
 
 def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     """The trained ``classifier`` (pixels -> extractor -> head) with the temperature and the gate
-    folded in: pixels in, ``softmax(logits / T) * gate`` out. Built-in layers only, so the
-    ``.keras`` file loads in safe mode and every converter takes it. Each class's normalisation and
+    folded in: pixels in, ``softmax(logits / T) * gate`` out. The extractor feeds the gated head, a model of its
+    own, so that the features can also be fed to it alone (:func:`zoolite.model.training.top_of`). Built-in layers
+    only, so the ``.keras`` file loads in safe mode and every converter takes it. Each class's normalisation and
     the gate vector's part weights are folded into the weights of its similarities:
     z_c = (0.5 cos(mean) + 0.5 max cos(centroids) - mean_c) / spread_c, and a positive scale commutes
     with the max over a class's centroids."""
     import keras
 
     from zoolite.model.layers import L2Normalize
-    from zoolite.model.training import extractor_of, head_weights
+    from zoolite.model.training import GATED_HEAD, extractor_of, head_weights
 
     extractor, (kernel, bias) = extractor_of(classifier), head_weights(classifier)
     n_classes, per_class, dim = prototypes.centroids.shape
@@ -349,8 +350,7 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     feature_dim = dim - (0 if imagenet is None else imagenet.kernel.shape[1])
     scale = 0.5 / prototypes.spread[:, None] * part_weights(feature_dim, imagenet)
     means, centroids = prototypes.means * scale, (prototypes.centroids * scale[:, None, :]).reshape(-1, dim)
-    pixels = keras.Input(extractor.input_shape[1:], name="pixels")
-    features = extractor(pixels)
+    features = keras.Input(extractor.output_shape[1:], name="features")
     parts = [L2Normalize(name="unit_features")(features)]
     if imagenet is not None:
         imagenet_view = keras.layers.Dense(imagenet.kernel.shape[1], activation="softmax", name=IMAGENET_VIEW)
@@ -377,7 +377,8 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     best = keras.layers.GlobalMaxPooling1D(name="best_class_z")(keras.layers.Reshape((n_classes, 1))(z))
     shows_a_class = keras.layers.Dense(1, activation="sigmoid", name="shows_a_class")
     scores = keras.layers.Multiply(name="scores")([probabilities(features), shows_a_class(best)])
-    model = keras.Model(pixels, scores, name=classifier.name)
+    pixels = keras.Input(extractor.input_shape[1:], name="pixels")
+    model = keras.Model(pixels, keras.Model(features, scores, name=GATED_HEAD)(extractor(pixels)), name=classifier.name)
     probabilities.set_weights([kernel / rejection.temperature, bias / rejection.temperature])
     if imagenet is not None:
         imagenet_view.set_weights([imagenet.kernel.astype(np.float32), imagenet.bias.astype(np.float32)])

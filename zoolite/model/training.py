@@ -99,6 +99,7 @@ def one_hot(labels, n_classes: int) -> np.ndarray:
 
 
 HEAD, PROBABILITIES = "head", "probabilities"  # the new classifier, and its dense softmax layer
+GATED_HEAD = "gated_head"  # the reference model's part after the extractor: the head with "none of these"
 
 
 def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
@@ -115,8 +116,8 @@ def assemble(extractor: keras.Model, head: keras.Model, name: str = "classifier"
     return keras.Model(inputs, head(extractor(inputs)), name=name)
 
 
-def _inner_model(model: keras.Model, but: str | None = None) -> keras.Model:
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != but)
+def _inner_model(model: keras.Model, but: tuple[str, ...] = ()) -> keras.Model:
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name not in but)
 
 
 def head_of(classifier: keras.Model) -> keras.Model:
@@ -125,8 +126,17 @@ def head_of(classifier: keras.Model) -> keras.Model:
 
 
 def extractor_of(classifier: keras.Model) -> keras.Model:
-    """The feature extractor inside a model :func:`assemble` made: its one inner model besides the head."""
-    return _inner_model(classifier, but=HEAD)
+    """The feature extractor inside a model :func:`assemble` or :func:`zoolite.model.rejection.with_rejection`
+    made: its one inner model besides the (gated) head."""
+    return _inner_model(classifier, but=(HEAD, GATED_HEAD))
+
+
+def top_of(model: keras.Model) -> keras.Model | None:
+    """The part of ``model`` that reads its extractor's features: the head of a model :func:`assemble` made, the
+    gated head of one :func:`zoolite.model.rejection.with_rejection` made (None in the reference model of a run
+    of zoolite 0.6 or older, whose gate lies flat beside the extractor)."""
+    return next((layer for layer in model.layers if isinstance(layer, keras.Model)
+                 and layer.name in (HEAD, GATED_HEAD)), None)
 
 
 def base_of(extractor: keras.Model) -> keras.Model:

@@ -198,7 +198,7 @@ class _Measured:
 def _run_stages(run: BackboneRun, spares: Spares) -> _Measured:
     trained = stages.train(run)
     gated = stages.gate(run, trained)
-    return _Measured(run, trained, gated, stages.measure(run, stages.convert(run, gated, spares)))
+    return _Measured(run, trained, gated, stages.measure(run, trained, stages.convert(run, gated, spares)))
 
 
 def _best_float(measured: list[_Measured], labels: np.ndarray) -> BestFloat:

@@ -19,7 +19,7 @@ from zoolite.measure.evidence import ImageSets
 from zoolite.model import rejection
 from zoolite.model.augmentation import Views, random_views, view_maker
 from zoolite.model.training import (assemble, build_head, class_weights, extractor_of, fit, labelled_batches, one_hot,
-                                    set_base_trainable)
+                                    set_base_trainable, top_of)
 from zoolite.results import Rejection, Training, TrainingStage, Variant
 from zoolite.runs import provenance
 from zoolite.runs.inputs import BackboneRun
@@ -225,7 +225,16 @@ def convert(run: BackboneRun, gated: Gated, spares: Spares | None = None) -> dic
     return {REFERENCE: run.layout.model(REFERENCE), **files}
 
 
-def _measure_file(run: BackboneRun, target: Target, path: Path, images: ImageSets) -> MeasuredFile:
+def _open(run: BackboneRun, trained: Trained, target: Target, path: Path):
+    """``path`` opened as a runtime, and its load time; the reference predicting from the fast features."""
+    runtime, load_seconds = open_model(path, run.config.threads)
+    top = top_of(runtime.model) if target is REFERENCE else None
+    if top is not None:  # the gate stage's features came from the same backbone (its file named by its weights)
+        runtime = runtime.predicting_from(run.backbone(extractor_of(trained.classifier), trained.base_learned), top)
+    return runtime, load_seconds
+
+
+def _measure_file(run: BackboneRun, trained: Trained, target: Target, path: Path, images: ImageSets) -> MeasuredFile:
     """One file measured by :func:`~zoolite.measure.evaluation.measure_variant` on the test images, and
     its probabilities on every image set (loaded when a previous attempt saved them)."""
     layout, labels = run.layout, run.photos.test.labels
@@ -235,7 +244,7 @@ def _measure_file(run: BackboneRun, target: Target, path: Path, images: ImageSet
     measurement = layout.measurement(target.name)
 
     def make(step):
-        runtime, load_seconds = open_model(path, run.config.threads)
+        runtime, load_seconds = _open(run, trained, target, path)
         latency = run.config.latency
         with run.steps.progress.bar(f"{run.spec.name}: timing {target.name} (up to {latency.runs} calls "
                                     f"or {latency.max_seconds:g} s)", latency.runs, unit="call") as timed:
@@ -257,11 +266,13 @@ def _measure_file(run: BackboneRun, target: Target, path: Path, images: ImageSet
                              sum(len(photos) for photos in images.given()), title=f"evaluating {target.name}")
 
 
-def measure(run: BackboneRun, files: dict[Target, Path]) -> list[MeasuredFile]:
+def measure(run: BackboneRun, trained: Trained, files: dict[Target, Path]) -> list[MeasuredFile]:
     """Every file measured with the one routine, the reference first, on the test images, and its
-    probabilities on the ``--unlabelled`` photos and the held-out half of ``--other``."""
+    probabilities on the ``--unlabelled`` photos and the held-out half of ``--other``. The reference predicts
+    from the features of its backbone as ``trained`` left it, computed the way the head's training photos'
+    were (:meth:`zoolite.targets.keras.KerasRuntime.predicting_from`)."""
     photos = run.photos
     images = ImageSets(run.images("test", photos.test.paths),
                        run.images("unlabelled", photos.unlabelled) if photos.unlabelled else None,
                        run.images("other_test", photos.other_test) if photos.other_test else None)
-    return [_measure_file(run, target, path, images) for target, path in files.items()]
+    return [_measure_file(run, trained, target, path, images) for target, path in files.items()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ class KerasRuntime:
         # (predict_on_batch traces twice, the first batch size then any, and a second function one image).
         self._graph = tf.function(lambda x: model(x, training=False),
                                   input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
+        self._features = None  # predicting_from: the extractor's fast runtime and the graph of the part after it
 
     threads = "TensorFlow default (all cores)"
     batched = True
@@ -37,7 +39,7 @@ class KerasRuntime:
     def other_calls(self) -> dict:
         """Other ways to call the same model whose latency is worth knowing: what a careful
         Python user would call, the model compiled as a ``tf.function``."""
-        return {"tf_function": lambda image: self.predict(np.asarray(image)[None])[0]}
+        return {"tf_function": lambda image: np.asarray(self._graph(np.asarray(image, np.float32)[None]))[0]}
 
     def embedded_labels(self) -> None:
         """A .keras file carries no labels: they are in the labels.txt beside it."""
@@ -50,9 +52,25 @@ class KerasRuntime:
         return (Tensor(self.model.inputs[0].name, [1, *self.model.input_shape[1:]], "float32"),
                 Tensor(self.model.outputs[0].name, [1, self.n_classes], "float32"))
 
+    def predicting_from(self, backbone, top) -> KerasRuntime:
+        """This runtime, but predicting batches as ``top`` (the part of the model after its feature extractor) on
+        the features of ``backbone`` (a runtime of that extractor: :mod:`zoolite.model.features`'s LiteRT file,
+        which the head was trained on). A batch then costs what its features cost, and its probabilities equal the
+        whole graph's within the features' float32 rounding (test_conversion_and_evaluation). The single-image
+        calls, which time the latency, still call the whole model."""
+        import tensorflow as tf
+
+        runtime = copy.copy(self)
+        runtime._features = backbone, tf.function(lambda features: top(features, training=False), input_signature=[
+            tf.TensorSpec([None, *top.input_shape[1:]], tf.float32)])
+        return runtime
+
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Batched, through the compiled graph."""
-        return np.asarray(self._graph(np.asarray(images, np.float32)), np.float32)
+        """Batched, through the compiled graph (or the features and the graph of the part after them)."""
+        if self._features is None:
+            return np.asarray(self._graph(np.asarray(images, np.float32)), np.float32)
+        backbone, top = self._features
+        return np.asarray(top(backbone.predict(images)), np.float32)
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """One image as an app calls it: ``model(x, training=False)``, eagerly."""
