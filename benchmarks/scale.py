@@ -54,45 +54,46 @@ Output
 ------
 
 Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at
-c5ffa5c (0.6.0: the calibrated modes converted in a spare process, started while the model trains, as the
-run's process converts the float modes; export and conversions 7.9 s fixed, 12.7 s at 2ab0bf5, 22-25 s at
-b2e6549), on a quiet machine. One run of each: a step of a few seconds moves by a second or so between
-runs, so the fitted per-photo figures move by 1-2 ms between invocations, the old version's as much as the
-new one's (invocations at e86edc8, 377b27d and c5ffa5c gave features 5.5, 6.5 and 7.0 ms a photo, the Keras
-evaluation 9.2, 6.8 and 8.2 ms, and b2e6549's projection 303, 320 and 370 s; the ratios 1.37, 1.34 and
-1.39 on animals10-dev, 1.08, 1.10 and 1.15 on animals10-large).
+1f5ca27 (0.7.0: the Keras reference predicts its test photos from the backbone's LiteRT features, as the
+head's training photos were; 0.6.0's spare process converts the calibrated modes while the run's process
+converts the float ones), on a quiet machine. One run of each: a step of a few seconds moves by a second or
+so between runs, so the fitted per-photo figures move by 1-2 ms between invocations, the old version's as much
+as the new one's (invocations of 0.6.0 at e86edc8, 377b27d and c5ffa5c gave features 5.5, 6.5 and 7.0 ms a
+photo, and b2e6549's projection 303, 320 and 370 s; the ratios 1.37, 1.34 and 1.39 on animals10-dev, 1.08,
+1.10 and 1.15 on animals10-large; their Keras evaluation, through the whole Keras graph in batches, 9.2, 6.8
+and 8.2 ms a test photo).
 
     AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
     b2e6549: /tmp/zoolite-b2e6549/zoolite/__init__.py
-    current (c5ffa5c): /tmp/zoolite-scale-…/current/zoolite/__init__.py
+    current (1f5ca27): /tmp/zoolite-scale-6znixw14/current/zoolite/__init__.py
     4 runs in 3.7 min
-      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  47.2 s, load 1.7; recommended int8_fallback, test accuracy 85.0%
-      current (c5ffa5c)  animals10-dev     240 photos (train+val 201, test 39):  34.0 s, load 1.6; recommended int8_fallback, test accuracy 84.6%
-      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  76.1 s, load 1.6; recommended int8_fallback, test accuracy 97.1%
-      current (c5ffa5c)  animals10-large 2,528 photos (train+val 2,147, test 381):  66.3 s, load 2.0; recommended int8_fallback, test accuracy 97.4%
-    wall time old / new on animals10-dev: 47.2 / 34.0 s = 1.39
-    wall time old / new on animals10-large: 76.1 / 66.3 s = 1.15
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  50.5 s, load 0.8; recommended uint8, test accuracy 85.0%
+      current (1f5ca27)  animals10-dev     240 photos (train+val 201, test 39):  33.3 s, load 1.1; recommended int8_fallback, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  76.5 s, load 1.6; recommended int8_fallback, test accuracy 97.1%
+      current (1f5ca27)  animals10-large 2,528 photos (train+val 2,147, test 381):  63.6 s, load 1.6; recommended int8_fallback, test accuracy 97.4%
+    wall time old / new on animals10-dev: 50.5 / 33.3 s = 1.52
+    wall time old / new on animals10-large: 76.5 / 63.6 s = 1.20
 
-    old = b2e6549, new = current (c5ffa5c). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
+    old = b2e6549, new = current (1f5ca27). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
                                                      fixed s       ms per photo  26,179 photos, s
     stage                              photos         old     new     old     new     old     new
-    start-up, imports, exit            fixed          4.8     4.5                       5       4
-    scan + duplicates                  all            0.0    -0.1    0.22    2.10       6      55
-    features                           train+val     -0.1     2.8    7.17    6.97     159     158
-    head training + gate               train+val      2.3     2.7    0.15    0.89       6      22
-    suspect labels                     train+val      0.0     0.2    0.00    0.40       0       9
-    export + conversions               fixed         22.8     7.9                      23       8
-    Keras evaluation, test decoding    test           7.9     6.6   10.08    8.83      48      41
-    variant evaluation                 test           3.1     2.4   29.86   24.64     120      99
+    start-up, imports, exit            fixed          5.1     4.7                       5       5
+    scan + duplicates                  all            0.0    -0.1    0.24    1.92       6      50
+    features                           train+val      0.4     0.1    5.62    6.20     126     138
+    head training + gate               train+val      2.5     3.4    0.18    0.41       7      13
+    suspect labels                     train+val      0.0     0.2    0.00    0.37       0       8
+    export + conversions               fixed         23.8     8.4                      24       8
+    Keras evaluation, test decoding    test           8.4     7.6   11.00    5.52      52      29
+    variant evaluation                 test           4.0     2.2   28.44   30.32     116     121
     reports                            fixed          1.8     1.9                       2       2
-    other (weights, backbone, folder)  fixed          1.9     1.6                       2       2
-    total                                            44.4    30.5                     370     401
+    other (weights, backbone, folder)  fixed          2.0     1.6                       2       2
+    total                                            48.1    30.0                     339     376
 
     issue #27, fitted ms per photo                    old     new
-    Keras evaluation per test photo                  9.37    8.15
-      target: <= features per photo                  7.17    6.97
-    LiteRT evaluations per test photo               29.86   24.64
-      target: <= sum of their median latencies      27.47   28.23
+    Keras evaluation per test photo                 10.25    4.73
+      target: <= features per photo                  5.62    6.20
+    LiteRT evaluations per test photo               28.44   30.32
+      target: <= sum of their median latencies      30.36   31.98
 """
 
 from __future__ import annotations

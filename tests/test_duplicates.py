@@ -158,13 +158,13 @@ def test_thousands_of_near_identical_frames_make_one_group_quickly(tmp_path):
 
 
 def test_box_descriptors_from_integral_images_are_exact_area_averages():
-    from zoolite.dataset.duplicates import _box_descriptors, _integral
+    from zoolite.dataset.boxes import box_descriptors, integral
 
     image = np.random.default_rng(0).uniform(0, 255, (48, 48)).astype(np.float32)
     blocks = image.reshape(16, 3, 16, 3).mean(axis=(1, 3))[4:12, 2:10].ravel()  # an aligned box: x 2-10, y 4-12
     expected = (blocks - blocks.mean()) / np.linalg.norm(blocks - blocks.mean())
     box = np.array([2 / 16, 4 / 16, 10 / 16, 12 / 16])
-    np.testing.assert_allclose(_box_descriptors(_integral(image[None]), box, 8)[0], expected, atol=1e-4)
+    np.testing.assert_allclose(box_descriptors(integral(image[None]), box, 8)[0], expected, atol=1e-4)
 
     # a box whose edges fall inside pixels (every 0.1 pixel): against the image blown up 10 times
     fine = np.repeat(np.repeat(image, 10, axis=0), 10, axis=1)
@@ -172,7 +172,23 @@ def test_box_descriptors_from_integral_images_are_exact_area_averages():
     cells = fine[top:bottom, left:right].reshape(8, 42, 8, 45).sum(axis=(1, 3)).ravel()
     expected = (cells - cells.mean()) / np.linalg.norm(cells - cells.mean())
     box = np.array([left, top, right, bottom]) / 480
-    np.testing.assert_allclose(_box_descriptors(_integral(image[None], np.float64), box, 8)[0], expected, atol=1e-5)
+    np.testing.assert_allclose(box_descriptors(integral(image[None], np.float64), box, 8)[0], expected, atol=1e-5)
+
+
+def test_the_same_boxes_of_many_photos_get_each_photos_own_descriptors():
+    from zoolite.dataset.boxes import box_descriptors, integral, shared_box_descriptors
+
+    rng = np.random.default_rng(0)
+    integrals = integral(rng.uniform(0, 255, (5, 40, 40)), np.float64)
+    # boxes that share a top and bottom, or only a left and right, or nothing
+    boxes = np.array([[0.0, 0.1, 0.9, 0.8], [0.2, 0.1, 1.0, 0.8], [0.0, 0.0, 1.0, 1.0], [0.3, 0.2, 0.7, 0.6],
+                      [0.1, 0.25, 0.75, 0.95]])
+    shared = shared_box_descriptors(integrals, boxes, 8)
+    assert shared.shape == (5, 5, 64)
+    for photo in range(5):
+        for box in range(5):
+            np.testing.assert_allclose(shared[photo, box], box_descriptors(integrals[photo], boxes[box], 8),
+                                       atol=1e-6)
 
 
 def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():

@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
+from zoolite.dataset.boxes import box_descriptors, integral, shared_box_descriptors
 from zoolite.dataset.images import eight_bit
 
 SIZE = 16  # descriptor side, pixels
@@ -101,8 +102,8 @@ def _descriptors(thumbnails: np.ndarray) -> np.ndarray:
     (all zero for a flat image, which matches nothing). Computed here, after the reading threads: their small
     NumPy products hold the GIL, so in those threads they kept the decoding from running in parallel."""
     windows = np.array(_windows())
-    return np.concatenate([_shared_box_descriptors(_integral(thumbnails[start:start + CHUNK], np.float64), windows, SIZE)
-                           for start in range(0, len(thumbnails), CHUNK)])
+    chunks = (integral(thumbnails[start:start + CHUNK], np.float64) for start in range(0, len(thumbnails), CHUNK))
+    return np.concatenate([shared_box_descriptors(integrals, windows, SIZE) for integrals in chunks])
 
 
 def _grey(source, side: int) -> Image.Image:
@@ -233,76 +234,9 @@ def _close_pairs(descriptors: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray
     return similarity, oriented
 
 
-def _integral(thumbnails: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """(m, side + 1, side + 1) integral images of (m, side, side) thumbnails, with a zero first row and column."""
-    m, side, _ = thumbnails.shape
-    integral = np.zeros((m, side + 1, side + 1), dtype)
-    integral[:, 1:, 1:] = thumbnails.astype(np.float64).cumsum(axis=1).cumsum(axis=2)
-    return integral
-
-
-def _interpolation(low: np.ndarray, high: np.ndarray, cells: int, side: int) -> np.ndarray:
-    """(..., cells + 1, side + 1) weights that sample a row of an integral image linearly at the
-    cells + 1 edges between ``low`` and ``high`` (shares of the side)."""
-    edges = (low[..., None] + (high - low)[..., None] * np.arange(cells + 1) / cells) * side
-    first = np.clip(np.floor(edges).astype(int), 0, side - 1)
-    weights = np.zeros((*edges.shape, side + 1), np.float32)
-    np.put_along_axis(weights, first[..., None], (1 - (edges - first))[..., None], axis=-1)
-    np.put_along_axis(weights, first[..., None] + 1, (edges - first)[..., None], axis=-1)
-    return weights
-
-
-def _box_descriptors(integrals: np.ndarray, boxes: np.ndarray, cells: int) -> np.ndarray:
-    """(..., cells * cells) unit descriptors of boxes (..., 4: left, top, right, bottom as shares) of
-    integral images (..., side + 1, side + 1; the two broadcast): each box averaged over cells x cells
-    areas, minus their mean. An integral image of flat pixels is bilinear within a pixel, so sampling it
-    linearly gives exact area sums for any box."""
-    side = integrals.shape[-1] - 1
-    rows = _interpolation(boxes[..., 1], boxes[..., 3], cells, side)
-    columns = _interpolation(boxes[..., 0], boxes[..., 2], cells, side)
-    return _unit_descriptors(_cell_sums(rows @ integrals @ np.swapaxes(columns, -1, -2)), cells)
-
-
-def _shared_box_descriptors(integrals: np.ndarray, boxes: np.ndarray, cells: int) -> np.ndarray:
-    """(photos, boxes, cells * cells): :func:`_box_descriptors` of the same ``boxes`` (boxes, 4) in every
-    integral image (photos, side + 1, side + 1), by large matrix products rather than two small ones per photo
-    and box (whose calls cost more than their arithmetic), each box's rows sampled once for the boxes that
-    share them (the 81 boxes of the ``MARGINS`` grid have 9 pairs of top and bottom)."""
-    n, edge, _ = integrals.shape
-    spans, span_of = np.unique(boxes[:, [1, 3]], axis=0, return_inverse=True)
-    rows = _interpolation(spans[:, 0], spans[:, 1], cells, edge - 1)
-    columns = _interpolation(boxes[:, 0], boxes[:, 2], cells, edge - 1)
-    # every span's rows through every photo at once: (spans * (cells + 1), edge) x (edge, photos * edge)
-    sampled = (rows.reshape(-1, edge) @ integrals.transpose(1, 0, 2).reshape(edge, n * edge)).reshape(
-        len(spans), cells + 1, n, edge).transpose(0, 2, 1, 3)
-    sums = np.empty((n, len(boxes), cells, cells), np.result_type(rows, integrals))
-    for span in range(len(spans)):
-        chosen = np.flatnonzero(span_of.ravel() == span)
-        # (photos, cells + 1, edge) x (boxes, 1, edge, cells + 1) -> (boxes, photos, cells + 1, cells + 1)
-        corners = sampled[span] @ np.swapaxes(columns[chosen], -1, -2)[:, None]
-        sums[:, chosen] = _cell_sums(corners).transpose(1, 0, 2, 3)
-    return _unit_descriptors(sums, cells)
-
-
-def _cell_sums(corners: np.ndarray) -> np.ndarray:
-    """(..., cells, cells) sums of a box's cells from an integral image sampled at their corners
-    (..., cells + 1, cells + 1)."""
-    return corners[..., 1:, 1:] - corners[..., :-1, 1:] - corners[..., 1:, :-1] + corners[..., :-1, :-1]
-
-
-def _unit_descriptors(sums: np.ndarray, cells: int) -> np.ndarray:
-    """Unit descriptors (..., cells * cells) of a box's cell sums (..., cells, cells): minus their mean."""
-    vectors = sums.reshape(*sums.shape[:-2], cells * cells)
-    level = np.abs(vectors).mean(axis=-1, keepdims=True)
-    vectors = vectors - vectors.mean(axis=-1, keepdims=True)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    # flat: what is left is rounding of the integral image, not the picture
-    return np.where(norms > 1e-3 * cells * level, vectors / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
-
-
 def _frames(integrals: np.ndarray, mirrored: np.ndarray, cells: int) -> np.ndarray:
     """The whole-frame descriptors of ``integrals``, mirrored where ``mirrored``."""
-    frames = _box_descriptors(integrals, np.array([0.0, 0.0, 1.0, 1.0]), cells).reshape(-1, cells, cells)
+    frames = box_descriptors(integrals, np.array([0.0, 0.0, 1.0, 1.0]), cells).reshape(-1, cells, cells)
     return np.where(mirrored[:, None, None].astype(bool), frames[:, :, ::-1], frames).reshape(len(frames), -1)
 
 
@@ -312,11 +246,11 @@ def _best_boxes(candidates: np.ndarray, thumbnails: np.ndarray) -> tuple[np.ndar
     grid = np.array([(left, top, 1 - right, 1 - bottom) for left in MARGINS for top in MARGINS
                      for right in MARGINS for bottom in MARGINS])
     photo, other, mirrored = candidates.T
-    integrals = _integral(thumbnails)
+    integrals = integral(thumbnails)
     similarity, boxes = np.zeros(len(candidates)), np.zeros((len(candidates), 4))
     others, position = np.unique(other, return_inverse=True)
     for start in range(0, len(others), CHUNK):
-        crops = _shared_box_descriptors(integrals[others[start:start + CHUNK]], grid, SIZE)
+        crops = shared_box_descriptors(integrals[others[start:start + CHUNK]], grid, SIZE)
         chunk = np.flatnonzero((position >= start) & (position < start + CHUNK))
         queries = _frames(integrals[photo[chunk]], mirrored[chunk], SIZE)
         scores = np.einsum("pd,pbd->pb", queries, crops[position[chunk] - start])
@@ -334,7 +268,7 @@ def _aligned_similarity(pairs: np.ndarray, boxes: np.ndarray, integrals: np.ndar
     moves = np.concatenate([np.eye(4), -np.eye(4)])
 
     def score(trials: np.ndarray) -> np.ndarray:
-        return np.einsum("pd,...pd->...p", queries, _box_descriptors(crops_of, trials, FINE))
+        return np.einsum("pd,...pd->...p", queries, box_descriptors(crops_of, trials, FINE))
 
     best = score(boxes)
     for step in (0.02, 0.01, 0.005):
@@ -364,7 +298,7 @@ def _aligned_copies(candidates: np.ndarray, thumbnails: np.ndarray, paths: list[
     for start in range(0, len(pairs), CHUNK):  # a chunk's photos decoded again, larger
         chunk = pairs[start:start + CHUNK]
         photos, local = np.unique(chunk[:, :2], return_inverse=True)
-        integrals = _integral(np.stack([_thumbnail(_grey(paths[i], 2 * FINE_THUMB), FINE_THUMB) for i in photos]))
+        integrals = integral(np.stack([_thumbnail(_grey(paths[i], 2 * FINE_THUMB), FINE_THUMB) for i in photos]))
         local_pairs = np.column_stack([local.reshape(-1, 2), chunk[:, 2]])
         similarity = _aligned_similarity(local_pairs, boxes[start:start + CHUNK], integrals)
         copies.append(chunk[similarity >= ALIGNED_THRESHOLD])
