@@ -53,19 +53,19 @@ the LiteRT variants together against the sum of their median latencies (the mean
 Output
 ------
 
-Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at
-1f5ca27 (0.7.0: the Keras reference predicts its test photos from the backbone's LiteRT features, as the
-head's training photos were; 0.6.0's spare process converts the calibrated modes while the run's process
-converts the float ones), on a quiet machine. One run of each: a step of a few seconds moves by a second or
-so between runs, so the fitted per-photo figures move by 1-2 ms between invocations, the old version's as much
-as the new one's (invocations of 0.6.0 at e86edc8, 377b27d and c5ffa5c gave features 5.5, 6.5 and 7.0 ms a
+Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at 1f5ca27
+(0.7.0: the Keras reference predicts its test photos from the backbone's LiteRT features, as the head's
+training photos were; 0.6.0's spare process converts the calibrated modes while the run's process converts the
+float ones), on a quiet machine. One run of each: a step of a few seconds moves by a second or so between
+runs, so the fitted per-photo figures move by 1-2 ms between invocations, the old version's as much as the new
+one's (invocations during 0.6.0's work, at e86edc8, 377b27d and c5ffa5c, gave features 5.5, 6.5 and 7.0 ms a
 photo, and b2e6549's projection 303, 320 and 370 s; the ratios 1.37, 1.34 and 1.39 on animals10-dev, 1.08,
 1.10 and 1.15 on animals10-large; their Keras evaluation, through the whole Keras graph in batches, 9.2, 6.8
 and 8.2 ms a test photo).
 
     AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
     b2e6549: /tmp/zoolite-b2e6549/zoolite/__init__.py
-    current (1f5ca27): /tmp/zoolite-scale-6znixw14/current/zoolite/__init__.py
+    current (1f5ca27): /tmp/zoolite-scale-…/current/zoolite/__init__.py
     4 runs in 3.7 min
       b2e6549            animals10-dev     240 photos (train+val 200, test 40):  50.5 s, load 0.8; recommended uint8, test accuracy 85.0%
       current (1f5ca27)  animals10-dev     240 photos (train+val 201, test 39):  33.3 s, load 1.1; recommended int8_fallback, test accuracy 84.6%

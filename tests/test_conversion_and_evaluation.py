@@ -18,6 +18,7 @@ from conftest import TINY_CLASSES as CLASSES, TINY_SIZE as SIZE
 from zoolite.measure import intervals
 from zoolite.config import LatencyConfig
 from zoolite.measure.evaluation import agreement, latency_stats, measure_latency, measure_variant, per_class_report
+from zoolite.model.training import assemble, build_head, top_of
 from zoolite.results import Agreement
 from zoolite.targets import CONVERTED, LITERT, MODES, REFERENCE, TARGETS, Family, Target, chosen_targets
 from zoolite.targets.base import About, ConversionSource, export_saved_model
@@ -197,6 +198,31 @@ def test_the_keras_reference_predicts_as_keras_does_from_one_trace(tiny_model, c
     np.testing.assert_array_equal(runtime.other_calls()["tf_function"](coloured_images[0]),
                                   tiny_model.predict_on_batch(coloured_images[:1].astype(np.float32))[0])
     assert runtime._graph.experimental_get_tracing_count() == 1
+
+
+def test_the_keras_reference_predicts_batches_from_given_features_and_times_the_whole_model(tiny_model,
+                                                                                           coloured_images):
+    """predicting_from: batches go through the backbone given and the part after the extractor; the single-image
+    calls, which are timed, still call the whole model; the runtime it came from is left as it was."""
+    extractor = keras.Model(tiny_model.inputs, tiny_model.layers[-2].output, name="tiny_features")
+    model = assemble(extractor, build_head(extractor.output_shape[-1], CLASSES, 0.0))
+    seen = []
+
+    class Backbone:
+        def predict(self, images):
+            seen.append(len(images))
+            return extractor.predict_on_batch(images.astype(np.float32))
+
+    whole = KerasRuntime(model)
+    fast = whole.predicting_from(Backbone(), top_of(model))
+    np.testing.assert_allclose(fast.predict(coloured_images), whole.predict(coloured_images), atol=1e-6)
+    assert seen == [len(coloured_images)]
+    image = coloured_images[3]
+    np.testing.assert_array_equal(fast.predict_one(image), whole.predict_one(image))
+    np.testing.assert_array_equal(fast.other_calls()["tf_function"](image), whole.other_calls()["tf_function"](image))
+    np.testing.assert_array_equal(whole.predict(coloured_images), model.predict_on_batch(
+        coloured_images.astype(np.float32)))
+    assert seen == [len(coloured_images)]  # neither the timed calls nor the first runtime's batches read features
 
 
 def _converted_from(saved_model, folder, calibration) -> dict:

@@ -178,17 +178,18 @@ def test_box_descriptors_from_integral_images_are_exact_area_averages():
 def test_the_same_boxes_of_many_photos_get_each_photos_own_descriptors():
     from zoolite.dataset.boxes import box_descriptors, integral, shared_box_descriptors
 
-    rng = np.random.default_rng(0)
-    integrals = integral(rng.uniform(0, 255, (5, 40, 40)), np.float64)
-    # boxes that share a top and bottom, or only a left and right, or nothing
-    boxes = np.array([[0.0, 0.1, 0.9, 0.8], [0.2, 0.1, 1.0, 0.8], [0.0, 0.0, 1.0, 1.0], [0.3, 0.2, 0.7, 0.6],
+    thumbnails = np.random.default_rng(0).uniform(0, 255, (5, 40, 40))
+    # boxes that share a top and bottom (the first two), a left and right (the second and fourth), or nothing
+    boxes = np.array([[0.0, 0.1, 0.9, 0.8], [0.2, 0.1, 1.0, 0.8], [0.0, 0.0, 1.0, 1.0], [0.2, 0.2, 1.0, 0.6],
                       [0.1, 0.25, 0.75, 0.95]])
-    shared = shared_box_descriptors(integrals, boxes, 8)
-    assert shared.shape == (5, 5, 64)
-    for photo in range(5):
-        for box in range(5):
-            np.testing.assert_allclose(shared[photo, box], box_descriptors(integrals[photo], boxes[box], 8),
-                                       atol=1e-6)
+    for dtype, tolerance in ((np.float64, 1e-6), (np.float32, 1e-4)):  # as the search's two uses take them
+        integrals = integral(thumbnails, dtype)
+        shared = shared_box_descriptors(integrals, boxes, 8)
+        assert shared.shape == (5, 5, 64)
+        for photo in range(5):
+            for box in range(5):
+                np.testing.assert_allclose(shared[photo, box], box_descriptors(integrals[photo], boxes[box], 8),
+                                           atol=tolerance)
 
 
 def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():

@@ -49,9 +49,10 @@ def shared_box_descriptors(integrals: np.ndarray, boxes: np.ndarray, cells: int)
     # every span's rows through every photo at once: (spans * (cells + 1), edge) x (edge, photos * edge)
     sampled = (rows.reshape(-1, edge) @ integrals.transpose(1, 0, 2).reshape(edge, n * edge)).reshape(
         len(spans), cells + 1, n, edge).transpose(0, 2, 1, 3)
+    span_of = span_of.ravel()  # NumPy 2.0 gave unique's inverse the shape of the boxes
     sums = np.empty((n, len(boxes), cells, cells), np.result_type(rows, integrals))
     for span in range(len(spans)):
-        chosen = np.flatnonzero(span_of.ravel() == span)
+        chosen = np.flatnonzero(span_of == span)
         # (photos, cells + 1, edge) x (boxes, 1, edge, cells + 1) -> (boxes, photos, cells + 1, cells + 1)
         corners = sampled[span] @ np.swapaxes(columns[chosen], -1, -2)[:, None]
         sums[:, chosen] = _cell_sums(corners).transpose(1, 0, 2, 3)

@@ -56,7 +56,7 @@ FEATURES_ANGLE = float(np.arctan2(1.0, 1.5))
 # embedding, which weighs the many small probabilities more): both separated alike in the benchmark,
 # but an 8-bit softmax output rounds the small ones away, and with the square root the int8 files of a
 # run on animals10-large kept clearly fewer test photos than its float file (tried while building it).
-IMAGENET_VIEW = "imagenet_view"  # its layer in the model
+IMAGENET_VIEW = "imagenet_view"  # its layer in the gated head
 # The gate's centre is placed so that the threshold falls here: the integer files' 8-bit output has a
 # step of 1/255, and a threshold of a few thousandths (where a centre of z = 0 put it) sat within the
 # lowest step, so int8 and float files decided differently on the photos near it.

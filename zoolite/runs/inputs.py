@@ -95,7 +95,7 @@ class BackboneRun:
         return calibration_sample(self.images("representative", [train.paths[i] for i in drawn]),
                                             self.config.seed)
 
-    def backbone(self, extractor, trained: bool):
+    def features_runtime(self, extractor, trained: bool):
         """The fast features runtime of ``extractor`` (:mod:`zoolite.model.features`), converted once: a frozen
         backbone once per machine (in the user cache, like its weights), a trained one once per run."""
         if trained not in self._runtimes:
@@ -115,7 +115,7 @@ class BackboneRun:
             return load_npy(out)()
         if not trained and view is None and self.spec.pretrained and self.weights == "imagenet":
             return self._cached_features(extractor, name, paths, out)
-        runtime = self.backbone(extractor, trained)  # converted (and timed) outside the features step
+        runtime = self.features_runtime(extractor, trained)  # converted (and timed) outside the features step
         computed = self.steps.produce(
             f"features_{name}", [out],
             lambda step: features.extract(runtime, paths, self.spec.input_size, out, step, view),
@@ -130,7 +130,7 @@ class BackboneRun:
         cache = features.features_cache(self.spec.name)
         with self.steps.step(f"hash_{name}", title=f"hashing {name.replace('_', ' ')} images"):
             hashes, missing = features.missing_from_cache(paths, cache)
-        runtime = self.backbone(extractor, False) if missing else None
+        runtime = self.features_runtime(extractor, False) if missing else None
         computed = self.steps.produce(
             f"features_{name}", [out],
             lambda step: features.cached_features(paths, hashes, cache, runtime, self.spec.input_size, out, step),

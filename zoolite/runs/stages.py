@@ -44,7 +44,7 @@ class Trained:
 class Gated:
     """The gate stage's output: the reference model, with "none of these" folded in, and how it rejects."""
 
-    model: object  # keras.Model: pixels -> scores
+    model: object  # keras.Model: pixels -> extractor -> gated head -> scores
     rejection: Rejection
 
 
@@ -225,16 +225,15 @@ def convert(run: BackboneRun, gated: Gated, spares: Spares | None = None) -> dic
     return {REFERENCE: run.layout.model(REFERENCE), **files}
 
 
-def _open(run: BackboneRun, trained: Trained, target: Target, path: Path):
-    """``path`` opened as a runtime, and its load time; the reference predicting from the fast features."""
-    runtime, load_seconds = open_model(path, run.config.threads)
+def _open(path: Path, target: Target, threads: int | None, backbone):
+    """``path`` opened as a runtime, and its load time; the reference predicting from ``backbone``'s features
+    (but a reference saved by zoolite 0.6 or older, whose gate lies flat beside its extractor, from pixels)."""
+    runtime, load_seconds = open_model(path, threads)
     top = top_of(runtime.model) if target is REFERENCE else None
-    if top is not None:  # the gate stage's features came from the same backbone (its file named by its weights)
-        runtime = runtime.predicting_from(run.backbone(extractor_of(trained.classifier), trained.base_learned), top)
-    return runtime, load_seconds
+    return (runtime.predicting_from(backbone, top) if top is not None else runtime), load_seconds
 
 
-def _measure_file(run: BackboneRun, trained: Trained, target: Target, path: Path, images: ImageSets) -> MeasuredFile:
+def _measure_file(run: BackboneRun, target: Target, path: Path, images: ImageSets, backbone) -> MeasuredFile:
     """One file measured by :func:`~zoolite.measure.evaluation.measure_variant` on the test images, and
     its probabilities on every image set (loaded when a previous attempt saved them)."""
     layout, labels = run.layout, run.photos.test.labels
@@ -244,7 +243,7 @@ def _measure_file(run: BackboneRun, trained: Trained, target: Target, path: Path
     measurement = layout.measurement(target.name)
 
     def make(step):
-        runtime, load_seconds = _open(run, trained, target, path)
+        runtime, load_seconds = _open(path, target, run.config.threads, backbone)
         latency = run.config.latency
         with run.steps.progress.bar(f"{run.spec.name}: timing {target.name} (up to {latency.runs} calls "
                                     f"or {latency.max_seconds:g} s)", latency.runs, unit="call") as timed:
@@ -275,4 +274,7 @@ def measure(run: BackboneRun, trained: Trained, files: dict[Target, Path]) -> li
     images = ImageSets(run.images("test", photos.test.paths),
                        run.images("unlabelled", photos.unlabelled) if photos.unlabelled else None,
                        run.images("other_test", photos.other_test) if photos.other_test else None)
-    return [_measure_file(run, trained, target, path, images) for target, path in files.items()]
+    # The features runtime the gate stage read, opened (or converted, and timed) outside the evaluation steps.
+    backbone = run.features_runtime(extractor_of(trained.classifier), trained.base_learned) if REFERENCE in files \
+        else None
+    return [_measure_file(run, target, path, images, backbone) for target, path in files.items()]

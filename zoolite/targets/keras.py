@@ -27,7 +27,7 @@ class KerasRuntime:
         # (predict_on_batch traces twice, the first batch size then any, and a second function one image).
         self._graph = tf.function(lambda x: model(x, training=False),
                                   input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
-        self._features = None  # predicting_from: the extractor's fast runtime and the graph of the part after it
+        self._from_features = None  # predicting_from: the extractor's fast runtime, and the graph of the part after it
 
     threads = "TensorFlow default (all cores)"
     batched = True
@@ -56,20 +56,20 @@ class KerasRuntime:
         """This runtime, but predicting batches as ``top`` (the part of the model after its feature extractor) on
         the features of ``backbone`` (a runtime of that extractor: :mod:`zoolite.model.features`'s LiteRT file,
         which the head was trained on). A batch then costs what its features cost, and its probabilities equal the
-        whole graph's within the features' float32 rounding (test_conversion_and_evaluation). The single-image
+        whole graph's within the features' float32 rounding (tests/test_rejection.py, test_zoo.py). The single-image
         calls, which time the latency, still call the whole model."""
         import tensorflow as tf
 
         runtime = copy.copy(self)
-        runtime._features = backbone, tf.function(lambda features: top(features, training=False), input_signature=[
+        runtime._from_features = backbone, tf.function(lambda features: top(features, training=False), input_signature=[
             tf.TensorSpec([None, *top.input_shape[1:]], tf.float32)])
         return runtime
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Batched, through the compiled graph (or the features and the graph of the part after them)."""
-        if self._features is None:
+        if self._from_features is None:
             return np.asarray(self._graph(np.asarray(images, np.float32)), np.float32)
-        backbone, top = self._features
+        backbone, top = self._from_features
         return np.asarray(top(backbone.predict(images)), np.float32)
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
