@@ -8,12 +8,12 @@ current checkout and of the previous release (--baseline, default b2e6549, check
 worktree add --detach /tmp/zoolite-REV REV``, reused if there) on two folders (default
 ../shared/data/animals10-dev, 240 photos, and ../shared/data/animals10-large, 2,528 photos),
 interleaved: old small, new small, old large, new large (times --repeats), so machine noise hits
-both versions alike. Each run is a subprocess timed by its wall clock (Python start-up, imports,
-exit and all), started as the ``zoolite`` script starts it (``from zoolite.cli import main``) with
-the same Python and that version's folder first on ``PYTHONPATH`` (the code it imports is printed;
-the current one a copy of zoolite/ taken at the start, which edits made meanwhile do not reach),
-and with its own user cache (``ZOOLITE_CACHE``): the ported weights and converted backbone of the
-user's cache, no cached photo features (as benchmarks/check_cost.py does).
+both versions alike. Each run is a subprocess timed by its wall clock (Python start-up, imports, exit
+and all), started as that version's ``zoolite`` script starts it (its pyproject.toml's entry point) with
+the same Python and that version's folder first on ``PYTHONPATH`` (the code it imports is printed; the
+current one a copy of zoolite/ and pyproject.toml taken at the start, which edits made meanwhile do not
+reach), and with its own user cache (``ZOOLITE_CACHE``): the ported weights and converted backbone of
+the user's cache, no cached photo features (as benchmarks/check_cost.py does).
 
 Every step the run timed (results.json ``timings`` and each backbone's) gets a fixed cost and a
 cost per photo, fitted over the two sizes, per the photos that drive it (from reading
@@ -120,7 +120,6 @@ from zoolite.targets.parallel import PARALLEL  # noqa: E402
 ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 REFERENCE_PHOTOS = 26_179  # Animals-10
-LAUNCH = "import sys; from zoolite.cli import main; sys.exit(main())"  # what the `zoolite` script runs
 FIXED = "fixed"
 
 # (stage, the photos that drive its steps, the step-name prefixes), first match wins.
@@ -187,7 +186,17 @@ def checkouts(baseline: str, folder: Path) -> dict[str, Path]:
     current = git("rev-parse", "--short", "HEAD") + (" + uncommitted" if git("status", "--porcelain", "--", "zoolite")
                                                      else "")
     shutil.copytree(ROOT / "zoolite", folder / "current" / "zoolite", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "pyproject.toml", folder / "current")
     return {baseline: worktree, f"current ({current})": folder / "current"}
+
+
+def launch(checkout: Path) -> str:
+    """What the ``zoolite`` script of ``checkout`` runs (its pyproject.toml's entry point), as ``python -c`` code."""
+    import tomllib
+
+    entry_point = tomllib.loads((checkout / "pyproject.toml").read_text())["project"]["scripts"]["zoolite"]
+    module, function = entry_point.split(":")
+    return f"import sys; from {module} import {function}; sys.exit({function}())"
 
 
 def environment(checkout: Path, cache: Path) -> dict[str, str]:
@@ -207,7 +216,8 @@ def imported_from(checkout: Path) -> str:
 def run(version: str, checkout: Path, data: Path, folder: Path) -> Run:
     """One default ``zoolite run`` of ``checkout`` on ``data`` in ``folder``, timed by its wall clock."""
     env = environment(checkout, fresh_cache(storage.cache_dir(), folder / "cache"))
-    argv = [sys.executable, "-c", LAUNCH, "run", "--data", str(data), "--out", str(folder / "runs"), "--quiet"]
+    argv = [sys.executable, "-c", launch(checkout), "run", "--data", str(data), "--out", str(folder / "runs"),
+            "--quiet"]
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True)
     wall, load = time.perf_counter() - start, os.getloadavg()[0]

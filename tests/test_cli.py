@@ -78,6 +78,33 @@ def test_one_bad_photo_among_those_named_costs_only_its_own_answer(small_run, tm
     assert f"skipped {tmp_path / 'empty.jpg'}: empty file (0 bytes)" in captured.err
 
 
+SCRIPT_AFTER_TENSORFLOW = """
+import atexit, sys
+import zoolite.cli as cli
+
+def main():
+    import tensorflow
+    print("zoolite says: " + "x" * 100_000)
+    print("and warns", file=sys.stderr)
+    return 3
+
+atexit.register(lambda: print("teardown ran", file=sys.stderr))
+cli.main = main
+cli.script()
+"""
+
+
+def test_the_zoolite_command_skips_tensorflows_teardown_with_everything_said():
+    """Once a command has loaded TensorFlow, the ``zoolite`` script (cli.script) leaves without the interpreter's
+    teardown (TensorFlow's costs about a second), its output flushed and its exit status kept."""
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as most shells
+    done = subprocess.run([sys.executable, "-c", SCRIPT_AFTER_TENSORFLOW], capture_output=True, text=True, timeout=300,
+                          env=buffered)
+    assert done.returncode == 3
+    assert done.stdout == "zoolite says: " + "x" * 100_000 + "\n"
+    assert "and warns" in done.stderr and "teardown ran" not in done.stderr
+
+
 def test_a_reader_that_stops_early_gets_no_error(small_run):
     """``zoolite predict ... --json | head -1``: the pipe closes before zoolite has printed everything (answers
     for the 30 photos named 20 times over are more than a pipe holds)."""
