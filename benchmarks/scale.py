@@ -53,47 +53,48 @@ the LiteRT variants together against the sum of their median latencies (the mean
 Output
 ------
 
-Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at 1f5ca27
+Measured with ``--repeats 1`` on a cloud VM (AMD EPYC, 2 cores), 2026-12-07, the current checkout at a891ec8
 (0.7.0: the Keras reference predicts its test photos from the backbone's LiteRT features, as the head's
-training photos were; 0.6.0's spare process converts the calibrated modes while the run's process converts the
-float ones), on a quiet machine. One run of each: a step of a few seconds moves by a second or so between
-runs, so the fitted per-photo figures move by 1-2 ms between invocations, the old version's as much as the new
-one's (invocations during 0.6.0's work, at e86edc8, 377b27d and c5ffa5c, gave features 5.5, 6.5 and 7.0 ms a
-photo, and b2e6549's projection 303, 320 and 370 s; the ratios 1.37, 1.34 and 1.39 on animals10-dev, 1.08,
-1.10 and 1.15 on animals10-large; their Keras evaluation, through the whole Keras graph in batches, 9.2, 6.8
-and 8.2 ms a test photo).
+training photos were, and the ``zoolite`` script leaves without TensorFlow's teardown; 0.6.0's spare process
+converts the calibrated modes while the run's process converts the float ones), on a quiet machine. One run of
+each: a step of a few seconds moves by a second or so between runs, so the fitted per-photo figures move by
+1-2 ms between invocations, the old version's as much as the new one's (invocations during 0.6.0's work, at
+e86edc8, 377b27d and c5ffa5c, gave features 5.5, 6.5 and 7.0 ms a photo, and b2e6549's projection 303, 320 and
+370 s; the ratios 1.37, 1.34 and 1.39 on animals10-dev, 1.08, 1.10 and 1.15 on animals10-large; their Keras
+evaluation, through the whole Keras graph in batches, 9.2, 6.8 and 8.2 ms a test photo. One at 1f5ca27, before
+the script's exit, gave 1.52 and 1.20, and the Keras evaluation 4.7 ms a test photo).
 
     AMD EPYC, 2 cores; each run a subprocess, default options, no cached photo features
     b2e6549: /tmp/zoolite-b2e6549/zoolite/__init__.py
-    current (1f5ca27): /tmp/zoolite-scale-…/current/zoolite/__init__.py
-    4 runs in 3.7 min
-      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  50.5 s, load 0.8; recommended uint8, test accuracy 85.0%
-      current (1f5ca27)  animals10-dev     240 photos (train+val 201, test 39):  33.3 s, load 1.1; recommended int8_fallback, test accuracy 84.6%
-      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  76.5 s, load 1.6; recommended int8_fallback, test accuracy 97.1%
-      current (1f5ca27)  animals10-large 2,528 photos (train+val 2,147, test 381):  63.6 s, load 1.6; recommended int8_fallback, test accuracy 97.4%
-    wall time old / new on animals10-dev: 50.5 / 33.3 s = 1.52
-    wall time old / new on animals10-large: 76.5 / 63.6 s = 1.20
+    current (a891ec8): /tmp/zoolite-scale-…/current/zoolite/__init__.py
+    4 runs in 3.6 min
+      b2e6549            animals10-dev     240 photos (train+val 200, test 40):  47.5 s, load 2.0; recommended int8_fallback, test accuracy 85.0%
+      current (a891ec8)  animals10-dev     240 photos (train+val 201, test 39):  31.7 s, load 1.8; recommended int8_fallback, test accuracy 84.6%
+      b2e6549            animals10-large 2,528 photos (train+val 2,146, test 382):  75.5 s, load 1.7; recommended int8_fallback, test accuracy 97.1%
+      current (a891ec8)  animals10-large 2,528 photos (train+val 2,147, test 381):  60.2 s, load 2.0; recommended int8_fallback, test accuracy 97.4%
+    wall time old / new on animals10-dev: 47.5 / 31.7 s = 1.50
+    wall time old / new on animals10-large: 75.5 / 60.2 s = 1.25
 
-    old = b2e6549, new = current (1f5ca27). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
+    old = b2e6549, new = current (a891ec8). Per stage, fitted: fixed s, and ms per photo of the photos that drive it; projected on 26,179 photos (train+val 22,252, test 3,927)
                                                      fixed s       ms per photo  26,179 photos, s
     stage                              photos         old     new     old     new     old     new
-    start-up, imports, exit            fixed          5.1     4.7                       5       5
-    scan + duplicates                  all            0.0    -0.1    0.24    1.92       6      50
-    features                           train+val      0.4     0.1    5.62    6.20     126     138
-    head training + gate               train+val      2.5     3.4    0.18    0.41       7      13
+    start-up, imports, exit            fixed          4.8     3.6                       5       4
+    scan + duplicates                  all            0.0    -0.1    0.24    1.81       6      47
+    features                           train+val     -0.1    -0.1    7.05    6.99     157     155
+    head training + gate               train+val      2.4     2.9    0.10    0.62       5      17
     suspect labels                     train+val      0.0     0.2    0.00    0.37       0       8
-    export + conversions               fixed         23.8     8.4                      24       8
-    Keras evaluation, test decoding    test           8.4     7.6   11.00    5.52      52      29
-    variant evaluation                 test           4.0     2.2   28.44   30.32     116     121
-    reports                            fixed          1.8     1.9                       2       2
-    other (weights, backbone, folder)  fixed          2.0     1.6                       2       2
-    total                                            48.1    30.0                     339     376
+    export + conversions               fixed         23.2     8.1                      23       8
+    Keras evaluation, test decoding    test           7.5     7.7    9.75    4.37      46      25
+    variant evaluation                 test           3.3     2.6   27.61   22.33     112      90
+    reports                            fixed          1.8     2.0                       2       2
+    other (weights, backbone, folder)  fixed          1.9     1.6                       2       2
+    total                                            44.9    28.5                     357     358
 
     issue #27, fitted ms per photo                    old     new
-    Keras evaluation per test photo                 10.25    4.73
-      target: <= features per photo                  5.62    6.20
-    LiteRT evaluations per test photo               28.44   30.32
-      target: <= sum of their median latencies      30.36   31.98
+    Keras evaluation per test photo                  9.01    3.63
+      target: <= features per photo                  7.05    6.99
+    LiteRT evaluations per test photo               27.61   22.33
+      target: <= sum of their median latencies      27.46   28.77
 """
 
 from __future__ import annotations
