@@ -95,8 +95,13 @@ def _cells(v: Variant, reference: Variant) -> list[str]:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    """A Markdown table whose cells show their text as it is: a class folder named ``a|b`` or ``<b>`` neither
+    splits a cell nor becomes markup (``|`` escaped, HTML's ``&`` and ``<`` as entities, a line break a space)."""
+    def cell(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
