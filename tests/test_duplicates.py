@@ -192,6 +192,20 @@ def test_the_same_boxes_of_many_photos_get_each_photos_own_descriptors():
                                            atol=tolerance)
 
 
+def test_nudged_boxes_get_the_descriptors_of_the_boxes_they_move_to():
+    from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors
+
+    integrals = integral(np.random.default_rng(1).uniform(0, 255, (3, 40, 40)))
+    boxes = np.array([[0.05, 0.1, 0.9, 0.95], [0.0, 0.0, 1.0, 1.0], [0.1, 0.02, 0.97, 0.9]])
+    nudges = 0.03 * np.concatenate([np.eye(4), -np.eye(4)])
+    nudged = nudged_box_descriptors(integrals, boxes, nudges, 8)
+    assert nudged.shape == (8, 3, 64)
+    for i, nudge in enumerate(nudges):  # a box at an edge stays within the image
+        np.testing.assert_allclose(nudged[i], box_descriptors(integrals, np.clip(boxes + nudge, 0, 1), 8), atol=5e-5)
+    with pytest.raises(ValueError, match="nudge moves"):
+        nudged_box_descriptors(integrals, boxes, np.array([[0.01, 0.01, 0.0, 0.0]]), 8)
+
+
 def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():
     from zoolite.dataset.duplicates import component_labels
 

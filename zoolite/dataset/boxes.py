@@ -37,6 +37,24 @@ def box_descriptors(integrals: np.ndarray, boxes: np.ndarray, cells: int) -> np.
     return _unit_descriptors(_cell_sums(rows @ integrals @ np.swapaxes(columns, -1, -2)), cells)
 
 
+def nudged_box_descriptors(integrals: np.ndarray, boxes: np.ndarray, nudges: np.ndarray, cells: int) -> np.ndarray:
+    """(nudges, ..., cells * cells): :func:`box_descriptors` of ``boxes`` (..., 4) moved by each of ``nudges``
+    (nudges, 4; kept within the image). A nudge moves the left and right sides or the top and bottom ones, never
+    both, so the integral images' product with the sides it keeps is made once for every nudge."""
+    if (nudges[:, [0, 2]].any(axis=1) & nudges[:, [1, 3]].any(axis=1)).any():
+        raise ValueError("a nudge moves the left or right side and the top or bottom one")
+    side = integrals.shape[-1] - 1
+    rows = _interpolation(boxes[..., 1], boxes[..., 3], cells, side) @ integrals
+    columns = integrals @ np.swapaxes(_interpolation(boxes[..., 0], boxes[..., 2], cells, side), -1, -2)
+    descriptors = []
+    for nudge in nudges:
+        left, top, right, bottom = np.moveaxis(np.clip(boxes + nudge, 0.0, 1.0), -1, 0)
+        corners = (rows @ np.swapaxes(_interpolation(left, right, cells, side), -1, -2) if not nudge[[1, 3]].any()
+                   else _interpolation(top, bottom, cells, side) @ columns)
+        descriptors.append(_unit_descriptors(_cell_sums(corners), cells))
+    return np.stack(descriptors)
+
+
 def shared_box_descriptors(integrals: np.ndarray, boxes: np.ndarray, cells: int) -> np.ndarray:
     """(photos, boxes, cells * cells): :func:`box_descriptors` of the same ``boxes`` (boxes, 4) in every
     integral image (photos, side + 1, side + 1), by large matrix products rather than two small ones per photo

@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
-from zoolite.dataset.boxes import box_descriptors, integral, shared_box_descriptors
+from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors, shared_box_descriptors
 from zoolite.dataset.images import eight_bit
 
 SIZE = 16  # descriptor side, pixels
@@ -265,16 +265,12 @@ def _aligned_similarity(pairs: np.ndarray, boxes: np.ndarray, integrals: np.ndar
     photo, other, mirrored = pairs.T
     queries = _frames(integrals[photo], mirrored, FINE)
     crops_of = integrals[other]
-    moves = np.concatenate([np.eye(4), -np.eye(4)])
-
-    def score(trials: np.ndarray) -> np.ndarray:
-        return np.einsum("pd,...pd->...p", queries, box_descriptors(crops_of, trials, FINE))
-
-    best = score(boxes)
+    moves = np.concatenate([np.eye(4), -np.eye(4)])  # one side at a time
+    best = np.einsum("pd,pd->p", queries, box_descriptors(crops_of, boxes, FINE))
     for step in (0.02, 0.01, 0.005):
         for _ in range(8):
             trials = np.clip(boxes[None] + step * moves[:, None], 0.0, 1.0)
-            scores = score(trials)
+            scores = np.einsum("pd,npd->np", queries, nudged_box_descriptors(crops_of, boxes, step * moves, FINE))
             pick = scores.argmax(axis=0)
             moved = scores[pick, np.arange(len(pairs))]
             if not (moved > best).any():
