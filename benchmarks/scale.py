@@ -47,8 +47,11 @@ Projected: a run on 26,179 photos (Animals-10), split by zoolite's default fract
 Printed also: each run's wall time, the machine's load average as it ended (2 cores: above 2, other
 work shared them), the recommended variant and its test accuracy; the old / new ratio of the mean
 wall times per folder; and, for issue #27, the fitted evaluation cost per test photo of the Keras
-reference (``evaluate_keras``) against that of the features per training or validation photo, and of
-the LiteRT variants together against the sum of their median latencies (the mean over the runs).
+reference (``evaluate_keras``) against that of the features per training or validation photo; the same
+two measured in the larger folder's runs (the reference's ``eval_seconds``, its predictions of every test
+photo without the latency timing or the loading, per test photo; the ``features_*`` steps per training or
+validation photo), which a second of noise in a fixed cost does not move as it moves the fit; and the
+LiteRT variants together against the sum of their median latencies (the mean over the runs).
 
 Output
 ------
@@ -154,6 +157,7 @@ class Run:
     accuracy: float | None
     litert_targets: list[str]
     litert_latency_ms: float  # the sum of the LiteRT variants' median latencies
+    keras_eval_s: float  # the Keras reference predicting every test photo (Variant.eval_seconds: no timing or loading)
 
 
 @dataclass
@@ -246,7 +250,8 @@ def measured(version: str, data: str, wall: float, load: float, run_dir: Path, r
     return Run(version, data, wall, load, steps,
                {"all": results["dataset"]["images"], "train+val": split["train"] + split["val"], "test": split["test"]},
                recommendation["variant"] or "none", chosen["accuracy"] if chosen else None,
-               [v["target"] for v in litert], sum(v["latency"]["median_ms"] for v in litert))
+               [v["target"] for v in litert], sum(v["latency"]["median_ms"] for v in litert),
+               variants["keras"]["eval_seconds"])
 
 
 def fit_steps(runs: list[Run]) -> dict[str, Fit]:
@@ -285,10 +290,18 @@ def stages(fits: dict[str, Fit]) -> dict[str, dict]:
 
 
 def targets(fits: dict[str, Fit], runs: list[Run]) -> dict[str, float]:
-    """Issue #27's figures, ms per photo: the Keras reference's evaluation against the features', and
-    the LiteRT variants' evaluations together against the sum of their median latencies."""
+    """Issue #27's figures, ms per photo: the Keras reference's evaluation against the features', fitted and as
+    measured in the largest folder's runs (where the fit's two points let a second of fixed-cost noise move the
+    per-photo figure by milliseconds); and the LiteRT variants' evaluations together against the sum of their
+    median latencies."""
+    largest = [r for r in runs if r.photos["all"] == max(r.photos["all"] for r in runs)]
     return {"keras_eval_ms_per_test_photo": fits["evaluate_keras"].per_photo * 1000,
+            "keras_predict_ms_per_test_photo": statistics.mean(r.keras_eval_s / r.photos["test"] for r in largest)
+            * 1000,
             "features_ms_per_photo": sum(f.per_photo for f in fits.values() if f.stage == "features") * 1000,
+            "features_step_ms_per_photo": statistics.mean(
+                sum(s for name, s in r.steps.items() if name.startswith("features_")) / r.photos["train+val"]
+                for r in largest) * 1000,
             "litert_eval_ms_per_test_photo": sum(fits[f"evaluate_{t}"].per_photo for t in runs[0].litert_targets)
             * 1000, "litert_median_latencies_ms": statistics.mean(r.litert_latency_ms for r in runs)}
 
@@ -316,9 +329,11 @@ def report(header: list[str], runs: list[Run], model: dict[str, dict]) -> None:
                      else " " * 16)
         print(f"{stage:<35}{a['driver']:<10}{a['fixed_s']:8.1f}{b['fixed_s']:8.1f}{per_photo}"
               f"{a['projected_s']:8.0f}{b['projected_s']:8.0f}")
-    print(f"\n{'issue #27, fitted ms per photo':<45}{'old':>8}{'new':>8}")
-    for key, label in (("keras_eval_ms_per_test_photo", "Keras evaluation per test photo"),
-                       ("features_ms_per_photo", "  target: <= features per photo"),
+    print(f"\n{'issue #27, ms per photo (fitted, or in the large runs)':<45}{'old':>8}{'new':>8}")
+    for key, label in (("keras_eval_ms_per_test_photo", "Keras evaluation per test photo, fitted"),
+                       ("features_ms_per_photo", "  target: <= features per photo, fitted"),
+                       ("keras_predict_ms_per_test_photo", "Keras predictions per test photo, large"),
+                       ("features_step_ms_per_photo", "  target: <= features per photo, large"),
                        ("litert_eval_ms_per_test_photo", "LiteRT evaluations per test photo"),
                        ("litert_median_latencies_ms", "  target: <= sum of their median latencies")):
         print(f"{label:<45}" + "".join(f"{model[v]['targets'][key]:8.2f}" for v in model))
