@@ -11,6 +11,19 @@ Epochs, latency runs and calibration images are cut so it finishes in about 15 m
 2 cores; none of them changes how images are held. Images are generated once and reused.
 
     .venv/bin/python benchmarks/memory.py /tmp/zoolite-memory [--images 20000] [--compare 2000]
+
+Output (2-core AMD EPYC, 2026-12-07, zoolite 0.7.0 at 633e4fa; 7.7 minutes with the images made):
+
+      images   wall s  peak RSS GB  features s  images/s
+       2,000       59         1.60          11      33.8
+      20,000      397         2.27          90      50.4
+    10.0x the images: 1.42x the peak RSS, 6.7x the wall time
+    target: peak RSS under 3 GB for 20,000 images: met (2.27 GB)
+
+Of the 20,000-image run's 391 s, the duplicate search took 153 s (9 s at 2,000). Its coarse search compares every
+pair of photos, so it grows with their square (37 s at 20,000, compute-bound matrix products); and these made
+images, one of three shapes on noise, look alike in grey, so its aligned check got 42,432 pairs to refine (207
+in animals10-large's 2,528 real photos) and flagged 631 photos as copies across classes.
 """
 
 from __future__ import annotations
