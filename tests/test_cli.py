@@ -82,27 +82,45 @@ SCRIPT_AFTER_TENSORFLOW = """
 import atexit, sys
 import zoolite.cli as cli
 
+class Finalized:
+    def __del__(self):
+        print("finalized", file=sys.stderr)
+
 def main():
     import tensorflow
-    print("zoolite says: " + "x" * 100_000)
+    print(sys.argv[1] * int(sys.argv[2]))
     print("and warns", file=sys.stderr)
-    return 3
+    return int(sys.argv[3])
 
-atexit.register(lambda: print("teardown ran", file=sys.stderr))
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+kept_to_the_end = Finalized()
 cli.main = main
 cli.script()
 """
 
 
+def _script_after_tensorflow(*argv: str, **streams) -> subprocess.CompletedProcess:
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as most shells
+    return subprocess.run([sys.executable, "-c", SCRIPT_AFTER_TENSORFLOW, *argv], text=True, timeout=300,
+                          env=buffered, **streams)
+
+
 def test_the_zoolite_command_skips_tensorflows_teardown_with_everything_said():
     """Once a command has loaded TensorFlow, the ``zoolite`` script (cli.script) leaves without the interpreter's
-    teardown (TensorFlow's costs about a second), its output flushed and its exit status kept."""
-    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # as most shells
-    done = subprocess.run([sys.executable, "-c", SCRIPT_AFTER_TENSORFLOW], capture_output=True, text=True, timeout=300,
-                          env=buffered)
+    finalization (TensorFlow's costs about a second), its atexit handlers run (TensorFlow's removes its files),
+    its output flushed and its exit status kept."""
+    done = _script_after_tensorflow("x", "100000", "3", capture_output=True)
     assert done.returncode == 3
-    assert done.stdout == "zoolite says: " + "x" * 100_000 + "\n"
-    assert "and warns" in done.stderr and "teardown ran" not in done.stderr
+    assert done.stdout == "x" * 100_000 + "\n"
+    assert "and warns" in done.stderr and "atexit ran" in done.stderr and "finalized" not in done.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device that is always full")
+def test_the_zoolite_command_fails_when_its_output_cannot_be_written():
+    """As Python's own exit does: exit status 120, not 0, when the output left to flush cannot be written."""
+    with open("/dev/full", "w") as full:
+        done = _script_after_tensorflow("x", "10", "0", stdout=full, stderr=subprocess.PIPE)
+    assert done.returncode == 120, done.stderr
 
 
 def test_a_reader_that_stops_early_gets_no_error(small_run):

@@ -391,7 +391,9 @@ def test_the_report_says_where_the_time_went_stage_by_stage(small_run):
 
 def test_a_markdown_table_shows_each_cell_as_written():
     """A class folder may be named with a bar, markup or a line break: each stays in its cell and shows as text."""
-    table = tables.markdown_table(["Class", "Recall"], [["cat|dog", "<b>50%</b> & more"], ["two\nlines", "1"]])
+    table = tables.markdown_table(["Class", "Recall"], [["cat|dog", "<b>50%</b> & more"], ["two\nlines", "1"],
+                                                        ["back\\|slash", "carriage\rreturn"]])
     header, rule, *rows = table.splitlines()
-    assert [len(line.replace("\\|", "").split("|")) for line in (header, rule, *rows)] == [4, 4, 4, 4]
-    assert rows == ["| cat\\|dog | &lt;b>50%&lt;/b> &amp; more |", "| two lines | 1 |"]
+    assert [len(line.replace("\\\\", "").replace("\\|", "").split("|")) for line in (header, rule, *rows)] == [4] * 5
+    assert rows == ["| cat\\|dog | &lt;b>50%&lt;/b> &amp; more |", "| two lines | 1 |",
+                    "| back\\\\\\|slash | carriage return |"]

@@ -359,15 +359,13 @@ def main(argv=None) -> int:
 
 
 def script() -> None:
-    """The ``zoolite`` command: :func:`main`, then, once TensorFlow is loaded, out without its teardown, which
-    costs about a second of wall time after the last output is written and the spare processes have ended."""
+    """The ``zoolite`` command: :func:`main`, then, once TensorFlow is loaded, out without its teardown, a second
+    of wall time after the last output is written and the spare processes have ended."""
     code = main()
     if "tensorflow" in sys.modules:
-        logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to flush into it
-                stream.flush()
-        os._exit(code)
+        from zoolite.targets.parallel import exit_without_teardown
+
+        exit_without_teardown(code)
     sys.exit(code)
 
 

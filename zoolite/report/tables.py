@@ -95,10 +95,13 @@ def _cells(v: Variant, reference: Variant) -> list[str]:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A Markdown table whose cells show their text as it is: a class folder named ``a|b`` or ``<b>`` neither
-    splits a cell nor becomes markup (``|`` escaped, HTML's ``&`` and ``<`` as entities, a line break a space)."""
+    """A Markdown table whose cells hold what they are given: a class folder named ``a|b``, ``<b>`` or with a line
+    break neither splits a cell nor becomes HTML (``\\`` and ``|`` escaped, ``&`` and ``<`` as entities, line
+    breaks as spaces). Markdown's emphasis (a folder named ``_cat_``) is left alone: escaping ``_`` would put a
+    backslash in every variant's name."""
     def cell(text: str) -> str:
-        return text.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
+        escaped = text.replace("\\", "\\\\").replace("|", "\\|").replace("&", "&amp;").replace("<", "&lt;")
+        return " ".join(escaped.splitlines())
 
     lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]

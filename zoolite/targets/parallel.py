@@ -19,6 +19,7 @@ Either way a file is the same bytes (a test compares LiteRT's).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -30,7 +31,7 @@ import time
 import traceback
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 from zoolite import storage
 from zoolite.errors import ZooliteError
@@ -271,6 +272,18 @@ def serve(parent: int) -> None:
         except Exception as e:  # noqa: BLE001 - handed back to the run's process, which raises it
             outcome = {"error": (type(e).__name__, str(e), traceback.format_exc())}
         storage.write_bytes(_result(task), pickle.dumps(outcome))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_without_teardown(0)
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """Leave the process as Python leaves it, but for the interpreter's finalization, where TensorFlow spends
+    about a second: the atexit handlers run (TensorFlow's removes its AutoGraph files, logging's flushes its
+    handlers), then the standard streams are flushed; one that cannot be (a full disk, a closed pipe) makes
+    the exit status 120, as in Python's own exit."""
+    atexit._run_exitfuncs()  # what Python's exit runs first; no public name
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    os._exit(code)
