@@ -246,13 +246,12 @@ def _best_boxes(candidates: np.ndarray, thumbnails: np.ndarray) -> tuple[np.ndar
     grid = np.array([(left, top, 1 - right, 1 - bottom) for left in MARGINS for top in MARGINS
                      for right in MARGINS for bottom in MARGINS])
     photo, other, mirrored = candidates.T
-    integrals = integral(thumbnails)
     similarity, boxes = np.zeros(len(candidates)), np.zeros((len(candidates), 4))
     others, position = np.unique(other, return_inverse=True)
-    for start in range(0, len(others), CHUNK):
-        crops = shared_box_descriptors(integrals[others[start:start + CHUNK]], grid, SIZE)
+    for start in range(0, len(others), CHUNK):  # integral images of a chunk's photos only: all would be large
+        crops = shared_box_descriptors(integral(thumbnails[others[start:start + CHUNK]]), grid, SIZE)
         chunk = np.flatnonzero((position >= start) & (position < start + CHUNK))
-        queries = _frames(integrals[photo[chunk]], mirrored[chunk], SIZE)
+        queries = _frames(integral(thumbnails[photo[chunk]]), mirrored[chunk], SIZE)
         scores = np.einsum("pd,pbd->pb", queries, crops[position[chunk] - start])
         similarity[chunk], boxes[chunk] = scores.max(axis=1), grid[scores.argmax(axis=1)]
     return similarity, boxes
@@ -269,13 +268,12 @@ def _aligned_similarity(pairs: np.ndarray, boxes: np.ndarray, integrals: np.ndar
     best = np.einsum("pd,pd->p", queries, box_descriptors(crops_of, boxes, FINE))
     for step in (0.02, 0.01, 0.005):
         for _ in range(8):
-            trials = np.clip(boxes[None] + step * moves[:, None], 0.0, 1.0)
             scores = np.einsum("pd,npd->np", queries, nudged_box_descriptors(crops_of, boxes, step * moves, FINE))
             pick = scores.argmax(axis=0)
             moved = scores[pick, np.arange(len(pairs))]
             if not (moved > best).any():
                 break
-            boxes = np.where((moved > best)[:, None], trials[pick, np.arange(len(pairs))], boxes)
+            boxes = np.where((moved > best)[:, None], np.clip(boxes + step * moves[pick], 0.0, 1.0), boxes)
             best = np.maximum(best, moved)
     return best
 

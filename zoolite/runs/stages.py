@@ -233,14 +233,20 @@ def _open(path: Path, target: Target, threads: int | None, backbone):
     return (runtime.predicting_from(backbone, top) if top is not None else runtime), load_seconds
 
 
+def _outputs(run: BackboneRun, target: Target, images: ImageSets) -> tuple[ImageSets, Path]:
+    """Where a file's probabilities on each image set, and its measurement, are saved."""
+    layout = run.layout
+    return (ImageSets(layout.probabilities(target.name),
+                      layout.unlabelled_probabilities(target.name) if images.unlabelled is not None else None,
+                      layout.other_probabilities(target.name) if images.other is not None else None),
+            layout.measurement(target.name))
+
+
 def _measure_file(run: BackboneRun, target: Target, path: Path, images: ImageSets, backbone) -> MeasuredFile:
     """One file measured by :func:`~zoolite.measure.evaluation.measure_variant` on the test images, and
     its probabilities on every image set (loaded when a previous attempt saved them)."""
     layout, labels = run.layout, run.photos.test.labels
-    saved = ImageSets(layout.probabilities(target.name),
-                      layout.unlabelled_probabilities(target.name) if images.unlabelled is not None else None,
-                      layout.other_probabilities(target.name) if images.other is not None else None)
-    measurement = layout.measurement(target.name)
+    saved, measurement = _outputs(run, target, images)
 
     def make(step):
         runtime, load_seconds = _open(path, target, run.config.threads, backbone)
@@ -274,7 +280,9 @@ def measure(run: BackboneRun, trained: Trained, files: dict[Target, Path]) -> li
     images = ImageSets(run.images("test", photos.test.paths),
                        run.images("unlabelled", photos.unlabelled) if photos.unlabelled else None,
                        run.images("other_test", photos.other_test) if photos.other_test else None)
-    # The features runtime the gate stage read, opened (or converted, and timed) outside the evaluation steps.
-    backbone = run.features_runtime(extractor_of(trained.classifier), trained.base_learned) if REFERENCE in files \
-        else None
+    # The features runtime the gate stage read, for a reference still to measure: opened (or converted, and
+    # timed) outside the evaluation steps.
+    saved, measurement = _outputs(run, REFERENCE, images)
+    unmeasured = REFERENCE in files and not all(out.exists() for out in (measurement, *saved.given()))
+    backbone = run.features_runtime(extractor_of(trained.classifier), trained.base_learned) if unmeasured else None
     return [_measure_file(run, target, path, images, backbone) for target, path in files.items()]
