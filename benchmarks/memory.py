@@ -20,11 +20,11 @@ Output (2-core AMD EPYC, 2026-12-07, zoolite 0.7.0 at 633e4fa; 7.7 minutes with 
     10.0x the images: 1.42x the peak RSS, 6.7x the wall time
     target: peak RSS under 3 GB for 20,000 images: met (2.27 GB)
 
-Of the 20,000-image run's 391 s (results.json's total; 397 s wall), the duplicate search took 153 s (9 s at
-2,000). Its coarse search compares every pair of photos, so it grows with their square (37 s at 20,000,
-compute-bound matrix products); and these made images, one of three shapes on noise, look alike in grey, so its aligned
-check got 42,432 pairs to refine (207 in animals10-large's 2,528 real photos) and flagged 631 photos as copies
-across classes.
+Of the 20,000-image run's 391 s (the total in its results.json; 397 s wall), the duplicate search took 153 s (9
+s at 2,000; the ``duplicates`` timing of the run folders it prints). Its coarse search compares every pair of
+photos, so a part of it grows with their square; and these made images, one of three shapes on noise, look alike
+in grey, so its aligned check has far more pairs to refine than real photos give, and the run flagged 631 of its
+photos as copies across classes (its log).
 """
 
 from __future__ import annotations
