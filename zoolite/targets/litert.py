@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -158,7 +159,8 @@ class LiteRTRuntime:
     The interpreter stays at batch 1. Resizing its input to a batch of 32 was measured
     slower per image than batch-1 calls under XNNPACK on a 2-core x86 CPU (0.5-0.7x, see
     ``benchmarks/floor.py``), and every resize re-plans the delegate; so :meth:`predict`
-    runs the images one by one.
+    runs the images one by one, shared among copies of the interpreter with one thread each,
+    while :meth:`predict_one` calls the one interpreter with every thread, as an app does.
     """
 
     batched = False  # one call per image
@@ -236,7 +238,24 @@ class LiteRTRuntime:
         return dequantize(y, scale, zero_point) if np.issubdtype(y.dtype, np.integer) else y.astype(np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        return np.stack([self.predict_one(image) for image in images])
+        """Every image's output, one call per image. With more than one thread, the images are shared among
+        copies of the interpreter with one thread each, called at once (the interpreter lets go of the GIL
+        while it runs): the outputs are the same bit for bit, and the dynamic-range file, whose kernels use a
+        second thread poorly, gets through a run's test photos faster (``benchmarks/scale.py``)."""
+        if self.num_threads < 2 or len(images) < 2:
+            return np.stack([self.predict_one(image) for image in images])
+        copies = self._single_threaded[:len(images)]
+        shares = [np.arange(i, len(images), len(copies)) for i in range(len(copies))]
+        out = np.empty((len(images), self.n_classes), np.float32)
+        with ThreadPoolExecutor(len(copies)) as pool:
+            for share, outputs in zip(shares, pool.map(lambda one, rows: one.predict(images[rows]), copies, shares)):
+                out[share] = outputs
+        return out
+
+    @functools.cached_property
+    def _single_threaded(self) -> list[LiteRTRuntime]:
+        """A copy of the interpreter with one thread for each of this one's threads."""
+        return [LiteRTRuntime(self.path, 1, self.xnnpack) for _ in range(self.num_threads)]
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         return self._run(image[None])[0]
