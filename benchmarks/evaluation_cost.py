@@ -5,29 +5,34 @@
 For every model file of a run folder's first backbone (LiteRT, ONNX Runtime, OpenVINO), on the run's
 own test images, in one invocation, alternating within each round:
 
-* ``before``: the test images predicted (each file's ``predict``: one call per image), then the
-  latency timed apart (``measure_latency``: first call, warm-up, timed calls), as zoolite up to 0.3
-  measured;
-* ``after``: :func:`zoolite.measure.evaluation.predict_and_time`: the latency's single-image calls go through
-  the test images and serve as their predictions too, the rest predicted after.
+* ``before``: the test images predicted (one call per image on the one interpreter), then the latency
+  timed apart (``measure_latency``: first call, warm-up, timed calls), as zoolite up to 0.3 measured;
+* ``one``: :func:`zoolite.measure.evaluation.predict_and_time`: the latency's single-image calls go through
+  the test images and serve as their predictions too, the rest predicted after, one call per image on the
+  one interpreter, as zoolite 0.4 to 0.7.0 measured;
+* ``after``: the same, the rest predicted by the file's own ``predict`` (for LiteRT since 0.7.1, shared
+  among single-threaded copies of the interpreter called at once).
 
-Printed per file: the seconds of each (median over the rounds), their ratio, the two median
-latencies with their 95% intervals (pooled over the rounds), and whether the probabilities are
-bit-identical. The latency figures may not move beyond their intervals.
+Printed per file: the seconds of each (median over the rounds), the ratios of ``before`` and ``one`` to
+``after``, the median latencies of ``before`` and ``after`` with their 95% intervals (pooled over the
+rounds), and whether the three gave the same probabilities, bit for bit. The latency figures may not move
+beyond their intervals.
 
-Output (2-core AMD EPYC, quiet; a default run of animals10-large, 3 rounds):
+Output (2-core AMD EPYC, 2026-12-07, zoolite 0.7.1; a default run of animals10-large, 381 test images,
+3 rounds; the machine slower than at earlier stops, the same for all three arms, which alternate):
 
-    file                 before s  after s  ratio  median ms before [95%]  median ms after [95%]  same probabilities
-    dynamic.tflite           6.60     5.54   1.19    12.97 [12.79, 13.05]   13.13 [13.03, 13.28]  True
-    float16.tflite           2.92     2.45   1.19       5.89 [5.78, 5.95]      5.75 [5.71, 5.80]  True
-    float32.tflite           2.77     2.28   1.22       5.66 [5.61, 5.69]      5.55 [5.40, 5.66]  True
-    int8.tflite              1.57     1.48   1.06       4.38 [4.35, 4.40]      4.39 [4.37, 4.40]  True
-    int8_fallback.tflite     1.30     1.05   1.23       2.66 [2.63, 2.70]      2.68 [2.64, 2.78]  True
-    uint8.tflite             1.42     1.14   1.25       2.86 [2.83, 2.89]      2.51 [2.49, 2.58]  True
+    file                          before s  one s  after s  before/after  one/after      median ms before [95%]       median ms after [95%]  same probabilities
+    dynamic.tflite                    6.60   5.06     4.01          1.65       1.26        12.77 [12.67, 12.87]        11.95 [11.89, 12.01]  True
+    float16.tflite                    2.82   2.29     2.12          1.33       1.08           5.63 [5.53, 5.79]           5.75 [5.70, 5.80]  True
+    float32.tflite                    2.74   2.30     2.20          1.25       1.04           5.57 [5.54, 5.62]           5.53 [5.46, 5.61]  True
+    int8.tflite                       1.51   1.14     1.10          1.37       1.03           3.03 [2.99, 3.09]           2.87 [2.79, 3.02]  True
+    int8_fallback.tflite              1.28   1.16     1.06          1.21       1.10           2.55 [2.52, 2.58]           2.67 [2.59, 2.70]  True
+    uint8.tflite                      1.84   1.39     1.12          1.65       1.24           2.98 [2.90, 4.03]           2.77 [2.76, 2.80]  True
 
-The six files cost 14.0 s after against 16.6 s before (1.19x), 36.6 ms a test photo against the sum
-of their median latencies, 34.0 ms. The medians move by -12% to +1%, both ways, some beyond their
-intervals (which count only the calls of one invocation, not the machine's drift between arms).
+The six files cost 11.6 s with 0.7.1's single-threaded copies against 13.3 s on the one interpreter (1.15x;
+the dynamic-range file 1.26x) and 16.8 s as 0.3 measured: 30.5 ms a test photo, against the sum of their
+median latencies, 31.5 ms. The probabilities are the same in all three. (0.4's invocation, when the files
+were first measured by ``predict_and_time``: 14.0 s against 16.6 s before, 1.19x.)
 """
 
 from __future__ import annotations
@@ -47,9 +52,26 @@ from zoolite.runs.layout import RunLayout  # noqa: E402
 from zoolite.targets import open_model  # noqa: E402
 
 
+class OneInterpreter:
+    """A runtime whose ``predict`` is one call per image on its one interpreter, whatever its own does."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def __getattr__(self, name):
+        return getattr(self.runtime, name)
+
+    def predict(self, images):
+        return np.stack([self.runtime.predict_one(image) for image in images])
+
+
 def before(runtime, images, config):
-    probabilities = predict_all(runtime, images)
+    probabilities = predict_all(OneInterpreter(runtime), images)
     return probabilities, measure_latency(runtime.predict_one, images, config)
+
+
+ARMS = {"before": before, "one": lambda r, i, c: predict_and_time(OneInterpreter(r), i, c),
+        "after": lambda r, i, c: predict_and_time(r, i, c)}
 
 
 def main() -> None:
@@ -64,15 +86,13 @@ def main() -> None:
     files = sorted(p for p in (backbone / "models").iterdir() if p.suffix in (".tflite", ".onnx", ".xml"))
     config = LatencyConfig()
     print(f"{args.run_dir}: {len(images)} test images, {len(files)} files, {args.rounds} rounds")
-    print(f"{'file':28} {'before s':>9} {'after s':>8} {'ratio':>6}  {'median ms before [95%]':>26}  "
-          f"{'median ms after [95%]':>26}  same probabilities")
+    print(f"{'file':28} {'before s':>9} {'one s':>6} {'after s':>8} {'before/after':>13} {'one/after':>10}  "
+          f"{'median ms before [95%]':>26}  {'median ms after [95%]':>26}  same probabilities")
     for path in files:
         runtime, _ = open_model(path)
-        seconds = {"before": [], "after": []}
-        samples = {"before": [], "after": []}
-        outputs = {}
+        seconds, samples, outputs = {name: [] for name in ARMS}, {name: [] for name in ARMS}, {}
         for _ in range(args.rounds):
-            for name, measure in (("before", before), ("after", lambda r, i, c: predict_and_time(r, i, c))):
+            for name, measure in ARMS.items():
                 start = time.perf_counter()
                 outputs[name], latency = measure(runtime, images, config)
                 seconds[name].append(time.perf_counter() - start)
@@ -80,9 +100,10 @@ def main() -> None:
         pooled = {name: latency_stats(np.array(ms) / 1000.0) for name, ms in samples.items()}
         cells = [f"{pooled[n].median_ms:7.2f} [{pooled[n].median_interval.low:.2f}, {pooled[n].median_interval.high:.2f}]"
                  for n in ("before", "after")]
-        b, a = np.median(seconds["before"]), np.median(seconds["after"])
-        print(f"{path.name:28} {b:9.2f} {a:8.2f} {b / a:6.2f}  {cells[0]:>26}  {cells[1]:>26}  "
-              f"{outputs['before'].tobytes() == outputs['after'].tobytes()}")
+        b, o, a = (np.median(seconds[name]) for name in ARMS)
+        same = outputs["before"].tobytes() == outputs["one"].tobytes() == outputs["after"].tobytes()
+        print(f"{path.name:28} {b:9.2f} {o:6.2f} {a:8.2f} {b / a:13.2f} {o / a:10.2f}  {cells[0]:>26}  {cells[1]:>26}  "
+              f"{same}")
 
 
 if __name__ == "__main__":

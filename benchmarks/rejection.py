@@ -3,13 +3,16 @@
 One run, on EfficientNet-Lite0 features computed once (zoolite's extractor, cached in --cache).
 animals10-large mixes sources, told apart by file-name prefix: ``crit-`` (Animals-10 cats, horses
 and squirrels), ``pyis-`` (dogs from Dogs vs Cats), ``c101-`` (Caltech-101 butterflies, elephants
-and roosters) and the rest (Animals-10 photos, 24 a class). Per seed, four scenarios, each with its
-own head trained once (zoolite's recipe: ``training.build_head`` + ``training.fit``, class weights
-"auto", early stopping on the validation split) and shared by every method:
+and roosters) and the rest (Animals-10 photos, 24 a class). Per seed, four scenarios (the first in
+--folds folds), each fold with its own head trained once (zoolite's recipe: ``training.build_head`` +
+``training.fit``, class weights "auto", early stopping on the validation split) shared by every method:
 
-- *in-source*: zoolite's stratified 70/15/15 split of all photos (``split.split_dataset``); measured
-  on the test split's Animals-10 photos (``crit-`` and unprefixed) and on every photo of the two
-  collections of other things (ImageNet photos, Caltech-101 photos);
+- *in-source*, cross-fitted over --folds folds of all photos (stratified by class, seeded): per fold,
+  zoolite's stratified 70/15/15 split of the other folds' photos (``split.split_dataset``; its test part
+  unused), measured on the fold's Animals-10 photos (``crit-`` and unprefixed), so that every Animals-10
+  photo is measured once, by a head and gate that did not see it (a rare class's 24 photos, where one
+  test split held 1 to 5), and on every photo of the two collections of other things (ImageNet photos,
+  Caltech-101 photos; each fold's model's share, averaged). With --folds 1: one split, its test part;
 - *held-out source* h in pyis, c101, crit: the same split of the photos NOT from h (its test part
   unused, so the head and gate see as many photos as zoolite would train on), measured on every
   photo of h: photos of the classes from a source the model never saw.
@@ -26,7 +29,7 @@ pooled collections (separability, whatever the threshold rule), a sweep of the s
 keep rate, the winner by a stated rule, the kept share per class, and the size the gate adds.
 
     .venv/bin/python benchmarks/rejection.py [DATA] [--imagenet DIR] [--caltech DIR]
-        [--seeds 0,1,2] [--keep-rate 0.90] [--keep-rates 0.85,0.9,0.92,0.95,0.97] [--cache DIR]
+        [--seeds 0,1,2] [--folds 5] [--keep-rate 0.90] [--keep-rates 0.85,0.9,0.92,0.95,0.97] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ SHARED = Path("/work/shared/data")
 HELD_OUT = {"pyis": "Dogs vs Cats", "c101": "Caltech-101", "crit": "Animals-10 (crit-)"}  # sources left out in turn
 ANIMALS10 = ("dev", "crit")  # the in-source test photos measured: Animals-10's own
 COLLECTIONS = ("ImageNet", "Caltech")
+IN_SOURCE = "in-source"
 SEPARATION = 0.92  # separability: kept shares at the threshold that rejects this share of other things
 BAR = 0.90  # the winner rule: methods rejecting at least this share of each collection (no --other)
 
@@ -180,7 +184,7 @@ def old_gate_shape(similarity, other_similarity):
 
 @dataclasses.dataclass
 class Scenario:
-    name: str  # "in-source" or the held-out source
+    name: str  # IN_SOURCE or the held-out source
     seed: int
     x_tr: np.ndarray
     y_tr: np.ndarray
@@ -360,6 +364,18 @@ METHODS = {
 
 # --- measuring ---------------------------------------------------------------------------------------
 
+def count_hits(record: dict, figure: str, key, hits: np.ndarray) -> None:
+    """Count ``hits`` (booleans) into ``record[figure][key]``: [hits, photos], summed over the folds."""
+    counted = record.setdefault(figure, {}).setdefault(key, [0, 0])
+    counted[0] += int(np.sum(hits))
+    counted[1] += len(hits)
+
+
+def hit_share(counted) -> float:
+    """hits / photos (NaN for none)."""
+    return counted[0] / counted[1] if counted[1] else float("nan")
+
+
 def measure(record: dict, scenario: str, score, threshold: float, sets: dict, memo: dict) -> None:
     """Add one scenario's figures to ``record`` (one method, direction, keep rate and seed)."""
     def scored(name):
@@ -370,33 +386,36 @@ def measure(record: dict, scenario: str, score, threshold: float, sets: dict, me
 
     negatives = np.concatenate([scored(c)[0] for c in COLLECTIONS])
     separating = np.quantile(negatives, SEPARATION)
-    positives = "A10" if scenario == "in-source" else "held"
-    (top, predicted), labels = scored(positives), sets[positives][1]
+    in_source = scenario == IN_SOURCE
+    where = "A10" if in_source else "held"
+    (top, predicted), labels = scored(where), sets[where][1]
     keep, sep_keep = top >= threshold, top >= separating
     right = keep & (predicted == labels)
     for c in np.unique(labels):
-        key = c if scenario == "in-source" else (scenario, c)
-        where = "A10" if scenario == "in-source" else "held"
-        record.setdefault(f"{where} kept", {})[key] = np.mean(keep[labels == c])
-        record.setdefault(f"{where} right", {})[key] = np.mean(right[labels == c])
-        record.setdefault(f"{where} sep", {})[key] = np.mean(sep_keep[labels == c])
-    if scenario == "in-source":
+        key = c if in_source else (scenario, c)
+        for figure, hits in (("kept", keep), ("right", right), ("sep", sep_keep)):
+            count_hits(record, f"{where} {figure}", key, hits[labels == c])
+    if in_source:
         for name in sets:
             if name != "A10":
-                record.setdefault("rejected", {})[name] = np.mean(scored(name)[0] < threshold)
+                count_hits(record, "rejected", name, scored(name)[0] < threshold)
+
+
+def hit_shares(record: dict, figure: str) -> list[float]:
+    return [hit_share(counted) for counted in record[figure].values()]
 
 
 CRITERIA = {
-    "A10 bal kept": lambda r: np.mean(list(r["A10 kept"].values())),
-    "A10 worst": lambda r: np.min(list(r["A10 kept"].values())),
-    "A10 bal right": lambda r: np.mean(list(r["A10 right"].values())),
-    "held bal kept": lambda r: np.mean(list(r["held kept"].values())),
-    "held worst": lambda r: np.min(list(r["held kept"].values())),
-    "held bal right": lambda r: np.mean(list(r["held right"].values())),
-    "rej ImageNet": lambda r: r["rejected"]["ImageNet"],
-    "rej Caltech": lambda r: r["rejected"]["Caltech"],
-    "sep A10": lambda r: np.mean(list(r["A10 sep"].values())),
-    "sep held": lambda r: np.mean(list(r["held sep"].values())),
+    "A10 bal kept": lambda r: np.mean(hit_shares(r, "A10 kept")),
+    "A10 worst": lambda r: np.min(hit_shares(r, "A10 kept")),
+    "A10 bal right": lambda r: np.mean(hit_shares(r, "A10 right")),
+    "held bal kept": lambda r: np.mean(hit_shares(r, "held kept")),
+    "held worst": lambda r: np.min(hit_shares(r, "held kept")),
+    "held bal right": lambda r: np.mean(hit_shares(r, "held right")),
+    "rej ImageNet": lambda r: hit_share(r["rejected"]["ImageNet"]),
+    "rej Caltech": lambda r: hit_share(r["rejected"]["Caltech"]),
+    "sep A10": lambda r: np.mean(hit_shares(r, "A10 sep")),
+    "sep held": lambda r: np.mean(hit_shares(r, "held sep")),
 }
 
 
@@ -422,6 +441,8 @@ def main() -> None:
     parser.add_argument("--imagenet", default=str(SHARED / "unlabelled-photos"), help="other things, collection 1")
     parser.add_argument("--caltech", default=str(SHARED / "other-things-dev"), help="other things, collection 2")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--folds", type=int, default=5, choices=range(1, 11), metavar="1-10",
+                        help="in-source cross-fitting folds (1: one split)")
     parser.add_argument("--keep-rate", type=float, default=RunConfig().keep_rate,
                         help="of the main tables (default: zoolite's, %(default)s)")
     parser.add_argument("--keep-rates", default="0.85,0.90,0.92,0.95,0.97", help="the sweep")
@@ -462,17 +483,21 @@ def main() -> None:
 
     # results[method, --other collection or None][keep][seed] -> record
     results: dict = {}
-    accuracy, temperatures, counts, timings, a10_counts = [], [], {}, {}, []
+    temperatures, counts, timings = [], {}, {}
+    # per seed: the heads' top-1 hits on the in-source photos measured (all, and per Animals-10 class)
+    accuracy, head_a10 = {seed: {} for seed in seeds}, {seed: {} for seed in seeds}  # [hits, photos] by key
     for seed in seeds:
+        fold_of = folds(np.array([label for _, label in dataset.files]), n, seed, args.folds)
         halves = {}
         for name, (root, listed, x_other) in others.items():
             split = split_other(root, listed, seed)
             index = {p: i for i, p in enumerate(listed)}
             halves[name] = tuple(x_other[[index[p] for p in half]] for half in (split.calibration, split.test))
-        for held in (None, *HELD_OUT):
-            scenario = held or "in-source"
-            pool = dataclasses.replace(dataset, files=[f for f in dataset.files if sources[f[0]] != held])
-            split = split_dataset(pool, DEFAULT_FRACTIONS, seed)
+        for held, fold in [(None, k) for k in range(args.folds)] + [(h, None) for h in HELD_OUT]:
+            scenario = held or IN_SOURCE
+            pool = [f for f, k in zip(dataset.files, fold_of) if k != fold] if held is None and args.folds > 1 \
+                else [f for f in dataset.files if sources[f[0]] != held]
+            split = split_dataset(dataclasses.replace(dataset, files=pool), DEFAULT_FRACTIONS, seed)
             (x_tr, y_tr), (x_va, y_va) = take(split.train), take(split.val)
             clock = time.perf_counter()
             head = train_head(x_tr, y_tr, x_va, y_va, n, seed)
@@ -484,12 +509,14 @@ def main() -> None:
                           fit_temperature(x_va @ kernel + bias, y_va))
             sets = {c: (others[c][2], None) for c in COLLECTIONS}
             if held is None:
-                test = [f for f in split.test if sources[f[0]] in ANIMALS10]
-                sets["A10"] = take(test)
-                a10_counts.append(np.bincount(sets["A10"][1], minlength=n))
+                measured = split.test if args.folds == 1 else [f for f, k in zip(dataset.files, fold_of) if k == fold]
+                sets["A10"] = take([f for f in measured if sources[f[0]] in ANIMALS10])
                 sets.update({f"{c} half": (halves[c][1], None) for c in COLLECTIONS})
-                x_te, y_te = take(split.test)
-                accuracy.append(np.mean(sc.logits(x_te).argmax(1) == y_te))
+                x_te, y_te = take(measured)
+                count_hits(accuracy[seed], "top-1", "all", sc.logits(x_te).argmax(1) == y_te)
+                answers = sc.logits(sets["A10"][0]).argmax(1) == sets["A10"][1]
+                for c in range(n):
+                    count_hits(head_a10[seed], "top-1", c, answers[sets["A10"][1] == c])
                 temperatures.append(sc.temperature)
             else:
                 sets["held"] = take([f for f in dataset.files if sources[f[0]] == held])
@@ -513,18 +540,24 @@ def main() -> None:
                 prototypes = sc.prototypes
 
     # --- report --------------------------------------------------------------------------------------
-    a10_photos = np.array([c[2] for c in counts["in-source"]])
-    a10_class = np.array(a10_counts)
+    a10_class = np.array([[head_a10[seed]["top-1"][c][1] for c in range(n)] for seed in seeds])  # photos a class
+    a10_photos = a10_class.sum(1)
+    head_alone = [[hit_share(head_a10[seed]["top-1"][c]) for c in range(n)] for seed in seeds]
     print(f"Protocol: {len(photos)} class photos ({args.data}), {n} classes; sources by file-name prefix: "
           + ", ".join(f"{s}- {sum(v == s for v in sources.values())}" for s in HELD_OUT)
           + f", Animals-10 dev {sum(v == 'dev' for v in sources.values())}. Seeds {seeds}; EfficientNet-Lite0 "
           "features; "
-          f"zoolite's split {'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)}, one head per seed and scenario "
-          f"(zoolite's recipe, class weights auto). In-source head test accuracy {spread(accuracy)}%, "
-          f"temperature {np.mean(temperatures):.2f} ({min(temperatures):.2f}-{max(temperatures):.2f}).")
-    print(f"A10 = Animals-10 photos (dev + crit-) of the in-source test split: {a10_photos.min()}-{a10_photos.max()} "
-          f"photos, {a10_class.min()}-{a10_class.max()} a class (a class with 4 photos moves 25 points a photo: "
-          "'worst' is coarse). held = every "
+          f"zoolite's split {'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)}, one head per seed, scenario "
+          "and fold "
+          f"(zoolite's recipe, class weights auto). In-source head accuracy on the folds' photos (every source) "
+          f"{spread([hit_share(accuracy[seed]['top-1']['all']) for seed in seeds])}%, temperature "
+          f"{np.mean(temperatures):.2f} ({min(temperatures):.2f}-{max(temperatures):.2f}).")
+    print(f"A10 = Animals-10 photos (dev + crit-), in-source, "
+          + (f"cross-fitted over {args.folds} folds: each measured once" if args.folds > 1 else "of the test split")
+          + f": {a10_photos.min()}-{a10_photos.max()} photos, {a10_class.min()}-{a10_class.max()} a class (a class "
+          f"with {a10_class.min()} photos moves {100 / max(a10_class.min(), 1):.0f} points a photo). The head alone "
+          f"(its top class, nothing rejected: what 'right' can reach) answers {spread(np.nanmean(head_alone, 1))}% of "
+          f"them right, balanced; its lowest class {spread(np.nanmin(head_alone, 1))}%. held = every "
           "photo of a source the model never saw, per held-out class: "
           + "; ".join(f"{s} ({HELD_OUT[s]}): {counts[s][0][2]} photos, trained on {counts[s][0][0]}+{counts[s][0][1]}"
                       for s in HELD_OUT) + ".")
@@ -559,8 +592,8 @@ def main() -> None:
             r = results[name, calibrated][args.keep_rate]
             rows.append([name, f"{calibrated} half", *(spread(values(r, c)) for c in
                                                        ("A10 bal kept", "A10 worst", "held bal kept", "held worst")),
-                         spread(values(r, lambda r: r["rejected"][f"{calibrated} half"])),
-                         spread(values(r, lambda r: r["rejected"][unseen]))])
+                         spread(values(r, lambda r: hit_share(r["rejected"][f"{calibrated} half"]))),
+                         spread(values(r, lambda r: hit_share(r["rejected"][unseen])))])
     print(plain_table(["Method", "--other", "A10 bal kept", "A10 worst", "held bal kept", "held worst",
                        "same half rej", "other coll. rej"], rows))
 
@@ -572,7 +605,7 @@ def main() -> None:
         rows.append([f"{keep:.2f}", *(spread(values(r, c)) for c in
                                       ("A10 bal kept", "A10 worst", "held bal kept", "held worst", "A10 bal right",
                                        "held bal right", "rej ImageNet", "rej Caltech")),
-                     *(spread(values(results[SHIPPED, a][keep], lambda r, b=b: r["rejected"][b]))
+                     *(spread(values(results[SHIPPED, a][keep], lambda r, b=b: hit_share(r["rejected"][b])))
                        for a, b in (COLLECTIONS, COLLECTIONS[::-1]))])
     print(plain_table(["keep", "A10 bal kept", "A10 worst", "held bal kept", "held worst", "A10 right", "held right",
                        "ImageNet rej", "Caltech rej", "IN->CT rej", "CT->IN rej"], rows))
@@ -608,17 +641,19 @@ def main() -> None:
     rows = []
     for c, label in enumerate(names):
         held = [s for s in HELD_OUT if any(sources[p] == s and y == c for p, y in dataset.files)]
-        a10 = [[r["A10 kept"].get(c, np.nan) for r in results[m, None][args.keep_rate].values()]
-               for m in (SHIPPED, OLD)]
-        lso = [[np.mean([r["held kept"][s, c] for s in held]) for r in results[m, None][args.keep_rate].values()]
+        a10 = [[hit_share(r["A10 kept"][c]) if c in r["A10 kept"] else np.nan
+                for r in results[m, None][args.keep_rate].values()] for m in (SHIPPED, OLD)]
+        lso = [[np.mean([hit_share(r["held kept"][s, c]) for s in held])
+                for r in results[m, None][args.keep_rate].values()]
                for m in (SHIPPED, OLD)] if held else [[], []]
-        a10_n = [seed_counts[c] for seed_counts in a10_counts]
-        rows.append([label, f"{min(a10_n)}-{max(a10_n)}",
+        a10_n = a10_class[:, c]
+        rows.append([label, f"{min(a10_n)}-{max(a10_n)}", spread([seed_head[c] for seed_head in head_alone]),
                      *(spread(np.array(v)[~np.isnan(v)]) if not np.all(np.isnan(v)) else "-" for v in a10),
                      ", ".join(held) or "-",
                      str(sum(sources[p] in held and y == c for p, y in dataset.files)) if held else "-",
                      *(spread(v) if held else "-" for v in lso)])
-    print(plain_table(["Class", "A10 photos", f"A10 {SHIPPED}", f"A10 {OLD}", "held-out source", "photos",
+    print(plain_table(["Class", "A10 photos", "A10 head right", f"A10 {SHIPPED}", f"A10 {OLD}", "held-out source",
+                       "photos",
                        f"held {SHIPPED}", f"held {OLD}"], rows))
 
     view = imagenet.kernel.size + imagenet.bias.size

@@ -102,6 +102,14 @@ figures measured in the large runs, added since.
       target: <= features_* steps per photo, large   5.59    5.79
     LiteRT evaluations per test photo               30.24   24.91
       target: <= sum of their median latencies      27.61   28.91
+
+At 0.7.1 (the head's 32 steps per call, LiteRT batches on single-threaded copies: the same outputs) three
+invocations, on the same VM when it ran slower and less steadily (b2e6549's large run: 86.0, 99.4, and
+86.0 and 99.6 s with --repeats 2, against 75.5-77.3 s at 0.7.0), gave animals10-dev 1.56x, 1.50x and 1.73x,
+animals10-large 1.44x, 1.58x and 1.32x, and 331, 301 and 395 s projected for 26,179 photos (b2e6549: 390,
+437 and 376 s): its fitted per-photo costs moved by several milliseconds between them (the Keras
+evaluation's from -4 to 11 ms), so they decide nothing. Each change's gain is measured side by side in
+benchmarks/head_training.py and benchmarks/evaluation_cost.py.
 """
 
 from __future__ import annotations

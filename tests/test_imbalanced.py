@@ -63,9 +63,12 @@ def test_class_weights_change_the_loss_as_documented():
 
 
 def test_the_recipe_runs_many_steps_a_call_with_the_weights_of_one_step_a_call(monkeypatch):
-    """fit compiles the head to run STEPS_PER_EXECUTION steps in one call (an epoch of 70 steps ends in a part
-    call): with class weights, dropout, the learning-rate decay and early stopping, it ends with the same
-    history and weights, bit for bit, as one step a call."""
+    """fit compiles a head trained on feature arrays to run STEPS_PER_EXECUTION steps in one call (an epoch of 70
+    steps ends in a part call): with class weights, dropout, the learning-rate decay and early stopping (which
+    stops the run and restores its best epoch), it ends with the same history and weights, bit for bit, as one
+    step a call."""
+    import math
+
     import keras
 
     from zoolite.model import training
@@ -74,17 +77,20 @@ def test_the_recipe_runs_many_steps_a_call_with_the_weights_of_one_step_a_call(m
     labels = _labels([1500, 500, 200, 40])
     y = one_hot(labels, 4)
     x = (rng.standard_normal((len(labels), 16)) + 0.5 * y @ rng.standard_normal((4, 16))).astype(np.float32)
-    runs, default = {}, training.STEPS_PER_EXECUTION
+    val = (rng.standard_normal((200, 16)).astype(np.float32), y[rng.permutation(len(labels))[:200]])  # noise
+    config = TrainConfig(epochs=30, validation_freq=1, start_from_epoch=1, patience=1)
+    steps_per_epoch, default = math.ceil(len(labels) / config.batch_size), training.STEPS_PER_EXECUTION
+    assert steps_per_epoch > default and steps_per_epoch % default  # whole calls, then a part one
+    runs = {}
     for steps in (default, 1):
         monkeypatch.setattr(training, "STEPS_PER_EXECUTION", steps)
         keras.utils.set_random_seed(0)
         head = build_head(16, 4)
-        history = fit(head, (x, y), (x[::7], y[::7]), TrainConfig(epochs=8), verbose=0,
-                      weights=class_weights(labels, 4))
+        history = fit(head, (x, y), val, config, verbose=0, weights=class_weights(labels, 4))
         runs[steps] = (history, head.get_weights(), head.steps_per_execution)
     (many, many_weights, many_steps), (one, one_weights, one_steps) = runs.values()
-    assert (many_steps, one_steps) == (default, 1) and default > 1 and len(labels) // 32 % default
-    assert many == one and many.epochs_run > 3
+    assert (many_steps, one_steps) == (default, 1) and default > 1
+    assert many == one and many.stopped_epoch is not None and many.epochs_run < config.epochs
     for mine, theirs in zip(many_weights, one_weights):
         np.testing.assert_array_equal(mine, theirs)
 

@@ -2,8 +2,8 @@
 
 A frozen base gives a photo the same features in every epoch, so they are computed once and the
 head trains on them (:mod:`zoolite.model.training`). The backbone is converted once to a float32 LiteRT
-file and run one photo per call with XNNPACK on every core, while a thread pool decodes the next
-photos. ``benchmarks/features.py`` measured this against Keras's batch inference side by side on
+file and run one photo per call with XNNPACK, on a copy of the interpreter with one thread for each
+core (:meth:`zoolite.targets.litert.LiteRTRuntime.predict`), while a thread pool decodes the next photos. ``benchmarks/features.py`` measured this against Keras's batch inference side by side on
 the same photos: about three times the images per second on 2 cores, with the same features
 (every difference below 1e-4 of the largest feature, :data:`TOLERANCE`).
 

@@ -40,16 +40,17 @@ def recipe_callbacks(config: TrainConfig, log_dir: Path | None = None) -> list:
     return callbacks
 
 
-# Training steps Keras runs in one call of its compiled function: the same steps in the same order (the same
-# weights, bit for bit: tested), without the Python round trip of every step, which is most of what a step of a
-# dense head on features costs (benchmarks/scale.py: head training).
+# Training steps on feature arrays Keras runs in one call of its compiled function: the same steps in the same
+# order (the same weights, bit for bit: tested), without the Python round trip of every step, which is most of
+# what a step of a dense head on features costs (benchmarks/head_training.py). A step through a backbone saves
+# nothing so, and would answer Ctrl-C only every that many steps: one step a call there.
 STEPS_PER_EXECUTION = 32
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+def compile_model(model: keras.Model, learning_rate: float, steps_per_execution: int = 1) -> keras.Model:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.CategoricalCrossentropy(),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], steps_per_execution=STEPS_PER_EXECUTION)
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], steps_per_execution=steps_per_execution)
     return model
 
 
@@ -81,9 +82,9 @@ def fit(model: keras.Model, train, val, config: TrainConfig, learning_rate: floa
 
     Returns the stage's history: per-epoch figures, and where early stopping left it.
     """
-    compile_model(model, learning_rate or config.learning_rate)
-    callbacks = recipe_callbacks(config, log_dir)
     x, y = train if isinstance(train, tuple) else (train, None)
+    compile_model(model, learning_rate or config.learning_rate, STEPS_PER_EXECUTION if y is not None else 1)
+    callbacks = recipe_callbacks(config, log_dir)
     if weights is not None and isinstance(val, tuple):
         val = (*val, sample_weights(val[1], weights))
     history = model.fit(x, y, batch_size=config.batch_size if y is not None else None,

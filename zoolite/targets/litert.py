@@ -242,9 +242,9 @@ class LiteRTRuntime:
         copies of the interpreter with one thread each, called at once (the interpreter lets go of the GIL
         while it runs): the outputs are the same bit for bit, and the dynamic-range file, whose kernels use a
         second thread poorly, gets through a run's test photos faster (``benchmarks/scale.py``)."""
-        if self.num_threads < 2 or len(images) < 2:
+        copies = self._single_threaded[:len(images)] if self.num_threads > 1 else []
+        if len(copies) < 2:
             return np.stack([self.predict_one(image) for image in images])
-        copies = self._single_threaded[:len(images)]
         shares = [np.arange(i, len(images), len(copies)) for i in range(len(copies))]
         out = np.empty((len(images), self.n_classes), np.float32)
         with ThreadPoolExecutor(len(copies)) as pool:
@@ -254,8 +254,10 @@ class LiteRTRuntime:
 
     @functools.cached_property
     def _single_threaded(self) -> list[LiteRTRuntime]:
-        """A copy of the interpreter with one thread for each of this one's threads."""
-        return [LiteRTRuntime(self.path, 1, self.xnnpack) for _ in range(self.num_threads)]
+        """A copy of the interpreter with one thread for each of this one's threads, at most one a core this
+        process may use (each copy holds the model's weights)."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return [LiteRTRuntime(self.path, 1, self.xnnpack) for _ in range(min(self.num_threads, cores))]
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         return self._run(image[None])[0]
