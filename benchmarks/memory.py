@@ -12,15 +12,20 @@ Epochs, latency runs and calibration images are cut so it finishes in about 15 m
 
     .venv/bin/python benchmarks/memory.py /tmp/zoolite-memory [--images 20000] [--compare 2000]
 
-Output (2-core AMD EPYC, 2026-12-07, zoolite 0.7.0 at 633e4fa; 7.7 minutes with the images made):
+Output (2-core AMD EPYC, 2026-12-07, zoolite 0.7.1; 9.7 minutes with the images made, run with an empty user
+cache, ``ZOOLITE_CACHE=DIR``, so the 2,000-image run also ported the weights and converted the backbone; the
+machine slower that day than at 0.7.0):
 
       images   wall s  peak RSS GB  features s  images/s
-       2,000       59         1.60          11      33.8
-      20,000      397         2.27          90      50.4
-    10.0x the images: 1.42x the peak RSS, 6.7x the wall time
-    target: peak RSS under 3 GB for 20,000 images: met (2.27 GB)
+       2,000       83         1.88          11      24.2
+      20,000      498         2.37         107      40.2
+    10.0x the images: 1.26x the peak RSS, 6.0x the wall time
+    target: peak RSS under 3 GB for 20,000 images: met (2.37 GB)
 
-Of the 20,000-image run's 391 s (the total in its results.json; 397 s wall), the duplicate search took 153 s (9
+(0.7.0, at 633e4fa, with the weights and backbone in the user cache: 1.60 and 2.27 GB, 59 and 397 s.) A LiteRT
+file's batch predictions run, since 0.7.1, on one copy of the interpreter a core, each with its own packed weights.
+
+Of the 20,000-image run's 490 s (the total in its results.json; 498 s wall), the duplicate search took 211 s (11
 s at 2,000; the ``duplicates`` timing of the run folders it prints). Its coarse search compares every pair of
 photos, so a part of it grows with their square; and these made images, one of three shapes on noise, look alike
 in grey, so its aligned check has far more pairs to refine than real photos give, and the run flagged 631 of its
