@@ -3,9 +3,10 @@
 A frozen base gives a photo the same features in every epoch, so they are computed once and the
 head trains on them (:mod:`zoolite.model.training`). The backbone is converted once to a float32 LiteRT
 file and run one photo per call with XNNPACK, on a copy of the interpreter with one thread for each
-core (:meth:`zoolite.targets.litert.LiteRTRuntime.predict`), while a thread pool decodes the next photos. ``benchmarks/features.py`` measured this against Keras's batch inference side by side on
-the same photos: about three times the images per second on 2 cores, with the same features
-(every difference below 1e-4 of the largest feature, :data:`TOLERANCE`).
+core (:meth:`zoolite.targets.litert.LiteRTRuntime.predict`), while a thread pool decodes the next photos.
+``benchmarks/features.py`` measured this against Keras's batch inference side by side on the same photos:
+about three times the images per second on 2 cores, with the same features (every difference below 1e-4 of
+the largest feature, :data:`TOLERANCE`).
 
 Augmented views (:mod:`zoolite.model.augmentation`) are made in the decoding threads, so each view
 costs one more backbone pass and little else.

@@ -7,6 +7,7 @@ registry -> family module -> base.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,11 @@ if TYPE_CHECKING:  # NumPy only in annotations: `zoolite --help` reads the regis
     import numpy as np
 
 from zoolite.errors import ZooliteError
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the system has one), not the host's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

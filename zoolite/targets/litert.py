@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import Tensor, check_image_classifier
+from zoolite.targets.base import Tensor, check_image_classifier, usable_cores
 
 
 # --- conversion (TensorFlow) -----------------------------------------------------------------
@@ -241,7 +241,7 @@ class LiteRTRuntime:
         """Every image's output, one call per image. With more than one thread, the images are shared among
         copies of the interpreter with one thread each, called at once (the interpreter lets go of the GIL
         while it runs): the outputs are the same bit for bit, and the dynamic-range file, whose kernels use a
-        second thread poorly, gets through a run's test photos faster (``benchmarks/scale.py``)."""
+        second thread poorly, gets through a run's test photos faster (``benchmarks/evaluation_cost.py``)."""
         copies = self._single_threaded[:len(images)] if self.num_threads > 1 else []
         if len(copies) < 2:
             return np.stack([self.predict_one(image) for image in images])
@@ -256,8 +256,7 @@ class LiteRTRuntime:
     def _single_threaded(self) -> list[LiteRTRuntime]:
         """A copy of the interpreter with one thread for each of this one's threads, at most one a core this
         process may use (each copy holds the model's weights)."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return [LiteRTRuntime(self.path, 1, self.xnnpack) for _ in range(min(self.num_threads, cores))]
+        return [LiteRTRuntime(self.path, 1, self.xnnpack) for _ in range(min(self.num_threads, usable_cores()))]
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         return self._run(image[None])[0]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn
 
 from zoolite import storage
 from zoolite.errors import ZooliteError
-from zoolite.targets.base import About, ConversionSource
+from zoolite.targets.base import About, ConversionSource, usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +59,7 @@ def conversion_groups(targets) -> list[list[Target]]:
 
 def spare_cores() -> int:
     """The cores this process may use, less the one it runs on."""
-    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) - 1
+    return usable_cores() - 1
 
 
 def convert_group(source: ConversionSource, group: list[Target], files: dict[Target, Path]) -> None:
