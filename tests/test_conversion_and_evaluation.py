@@ -471,3 +471,11 @@ def test_a_files_predictions_shared_among_single_threaded_copies_are_its_own_cal
         assert not calls and [copy.num_threads for copy in runtime._single_threaded] == [1, 1]  # the copies ran it
         np.testing.assert_array_equal(batch, np.stack([runtime.predict_one(image) for image in images]),
                                       err_msg=target.name)
+
+
+def test_a_litert_file_takes_by_default_one_thread_a_core_this_process_may_use(variants, monkeypatch):
+    """Not one a core of the host: in a container given one of a large host's cores, one thread."""
+    assert LiteRTRuntime(variants["float32"]).threads == str(len(os.sched_getaffinity(0)))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert LiteRTRuntime(variants["float32"]).threads == "1"

@@ -146,11 +146,15 @@ def test_tensors_and_runtime_description(files):
     assert runtime.backend.startswith("ONNX Runtime 1.") and runtime.params() is None and runtime.other_calls() == {}
 
 
-def test_threads_are_honoured(files):
+def test_threads_are_honoured(files, monkeypatch):
+    """Asked for, or by default one a core this process may run on (a container's CPU set, not the host's)."""
     assert onnx_runtime.open(files["onnxruntime_float32"], threads=1).threads == "1"
     runtime = onnx_runtime.open(files["onnxruntime_float32"])
-    assert runtime.threads == str(os.cpu_count())
-    assert runtime.session.get_session_options().intra_op_num_threads == os.cpu_count()
+    assert runtime.threads == str(len(os.sched_getaffinity(0)))
+    assert runtime.session.get_session_options().intra_op_num_threads == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # a large host
+    assert onnx_runtime.open(files["onnxruntime_float32"]).session.get_session_options().intra_op_num_threads == 1
 
 
 @pytest.mark.parametrize("damage", ["truncated", "text"])

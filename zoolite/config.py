@@ -53,8 +53,8 @@ def _renamed(cls, options: dict, warn: bool) -> dict:
 class ModelOptions:
     """How ``zoolite evaluate`` runs a model file."""
 
-    threads: int | None = option(None, "threads of the model's runtime (default: all cores)", AT_LEAST_1,
-                                 optional=True)
+    threads: int | None = option(None, "threads of the model's runtime (default: every core this process may use)",
+                                 AT_LEAST_1, optional=True)
 
     def __post_init__(self):
         check(self)
@@ -254,8 +254,8 @@ class RunConfig:
     # ~0.05 s a photo
     representative_images: int = option(50, "training photos (drawn evenly over the classes) that calibrate the "
                                              "integer quantization modes", AT_LEAST_1)
-    threads: int | None = option(None, "threads of every runtime measured (default: all cores)", AT_LEAST_1,
-                                 optional=True)
+    threads: int | None = option(None, "threads of every runtime measured (default: every core this process may "
+                                       "use)", AT_LEAST_1, optional=True)
     runtimes: tuple[str, ...] = option(tuple(), "comma-separated runtimes whose files are made and measured "
                                        "side by side, e.g. litert,onnxruntime,openvino (default: litert)",
                                        _known(_runtimes, "runtimes"), parse=_names)

@@ -13,7 +13,6 @@ file that is measured is the file that ships. Opening a file imports no TensorFl
 from __future__ import annotations
 
 import functools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -169,7 +168,7 @@ class LiteRTRuntime:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         self.path = Path(path)
-        self.num_threads = num_threads or os.cpu_count() or 1
+        self.num_threads = num_threads or usable_cores()
         self.xnnpack = xnnpack
         resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:

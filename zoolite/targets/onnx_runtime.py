@@ -11,7 +11,6 @@ measured is the file that ships. Opening a file imports neither TensorFlow nor t
 from __future__ import annotations
 
 import functools
-import os
 import tempfile
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 from zoolite import storage
 from zoolite.errors import ZooliteError
 from zoolite.targets.base import (About, Tensor, about_fields, check_image_classifier, labels_from_text,
-                                  threshold_from_text)
+                                  threshold_from_text, usable_cores)
 
 INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
 # The int8 input's range, as ONNX Runtime's quantizer takes an override (NumPy scalars: it reads their dtype).
@@ -228,7 +227,7 @@ class OnnxRuntimeRuntime:
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.num_threads = threads or os.cpu_count() or 1
+        self.num_threads = threads or usable_cores()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.num_threads
         options.inter_op_num_threads = 1

@@ -27,7 +27,7 @@ import openvino as ov
 
 from zoolite.errors import ZooliteError
 from zoolite.targets.base import (Tensor, about_fields, check_image_classifier, labels_from_text,
-                                  threshold_from_text)
+                                  threshold_from_text, usable_cores)
 
 ABOUT_SECTION = "zoolite"  # rt_info section: name, description, version, labels (JSON), score_threshold
 PRECISION_HINT = ["runtime_options", "INFERENCE_PRECISION_HINT"]
@@ -159,7 +159,7 @@ def _shape(port) -> list[int | None]:
 
 class OpenVINORuntime:
     """An OpenVINO IR model compiled for the CPU as an app runs it one photo at a time: the
-    LATENCY hint, one stream, ``num_threads`` inference threads (default: every core), and the
+    LATENCY hint, one stream, ``num_threads`` inference threads (default: every core it may use), and the
     inference precision the file records (else the CPU's default)."""
 
     batched = False  # one call per image
@@ -168,7 +168,7 @@ class OpenVINORuntime:
         self.path = Path(path)
         model = read_model(self.path)
         check_image_classifier(path, [_shape(port) for port in model.inputs], [_shape(port) for port in model.outputs])
-        config = {"INFERENCE_NUM_THREADS": num_threads or os.cpu_count() or 1, "PERFORMANCE_HINT": "LATENCY",
+        config = {"INFERENCE_NUM_THREADS": num_threads or usable_cores(), "PERFORMANCE_HINT": "LATENCY",
                   "NUM_STREAMS": 1}
         if model.has_rt_info(PRECISION_HINT):
             config["INFERENCE_PRECISION_HINT"] = model.get_rt_info(PRECISION_HINT).astype(str)
