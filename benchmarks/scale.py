@@ -110,6 +110,19 @@ animals10-large 1.44x, 1.58x and 1.32x, and 331, 301 and 395 s projected for 26,
 437 and 376 s): its fitted per-photo costs moved by several milliseconds between them (the Keras
 evaluation's from -4 to 11 ms), so they decide nothing. Each change's gain is measured side by side in
 benchmarks/head_training.py and benchmarks/evaluation_cost.py.
+
+On another VM of the same name, 2026-12-07 (AMD EPYC, 2 cores, AVX2 without AVX-512, about half as fast: b2e6549's
+large run 163-191 s), three invocations of 0.7.1 at 5e1e662 with --repeats 1 gave animals10-dev 1.85x, 2.11x and
+1.90x, animals10-large 1.52x, 1.66x and 1.62x, and 605, 642 and 609 s projected for 26,179 photos against
+b2e6549's 688, 729 and 757 s (0.88, 0.88 and 0.80 of it). On animals10-large the recommended files: float16 at
+96.9% against b2e6549's float16 at 97.1% (two invocations), int8 at 97.4% against float16 at 97.1% (the third);
+the test splits differ (381 and 382 photos: since 0.4.0 copies of a photo stay in one split). The projection's
+largest parts, at 26,179 photos: the features of the training and validation photos (224-247 s, about 10 ms a
+photo, as b2e6549's), the six LiteRT files' evaluation (161-202 s: 39-50 ms a test photo, within the sum of their
+median latencies, 58-62 ms) and the Keras reference's (55-66 s: its test photos' features); those three alone come
+to about 460-500 s here, whatever the rest costs. Keras evaluation per test photo, fitted: 10.09, 11.52 and 9.09
+ms against the features' 10.03, 10.34 and 11.10; measured in the large runs: 9.97, 9.54 and 9.04 ms against 10.09,
+10.27 and 10.98.
 """
 
 from __future__ import annotations
