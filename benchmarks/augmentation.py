@@ -6,8 +6,9 @@ photo once (a photo's features do not depend on its split), and per seed those o
 views of the training photos for each augmentation, made by ``augmentation.view_maker`` with
 the pipeline's seeds (run seed * 1000 + k for view k), each view timed. Every configuration
 -- class weights none/auto x augment none, flip (K in --views), standard (K in --views) -- trains
-the head as ``zoolite.runs.stages.train`` does: seeded by the run seed, ``TrainConfig()``
-unchanged, ``augmentation.Views`` over the original and K view features, the class weights of
+the head as ``zoolite.runs.stages.train`` does with ``--head recipe`` (the default up to zoolite 0.7, whose
+defaults these figures chose): seeded by the run seed, ``TrainConfig()``'s recipe, ``augmentation.Views``
+over the original and K view features, the class weights of
 the training labels. Measured on the test split, kept out of training: accuracy and balanced
 accuracy (``evaluation.classification_metrics``, 95% intervals) and the worst class recall.
 The cost of K is K times the seconds one view's features take on the training photos (median).
@@ -162,7 +163,7 @@ def main() -> None:
           f"{max(counts.values())} to {min(counts.values())} per class); zoolite's split "
           f"{'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)} per seed, seeds "
           f"{seeds}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test photos; "
-          f"EfficientNet-Lite0 features (LiteRT float32); head: TrainConfig() as the pipeline trains it.")
+          f"EfficientNet-Lite0 features (LiteRT float32); head: TrainConfig()'s recipe, as --head recipe trains it.")
     print(f"CPU: {machine_info().cpu}, {len(os.sched_getaffinity(0))} cores. Features of one view of the training photos: "
           + ", ".join(f"{a} {np.median(s):.1f} s" for a, s in view_seconds.items()) + " (median over views and seeds).")
     print("Test split, %: bal sN = balanced accuracy of seed N; acc and bal = mean accuracy and balanced accuracy "

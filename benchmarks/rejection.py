@@ -4,8 +4,8 @@ One run, on EfficientNet-Lite0 features computed once (zoolite's extractor, cach
 animals10-large mixes sources, told apart by file-name prefix: ``crit-`` (Animals-10 cats, horses
 and squirrels), ``pyis-`` (dogs from Dogs vs Cats), ``c101-`` (Caltech-101 butterflies, elephants
 and roosters) and the rest (Animals-10 photos, 24 a class). Per seed, four scenarios (the first in
---folds folds), each fold with its own head trained once (zoolite's recipe: ``training.build_head`` +
-``training.fit``, class weights "auto", early stopping on the validation split) shared by every method:
+--folds folds), each fold with its own head fitted once as a run fits it (``train_head``: by default a logistic
+regression, ``logistic.fit_logistic_head``; class weights "auto") shared by every method:
 
 - *in-source*, cross-fitted over --folds folds of all photos (stratified by class, seeded): per fold,
   zoolite's stratified 70/15/15 split of the other folds' photos (``split.split_dataset``; its test part
@@ -80,18 +80,25 @@ def source(path: str) -> str:
     return next((s for s in HELD_OUT if name.startswith(f"{s}-")), "dev")
 
 
-def train_head(x, y, val_x, val_y, n_classes: int, seed: int):
-    """A dense softmax head trained on features with zoolite's recipe (class weights as configured)."""
+def train_head(x, y, val_x, val_y, n_classes: int, seed: int, how: str | None = None):
+    """The head fitted on features as a run fits it (``--head`` ``how``, default: a run's; class weights as
+    configured)."""
     import keras
 
     from zoolite.config import TrainConfig
+    from zoolite.model.logistic import fit_logistic_head
     from zoolite.model.training import build_head, class_weights, fit, one_hot
 
     keras.utils.set_random_seed(seed)
-    recipe = TrainConfig()
+    recipe = TrainConfig(head=how or TrainConfig().head)
+    weights = class_weights(y, n_classes, recipe.class_weights)
+    if recipe.head == "logistic":
+        head = build_head(x.shape[1], n_classes, 0.0, unit_features=True)
+        fit_logistic_head(head, (x, y), (val_x, val_y), recipe.head_c, weights)
+        return head
     head = build_head(x.shape[1], n_classes, recipe.dropout)
     fit(head, (x.astype(np.float32), one_hot(y, n_classes)), (val_x.astype(np.float32), one_hot(val_y, n_classes)),
-        recipe, verbose=0, weights=class_weights(y, n_classes, recipe.class_weights))
+        recipe, verbose=0, weights=weights)
     return head
 
 
@@ -194,7 +201,8 @@ class Scenario:
     imagenet: ImageNetView  # the backbone's ImageNet classifier
     kernel: np.ndarray
     bias: np.ndarray
-    temperature: float
+    unit_features: bool  # the head's dense layer reads the features scaled to unit length
+    temperature: float = 1.0
     z_cache: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -210,7 +218,7 @@ class Scenario:
         return np.concatenate([self.y_tr, self.y_va])
 
     def logits(self, x):
-        return x @ self.kernel + self.bias
+        return (unit(x) if self.unit_features else x) @ self.kernel + self.bias
 
     def probabilities(self, x):
         return softmax(self.logits(x) / self.temperature)
@@ -453,9 +461,10 @@ def main() -> None:
     import keras
 
     from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
-    from zoolite.config import DEFAULT_FRACTIONS
+    from zoolite.config import DEFAULT_FRACTIONS, TrainConfig
     from zoolite.dataset.scan import scan_dataset, scan_photos
     from zoolite.dataset.split import split_dataset, split_other
+    from zoolite.model.training import reads_unit_features
     from zoolite.report.tables import plain_table
 
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -506,7 +515,8 @@ def main() -> None:
             kernel, bias = (np.asarray(w, np.float64) for w in head.get_layer("probabilities").get_weights())
             timings["heads"] = timings.get("heads", 0) + time.perf_counter() - clock
             sc = Scenario(scenario, seed, x_tr, y_tr, x_va, y_va, classifier, imagenet, kernel, bias,
-                          fit_temperature(x_va @ kernel + bias, y_va))
+                          reads_unit_features(classifier))
+            sc.temperature = fit_temperature(sc.logits(x_va), y_va)
             sets = {c: (others[c][2], None) for c in COLLECTIONS}
             if held is None:
                 measured = split.test if args.folds == 1 else [f for f, k in zip(dataset.files, fold_of) if k == fold]
@@ -549,7 +559,8 @@ def main() -> None:
           "features; "
           f"zoolite's split {'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)}, one head per seed, scenario "
           "and fold "
-          f"(zoolite's recipe, class weights auto). In-source head accuracy on the folds' photos (every source) "
+          f"(--head {TrainConfig().head}, class weights auto). In-source head accuracy on the folds' photos "
+          "(every source) "
           f"{spread([hit_share(accuracy[seed]['top-1']['all']) for seed in seeds])}%, temperature "
           f"{np.mean(temperatures):.2f} ({min(temperatures):.2f}-{max(temperatures):.2f}).")
     print(f"A10 = Animals-10 photos (dev + crit-), in-source, "

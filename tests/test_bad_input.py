@@ -492,6 +492,8 @@ def test_unknown_names_list_the_valid_ones(tmp_path, capsys, argv, valid):
     (["--learning-rate", "-0.1"], "--learning-rate -0.1: must be above 0"),
     (["--patience", "-1"], "--patience -1: must be at least 0"),
     (["--dropout", "1.5"], "--dropout 1.5: must be in [0, 1)"),
+    (["--head-c", "0"], "--head-c 0.0: must be above 0"),
+    (["--head", "svm"], "--head svm: must be one of: logistic, recipe"),
     (["--split", "0.5,0.5"], "--split 0.5,0.5: must be three train,val,test fractions that sum to 1"),
     (["--split", "0.7,0.3,0"], "each above 0"),
     (["--max-size-mb", "inf"], "--max-size-mb inf: must be above 0; or leave it out"),  # JSON has no infinity
@@ -586,9 +588,11 @@ def test_resume_takes_the_saved_options_from_any_working_folder(tmp_path, capsys
     (lambda d: (d / "config.json").write_text('{"seed": 0}'), "written by another zoolite version, which this one "
                                                                "cannot resume (no version"),
     (lambda d: shutil.copy(Path(__file__).parent / "data" / "run-schema4" / "config.json", d),  # the previous version's
-     "cannot resume (results schema 4; this one resumes config version 2); start a new run"),
+     "cannot resume (results schema 4; this one resumes config version 3); start a new run"),
     (lambda d: (d / "config.json").write_text('{"config_version": 1, "seed": 0}'),  # rejection.json before schema 6
-     "cannot resume (config version 1; this one resumes config version 2); start a new run"),
+     "cannot resume (config version 1; this one resumes config version 3); start a new run"),
+    (lambda d: (d / "config.json").write_text('{"config_version": 2, "seed": 0}'),  # a head by epochs, before --head
+     "cannot resume (config version 2; this one resumes config version 3); start a new run"),
     (lambda d: ((d / "config.json").write_text("{}"), (d / "COMPLETE").write_text("")), "already complete"),
 ])
 def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, message):

@@ -120,3 +120,25 @@ def test_load_image_applies_exif_orientation(tmp_path):
     image.save(path, exif=exif, quality=95)
     out = load_image(path, 20)
     assert out[:10].mean() > 200 and out[-10:].mean() < 50  # white half now on top
+
+
+def test_photos_are_read_on_one_thread_a_core_this_process_may_use(small_dataset, monkeypatch):
+    """Scanning, the duplicate search and decoding each take a thread a core of the process's CPU affinity (a
+    container's CPU set), not one a core of the host, as do the runtimes; results.json's machine says so too."""
+    import os
+
+    from zoolite.dataset import duplicates, images, scan
+    from zoolite.runs.provenance import machine_info
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    pools = []
+    for module in (scan, duplicates, images):
+        def counted(max_workers=None, made=module.ThreadPoolExecutor):
+            pools.append(max_workers)
+            return made(max_workers)
+        monkeypatch.setattr(module, "ThreadPoolExecutor", counted)
+    dataset = scan_dataset(small_dataset)
+    duplicates.find_duplicates(dataset.root, dataset.files)
+    list(images.decoded_batches([dataset.root / path for path, _ in dataset.files[:2]], 32))
+    assert pools == [1, 1, 1] and machine_info().cores == 1

@@ -118,8 +118,8 @@ def test_a_class_left_without_validation_photos_is_warned_of(grouped, caplog):
     assert not [path for path, label in split.val if label == 2]
     warned = [r.getMessage() for r in caplog.records]
     assert warned == [f"--group-by {VIDEO}: class ragno has no photos in val with seed 0 (its photos lie in few "
-                      "groups); its \"none of these\" and early stopping go without it; try another --seed or a finer "
-                      "pattern"]
+                      "groups); its \"none of these\" (and the recipe's early stopping) go without it; try another "
+                      "--seed or a finer pattern"]
 
 
 def test_a_test_share_far_from_the_one_asked_is_warned_of(tmp_path, caplog):

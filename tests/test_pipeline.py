@@ -12,7 +12,7 @@ import pytest
 
 from conftest import BACKBONE
 from zoolite import storage
-from zoolite.results import SCHEMA_VERSION
+from zoolite.results import SCHEMA_VERSION, LogisticFit
 from zoolite.runs.layout import RunLayout
 from zoolite.targets import TARGETS, open_model
 
@@ -57,10 +57,13 @@ def test_the_split_is_saved_and_stratified(small_run):
 
 
 def test_head_learns_from_real_photos(small_run):
+    """By default the head is a logistic regression fitted to convergence, better than chance on photos it was
+    not fitted on."""
     reference = small_run.backbones[BACKBONE].reference
     assert reference.accuracy >= 2 / 3  # chance is 1/3 for three classes
-    history = small_run.backbones[BACKBONE].training.head
-    assert history.loss[-1] < history.loss[0]
+    head = small_run.backbones[BACKBONE].training.head
+    assert isinstance(head, LogisticFit) and head.converged and head.c == small_run.config.train.head_c == 1.0
+    assert head.loss < np.log(3) and head.val_accuracy > 1 / 3 and head.class_weights == [1.0, 1.0, 1.0]
 
 
 def test_the_stored_probabilities_are_what_each_file_predicts(small_run):
@@ -171,8 +174,8 @@ def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
     data = copy_sample(tmp_path / "data", per_class=10)
     other = copy_sample(tmp_path / "other", classes=("cane", "gatto"), per_class=16)  # the run's own classes
     config = RunConfig.from_options(data=str(data), other=str(other), runs_dir=str(tmp_path / "runs"),
-                                    modes=("float32",), epochs=4, validation_freq=1, start_from_epoch=0,
-                                    representative_images=4, warmup=1, runs=2, tensorboard=False)
+                                    modes=("float32",), head="recipe", epochs=4, validation_freq=1,
+                                    start_from_epoch=0, representative_images=4, warmup=1, runs=2)
     prepared = pipeline.prepare(config)
     steps = []
     run = prepared.backbone_run(BACKBONE, after_step=steps.append)
@@ -181,6 +184,7 @@ def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
     assert len(run.photos.other_calibration) == len(run.photos.other_test) == 16
     trained = stages.train(run)
     assert trained.training.head.epochs_run == 4 and not trained.base_learned
+    assert list(run.layout.tensorboard("head").glob("train/events.out.tfevents.*"))  # its epochs, logged
     with caplog.at_level(logging.WARNING, logger="zoolite"):
         gated = stages.gate(run, trained)
     warnings = [r.getMessage() for r in caplog.records if "--other" in r.getMessage()]

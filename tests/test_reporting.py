@@ -83,9 +83,10 @@ def _check_report(run_dir: Path, results: Run) -> _Page:
     highlighted = [cells[0] for css, cells in rows if css == "recommended"]
     recommended = results.recommendation.variant
     assert highlighted == ([recommended] if recommended else [])
-    # trade-off, none-of-these curves, training curves, confusion matrices (float model, and the recommended
-    # variant), prediction grid
-    assert len(page.images) == 5 + (recommended is not None)
+    # trade-off, none-of-these curves, training curves (of a head or fine-tuning that ran epochs), confusion
+    # matrices (float model, and the recommended variant), prediction grid
+    curves = sum(bool(backbone.training.epoch_stages) for backbone in results.backbones.values())
+    assert len(page.images) == 4 + curves + (recommended is not None)
     for image in page.images:
         size, width, height = _png_size(image["src"])
         assert size > 10_000 and width > 300 and height > 200, image["alt"]
@@ -97,9 +98,12 @@ def test_report_html_has_the_tables_and_every_plot_embedded(small_run):
     run_dir = Path(small_run.run_dir)
     page = _check_report(run_dir, small_run)
     alts = " | ".join(image["alt"] for image in page.images)
-    assert "accuracy vs latency" in alts and "training curves" in alts and "float Keras model" in alts
-    assert "test images wrong" in alts
+    assert "accuracy vs latency" in alts and "float Keras model" in alts and "test images wrong" in alts
+    assert "training curves" not in alts  # the head is a logistic regression: no epochs, its fit in words
     html = unescape((run_dir / "report.html").read_text(encoding="utf-8"))
+    head = small_run.backbones[BACKBONE].training.head
+    assert (f"The head is an L2-regularised logistic regression on the features scaled to unit length (C = 1, each "
+            f"class's photos weighing as much in total), fitted to convergence in {head.iterations} L-BFGS") in html
     assert small_run.recommendation.reason in html
     assert small_run.machine.cpu in html
     markdown = (run_dir / "report.md").read_text(encoding="utf-8")
@@ -131,9 +135,9 @@ def test_report_html_with_two_backbones(small_run, tmp_path):
                                   for column in ("acc (loss)", "ms", "MB")]
     assert [css for css, _ in first[1:]].count("recommended") == 0
     assert [cells[0] for css, cells in second[1:] if css == "recommended"] == [results.recommendation.variant]
-    # trade-off; per backbone: none-of-these curves, training curves, float confusion matrix; the recommended
-    # variant's matrix; the prediction grid of efficientnet_lite0 ("faster" has no probabilities on disk).
-    assert len(page.images) == 1 + 2 * 3 + 1 + 1
+    # trade-off; per backbone: none-of-these curves, float confusion matrix (no training curves: logistic heads);
+    # the recommended variant's matrix; the prediction grid of efficientnet_lite0 ("faster" has no probabilities).
+    assert len(page.images) == 1 + 2 * 2 + 1 + 1
     assert all(_png_size(image["src"])[0] > 10_000 for image in page.images)
     assert (run_dir / "report.html").read_text().count("No prediction grid") == 1
 
@@ -326,6 +330,7 @@ def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path
     int8 = backbone.variant("int8")
     assert int8.agreement.top1_agreement > 0 and int8.top_k == 3 and int8.latency.median_ms > 0
     assert backbone.training.head.epochs_run == len(backbone.training.head.loss) > 0
+    assert results.config.train.head == "recipe"  # as every head was before --head
     assert results.machine.cpu and results.dataset.labels == results.labels and results.split.test > 0
     assert (int8.fidelity is not None) == (schema >= 2)
     if schema >= 2:

@@ -105,7 +105,7 @@ def test_resume_continues_from_the_last_finished_stage(killed_and_resumed):
     assert "convert_dynamic" in timings and "evaluate_float32" in timings
     assert storage.is_complete(run_dir) and not (run_dir / storage.INCOMPLETE_MARKER).exists()
     assert not list(run_dir.rglob(f"{storage.TEMPORARY_PREFIX}*"))
-    assert list((run_dir / BACKBONE / "tensorboard" / "head" / "train").glob("events.out.tfevents.*"))
+    assert not (run_dir / BACKBONE / "tensorboard" / "head").exists()  # a logistic regression's head: no epochs to log
     assert Run.from_json(json.loads((run_dir / "results.json").read_text())).backbones == results.backbones
 
 

@@ -22,6 +22,7 @@ from zoolite.model.backbones import BACKBONES, build_feature_extractor, describe
 from zoolite.model import rejection
 from zoolite.cli import main
 from zoolite.config import RunConfig
+from zoolite.results import LogisticFit
 from zoolite.runs.layout import RunLayout
 from zoolite.runs.pipeline import run
 from zoolite.progress import Progress
@@ -199,7 +200,8 @@ def test_offline_keras_application_stops_before_any_work(tiny_data, tmp_path, mo
 def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
     layout = RunLayout(Path(pair_run.run_dir))
     backbone = pair_run.backbones["efficientnet_lite0"]
-    assert [name for name, _ in backbone.training.stages] == ["head", "fine_tune"]
+    assert isinstance(backbone.training.head, LogisticFit)  # fitted, then fine-tuned from it by epochs
+    assert [name for name, _ in backbone.training.epoch_stages] == ["fine_tune"]
     assert backbone.training.fine_tune.epochs_run == 1
     assert f"top {FINE_TUNE_LAYERS} base layers fine-tuned" in backbone.weights
     assert "fine_tuning" in backbone.timings

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from PIL import Image, ImageOps
 
 from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors, shared_box_descriptors
 from zoolite.dataset.images import eight_bit
+from zoolite.targets.base import usable_cores
 
 SIZE = 16  # descriptor side, pixels
 SCALES = (0.9, 0.8)  # crops (share of each side's length) that a whole frame is also compared with ...
@@ -319,7 +319,7 @@ def find_duplicates(root: str | Path, files: list[tuple[str, int]],
             progress(1)
         return out
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or usable_cores()) as pool:
         read_back = list(pool.map(read, paths))
     by_digest: dict[str, list[int]] = {}
     for i, (digest, _) in enumerate(read_back):

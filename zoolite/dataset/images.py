@@ -8,7 +8,6 @@ TensorFlow, :func:`image_batches` is the ``tf.data`` pipeline for training on im
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from zoolite.errors import ZooliteError
+from zoolite.targets.base import usable_cores
 
 # Larger images are refused as possible decompression bombs (Pillow's own default).
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -96,7 +96,7 @@ def decoded_batches(paths: list[str | Path], size: int, batch_size: int = 32,
         pixels = _decode(paths[index], size)
         return pixels if view is None else view(index, pixels)
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(usable_cores()) as pool:
         pending = None
         for start in range(0, len(paths), batch_size):
             decoding = [pool.submit(decode, i) for i in range(start, min(start + batch_size, len(paths)))]

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from zoolite import storage
 from zoolite.dataset.images import MAX_PIXELS
 from zoolite.errors import ZooliteError
+from zoolite.targets.base import usable_cores
 
 # The reference dataset's Italian folder names, shown in English.
 ANIMALS10_LABELS = {
@@ -149,7 +150,7 @@ def _usable_images(root: Path, folders: list[tuple[int, Path]], workers: int | N
                 candidates.append((path, relative, label))
             else:
                 skipped.append((relative, f"not an image file extension ({path.suffix or 'none'})", label))
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or usable_cores()) as pool:
         problems = list(pool.map(check_image, (path for path, _, _ in candidates)))
     files = []
     for (_, relative, label), problem in zip(candidates, problems):

@@ -229,7 +229,8 @@ def _warn_of_classes_missing_from_a_split(split: Split, class_dirs: list[str]) -
             log.warning("--group-by %s: class %s has no photos in %s with seed %d (its photos lie in few groups)%s; "
                         "try another --seed or a finer pattern", split.group_by, name, " or ".join(missing), split.seed,
                         "; its figures are not measured" if "test" in missing else
-                        "; its \"none of these\" and early stopping go without it" if "val" in missing else "")
+                        "; its \"none of these\" (and the recipe's early stopping) go without it" if "val" in missing
+                        else "")
 
 
 def _refuse_single_unit_classes(dataset: Dataset, units: list[list[str]], label_of: dict[str, int],

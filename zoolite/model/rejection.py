@@ -185,10 +185,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of ``labels`` (a grid over
-    0.05-20, log-spaced: one parameter needs no optimiser)."""
+    """The temperature that minimises the negative log-likelihood of ``labels`` (a grid over 0.01-20, log-spaced:
+    one parameter needs no optimiser; a logistic regression's logits, shrunk by its regularisation, may need
+    sharpening by far)."""
     rows = np.arange(len(labels))
-    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 400))
+    grid = np.exp(np.linspace(np.log(0.01), np.log(20.0), 500))
     nll = [-np.mean(np.log(softmax(logits / t)[rows, labels] + 1e-12)) for t in grid]
     return float(grid[int(np.argmin(nll))])
 
@@ -247,12 +248,14 @@ def choose_threshold(top: np.ndarray, labels: np.ndarray, n_classes: int, keep_r
     return float(threshold if threshold <= values[low] else np.nextafter(threshold, np.float32(0)))
 
 
-def _head(classifier) -> tuple[np.ndarray, np.ndarray]:
-    """The kernel and bias of the trained classifier's dense softmax layer, in float64."""
-    from zoolite.model.training import head_weights  # Keras is imported only when a model is at hand
+def _logits(classifier):
+    """The trained classifier's logits as a function of its features, in float64: its dense softmax layer's, on
+    the features scaled to unit length if its head reads them so."""
+    from zoolite.model.training import head_weights, reads_unit_features  # Keras only when a model is at hand
 
-    kernel, bias = head_weights(classifier)
-    return np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
+    kernel, bias = (np.asarray(w, np.float64) for w in head_weights(classifier))
+    scaled = unit if reads_unit_features(classifier) else (lambda x: np.asarray(x, np.float64))
+    return lambda features: scaled(features) @ kernel + bias
 
 
 def _class_gates(top: np.ndarray, labels: np.ndarray, prototypes: Prototypes, threshold: float) -> list[ClassGate]:
@@ -291,9 +294,9 @@ def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_feat
     given, the calibration half of the other photos. With ``imagenet`` (the frozen backbone's
     ImageNet classifier), the photos are compared by it too (:func:`gate_vectors`). Returns the
     prototypes and how it rejects."""
-    kernel, bias = _head(classifier)
-    n_classes, labels = kernel.shape[1], np.asarray(gate_labels)
-    temperature = fit_temperature(np.asarray(val_features, np.float64) @ kernel + bias, np.asarray(val_labels))
+    logits, labels = _logits(classifier), np.asarray(gate_labels)
+    gate_logits = logits(gate_features)
+    n_classes, temperature = gate_logits.shape[1], fit_temperature(logits(val_features), np.asarray(val_labels))
     vectors = gate_vectors(gate_features, imagenet)
     similarity = out_of_fold_similarity(vectors, labels, n_classes, seed)
     prototypes = Prototypes(vectors, labels, n_classes, seed=seed, imagenet=imagenet)
@@ -301,7 +304,7 @@ def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_feat
     best = ((similarity - prototypes.mean) / prototypes.spread).max(1)
     other_best = None if other_features is None else prototypes.normalised(other_features).max(1)
     slope, _ = fit_gate(best, other_best)
-    probability = softmax((np.asarray(gate_features, np.float64) @ kernel + bias) / temperature).max(1)
+    probability = softmax(gate_logits / temperature).max(1)
     centre = _centre_for_threshold(probability, best, slope, labels, n_classes, keep_rate)
     top = probability * gate(best, slope, centre)
     threshold = choose_threshold(top, labels, n_classes, keep_rate)
@@ -320,8 +323,7 @@ def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_feat
 
 def scores(classifier, features: np.ndarray, prototypes: Prototypes, rejection: Rejection) -> np.ndarray:
     """What the model with rejection outputs for these features, computed in NumPy."""
-    kernel, bias = _head(classifier)
-    probabilities = softmax((np.asarray(features, np.float64) @ kernel + bias) / rejection.temperature)
+    probabilities = softmax(_logits(classifier)(features) / rejection.temperature)
     best = prototypes.normalised(features).max(1)
     return probabilities * gate(best, rejection.gate_slope, rejection.gate_centre)[:, None]
 
@@ -344,7 +346,7 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     import keras
 
     from zoolite.model.layers import L2Normalize
-    from zoolite.model.training import GATED_HEAD, extractor_of, head_weights
+    from zoolite.model.training import GATED_HEAD, extractor_of, head_weights, reads_unit_features
 
     extractor, (kernel, bias) = extractor_of(classifier), head_weights(classifier)
     n_classes, per_class, dim = prototypes.centroids.shape
@@ -378,7 +380,8 @@ def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
     z = keras.layers.Add(name="class_z")([to_means, nearest])
     best = keras.layers.GlobalMaxPooling1D(name="best_class_z")(keras.layers.Reshape((n_classes, 1))(z))
     shows_a_class = keras.layers.Dense(1, activation="sigmoid", name="shows_a_class")
-    scores = keras.layers.Multiply(name="scores")([probabilities(features), shows_a_class(best)])
+    head_reads = parts[0] if reads_unit_features(classifier) else features
+    scores = keras.layers.Multiply(name="scores")([probabilities(head_reads), shows_a_class(best)])
     pixels = keras.Input(extractor.input_shape[1:], name="pixels")
     model = keras.Model(pixels, keras.Model(features, scores, name=GATED_HEAD)(extractor(pixels)), name=classifier.name)
     probabilities.set_weights([kernel / rejection.temperature, bias / rejection.temperature])

@@ -2,8 +2,8 @@
 
 The method is *confident learning* (Northcutt et al., "Confident learning: estimating uncertainty in
 dataset labels", 2021), written here from the paper: out-of-fold class probabilities from a multinomial
-logistic regression (:func:`out_of_fold_probabilities`, K folds stratified by class), per-class thresholds
-``t_j`` = mean probability of class j over the photos labelled j (times :data:`THRESHOLD_SCALE`),
+logistic regression (scikit-learn's; :func:`out_of_fold_probabilities`, K folds stratified by class), per-class
+thresholds ``t_j`` = mean probability of class j over the photos labelled j (times :data:`THRESHOLD_SCALE`),
 and a photo labelled i is suspect when its best class among those with ``p_j >= t_j`` is some j != i (an off-diagonal
 entry of the "confident joint") with ``p_j > p_i``. Suspects are ranked by the margin
 ``p_j - p_i`` and at most :data:`MAX_SUSPECT_SHARE` of the photos are named.
@@ -21,48 +21,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zoolite.model.logistic import fit_multinomial
 from zoolite.model.rejection import FOLDS, folds, softmax
 from zoolite.results import SuspectLabel
 
 # At most this share of the photos is named as suspect labels (the most suspect first): on a clean
 # folder the logistic regression's honest mistakes would otherwise fill the list.
 MAX_SUSPECT_SHARE = 0.10
-# L2 penalty of the logistic regression (on unit-length, centred features), and its iterations.
+# L2 penalty of the logistic regression (on unit-length, centred features): mean cross-entropy + PENALTY/2 |W|^2.
 PENALTY = 1e-3
-ITERATIONS = 400
 PCA_DIMENSIONS = 64
 # The thresholds are this share of each class's mean self-probability. The logistic regression is
 # confident on most photos of a class, so the plain mean (the paper's t_j) missed a third of the moved
 # photos of animals10-large; benchmarks/suspect_labels.py measured 0.8 x the mean catching 88% of them
 # while naming under 2% of the photos of the clean folders (docs/usage.md, "zoolite check").
 THRESHOLD_SCALE = 0.8
-
-
-def fit_logistic(x: np.ndarray, labels: np.ndarray, n_classes: int, penalty: float | None = None,
-                 iterations: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression: mean cross-entropy + penalty/2 |W|^2 (bias not penalised),
-    by Nesterov's accelerated gradient with the step of the loss's Lipschitz bound. (weights, bias)."""
-    penalty, iterations = penalty or PENALTY, iterations or ITERATIONS
-    n, d = x.shape
-    targets = np.eye(n_classes)[labels]
-    # The cross-entropy's Hessian is at most 1/2 |[x 1]|^2 / n times the identity (its largest eigenvalue).
-    xb = np.hstack([x, np.ones((n, 1))])
-    v = np.random.default_rng(0).standard_normal(d + 1)
-    for _ in range(30):
-        v = xb.T @ (xb @ v)
-        v /= np.linalg.norm(v)
-    lipschitz = 0.5 * float(v @ (xb.T @ (xb @ v))) / n + penalty
-    kappa = lipschitz / penalty
-    momentum = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
-    w = np.zeros((d + 1, n_classes))
-    previous = w.copy()
-    mask = np.ones((d + 1, 1))
-    mask[-1] = 0
-    for _ in range(iterations):
-        look = w + momentum * (w - previous)
-        gradient = xb.T @ (softmax(xb @ look) - targets) / n + penalty * mask * look
-        previous, w = w, look - gradient / lipschitz
-    return w[:-1], w[-1]
 
 
 def _prepared(features: np.ndarray) -> np.ndarray:
@@ -84,7 +57,7 @@ def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, n_classe
     for f in range(FOLDS):
         held = fold == f
         if held.any():
-            w, b = fit_logistic(x[~held], labels[~held], n_classes)
+            w, b, _ = fit_multinomial(x[~held], labels[~held], n_classes, c=1 / (PENALTY * np.sum(~held)))
             out[held] = softmax(x[held] @ w + b)
     return out
 

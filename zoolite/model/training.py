@@ -106,13 +106,18 @@ def one_hot(labels, n_classes: int) -> np.ndarray:
 
 
 HEAD, PROBABILITIES = "head", "probabilities"  # the new classifier, and its dense softmax layer
+UNIT_FEATURES = "unit_features"  # the layer of a head that reads the features scaled to unit length
 GATED_HEAD = "gated_head"  # the reference model's part after the extractor: the head with "none of these"
 
 
-def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
-    """The new classifier: (optional dropout then) a dense softmax layer over the features."""
+def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2, unit_features: bool = False) -> keras.Model:
+    """The new classifier: a dense softmax layer over the features, after optional dropout (the recipe's) or after
+    scaling them to unit length (the logistic regression's, :func:`zoolite.model.logistic.fit_logistic_head`)."""
+    from zoolite.model.layers import L2Normalize
+
     inputs = keras.Input((feature_dim,), name="features")
-    x = keras.layers.Dropout(dropout, name="head_dropout")(inputs) if dropout else inputs
+    x = L2Normalize(name=UNIT_FEATURES)(inputs) if unit_features else inputs
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x) if dropout else x
     outputs = keras.layers.Dense(n_classes, activation="softmax", name=PROBABILITIES)(x)
     return keras.Model(inputs, outputs, name=HEAD)
 
@@ -155,6 +160,11 @@ def head_weights(classifier: keras.Model) -> tuple[np.ndarray, np.ndarray]:
     """The kernel and bias of the head's dense softmax layer."""
     kernel, bias = head_of(classifier).get_layer(PROBABILITIES).get_weights()
     return kernel, bias
+
+
+def reads_unit_features(classifier: keras.Model) -> bool:
+    """Whether the head's dense layer reads the features scaled to unit length (a logistic regression's)."""
+    return any(layer.name == UNIT_FEATURES for layer in head_of(classifier).layers)
 
 
 def set_base_trainable(extractor: keras.Model, top_layers: int | None) -> None:

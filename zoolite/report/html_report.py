@@ -16,9 +16,9 @@ from zoolite.report import plots
 
 from zoolite.measure import stats
 from zoolite.runs.layout import RunLayout
-from zoolite.results import Run
+from zoolite.results import LogisticFit, Run, Training
 from zoolite.report.tables import CLASS_NOTE, FIDELITY_NOTE, backbone_cells, caption, class_cells, combined_cells, \
-    dataset_sentence, fidelity_cells, fidelity_titles, machine_sentence, rejection_cells, rejection_note
+    dataset_sentence, fidelity_cells, fidelity_titles, head_note, machine_sentence, rejection_cells, rejection_note
 
 # Test images shown in the prediction grid of each backbone.
 GRID_IMAGES = 24
@@ -117,8 +117,7 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
              "<h3>Per class</h3>", f'<p class="note">{escape(CLASS_NOTE)}</p>', _table(*class_cells(results, name))]
     parts += _fidelity_section(results, backbone)
     parts += _rejection_section(results, name)
-    curves = plots.training_curves(backbone.training, f"{name}: training")
-    parts += ["<h3>Training</h3>", _img(curves, f"{name} training curves")]
+    parts += ["<h3>Training</h3>"] + _training_parts(backbone.training, name)
     shown = [(backbone.reference, "float Keras model")] + ([(recommended, "recommended")] if recommended else [])
     matrices = []
     for variant, role in shown:
@@ -126,6 +125,15 @@ def _backbone_section(layout: RunLayout, results: Run, name: str) -> list[str]:
         matrices.append(_img(plots.confusion_matrix(variant.confusion_matrix, results.labels, title), title))
     parts += ["<h3>Confusion matrices (test split)</h3>", f'<div class="pair">{"".join(matrices)}</div>',
               "<h3>Test images and predictions</h3>", _prediction_grid(layout, results, name, shown[-1][0].target)]
+    return parts
+
+
+def _training_parts(training: Training, name: str) -> list[str]:
+    """The head's fit in words when it ran no epochs, and the curves of every stage that did."""
+    parts = [f'<p class="note">{escape(head_note(training.head))}</p>'] if isinstance(training.head, LogisticFit) \
+        else []
+    if training.epoch_stages:
+        parts.append(_img(plots.training_curves(training, f"{name}: training"), f"{name} training curves"))
     return parts
 
 
@@ -182,7 +190,7 @@ def html_report(results: Run) -> str:
     body += ["<h2>Machine</h2>",
              f"<p>{escape(machine_sentence(m))} The run took {results.timings['total']:.0f} s.</p>",
              f"<p>Command: <code>{escape(m.command)}</code></p>"]
-    if results.config.tensorboard:
+    if results.config.tensorboard and any(b.training.epoch_stages for b in results.backbones.values()):
         body.append(f'<p class="note">Training logs: <code>tensorboard --logdir {escape(results.run_dir)}</code></p>')
     title = f"zoolite run: {', '.join(names)}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'

@@ -155,9 +155,10 @@ def tradeoff(results: Run) -> bytes:
 
 
 def _stage_series(training: Training) -> list[tuple[str, TrainingStage, int]]:
-    """(stage, its history, epoch offset) for head training then fine-tuning, end to end."""
+    """(stage, its history, epoch offset) for head training then fine-tuning, end to end (the stages that ran
+    epochs)."""
     out, offset = [], 0
-    for name, stage in training.stages:
+    for name, stage in training.epoch_stages:
         out.append((name, stage, offset))
         offset += len(stage.loss)
     return out
@@ -171,7 +172,7 @@ def training_curves(training: Training, title: str) -> bytes:
     for ax, metric, label in zip(axes, ("loss", "accuracy"), ("cross-entropy loss", "accuracy")):
         for i, (stage, h, offset) in enumerate(stages):
             train, val = getattr(h, metric), getattr(h, f"val_{metric}")
-            stage_name = [stage.replace("_", "-")] if len(stages) > 1 else []
+            stage_name = [stage.replace("_", "-")] if len(stages) > 1 or stage != "head" else []
             style = "-" if i == 0 else "-."
             ax.plot(np.arange(1, len(train) + 1) + offset, train, color="C0", linestyle=style,
                     label=", ".join(["train", *stage_name]))

@@ -4,7 +4,7 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 from __future__ import annotations
 
 from zoolite.results.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
-from zoolite.results import Backbone, Machine, Run, Variant
+from zoolite.results import Backbone, LogisticFit, Machine, Run, Variant
 from zoolite.measure.intervals import percent, share
 from zoolite.measure.stats import CONFIDENT, FidelityRow
 from zoolite.targets import FAMILIES
@@ -174,6 +174,17 @@ def caption(results: Run, backbone: str) -> str:
             "is flagged when it loses a class's photos against its float model beyond chance, answering them wrong "
             "(loses) or saying \"none of these\" (keeps fewer of) more often (one-sided exact test per class, "
             "Holm-corrected for the number of classes).")
+
+
+def head_note(head: LogisticFit) -> str:
+    """How a head fitted as a logistic regression (it ran no epochs, so has no curves) was fitted, and its fit."""
+    val = "" if head.val_loss is None else \
+        f"; validation photos: loss {head.val_loss:.3f}, accuracy {head.val_accuracy * 100:.1f}%"
+    balanced = ", each class's photos weighing as much in total" if head.class_weights else ""
+    how = "to convergence in" if head.converged else "stopped before converging, after"
+    return (f"The head is an L2-regularised logistic regression on the features scaled to unit length (C = "
+            f"{head.c:g}{balanced}), fitted {how} {head.iterations} L-BFGS iterations, with no epochs. Training "
+            f"photos: loss {head.loss:.3f}, accuracy {head.accuracy * 100:.1f}%{val} (losses are cross-entropies).")
 
 
 def backbone_cells(results: Run, backbone: str) -> tuple[list[str], list[list[str]]]:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from zoolite.config import Budget, RunConfig
 from zoolite.measure.intervals import Interval
+from zoolite.results.training import Training
 from zoolite.results.variant import Variant, interval_from_json
 from zoolite.targets import Role
 
@@ -19,7 +20,8 @@ from zoolite.targets import Role
 # label-conflict photos left out (SplitSizes.duplicate_groups, duplicate_photos, conflicts); with --group-by,
 # its pattern and the user groups in each split (SplitSizes.group_by, user_groups, user_group_photos, test_groups).
 # 7: each backbone's normalisation as the run used it (Backbone.normalisation), which model.json carries.
-SCHEMA_VERSION = 7
+# 8: a head fitted as a logistic regression (Training.head a LogisticFit, config.train.head).
+SCHEMA_VERSION = 8
 # The test split counts as imbalanced, and the budget is judged on balanced accuracy, when its
 # largest class has this many times the photos of its smallest.
 IMBALANCE_RATIO = 1.5
@@ -42,7 +44,7 @@ class Machine:
     """What the figures were measured on."""
 
     cpu: str
-    cores: int | None
+    cores: int | None  # the cores the run could use (its CPU affinity; before 0.8: the host's)
     os: str
     python: str
     packages: dict[str, str | None]  # the version of each package the run's runtimes need (None: not installed)
@@ -143,41 +145,6 @@ class OtherPhotos:
     root: str
     calibration: int  # photos that fitted the rejection
     test: int  # held-out photos it is measured on
-
-
-@dataclass
-class TrainingStage:
-    """One training stage as Keras ran it: per-epoch figures and where early stopping left it."""
-
-    # Per epoch; the validation figures once per validation_freq epochs (none if no epoch was validated).
-    loss: list[float] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-    learning_rate: list[float] = field(default_factory=list)
-    epochs_run: int = 0
-    best_epoch: int | None = None  # 1-based: the epoch whose weights were kept (None: the last)
-    stopped_epoch: int | None = None  # 1-based: where early stopping ended it (None: ran every epoch)
-    validation_freq: int = 1
-    class_weights: list[float] | None = None  # per class, when the loss was weighted
-
-
-@dataclass
-class Training:
-    """How a backbone's classifier was trained: the head (or the whole network from scratch), then
-    optional fine-tuning of the base's top layers."""
-
-    head: TrainingStage
-    fine_tune: TrainingStage | None = None
-
-    @property
-    def stages(self) -> list[tuple[str, TrainingStage]]:
-        """(name, stage) of the stages that ran, in order."""
-        return [(name, stage) for name, stage in (("head", self.head), ("fine_tune", self.fine_tune)) if stage]
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "Training":
-        return cls(TrainingStage(**obj["head"]), TrainingStage(**obj["fine_tune"]) if obj.get("fine_tune") else None)
 
 
 @dataclass

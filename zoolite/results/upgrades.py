@@ -55,9 +55,16 @@ def _normalisation_from_the_registry(obj: dict) -> dict:
     return obj
 
 
+def _heads_by_the_recipe(obj: dict) -> dict:
+    """Before schema 8 every head on a frozen base was trained by the recipe's epochs (there was no --head)."""
+    obj["config"]["train"]["head"] = "recipe"
+    return obj
+
+
 # An upgrade: the last version whose files need it, and what it does to their JSON object, oldest first.
 Upgrades = list[tuple[int, Callable[[dict], dict]]]
-RESULTS_UPGRADES: Upgrades = [(1, _upgrade_v1), (4, _target_under_target), (6, _normalisation_from_the_registry)]
+RESULTS_UPGRADES: Upgrades = [(1, _upgrade_v1), (4, _target_under_target), (6, _normalisation_from_the_registry),
+                               (7, _heads_by_the_recipe)]
 
 
 def upgraded(obj: dict, version, current: int, upgrades: Upgrades, path: Path, what: str) -> dict:

@@ -3,7 +3,6 @@ on, the weights a backbone started from, and the description every model file ca
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -13,6 +12,7 @@ from zoolite.model.backbones import BackboneSpec, describe_weights
 from zoolite.config import TrainConfig
 from zoolite.results import Machine, Rejection, Training
 from zoolite.targets import KERAS, RUNTIMES, About
+from zoolite.targets.base import usable_cores
 
 
 def package_version(package: str) -> str | None:
@@ -40,7 +40,7 @@ def runtime_packages(runtimes) -> dict[str, str | None]:
 
 def machine_info(command: str | None = None, runtimes=()) -> Machine:
     """What the figures were measured on, written beside them."""
-    return Machine(cpu=_cpu_model(), cores=os.cpu_count(), os=platform.platform(), python=platform.python_version(),
+    return Machine(cpu=_cpu_model(), cores=usable_cores(), os=platform.platform(), python=platform.python_version(),
                    packages=runtime_packages(runtimes), zoolite=package_version("zoolite"),
                    command=command or " ".join(sys.argv))
 

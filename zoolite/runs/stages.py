@@ -18,9 +18,10 @@ from zoolite.measure.evaluation import measure_variant, predict_all
 from zoolite.measure.evidence import ImageSets
 from zoolite.model import rejection
 from zoolite.model.augmentation import Views, random_views, view_maker
+from zoolite.model.logistic import fit_logistic_head
 from zoolite.model.training import (assemble, build_head, class_weights, extractor_of, fit, labelled_batches, one_hot,
                                     set_base_trainable, top_of)
-from zoolite.results import Rejection, Training, TrainingStage, Variant
+from zoolite.results import LogisticFit, Rejection, Training, TrainingStage, Variant
 from zoolite.runs import provenance
 from zoolite.runs.inputs import BackboneRun
 from zoolite.targets import REFERENCE, ConversionSource, Target, chosen_targets, open_model
@@ -109,23 +110,29 @@ def warn_of_featureless_photos(backbone: str, weights: str | None, features: np.
     return True
 
 
-def _train_head(run: BackboneRun, extractor, head, weights) -> TrainingStage:
-    """The head trained on the frozen base's cached features (and on those of augmented views)."""
-    train, val = run.photos.train, run.photos.val
-    train_features, val_features = (run.features(extractor, name, photos.paths)
+def _train_head(run: BackboneRun, extractor, head, weights) -> TrainingStage | LogisticFit:
+    """The head fitted on the frozen base's cached features (and on those of augmented views): as a logistic
+    regression, or by the recipe's epochs (``--head``)."""
+    train, val, recipe = run.photos.train, run.photos.val, run.config.train
+    train_features, val_features = (np.asarray(run.features(extractor, name, photos.paths))
                                     for name, photos in (("train", train), ("val", val)))
     warn_of_featureless_photos(run.spec.name, run.weights, train_features)
     views = _views(run, extractor)
-    targets = one_hot(train.labels, run.n_classes)
     with run.steps.step("training"):
-        return _fit(run, head, Views([train_features, *views], targets, run.config.train.batch_size, run.config.seed)
-                    if views else (np.asarray(train_features), targets),
-                    (np.asarray(val_features), one_hot(val.labels, run.n_classes)), "head", weights)
+        if recipe.head == "logistic":
+            return fit_logistic_head(head, (np.concatenate([train_features, *views]),
+                                            np.tile(np.asarray(train.labels, int), 1 + len(views))),
+                                     (val_features, np.asarray(val.labels, int)), recipe.head_c, weights, len(views))
+        targets = one_hot(train.labels, run.n_classes)
+        return _fit(run, head, Views([train_features, *views], targets, recipe.batch_size, run.config.seed)
+                    if views else (train_features, targets),
+                    (val_features, one_hot(val.labels, run.n_classes)), "head", weights)
 
 
 def train(run: BackboneRun) -> Trained:
-    """The classifier trained by the reference recipe: the head on the frozen base's features (a base without
-    pretrained weights learns whole, on images), then the optional fine-tuning of the base's top layers."""
+    """The classifier: the head fitted on the frozen base's features (a logistic regression, or by the recipe's
+    epochs: ``--head``; a base without pretrained weights learns whole, on images, by the recipe), then the optional
+    fine-tuning of the base's top layers by the recipe."""
     model_path, history_path = run.layout.classifier, run.layout.history
     if model_path.exists() and history_path.exists():
         training = Training.from_json(json.loads(history_path.read_text()))
@@ -133,7 +140,8 @@ def train(run: BackboneRun) -> Trained:
     _seed_everything(run.config.seed)
     recipe, extractor = run.config.train, run.extractor
     weights = class_weights(run.photos.train.labels, run.n_classes, recipe.class_weights)
-    head = build_head(run.spec.feature_dim, run.n_classes, recipe.dropout)
+    logistic = recipe.head == "logistic" and run.spec.pretrained
+    head = build_head(run.spec.feature_dim, run.n_classes, 0.0 if logistic else recipe.dropout, unit_features=logistic)
     if run.spec.pretrained:
         training = Training(_train_head(run, extractor, head, weights))
         model = assemble(extractor, head, name=f"{run.spec.name}_classifier")

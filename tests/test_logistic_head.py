@@ -1,0 +1,91 @@
+"""The head fitted as an L2-regularised logistic regression (``--head logistic``, the default): scikit-learn's fit
+carried into the Keras head exactly, its class weights, and the gate built on either kind of head."""
+
+import numpy as np
+import pytest
+
+from zoolite.model import rejection
+from zoolite.model.logistic import fit_logistic_head
+from zoolite.model.training import assemble, build_head, class_weights, reads_unit_features
+
+
+def _blobs(counts, dim=8, spread=1.0, seed=0):
+    """Photos' made-up features: one cluster a class, at non-negative coordinates (as a ReLU backbone's)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(counts)), counts)
+    centres = np.eye(dim)[:len(counts)] * 3 + 1
+    return np.abs(centres[labels] + rng.normal(scale=spread, size=(len(labels), dim))), labels
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_head_minimises_the_regularised_cross_entropy_and_never_answers_a_class_it_had_no_photo_of(classes):
+    """Two classes (which scikit-learn fits as one sigmoid) and four, with one more class in the head that has no
+    training photo: the head's dense layer is where the gradient of c x the weighted cross-entropies of the
+    unit-length features + |kernel|^2 / 2 vanishes, for the classes it saw, and that class is never the top one."""
+    x, y = _blobs([30] * (classes - 1) + [15], spread=1.5)
+    head = build_head(x.shape[1], classes + 1, 0.0, unit_features=True)
+    weights = class_weights(y, classes + 1)
+    fitted = fit_logistic_head(head, (x, y), (x[::3], y[::3]), 0.5, weights)
+    assert fitted.converged and fitted.c == 0.5 and fitted.class_weights[-1] == 0.0
+    kernel, bias = (w.astype(np.float64) for w in head.get_layer("probabilities").get_weights())
+    probabilities = head.predict(x.astype(np.float32), verbose=0).astype(np.float64)
+    np.testing.assert_allclose(probabilities, rejection.softmax(rejection.unit(x) @ kernel + bias), atol=1e-6)
+    photo_weights = np.array([weights[label] for label in y])
+    residual = (probabilities - np.eye(classes + 1)[y])[:, :classes] * photo_weights[:, None]
+    gradient = 0.5 * rejection.unit(x).T @ residual + kernel[:, :classes]
+    # per unit of data term: L-BFGS stops within its tolerance (1e-4) of 0; at the wrong c it is about the kernel
+    assert np.abs(gradient).max() / (0.5 * photo_weights.sum()) < 1e-3 < np.abs(kernel).max()
+    assert np.abs(residual.sum(0)).max() / photo_weights.sum() < 1e-3  # the bias's, not regularised
+    assert probabilities[:, classes].max() < 1e-4
+
+
+def test_augmented_views_add_variety_not_weight():
+    """A photo and K views of it weigh as much as the photo alone: K exact copies give the photo's own fit."""
+    x, y = _blobs([20, 20, 20])
+    alone, copied = (build_head(x.shape[1], 3, 0.0, unit_features=True) for _ in range(2))
+    fit_logistic_head(alone, (x, y), (x[:0], y[:0]), 1.0, None)
+    fit_logistic_head(copied, (np.concatenate([x] * 3), np.tile(y, 3)), (x[:0], y[:0]), 1.0, None, views=2)
+    for a, b in zip(alone.get_weights(), copied.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_class_weights_answer_the_rare_class():
+    """A rare class overlapping a common one: weighed by class ("auto") the head answers more of the rare class's
+    new photos right than with every photo weighing 1."""
+    x, y = _blobs([400, 20], spread=2.5, seed=1)
+    new_x, new_y = _blobs([400, 400], spread=2.5, seed=2)
+    recall = {}
+    for how in ("auto", "none"):
+        head = build_head(x.shape[1], 2, 0.0, unit_features=True)
+        fit_logistic_head(head, (x, y), (x[:0], y[:0]), 1.0, class_weights(y, 2, how))
+        answers = head.predict(new_x.astype(np.float32), verbose=0).argmax(1)
+        recall[how] = np.mean(answers[new_y == 1] == 1)
+    assert recall["auto"] > recall["none"] + 0.1, recall
+
+
+@pytest.mark.parametrize("unit_features", [True, False])
+def test_the_gated_model_computes_what_numpy_does_on_either_head(unit_features):
+    """The gate folded into the model (``with_rejection``) reads the features as the head does, scaled to unit
+    length for a logistic regression's head, as they are for the recipe's: its output is NumPy's scores."""
+    import keras
+
+    x, y = _blobs([60, 60, 60], dim=12)
+    inputs = keras.Input((12,))
+    extractor = keras.Model(inputs, keras.layers.Dense(16, activation="relu", name="made_up")(inputs),
+                            name="extractor")
+    head = build_head(16, 3, 0.0, unit_features=unit_features)
+    classifier = assemble(extractor, head)
+    features = extractor.predict(x.astype(np.float32), verbose=0)
+    if unit_features:
+        fit_logistic_head(head, (features, y), (features[::4], y[::4]), 1.0, None)
+    else:
+        head.get_layer("probabilities").set_weights([np.random.default_rng(3).normal(size=(16, 3)).astype(np.float32),
+                                                     np.zeros(3, np.float32)])
+    assert reads_unit_features(classifier) == unit_features
+    prototypes, fitted = rejection.fit(classifier, features, y, features[::4], y[::4], None, 0.9)
+    expected = rejection.scores(classifier, features, prototypes, fitted)
+    in_model = rejection.with_rejection(classifier, prototypes, fitted).predict(x.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(in_model, expected, atol=1e-5)
+    kernel, bias = head.get_layer("probabilities").get_weights()
+    logits = (rejection.unit(features) if unit_features else features) @ kernel + bias
+    np.testing.assert_array_equal(expected.argmax(1), logits.argmax(1))  # the gate scales a photo's scores alike
