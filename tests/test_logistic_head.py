@@ -89,3 +89,24 @@ def test_the_gated_model_computes_what_numpy_does_on_either_head(unit_features):
     kernel, bias = head.get_layer("probabilities").get_weights()
     logits = (rejection.unit(features) if unit_features else features) @ kernel + bias
     np.testing.assert_array_equal(expected.argmax(1), logits.argmax(1))  # the gate scales a photo's scores alike
+
+
+def test_a_run_names_the_options_of_epochs_it_never_uses(tmp_path, caplog):
+    """--epochs and the like change nothing in a run whose heads are logistic regressions and that fine-tunes
+    nothing: the run says so in one line as it starts. Where something trains by epochs, they are used."""
+    import logging
+
+    from conftest import copy_sample
+    from zoolite.config import RunConfig, TrainConfig
+    from zoolite.runs import pipeline
+
+    assert TrainConfig(epochs=3, dropout=0.1, head_c=0.5).unused_epoch_options(True) == ["--epochs", "--dropout"]
+    assert TrainConfig(epochs=3, head="recipe").unused_epoch_options(True) == []
+    assert TrainConfig(epochs=3, fine_tune_layers=2).unused_epoch_options(True) == []
+    assert TrainConfig(epochs=3).unused_epoch_options(pretrained=False) == []  # scratch_cnn trains by them
+    data = copy_sample(tmp_path / "data", classes=("cane", "gatto"), per_class=3)
+    with caplog.at_level(logging.WARNING, logger="zoolite"):
+        pipeline.prepare(RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / "runs"), learning_rate=0.01))
+    assert [r.getMessage() for r in caplog.records if "trains by epochs" in r.getMessage()] == [
+        "--learning-rate: nothing in this run trains by epochs (its head is a logistic regression, --head logistic), "
+        "so they change nothing; pass --head recipe to train the head by epochs"]

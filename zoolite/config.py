@@ -67,6 +67,12 @@ class PredictOptions(ModelOptions):
     top: int = option(3, "classes shown per photo, best first", AT_LEAST_1)
 
 
+# The options only training by epochs reads: a head by the recipe (--head recipe), fine-tuning, a network from
+# scratch.
+EPOCH_OPTIONS = ("epochs", "batch_size", "learning_rate", "validation_freq", "patience", "start_from_epoch",
+                 "lr_decay", "dropout")
+
+
 @dataclass
 class TrainConfig:
     """The training recipe: the reference project's, with a learning rate tuned for small data, and by default
@@ -116,6 +122,15 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self)
+
+    def unused_epoch_options(self, pretrained: bool) -> list[str]:
+        """The flags of the options of training by epochs set away from their defaults in a run that trains
+        nothing by epochs: a logistic head on a ``pretrained`` base, no fine-tuning."""
+        if self.head != "logistic" or self.fine_tune_layers or not pretrained:
+            return []
+        default = TrainConfig()
+        return [flag_of(f) for f in fields_with_flags(TrainConfig)
+                if f.name in EPOCH_OPTIONS and getattr(self, f.name) != getattr(default, f.name)]
 
 
 @dataclass

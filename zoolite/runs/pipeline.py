@@ -278,6 +278,10 @@ def prepare(config: RunConfig | None = None, resume: str | Path | None = None, p
         unlabelled_photos = [Path(config.unlabelled) / photo for photo in photos]
     # Weights next: a backbone whose weights cannot be had stops the run before any work.
     specs = [get_backbone(name) for name in config.backbones]
+    unused = config.train.unused_epoch_options(all(spec.pretrained for spec in specs))
+    if unused and resume is None:
+        log.warning("%s: nothing in this run trains by epochs (its head is a logistic regression, --head logistic), "
+                    "so they change nothing; pass --head recipe to train the head by epochs", ", ".join(unused))
     weights = {spec.name: resolve_weights(spec, config.weights) for spec in specs}
     extractors = {spec.name: build_feature_extractor(spec, weights[spec.name]) for spec in specs}
     if resume is None:
