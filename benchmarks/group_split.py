@@ -4,7 +4,7 @@
 
 DATA (default: /work/shared/data/animals10-large) mixes photos of several sources, told by their file-name
 prefix (pyis-, c101-, crit-, the rest Animals-10's own). For each seed, zoolite's head is trained on
-efficientnet_lite0 features (as benchmarks/rejection.py does: features once, zoolite's training recipe) with
+efficientnet_lite0 features (as benchmarks/rejection.py does: features once, the head fitted as a run fits it) with
 the ordinary split (duplicate groups kept whole, as `zoolite run` does) and with `--group-by` on the source
 prefix, and the test split's balanced accuracy (mean per-class recall over the classes in it) is printed:
 mean (min-max) over the seeds, and the difference. With the group split, a source lands whole in one split,
