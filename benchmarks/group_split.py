@@ -6,7 +6,8 @@ DATA (default: /work/shared/data/animals10-large) mixes photos of several source
 prefix (pyis-, c101-, crit-, the rest Animals-10's own). For each seed, zoolite's head is trained on
 efficientnet_lite0 features (as benchmarks/rejection.py does: features once, the head fitted as a run fits it) with
 the ordinary split (duplicate groups kept whole, as `zoolite run` does) and with `--group-by` on the source
-prefix, and the test split's balanced accuracy (mean per-class recall over the classes in it) is printed:
+prefix, and the test split's balanced accuracy (mean per-class recall over the classes in it) is printed, with
+its weakest class per seed:
 mean (min-max) over the seeds, and the difference. With the group split, a source lands whole in one split,
 so the figure estimates photos of a new source rather than new photos of sources seen in training.
 """
@@ -28,8 +29,9 @@ import numpy as np  # noqa: E402
 SOURCES = r"^[^/]+/(pyis|c101|crit)-"  # the brief's source prefix: one group per source, over all classes
 
 
-def balanced_accuracy(y, predicted) -> float:
-    return float(np.mean([np.mean(predicted[y == c] == c) for c in np.unique(y)]))
+def recalls(y, predicted) -> dict[int, float]:
+    """Each class's share of its test photos answered right (the classes in the test split)."""
+    return {int(c): float(np.mean(predicted[y == c] == c)) for c in np.unique(y)}
 
 
 def main() -> None:
@@ -66,10 +68,13 @@ def main() -> None:
                     {s: np.array([label for _, label in split.subset(s)]) for s in ("train", "val", "test")})
             head = train_head(x["train"], y["train"], x["val"], y["val"], n, seed)
             predicted = np.argmax(head.predict(x["test"].astype(np.float32), verbose=0), axis=1)
-            scores[name].append(balanced_accuracy(y["test"], predicted))
+            recall = recalls(y["test"], predicted)
+            scores[name].append(float(np.mean(list(recall.values()))))
+            weakest = min(recall, key=recall.get)
             groups = f"; test groups: {', '.join(split.test_groups()) or 'none'}" if pattern else ""
             print(f"seed {seed} {name:<9} train/val/test {len(split.train)}/{len(split.val)}/{len(split.test)}, "
-                  f"test classes {len(np.unique(y['test']))}{groups}: balanced accuracy {scores[name][-1] * 100:.1f}%")
+                  f"test classes {len(recall)}{groups}: balanced accuracy {scores[name][-1] * 100:.1f}%, weakest "
+                  f"{dataset.labels[weakest]} {recall[weakest] * 100:.1f}% of {np.sum(y['test'] == weakest)}")
     for name, values in scores.items():
         v = np.array(values) * 100
         print(f"{name:<9} balanced accuracy {v.mean():.1f}% ({v.min():.1f}-{v.max():.1f})")

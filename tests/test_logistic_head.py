@@ -39,6 +39,13 @@ def test_the_head_minimises_the_regularised_cross_entropy_and_never_answers_a_cl
     assert probabilities[:, classes].max() < 1e-4
 
 
+def test_a_head_that_reads_the_raw_features_is_refused():
+    """The fit is of unit-length features: the recipe's head, reading them raw, would give other probabilities."""
+    x, y = _blobs([10, 10])
+    with pytest.raises(ValueError, match="unit_features"):
+        fit_logistic_head(build_head(x.shape[1], 2, 0.0), (x, y), (x[:0], y[:0]), 1.0, None)
+
+
 def test_augmented_views_add_variety_not_weight():
     """A photo and K views of it weigh as much as the photo alone: K exact copies give the photo's own fit."""
     x, y = _blobs([20, 20, 20])

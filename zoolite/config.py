@@ -92,11 +92,12 @@ class TrainConfig:
                        one_of("logistic", "recipe"))
     head_c: float = option(1.0, "with --head logistic: the inverse strength of its L2 regularisation "
                                 "(scikit-learn's C; smaller is stronger)", ABOVE_0)
-    epochs: int = option(40, "most training epochs (of --head recipe, fine-tuning and a network from scratch)", ABOVE_0)
+    epochs: int = option(40, "most training epochs (of --head recipe, fine-tuning and a network from scratch)",
+                         ABOVE_0)
     batch_size: int = option(32, "images per training batch", ABOVE_0)
     # measured: lower test loss than 1e-3 on small sets, same accuracy (benchmarks/learning_rate.py)
     learning_rate: float = option(3e-3, "Adam learning rate of the head with --head recipe (and of a network "
-                                                  "from scratch)", ABOVE_0)
+                                        "from scratch)", ABOVE_0)
     validation_freq: int = option(3, "validate every N epochs", ABOVE_0)
     patience: int = option(2, "validations without val_loss improvement before stopping", AT_LEAST_0)
     start_from_epoch: int = option(3, "epochs before early stopping starts watching", AT_LEAST_0)

@@ -63,9 +63,7 @@ def fit_logistic_head(head: keras.Model, train: tuple[np.ndarray, np.ndarray], v
     against the regularisation. ``val`` is only measured."""
     from zoolite.model.training import PROBABILITIES, UNIT_FEATURES  # Keras only when a model is at hand
 
-    if UNIT_FEATURES not in [layer.name for layer in head.layers]:
-        raise ValueError(f"head {head.name!r} does not scale its features to unit length: build it with "
-                         "build_head(..., unit_features=True)")
+    head.get_layer(UNIT_FEATURES)  # the fit is of unit-length features: Keras raises ValueError for a head without
     (x, labels), n_classes = train, head.output_shape[-1]
     photo_weights = np.ones(len(labels)) if weights is None else np.array([weights[label] for label in labels])
     kernel, bias, iterations = fit_multinomial(unit(x), labels, n_classes, c, photo_weights / (1 + views))
