@@ -1,6 +1,6 @@
 """Which classifier on the frozen features answers the rare classes and new sources right (issue #24's ceiling)?
 
-    .venv/bin/python benchmarks/head_fit.py [DATA] [--seeds 0,1,2] [--folds 5] [--cache DIR]
+    .venv/bin/python benchmarks/head_fit.py [DATA] [--seeds 0,1,2] [--folds 5] [--cache DIR] [--backbone NAME]
 
 What the head answers right bounds what any "none of these" gate can leave answered right
 (benchmarks/rejection.py at zoolite 0.7: 88.8% of the Animals-10 photos, balanced, cow and sheep far below). This
@@ -39,7 +39,8 @@ from rejection import ANIMALS10, HELD_OUT, IN_SOURCE, SHARED, features, source, 
 
 import numpy as np  # noqa: E402
 
-from zoolite.model.rejection import folds, unit  # noqa: E402
+from zoolite.model.logistic import unit  # noqa: E402
+from zoolite.model.rejection import folds  # noqa: E402
 
 STRENGTHS = (0.1, 0.3, 1.0, 3.0, 10.0)  # C, scikit-learn's inverse regularisation strength
 HEAD, CHOSEN = "zoolite's head (recipe)", "logistic, C chosen on val"
@@ -130,23 +131,24 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--folds", type=int, default=5, choices=range(2, 11), metavar="2-10")
     parser.add_argument("--cache", help="folder for the cached features (default: a temporary one)")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="whose features (default: %(default)s)")
     args = parser.parse_args()
     started = time.perf_counter()
 
     from zoolite.dataset.scan import scan_dataset
     from zoolite.model.backbones import build_feature_extractor, get_backbone, resolve_weights
 
-    spec = get_backbone("efficientnet_lite0")
+    spec = get_backbone(args.backbone)
     dataset = scan_dataset(args.data)
     photos = [p for p, _ in dataset.files]
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
         cache.mkdir(parents=True, exist_ok=True)
         x_all = features(lambda: build_feature_extractor(spec, resolve_weights(spec, None)), spec.input_size,
-                         "classes", dataset.root, photos, cache)
+                         f"{spec.name}-classes", dataset.root, photos, cache)
     seeds = [int(s) for s in args.seeds.split(",")]
     shares = measure(dataset, x_all, seeds, args.folds)
-    print(f"{len(photos)} photos of {args.data}, {len(dataset.class_dirs)} classes; EfficientNet-Lite0 features; "
+    print(f"{len(photos)} photos of {args.data}, {len(dataset.class_dirs)} classes; {spec.name} features; "
           f"seeds {seeds}; in-source cross-fitted over {args.folds} folds; held-out sources {', '.join(HELD_OUT)}. "
           "% mean over seeds (min-max); nothing rejected.\n")
     report(shares, dataset.labels, seeds)

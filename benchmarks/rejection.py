@@ -1,6 +1,8 @@
 """Benchmark of "none of these" (open-set rejection): the method zoolite ships against the old one and the usual ones.
 
-One run, on EfficientNet-Lite0 features computed once (zoolite's extractor, cached in --cache).
+One run, on the features of --backbone (default EfficientNet-Lite0) computed once (zoolite's extractor, cached in
+--cache), with those of one augmented view of each photo (``--augment standard``'s recipe: flip, rotation, zoom and
+contrast).
 animals10-large mixes sources, told apart by file-name prefix: ``crit-`` (Animals-10 cats, horses
 and squirrels), ``pyis-`` (dogs from Dogs vs Cats), ``c101-`` (Caltech-101 butterflies, elephants
 and roosters) and the rest (Animals-10 photos, 24 a class). Per seed, four scenarios (the first in
@@ -20,16 +22,22 @@ regression, ``logistic.fit_logistic_head``; class weights "auto") shared by ever
 Each method's threshold keeps --keep-rate of the class photos by its own rule (the rule column).
 Methods named "features + ImageNet view a:b" compare photos by their unit-length features and, weighed b
 against a, the backbone's ImageNet probabilities scaled to unit length (``rejection.ImageNetView``), as
-zoolite ships at 1.5:1.
+zoolite ships at 1.5:1. Methods ending "views of small classes" (or "of every class") add, to the prototypes of
+the classes with fewer gate photos than the median class (or of every class), each photo's augmented view, in its
+photo's fold (issue #24's candidate: prototypes enriched with augmented views of the small classes).
 The shipped method is ``zoolite.model.rejection.fit`` / ``scores`` called on the head, unchanged; the
 other methods are written here. With --other (the old gate and the shipped one), the gate is also
 fitted on the calibration half of one collection (``split.split_other``, seeded) and measured on
 the other collection entirely. Also: each method's scores at a threshold that rejects 92% of the
 pooled collections (separability, whatever the threshold rule), a sweep of the shipped method's
-keep rate, the winner by a stated rule, the kept share per class, and the size the gate adds.
+keep rate, the winner by a stated rule, the kept share per class (and the share kept and answered right), and the
+size the gate adds.
 
     .venv/bin/python benchmarks/rejection.py [DATA] [--imagenet DIR] [--caltech DIR]
         [--seeds 0,1,2] [--folds 5] [--keep-rate 0.90] [--keep-rates 0.85,0.9,0.92,0.95,0.97] [--cache DIR]
+        [--backbone efficientnet_lite0]
+
+Its output with the defaults: benchmarks/rejection.txt.
 """
 
 from __future__ import annotations
@@ -51,8 +59,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 import numpy as np  # noqa: E402
 
+from zoolite.model.logistic import softmax, unit  # noqa: E402
 from zoolite.model.rejection import FEATURES_ANGLE, FOLDS, GATE_SLOPE, SHRINKAGE_PHOTOS, ImageNetView, choose_threshold, \
-    fit_gate, fit_temperature, folds, kmeans, normalisation, softmax, unit  # noqa: E402
+    fit_gate, fit_temperature, folds, kmeans, normalisation  # noqa: E402
 
 SHARED = Path("/work/shared/data")
 HELD_OUT = {"pyis": "Dogs vs Cats", "c101": "Caltech-101", "crit": "Animals-10 (crit-)"}  # sources left out in turn
@@ -63,13 +72,14 @@ SEPARATION = 0.92  # separability: kept shares at the threshold that rejects thi
 BAR = 0.90  # the winner rule: methods rejecting at least this share of each collection (no --other)
 
 
-def features(extractor, size: int, name: str, root: Path, photos: list[str], cache: Path) -> np.ndarray:
-    """The backbone features of ``photos`` under ``root``, computed once into ``cache``."""
+def features(extractor, size: int, name: str, root: Path, photos: list[str], cache: Path, view=None) -> np.ndarray:
+    """The backbone features of ``photos`` under ``root`` (each made ``view``, if given), computed once into
+    ``cache``."""
     from zoolite.model.features import extract_keras
 
     out, listing = cache / f"{name}.npy", cache / f"{name}.txt"
     if not (out.exists() and listing.exists() and listing.read_text().split("\n") == photos):
-        extract_keras(extractor(), [root / p for p in photos], size, out)
+        extract_keras(extractor(), [root / p for p in photos], size, out, view=view)
         listing.write_text("\n".join(photos))
     return np.asarray(np.load(out), np.float64)
 
@@ -199,15 +209,13 @@ class Scenario:
     y_va: np.ndarray
     classifier: object  # keras.Model whose last layer is the head
     imagenet: ImageNetView  # the backbone's ImageNet classifier
-    kernel: np.ndarray
-    bias: np.ndarray
-    unit_features: bool  # the head's dense layer reads the features scaled to unit length
+    gate_views: np.ndarray  # the features of one augmented view of each gate photo (rows as gate_x)
     temperature: float = 1.0
     z_cache: dict = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int:
-        return self.kernel.shape[1]
+        return self.classifier.output_shape[-1]
 
     @functools.cached_property
     def gate_x(self):
@@ -217,8 +225,12 @@ class Scenario:
     def gate_y(self):
         return np.concatenate([self.y_tr, self.y_va])
 
-    def logits(self, x):
-        return (unit(x) if self.unit_features else x) @ self.kernel + self.bias
+    @functools.cached_property
+    def logits(self):
+        """The head's logits of features, as zoolite's gate computes them."""
+        from zoolite.model import rejection
+
+        return rejection._logits(self.classifier)
 
     def probabilities(self, x):
         return softmax(self.logits(x) / self.temperature)
@@ -229,17 +241,32 @@ class Scenario:
             return x
         return np.concatenate([unit(x), imagenet_weight * self.imagenet(x)], 1)
 
-    def z(self, build, imagenet_weight: float = 0.0):
-        """Per-class normalised similarity: (out-of-fold z of the gate photos, z(x) by prototypes of all of them)."""
-        key = (build, imagenet_weight)
+    def enriched(self, which: str | None) -> np.ndarray:
+        """Which gate photos' augmented views join their class's prototypes: none, those of the classes with
+        fewer gate photos than the median class ("small"), or all."""
+        counts = np.bincount(self.gate_y, minlength=self.n)
+        return {None: np.zeros(self.n, bool), "small": counts < np.median(counts),
+                "all": np.ones(self.n, bool)}[which][self.gate_y]
+
+    def z(self, build, imagenet_weight: float = 0.0, views: str | None = None):
+        """Per-class normalised similarity: (out-of-fold z of the gate photos, z(x) by prototypes of all of them);
+        prototypes of the photos and of the augmented views of those ``enriched(views)``, each view in its
+        photo's fold."""
+        key = (build, imagenet_weight, views)
         if key not in self.z_cache:
             rng, x, y, n = np.random.default_rng(self.seed), self.vectors(self.gate_x, imagenet_weight), self.gate_y, self.n
+            extra = self.enriched(views)
+            v = self.vectors(self.gate_views, imagenet_weight) if extra.any() else x
+
+            def built(rows):
+                joined = rows & extra
+                return build(unit(np.concatenate([x[rows], v[joined]])), np.concatenate([y[rows], y[joined]]), n, rng)
             fold = folds(y, n, self.seed)
             oof = np.empty((len(y), n))
             for f in range(FOLDS):
-                oof[fold == f] = build(unit(x[fold != f]), y[fold != f], n, rng)(x[fold == f])
+                oof[fold == f] = built(fold != f)(x[fold == f])
             mean, sd = normalisation(oof[np.arange(len(y)), y], y, n)
-            final = build(unit(x), y, n, rng)
+            final = built(np.ones(len(y), bool))
             self.z_cache[key] = ((oof - mean) / sd,
                                  lambda features: (final(self.vectors(features, imagenet_weight)) - mean) / sd)
         return self.z_cache[key]
@@ -258,11 +285,12 @@ def old_gate(sc: Scenario, keeps, other):
     return {keep: (score, share_threshold(top, keep)) for keep in keeps}
 
 
-def z_gate(build, imagenet_weight: float = 0.0):
+def z_gate(build, imagenet_weight: float = 0.0, views: str | None = None):
     """Top probability x sigmoid(GATE_SLOPE * best class z), per-class threshold out of fold; with
-    ``imagenet_weight``, z of the features and the ImageNet view beside them, weighed so against them."""
+    ``imagenet_weight``, z of the features and the ImageNet view beside them, weighed so against them; with
+    ``views``, prototypes enriched with augmented views (``Scenario.z``)."""
     def method(sc: Scenario, keeps, other):
-        oof, z = sc.z(build, imagenet_weight)
+        oof, z = sc.z(build, imagenet_weight, views)
 
         def score(x):
             p = sc.probabilities(x)
@@ -362,6 +390,11 @@ METHODS = {
     "z: features + ImageNet view 1:1, mix": (z_gate(by_mix, 1.0), "per class, oof", False),
     "z: features + ImageNet view 1:1.5, mix": (z_gate(by_mix, 1.5), "per class, oof", False),
     f"z: features + ImageNet view {RATIO:g}:1, kNN": (z_gate(by_knn, 1 / RATIO), "per class, oof", False),
+    f"z: features + ImageNet view {RATIO:g}:1, mix": (z_gate(by_mix, 1 / RATIO), "per class, oof", False),
+    f"z: features + ImageNet view {RATIO:g}:1, mix, views of small classes": (z_gate(by_mix, 1 / RATIO, "small"),
+                                                                             "per class, oof", False),
+    f"z: features + ImageNet view {RATIO:g}:1, mix, views of every class": (z_gate(by_mix, 1 / RATIO, "all"),
+                                                                           "per class, oof", False),
     "top probability (T)": (from_logits("probability"), "per class, val", False),
     "max logit": (from_logits("logit"), "per class, val", False),
     "energy": (from_logits("energy"), "per class, val", False),
@@ -455,6 +488,9 @@ def main() -> None:
                         help="of the main tables (default: zoolite's, %(default)s)")
     parser.add_argument("--keep-rates", default="0.85,0.90,0.92,0.95,0.97", help="the sweep")
     parser.add_argument("--cache", help="folder for the cached features (default: a temporary one)")
+    parser.add_argument("--backbone", default="efficientnet_lite0",
+                        choices=("efficientnet_lite0", "efficientnet_lite2"),
+                        help="whose features (the backbones with an ImageNet classifier; default: %(default)s)")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -464,13 +500,13 @@ def main() -> None:
     from zoolite.config import DEFAULT_FRACTIONS, TrainConfig
     from zoolite.dataset.scan import scan_dataset, scan_photos
     from zoolite.dataset.split import split_dataset, split_other
-    from zoolite.model.training import reads_unit_features
+    from zoolite.model.augmentation import view_maker
     from zoolite.report.tables import plain_table
 
     seeds = [int(s) for s in args.seeds.split(",")]
     sweep = sorted({float(k) for k in args.keep_rates.split(",")})
     keeps = sorted({*sweep, args.keep_rate})
-    spec = get_backbone("efficientnet_lite0")
+    spec = get_backbone(args.backbone)
     extractor = functools.cache(lambda: build_feature_extractor(spec, resolve_weights(spec, None)))
     imagenet = ImageNetView(*spec.imagenet_classifier())
     with tempfile.TemporaryDirectory() as tmp:
@@ -478,11 +514,15 @@ def main() -> None:
         cache.mkdir(parents=True, exist_ok=True)
         dataset = scan_dataset(args.data)
         photos = [p for p, _ in dataset.files]
-        x_all = features(extractor, spec.input_size, "classes", dataset.root, photos, cache)
+        x_all = features(extractor, spec.input_size, f"{spec.name}-classes", dataset.root, photos, cache)
+        # one augmented view of each photo, by --augment standard's recipe ("views of ..." methods)
+        x_views = features(extractor, spec.input_size, f"{spec.name}-classes-standard1", dataset.root, photos, cache,
+                           view_maker("standard", seed=1))
         others = {}
         for name, root in zip(COLLECTIONS, (Path(args.imagenet), Path(args.caltech))):
             listed = scan_photos(root)[0]
-            others[name] = (root, listed, features(extractor, spec.input_size, name, root, listed, cache))
+            others[name] = (root, listed,
+                            features(extractor, spec.input_size, f"{spec.name}-{name}", root, listed, cache))
     row_of = {p: i for i, p in enumerate(photos)}
     names, n = dataset.labels, len(dataset.class_dirs)
     sources = {p: source(p) for p in photos}
@@ -512,10 +552,9 @@ def main() -> None:
             head = train_head(x_tr, y_tr, x_va, y_va, n, seed)
             inputs = keras.Input((x_tr.shape[1],))
             classifier = keras.Model(inputs, head(inputs))  # rejection.fit reads the head as the last layer
-            kernel, bias = (np.asarray(w, np.float64) for w in head.get_layer("probabilities").get_weights())
             timings["heads"] = timings.get("heads", 0) + time.perf_counter() - clock
-            sc = Scenario(scenario, seed, x_tr, y_tr, x_va, y_va, classifier, imagenet, kernel, bias,
-                          reads_unit_features(classifier))
+            views = x_views[[row_of[p] for p, _ in split.train + split.val]]
+            sc = Scenario(scenario, seed, x_tr, y_tr, x_va, y_va, classifier, imagenet, views)
             sc.temperature = fit_temperature(sc.logits(x_va), y_va)
             sets = {c: (others[c][2], None) for c in COLLECTIONS}
             if held is None:
@@ -555,8 +594,8 @@ def main() -> None:
     head_alone = [[hit_share(head_a10[seed]["top-1"][c]) for c in range(n)] for seed in seeds]
     print(f"Protocol: {len(photos)} class photos ({args.data}), {n} classes; sources by file-name prefix: "
           + ", ".join(f"{s}- {sum(v == s for v in sources.values())}" for s in HELD_OUT)
-          + f", Animals-10 dev {sum(v == 'dev' for v in sources.values())}. Seeds {seeds}; EfficientNet-Lite0 "
-          "features; "
+          + f", Animals-10 dev {sum(v == 'dev' for v in sources.values())}. Seeds {seeds}; {spec.name} "
+          f"features ({x_all.shape[1]}-d); "
           f"zoolite's split {'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)}, one head per seed, scenario "
           "and fold "
           f"(--head {TrainConfig().head}, class weights auto). In-source head accuracy on the folds' photos "
@@ -647,13 +686,14 @@ def main() -> None:
     else:
         print(f"Winner: none; no method rejects {BAR:.0%} of each collection at any keep rate of the sweep.")
 
-    print(f"\n6. Kept share per class at keep rate {args.keep_rate:.2f}, no --other (% mean over seeds (min-max); "
-          "photos a seed)")
+    print(f"\n6. Kept share (and kept and answered right) per class at keep rate {args.keep_rate:.2f}, no --other "
+          "(% mean over seeds (min-max); photos a seed)")
     rows = []
     for c, label in enumerate(names):
         held = [s for s in HELD_OUT if any(sources[p] == s and y == c for p, y in dataset.files)]
-        a10 = [[hit_share(r["A10 kept"][c]) if c in r["A10 kept"] else np.nan
-                for r in results[m, None][args.keep_rate].values()] for m in (SHIPPED, OLD)]
+        a10 = [[hit_share(r[figure][c]) if c in r[figure] else np.nan
+                for r in results[m, None][args.keep_rate].values()]
+               for m, figure in ((SHIPPED, "A10 kept"), (SHIPPED, "A10 right"), (OLD, "A10 kept"))]
         lso = [[np.mean([hit_share(r["held kept"][s, c]) for s in held])
                 for r in results[m, None][args.keep_rate].values()]
                for m in (SHIPPED, OLD)] if held else [[], []]
@@ -663,12 +703,14 @@ def main() -> None:
                      ", ".join(held) or "-",
                      str(sum(sources[p] in held and y == c for p, y in dataset.files)) if held else "-",
                      *(spread(v) if held else "-" for v in lso)])
-    print(plain_table(["Class", "A10 photos", "A10 head right", f"A10 {SHIPPED}", f"A10 {OLD}", "held-out source",
+    print(plain_table(["Class", "A10 photos", "A10 head right", f"A10 {SHIPPED}", "A10 its kept and right",
+                       f"A10 {OLD}", "held-out source",
                        "photos",
                        f"held {SHIPPED}", f"held {OLD}"], rows))
 
     view = imagenet.kernel.size + imagenet.bias.size
-    print("\n7. What the gate adds to the file (1,280-d features; the head itself is 1,281 weights a class). "
+    print(f"\n7. What the gate adds to the file ({x_all.shape[1]:,}-d features; the head itself is "
+          f"{x_all.shape[1] + 1:,} weights a class). "
           "zoolite's, as fitted at 10 classes: " + ", ".join(f"{a} {np.shape(getattr(prototypes, a))}" for a in
                                                   ("means", "centroids", "mean", "spread")) + ", and the gate's slope "
           f"and centre, as many a class at 100 classes; and once, the ImageNet classifier ({view:,} weights)")

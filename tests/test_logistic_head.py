@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from zoolite.model import rejection
-from zoolite.model.logistic import fit_logistic_head
+from zoolite.model.layers import L2Normalize
+from zoolite.model.logistic import fit_logistic_head, softmax, unit
 from zoolite.model.training import assemble, build_head, class_weights, reads_unit_features
 
 
@@ -29,14 +30,24 @@ def test_the_head_minimises_the_regularised_cross_entropy_and_never_answers_a_cl
     assert fitted.converged and fitted.c == 0.5 and fitted.class_weights[-1] == 0.0
     kernel, bias = (w.astype(np.float64) for w in head.get_layer("probabilities").get_weights())
     probabilities = head.predict(x.astype(np.float32), verbose=0).astype(np.float64)
-    np.testing.assert_allclose(probabilities, rejection.softmax(rejection.unit(x) @ kernel + bias), atol=1e-6)
+    np.testing.assert_allclose(probabilities, softmax(unit(x) @ kernel + bias), atol=1e-6)
     photo_weights = np.array([weights[label] for label in y])
     residual = (probabilities - np.eye(classes + 1)[y])[:, :classes] * photo_weights[:, None]
-    gradient = 0.5 * rejection.unit(x).T @ residual + kernel[:, :classes]
+    gradient = 0.5 * unit(x).T @ residual + kernel[:, :classes]
     # per unit of data term: L-BFGS stops within its tolerance (1e-4) of 0; at the wrong c it is about the kernel
     assert np.abs(gradient).max() / (0.5 * photo_weights.sum()) < 1e-3 < np.abs(kernel).max()
     assert np.abs(residual.sum(0)).max() / photo_weights.sum() < 1e-3  # the bias's, not regularised
     assert probabilities[:, classes].max() < 1e-4
+    # the fit's record is the head's own loss on its training photos, each weighed by its class
+    nll = -np.log(probabilities[np.arange(len(y)), y])
+    assert fitted.loss == pytest.approx(np.average(nll, weights=photo_weights), rel=1e-4)
+
+
+def test_unit_length_is_the_heads_own_even_for_a_vector_of_almost_nothing():
+    """The gate's and the fit's NumPy scaling is the head's L2Normalize layer's, the floor of a near-zero vector's
+    length included (a photo the backbone sees nothing in)."""
+    x = np.stack([np.linspace(0.1, 2.0, 8), np.full(8, 1e-9)])
+    np.testing.assert_allclose(unit(x), np.asarray(L2Normalize()(x.astype(np.float32))), rtol=1e-5)
 
 
 def test_a_head_that_reads_the_raw_features_is_refused():
@@ -94,7 +105,7 @@ def test_the_gated_model_computes_what_numpy_does_on_either_head(unit_features):
     in_model = rejection.with_rejection(classifier, prototypes, fitted).predict(x.astype(np.float32), verbose=0)
     np.testing.assert_allclose(in_model, expected, atol=1e-5)
     kernel, bias = head.get_layer("probabilities").get_weights()
-    logits = (rejection.unit(features) if unit_features else features) @ kernel + bias
+    logits = (unit(features) if unit_features else features) @ kernel + bias
     np.testing.assert_array_equal(expected.argmax(1), logits.argmax(1))  # the gate scales a photo's scores alike
 
 

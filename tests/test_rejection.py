@@ -19,6 +19,7 @@ from conftest import BACKBONE
 from conftest import FLOAT_RIGHT, made_run, paired_variant
 from zoolite.model import rejection
 from zoolite.model.calibration import scrambled
+from zoolite.model.logistic import softmax
 from zoolite.model.training import top_of
 from zoolite.report import reporting, tables
 from zoolite.measure import intervals, stats
@@ -198,12 +199,12 @@ def test_temperature_and_calibration_error():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (4000, 5))
     true_temperature = 2.0
-    p = rejection.softmax(logits / true_temperature)
+    p = softmax(logits / true_temperature)
     labels = np.array([rng.choice(5, p=row) for row in p])
     fitted = rejection.fit_temperature(logits, labels)
     assert abs(fitted - true_temperature) < 0.15
-    before = expected_calibration_error(rejection.softmax(logits), labels)
-    after = expected_calibration_error(rejection.softmax(logits / fitted), labels)
+    before = expected_calibration_error(softmax(logits), labels)
+    after = expected_calibration_error(softmax(logits / fitted), labels)
     assert after < 0.03 < before
 
 

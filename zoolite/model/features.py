@@ -73,9 +73,11 @@ def extract(runtime, paths: list[Path], size: int, out: Path, progress=None,
     return storage.write_npy_stream(out, features(), len(paths), (runtime.n_classes,), np.float32, progress)
 
 
-def extract_keras(extractor, paths: list[Path], size: int, out: Path, progress=None) -> np.ndarray:
+def extract_keras(extractor, paths: list[Path], size: int, out: Path, progress=None,
+                  view: Callable[[int, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """The same features by Keras's batch inference (the reference the fast way is checked against)."""
-    batches = (extractor.predict_on_batch(pixels.astype(np.float32)) for pixels in decoded_batches(paths, size))
+    batches = (extractor.predict_on_batch(pixels.astype(np.float32))
+               for pixels in decoded_batches(paths, size, view=view))
     return storage.write_npy_stream(out, batches, len(paths), (extractor.output_shape[-1],), np.float32, progress)
 
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from zoolite.model.rejection import unit
 from zoolite.results import LogisticFit
 
 if TYPE_CHECKING:
@@ -25,6 +24,19 @@ log = logging.getLogger(__name__)
 
 # Iterations L-BFGS may take: convergence takes tens to a few hundred on 10 classes of 1,280 features.
 MAX_ITERATIONS = 2000
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length, as the head's ``L2Normalize`` layer scales it (``tf.math.l2_normalize``: the
+    squared length floored at 1e-12)."""
+    x = np.asarray(x, np.float64)
+    return x / np.sqrt(np.maximum(np.sum(x * x, axis=-1, keepdims=True), 1e-12))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
 
 
 def fit_multinomial(x: np.ndarray, labels: np.ndarray, n_classes: int, c: float,
@@ -73,7 +85,7 @@ def fit_logistic_head(head: keras.Model, train: tuple[np.ndarray, np.ndarray], v
                     "smaller --head-c (stronger regularisation) converges sooner", MAX_ITERATIONS)
 
     def measured(features, true, sample_weight):
-        probabilities = head.predict(np.asarray(features, np.float32), verbose=0).astype(np.float64)
+        probabilities = softmax(unit(features) @ kernel + bias)
         right = probabilities.argmax(1) == true
         loss = -np.log(np.maximum(probabilities[np.arange(len(true)), true], 1e-12))
         return float(np.average(loss, weights=sample_weight)), float(np.average(right, weights=sample_weight))

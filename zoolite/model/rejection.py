@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from zoolite.measure import intervals, stats
+from zoolite.model.logistic import softmax, unit
 from zoolite.results import ClassGate, Rejection
 
 CENTROIDS_PER_CLASS = 16  # benchmarks/rejection.py: 16 to 64 reject alike; 16 keeps the file small
@@ -66,11 +67,6 @@ THRESHOLD_AT = 0.1
 
 
 # --- fitting (NumPy, on backbone features) ----------------------------------------------------
-
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
 
 class ImageNetView:
     """What the backbone's ImageNet classifier sees in a photo, from its pooled features: its 1,000
@@ -176,12 +172,6 @@ def normalisation(own_similarity: np.ndarray, labels: np.ndarray, n_classes: int
     mean = shrunk(means, float(own_similarity.mean()), photos)
     spread = np.sqrt(shrunk(variances, float(np.mean((own_similarity - means[labels]) ** 2)), photos))
     return mean, np.maximum(spread, 1e-6)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, np.float64)
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

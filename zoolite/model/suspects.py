@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zoolite.model.logistic import fit_multinomial
-from zoolite.model.rejection import FOLDS, folds, softmax
+from zoolite.model.logistic import fit_multinomial, softmax, unit
+from zoolite.model.rejection import FOLDS, folds
 from zoolite.results import SuspectLabel
 
 # At most this share of the photos is named as suspect labels (the most suspect first): on a clean
@@ -40,7 +40,7 @@ THRESHOLD_SCALE = 0.8
 
 def _prepared(features: np.ndarray) -> np.ndarray:
     """Unit-length features, centred, on their main principal axes (unsupervised: no label leaks)."""
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = unit(features)
     x = x - x.mean(0)
     k = min(PCA_DIMENSIONS, x.shape[0] - 1, x.shape[1])
     if k < x.shape[1]:
