@@ -6,17 +6,20 @@ photo once (a photo's features do not depend on its split), and per seed those o
 views of the training photos for each augmentation, made by ``augmentation.view_maker`` with
 the pipeline's seeds (run seed * 1000 + k for view k), each view timed. Every configuration
 -- class weights none/auto x augment none, flip (K in --views), standard (K in --views) -- trains
-the head as ``zoolite.runs.stages.train`` does with ``--head recipe`` (the default up to zoolite 0.7, whose
-defaults these figures chose): seeded by the run seed, ``TrainConfig()``'s recipe, ``augmentation.Views``
-over the original and K view features, the class weights of
-the training labels. Measured on the test split, kept out of training: accuracy and balanced
-accuracy (``evaluation.classification_metrics``, 95% intervals) and the worst class recall.
+the head as ``zoolite.runs.stages.train`` does with ``--head`` (default logistic, zoolite's since 0.8: a
+logistic regression on the original and K view features, each version of a photo weighing 1 / (1 + K); recipe, the
+default up to 0.7, whose figures chose the defaults: seeded by the run seed, ``TrainConfig()``'s recipe,
+``augmentation.Views`` over the original and K view features), with the class weights of the training labels.
+Measured on the test split, kept out of training: accuracy and balanced accuracy
+(``evaluation.classification_metrics``, 95% intervals) and the worst class recall.
 The cost of K is K times the seconds one view's features take on the training photos (median).
 
-    .venv/bin/python benchmarks/augmentation.py DATA [--seeds 0,1,2] [--views 1,2,4] [--cache DIR]
+    .venv/bin/python benchmarks/augmentation.py DATA [--seeds 0,1,2] [--views 1,2,4] [--cache DIR] [--head logistic]
 
 --cache keeps the backbone file and the features across invocations (keyed by the photo lists;
 empty it after changing zoolite's backbone or augmentation).
+
+Its output on animals10-large with the defaults (seeds 0-2, the logistic head): benchmarks/augmentation.txt.
 """
 
 from __future__ import annotations
@@ -63,23 +66,30 @@ class FeatureCache:
         return np.load(out), json.loads(listing.read_text())["seconds"]
 
 
-def train_and_test(versions: list[np.ndarray], y_train, val, test, n_classes: int, weights: str, seed: int) -> dict:
-    """The head trained as the pipeline trains it on ``versions`` (original features first, then the
-    views'), measured on ``test``: classification_metrics plus each class's recall."""
+def train_and_test(versions: list[np.ndarray], y_train, val, test, n_classes: int, weights: str, seed: int,
+                   how: str) -> dict:
+    """The head trained as the pipeline trains it (``--head how``) on ``versions`` (original features first, then
+    the views'), measured on ``test``: classification_metrics plus each class's recall."""
     import keras
 
     from zoolite.model.augmentation import Views
     from zoolite.config import TrainConfig
     from zoolite.measure.evaluation import classification_metrics
+    from zoolite.model.logistic import fit_logistic_head
     from zoolite.model.training import build_head, class_weights, fit, one_hot
 
-    recipe = TrainConfig()
+    recipe = TrainConfig(head=how)
     keras.utils.set_random_seed(seed)
-    head = build_head(versions[0].shape[1], n_classes, recipe.dropout)
-    labels = one_hot(y_train, n_classes)
-    train = Views(versions, labels, recipe.batch_size, seed) if len(versions) > 1 else (versions[0], labels)
-    fit(head, train, (val[0], one_hot(val[1], n_classes)), recipe, verbose=0,
-        weights=class_weights(y_train, n_classes, weights))
+    by_class = class_weights(y_train, n_classes, weights)
+    if how == "logistic":  # as zoolite.runs.stages._train_head fits it: every view beside its photo
+        head = build_head(versions[0].shape[1], n_classes, 0.0, unit_features=True)
+        fit_logistic_head(head, (np.concatenate(versions), np.tile(y_train, len(versions))), val, recipe.head_c,
+                          by_class, len(versions) - 1)
+    else:
+        head = build_head(versions[0].shape[1], n_classes, recipe.dropout)
+        labels = one_hot(y_train, n_classes)
+        train = Views(versions, labels, recipe.batch_size, seed) if len(versions) > 1 else (versions[0], labels)
+        fit(head, train, (val[0], one_hot(val[1], n_classes)), recipe, verbose=0, weights=by_class)
     x_test, y_test = test
     probabilities = head.predict(x_test, verbose=0)
     right = np.bincount(y_test[probabilities.argmax(1) == y_test], minlength=n_classes)
@@ -93,6 +103,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="run seeds: each is the split's and the training's")
     parser.add_argument("--views", default="1,2,4", help="the values of --augment-views to compare")
     parser.add_argument("--cache", help="folder for the backbone file and the features (default: a temporary one)")
+    parser.add_argument("--head", choices=("logistic", "recipe"), default="logistic",
+                        help="how the head is fitted, as zoolite run --head (default: %(default)s)")
     args = parser.parse_args()
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -135,7 +147,7 @@ def main() -> None:
             for weights, augment, k in configs:
                 versions = [train[0], *views.get(augment, [])[:k]]
                 results[weights, augment, k].append(train_and_test(versions, train[1], val, test, n_classes,
-                                                                   weights, seed))
+                                                                   weights, seed, args.head))
                 print(f"seed {seed} {weights}/{augment}{k or ''}: balanced accuracy "
                       f"{results[weights, augment, k][-1]['balanced_accuracy']:.3f}", file=sys.stderr)
 
@@ -163,7 +175,7 @@ def main() -> None:
           f"{max(counts.values())} to {min(counts.values())} per class); zoolite's split "
           f"{'/'.join(str(round(f * 100)) for f in DEFAULT_FRACTIONS)} per seed, seeds "
           f"{seeds}: {len(split.train)} train / {len(split.val)} val / {len(split.test)} test photos; "
-          f"EfficientNet-Lite0 features (LiteRT float32); head: TrainConfig()'s recipe, as --head recipe trains it.")
+          f"EfficientNet-Lite0 features (LiteRT float32); head: as --head {args.head} fits it.")
     print(f"CPU: {machine_info().cpu}, {len(os.sched_getaffinity(0))} cores. Features of one view of the training photos: "
           + ", ".join(f"{a} {np.median(s):.1f} s" for a, s in view_seconds.items()) + " (median over views and seeds).")
     print("Test split, %: bal sN = balanced accuracy of seed N; acc and bal = mean accuracy and balanced accuracy "
