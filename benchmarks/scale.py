@@ -123,6 +123,14 @@ median latencies, 58-62 ms) and the Keras reference's (55-66 s: its test photos'
 to about 460-500 s here, whatever the rest costs. Keras evaluation per test photo, fitted: 10.09, 11.52 and 9.09
 ms against the features' 10.03, 10.34 and 11.10; measured in the large runs: 9.97, 9.54 and 9.04 ms against 10.09,
 10.27 and 10.98.
+
+On the same VM at 0.8 (c650226: the logistic head, the gate on its unit-length features), one invocation with
+--repeats 1: animals10-dev 127.1 / 61.2 s = 2.08x, animals10-large 174.7 / 121.1 s = 1.44x (b2e6549's large run
+took 163-191 s in earlier invocations: at 191 s the ratio is 1.58), and 716 s projected for 26,179 photos against
+b2e6549's 746 s. The recommended files: float16 at 97.1% against b2e6549's int8_fallback at 97.1%. Of the 716 s, the
+steps b2e6549 lacks or did faster come to about 156 s at that scale: the duplicate search 92 s (3.51 ms a photo,
+its quadratic part growing beyond the line), the head and the gate 41 s (1.74 ms a training or validation photo
+against 0.49) and the suspect labels 23 s (1.03 ms).
 """
 
 from __future__ import annotations
