@@ -117,7 +117,8 @@ class Prototypes:
         """(photos, classes): the mean of the cosine similarity of gate vectors to each class's mean and to its
         nearest centroid."""
         vectors = unit(vectors)
-        nearest = np.einsum("nd,ckd->nck", vectors, self.centroids).max(2)
+        classes, per_class, dim = self.centroids.shape
+        nearest = (vectors @ self.centroids.reshape(-1, dim).T).reshape(len(vectors), classes, per_class).max(2)
         return 0.5 * (vectors @ self.means.T + nearest)
 
     def normalised(self, features: np.ndarray) -> np.ndarray:
@@ -128,10 +129,16 @@ class Prototypes:
 
 def kmeans(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     centres = points[rng.choice(len(points), min(k, len(points)), replace=False)]
+    assigned = None
     for _ in range(KMEANS_ITERATIONS):
         nearest = (points @ centres.T).argmax(1)
-        centres = unit(np.stack([points[nearest == j].mean(0) if np.any(nearest == j) else centres[j]
-                                  for j in range(len(centres))]))
+        if assigned is not None and np.array_equal(nearest, assigned):
+            break  # converged: the same points give the same centres
+        assigned = nearest
+        # each centre moves to the mean direction of its nearest points (one product for all); an empty one stays
+        members = np.eye(len(centres))[nearest]
+        counts = members.sum(0)[:, None]
+        centres = unit(np.where(counts > 0, members.T @ points / np.maximum(counts, 1), centres))
     return centres
 
 
