@@ -41,7 +41,8 @@ def main() -> None:
     images = np.load(RunLayout(Path(results.run_dir)).backbone(name).images("test"))
     threads = args.threads or results.config.threads
     runtimes = {v.target: open_model(Path(results.run_dir) / v.file, threads)[0] for v in backbone.shippable}
-    timing = LatencyConfig(warmup=10, runs=args.calls, max_seconds=float("inf"), min_runs=1)
+    timing = LatencyConfig(warmup=10, runs=args.calls, max_seconds=float("inf"), min_runs=1,
+                           max_warmup_seconds=None)
     samples: dict[str, list[float]] = {variant: [] for variant in runtimes}
     for _ in range(args.rounds):
         for variant, runtime in runtimes.items():

@@ -24,7 +24,8 @@ zoolite/runs/pipeline.py, stages.py and inputs.py):
   by matrix products on a coarse descriptor, so a small part of it grows with the square of the photos);
 * the training + validation photos (``split``): ``hash_*`` and ``features_*`` (each photo through
   the backbone), ``training`` and ``fine_tuning`` (epochs over them), ``rejection`` (the gate fitted
-  on their features), ``suspect_labels`` (out-of-fold logistic regression on their features, after
+  on their features), ``suspect_labels`` (out-of-fold logistic regression on their features: in the
+  run's process once it has converted its share, while a spare process converts the rest; at 0.8 after
   the last measurement, before the reports);
 * the test photos: ``decode_test``, ``evaluate_*`` (each variant predicts every test photo; its
   latency timing, at most --runs calls, and its loading are the fixed part);
@@ -37,7 +38,7 @@ zoolite/runs/pipeline.py, stages.py and inputs.py):
 A step a version lacks costs it 0 s (b2e6549 has no ``duplicates``, ``hash_*`` or
 ``suspect_labels``). Three parts of the wall time no step times, taken as fixed: the reports
 (results.json, CSV, Markdown, and HTML with its plots: from the last file of ``measurements/`` to
-the ``COMPLETE`` marker, by their times, less ``suspect_labels``); start-up and exit (the wall time
+the ``COMPLETE`` marker, by their times, less ``suspect_labels`` at 0.8); start-up and exit (the wall time
 less ``total`` and the reports: Python, the imports, TensorFlow's exit; the CLI times the imports as
 ``import`` but adds the key after results.json is written); and the rest of ``total`` (weights,
 building the Keras backbone, the run folder, and any step that no rule above names). So the stages
@@ -171,8 +172,9 @@ RULES = [
     ("Keras evaluation, test decoding", "test", ("decode_test", "evaluate_keras")),
     ("variant evaluation", "test", ("evaluate_",)),
 ]
-# timed steps that run after the last measurement is written, before the reports (inside ``total``)
-BEFORE_REPORTS = ("suspect_labels",)
+# timed steps that ran after the last measurement was written, before the reports (inside ``total``), in the runs
+# of zoolite 0.8 (results schema 8); later ones find the suspect labels as the spare process converts
+BEFORE_REPORTS, BEFORE_REPORTS_UP_TO_SCHEMA = ("suspect_labels",), 8
 START_UP, REPORTS, OTHER = "start-up, imports, exit", "reports", "other (weights, backbone, folder)"
 STAGES = [START_UP, *dict.fromkeys(stage for stage, _, _ in RULES), REPORTS, OTHER]
 
@@ -274,7 +276,8 @@ def measured(version: str, data: str, wall: float, load: float, run_dir: Path, r
     total = results["timings"]["total"]
     last_measurement = max(p.stat().st_mtime for p in run_dir.glob("*/measurements/*"))
     after_total = (run_dir / storage.COMPLETE_MARKER).stat().st_mtime - last_measurement
-    reports = after_total - sum(s for name, s in steps.items() if name in BEFORE_REPORTS)
+    before_reports = BEFORE_REPORTS if results.get("schema_version", 1) <= BEFORE_REPORTS_UP_TO_SCHEMA else ()
+    reports = after_total - sum(s for name, s in steps.items() if name in before_reports)
     steps |= {START_UP: wall - total - reports, REPORTS: reports, OTHER: total - sum(steps.values())}
     split, recommendation = results["split"], results["recommendation"]
     variants = {v["target"]: v for v in results["backbones"][recommendation["backbone"]]["variants"]}

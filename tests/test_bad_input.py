@@ -588,11 +588,13 @@ def test_resume_takes_the_saved_options_from_any_working_folder(tmp_path, capsys
     (lambda d: (d / "config.json").write_text('{"seed": 0}'), "written by another zoolite version, which this one "
                                                                "cannot resume (no version"),
     (lambda d: shutil.copy(Path(__file__).parent / "data" / "run-schema4" / "config.json", d),  # the previous version's
-     "cannot resume (results schema 4; this one resumes config version 3); start a new run"),
+     "cannot resume (results schema 4; this one resumes config version 4); start a new run"),
     (lambda d: (d / "config.json").write_text('{"config_version": 1, "seed": 0}'),  # rejection.json before schema 6
-     "cannot resume (config version 1; this one resumes config version 3); start a new run"),
+     "cannot resume (config version 1; this one resumes config version 4); start a new run"),
     (lambda d: (d / "config.json").write_text('{"config_version": 2, "seed": 0}'),  # a head by epochs, before --head
-     "cannot resume (config version 2; this one resumes config version 3); start a new run"),
+     "cannot resume (config version 2; this one resumes config version 4); start a new run"),
+    (lambda d: (d / "config.json").write_text('{"config_version": 3, "seed": 0}'),  # warm-up without a time limit
+     "cannot resume (config version 3; this one resumes config version 4); start a new run"),
     (lambda d: ((d / "config.json").write_text("{}"), (d / "COMPLETE").write_text("")), "already complete"),
 ])
 def test_resume_refuses_a_folder_it_cannot_continue(tmp_path, capsys, make, message):

@@ -188,17 +188,26 @@ def test_a_run_after_a_check_reuses_its_features_and_gets_the_same_files(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_run_counts_the_suspect_labels_of_its_train_and_validation_photos(moved_photo, tmp_path):
+def test_a_run_counts_the_suspect_labels_of_its_train_and_validation_photos(moved_photo, tmp_path, monkeypatch):
     from conftest import BACKBONE, SMALL_RUN_OPTIONS
     from zoolite.config import RunConfig
-    from zoolite.runs.pipeline import run
+    from zoolite.runs import pipeline
     from zoolite.progress import Progress
     from zoolite.results import load
 
+    measured_before = []  # whether any file was measured when the suspect labels were sought: none, they come first
+
+    def suspect_labels(layout, *args):
+        measured_before.append(bool(list(layout.root.glob("*/measurements/*"))))
+        return find(layout, *args)
+
+    find = pipeline._suspect_labels
+    monkeypatch.setattr(pipeline, "_suspect_labels", suspect_labels)
     data, moved = moved_photo
     config = RunConfig.from_options(data=str(data), runs_dir=str(tmp_path / "runs"), modes=("float32",),
                                     tensorboard=False, **SMALL_RUN_OPTIONS)
-    results = run(config, progress=Progress(False))
+    results = pipeline.run(config, progress=Progress(False))
+    assert measured_before == [False]
     split = json.loads((Path(results.run_dir) / "split.json").read_text())
     assert moved in {photo for photo, _ in split["train"] + split["val"]}  # this seed's split: it is checked
     suspects = load(results.run_dir).suspect_labels  # as results.json keeps them

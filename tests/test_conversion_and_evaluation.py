@@ -123,6 +123,26 @@ def test_latency_warms_up_then_times_each_call(images):
     assert len(calls) == 1 + 3 + 7 and result.runs == 7
 
 
+def test_warm_up_stops_at_its_time_limit_after_one_call(images, monkeypatch):
+    from zoolite.measure import evaluation
+
+    calls = []
+    clock = iter(np.arange(0, 100, 0.05))  # each call takes 0.05 s by this clock
+    monkeypatch.setattr(evaluation.time, "perf_counter", lambda: next(clock))
+
+    def slow(image):
+        calls.append(image)
+
+    measure_latency(slow, images, LatencyConfig(warmup=10, runs=2, max_warmup_seconds=0.12))
+    assert len(calls) == 1 + 3 + 2  # the first call, warm-up until past 0.12 s, the timed calls
+    calls.clear()
+    measure_latency(slow, images, LatencyConfig(warmup=10, runs=2, max_warmup_seconds=0))
+    assert len(calls) == 1 + 1 + 2
+    calls.clear()
+    measure_latency(slow, images, LatencyConfig(warmup=3, runs=2, max_warmup_seconds=None))  # a run of zoolite 0.8
+    assert len(calls) == 1 + 3 + 2
+
+
 def test_latency_stops_at_its_time_limit_after_the_minimum_runs(images):
     import time
 
@@ -355,8 +375,11 @@ def _made_up(name: str, mode: str = "float32", calibrated: bool = False, shares:
     return Target(name, family, mode, "made up", calibrated=calibrated)
 
 
-def _made_up_source(folder: Path) -> ConversionSource:
-    def stage(*args, **kwargs):
+def _made_up_source(folder: Path, stages: list | None = None) -> ConversionSource:
+    """A source of made-up models; ``stages`` gets the name of every stage entered."""
+    def stage(name, *args, **kwargs):
+        if stages is not None:
+            stages.append(name)
         return contextlib.nullcontext(lambda n=1: None)
 
     images = np.zeros((3, 4, 4, 3), np.uint8)
@@ -370,15 +393,29 @@ def test_the_spare_process_takes_the_first_calibrated_group_and_this_process_the
     c = _made_up("c")
     files = {target: tmp_path / target.file_name for target in (a_float, a_calibrated, b_float, b_calibrated, c)}
     assert conversion_groups(files) == [[a_calibrated], [b_float, b_calibrated], [a_float], [c]]
+    meanwhile, stages = [], []  # what this process had written when it turned to other work; the stages entered
     with Spares(files, 1) as spares:
         [spare] = spares.idle
-        convert_targets(_made_up_source(tmp_path), files, {}.update, spares)
+        convert_targets(_made_up_source(tmp_path, stages), files, {}.update, spares,
+                        lambda: meanwhile.append({target.name for target, path in files.items() if path.exists()})
+                        or stages.append("meanwhile"))
     written = {target.name: path.read_text() for target, path in files.items()}
     # the spare imports TensorFlow before it takes its group, and the made-up groups take no time: this process
     # converts the other three meanwhile
     assert written == {"a_int": f"{spare.process.pid} 3", "a_float": f"{os.getpid()} 0", "c": f"{os.getpid()} 0",
                        "b_float": f"{os.getpid()} 0", "b_int": f"{os.getpid()} 3"}
+    assert len(meanwhile) == 1 and {"a_float", "c", "b_float", "b_int"} <= meanwhile[0]
+    assert stages[-2:] == ["meanwhile", WAITING]  # the other work done before waiting for the spare, not after
     assert spare.process.returncode == 0 and not list(tmp_path.glob(".tmp-*"))  # ended, its task and result gone
+
+
+def test_without_a_spare_process_the_other_work_follows_every_conversion(tmp_path):
+    files = {target: tmp_path / target.file_name for target in (_made_up("a_float", shares=False), _made_up("c"))}
+    meanwhile = []
+    with Spares(files, 0) as spares:
+        convert_targets(_made_up_source(tmp_path), files, {}.update, spares,
+                        lambda: meanwhile.append(all(path.exists() for path in files.values())))
+    assert meanwhile == [True]
 
 
 def test_an_error_in_the_spare_process_is_raised_here_with_its_traceback(tmp_path):

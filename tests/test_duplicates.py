@@ -59,6 +59,17 @@ def test_each_made_copy_is_grouped_with_its_original_and_nothing_else(made_copie
     assert found.conflicts == sorted(sorted(pair) for pair in families.items() if "conflict" in pair[1])
 
 
+def test_the_coarse_search_finds_the_same_copies_a_photo_at_a_time(made_copies, monkeypatch):
+    """Its memory is bounded by comparing fewer photos at once as the photos grow: down to one, nothing changes."""
+    from zoolite.dataset import duplicates
+
+    root, families = made_copies
+    dataset = scan_dataset(root)
+    monkeypatch.setattr(duplicates, "COARSE_BYTES", 1)
+    assert find_duplicates(root, dataset.files).groups == sorted([sorted(pair) for pair in families.items()]
+                                                                 + SAMPLE_COPIES)
+
+
 def test_the_samples_one_real_copy_is_found_and_no_false_pair():
     files = scan_dataset(SAMPLE).files
     assert find_duplicates(SAMPLE, files).groups == SAMPLE_COPIES

@@ -19,7 +19,7 @@ import pytest
 from conftest import BACKBONE, error_line, made_run, made_variant
 from zoolite.report import reporting, tables
 from zoolite.cli import main
-from zoolite.config import Budget
+from zoolite.config import Budget, LatencyConfig
 from zoolite.errors import ZooliteError
 from zoolite.results.recommend import recommend
 from zoolite.results import SCHEMA_VERSION, Run, load
@@ -106,8 +106,15 @@ def test_report_html_has_the_tables_and_every_plot_embedded(small_run):
             f"class's photos weighing as much in total), fitted to convergence in {head.iterations} L-BFGS") in html
     assert small_run.recommendation.reason in html
     assert small_run.machine.cpu in html
+    assert "1 image per call, 1 warm-up + up to 3 timed calls" in html  # one warm-up call: no time limit to tell
     markdown = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "## Recommendation" in markdown and small_run.recommendation.reason in markdown
+
+
+def test_the_caption_tells_warm_ups_time_limit_where_it_can_apply():
+    assert tables.warmup(LatencyConfig()) == "10 warm-up (or 1 s of it)"
+    assert tables.warmup(LatencyConfig(warmup=1)) == "1 warm-up"  # the one call is made whatever it takes
+    assert tables.warmup(LatencyConfig(max_warmup_seconds=None)) == "10 warm-up"  # a run of zoolite 0.8
 
 
 def test_report_html_with_two_backbones(small_run, tmp_path):
@@ -331,6 +338,7 @@ def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path
     assert int8.agreement.top1_agreement > 0 and int8.top_k == 3 and int8.latency.median_ms > 0
     assert backbone.training.head.epochs_run == len(backbone.training.head.loss) > 0
     assert results.config.train.head == "recipe"  # as every head was before --head
+    assert results.config.latency.max_warmup_seconds is None  # every warm-up call made, as before its time limit
     assert results.machine.cpu and results.dataset.labels == results.labels and results.split.test > 0
     assert (int8.fidelity is not None) == (schema >= 2)
     if schema >= 2:
@@ -347,6 +355,7 @@ def test_results_of_every_older_schema_are_read_and_re_rendered(folder, tmp_path
     assert load(run_dir).backbones[BACKBONE].variant("int8").latency == int8.latency
     html = (run_dir / "report.html").read_text()
     assert "<h3>Per class</h3>" in html and ("<h3>None of these</h3>" in html) == (schema >= 3)
+    assert f"{results.config.latency.warmup} warm-up +" in html
     assert "; kept " not in html and "gate keeps" not in html  # no per-class kept share to show
     if schema >= 3:
         header, rows = tables.rejection_cells(results, BACKBONE)

@@ -27,7 +27,8 @@ PATH_OPTIONS = ("data", "labels", "unlabelled", "other")  # folders and files a 
 # config.json's own version (the results have theirs). A run is resumed only from files of this version:
 # bump it with any change to the options or to a stage's files (history.json, rejection.json, the
 # measurements). config.json files before it carried the results' schema_version instead.
-CONFIG_VERSION = 3  # 2: rejection.json per class (results schema 6); --keep-duplicates, --group-by; 3: --head
+CONFIG_VERSION = 4  # 2: rejection.json per class (results schema 6); --keep-duplicates, --group-by; 3: --head;
+# 4: --max-warmup-seconds
 AUGMENTATIONS = ("none", "flip", "standard")  # zoolite.model.augmentation builds them
 
 
@@ -139,10 +140,15 @@ class LatencyConfig:
     """``warmup`` untimed single-image calls, then up to ``runs`` timed ones (cycling the images).
 
     Like LiteRT's benchmark tool, timing also stops once ``max_seconds`` have been spent,
-    provided ``min_runs`` calls are in, so a slow model does not stall the run.
+    provided ``min_runs`` calls are in, so a slow model does not stall the run. Warm-up stops likewise once
+    ``max_warmup_seconds`` have been spent, after one call: a call slow enough for that (Keras called eagerly)
+    is already steady by then, and ten of them would cost seconds a variant.
     """
 
-    warmup: int = option(10, "untimed single-image calls before timing", AT_LEAST_0)
+    warmup: int = option(10, "untimed single-image calls before timing (at most)", AT_LEAST_0)
+    # None: no limit (the runs of zoolite 0.8 and older)
+    max_warmup_seconds: float | None = option(1.0, "stop warming up after this long, once one warm-up call is in",
+                                              AT_LEAST_0, optional=True)
     runs: int = option(100, "timed single-image calls (at most)", AT_LEAST_1)
     max_seconds: float = option(2.0, "stop timing a variant after this long, once --min-runs calls are in",
                                 ABOVE_0, flag="--max-latency-seconds")

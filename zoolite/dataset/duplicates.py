@@ -72,7 +72,10 @@ FINE, THUMB, FINE_THUMB = 32, 64, 96
 # copies (made crops, and real re-crops, framed and watermarked copies in animals10-large, checked by eye)
 # score 0.954-0.999 aligned; different photos of similar layout at most 0.931.
 ALIGNED_THRESHOLD = 0.945
-CHUNK = 256  # photos (or pairs) compared at once: a chunk's coarse similarities take CHUNK x 2 x photos floats
+CHUNK = 256  # photos (or pairs) compared at once
+# A chunk's coarse products take its photos x 2 x windows x every photo's float32s: at most this many bytes, so that
+# the search's memory stays flat as the photos grow (CHUNK photos a chunk up to 6,898 photos)
+COARSE_BYTES = 256 * 2 ** 20
 
 
 @dataclass
@@ -184,9 +187,10 @@ def _near_copies(descriptors: np.ndarray,
     copies, candidates = [np.zeros((0, 3), int)], [np.zeros((0, 3), int)]
     asking = np.arange(n)
     out_of_reach = -2 - np.arange(1, n + 1, dtype=np.float32) / n
+    chunk = max(1, min(CHUNK, COARSE_BYTES // (queries.shape[1] * index.shape[0] * index.itemsize)))
     while len(asking) and k > 0:
-        for start in range(0, len(asking), CHUNK):
-            rows = asking[start:start + CHUNK]
+        for start in range(0, len(asking), chunk):
+            rows = asking[start:start + chunk]
             similarity = (queries[rows].reshape(-1, index.shape[1]) @ index.T).reshape(len(rows), -1, n).max(axis=1)
             # the photo itself and its group so far: out, each below -2 by a different amount (ties slow the
             # partition down badly)

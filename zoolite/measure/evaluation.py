@@ -41,7 +41,7 @@ def latency_stats(seconds, first_inference_ms: float | None = None) -> Latency:
 
 def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, progress=None, record=None) -> Latency:
     """Time ``predict_one`` on single images, going through them in order (and round again): the first
-    call, then warm-up, then timed calls.
+    call, then warm-up (:class:`~zoolite.config.LatencyConfig`), then timed calls.
 
     ``progress`` is told of each timed call, and ``record(index, output)`` given each call's output,
     outside the timed span.
@@ -59,8 +59,11 @@ def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, prog
         return seconds
 
     first = call()
+    warming = 0.0
     for _ in range(config.warmup):
-        call()
+        warming += call()
+        if config.max_warmup_seconds is not None and warming > config.max_warmup_seconds:
+            break
     times = []
     spent = 0.0
     for _ in range(config.runs):

@@ -3,6 +3,7 @@ all backbones side by side; as plain text (the CLI), Markdown (report.md) or cel
 
 from __future__ import annotations
 
+from zoolite.config import LatencyConfig
 from zoolite.results.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
 from zoolite.results import Backbone, LogisticFit, Machine, Run, Variant
 from zoolite.measure.intervals import percent, share
@@ -158,6 +159,12 @@ def backends(backbone: Backbone) -> str:
     return "; ".join(parts)
 
 
+def warmup(latency: LatencyConfig) -> str:
+    if latency.max_warmup_seconds is None or latency.warmup <= 1:  # the first warm-up call is always made
+        return f"{latency.warmup} warm-up"
+    return f"{latency.warmup} warm-up (or {latency.max_warmup_seconds:g} s of it)"
+
+
 def caption(results: Run, backbone: str) -> str:
     b = results.backbones[backbone]
     threads = sorted({v.threads for v in b.shippable})
@@ -165,7 +172,7 @@ def caption(results: Run, backbone: str) -> str:
     latency = results.config.latency
     features = "" if b.features_per_second is None else f"features at {b.features_per_second:.0f} images/s; "
     return (f"{backbone}, {b.input_size}px, weights: {b.weights}; {features}test split {results.split.test} "
-            f"images; latency: 1 image per call, {latency.warmup} warm-up + up to {latency.runs} timed "
+            f"images; latency: 1 image per call, {warmup(latency)} + up to {latency.runs} timed "
             f"calls, threads {', '.join(threads) or '-'}; {m.cpu}, {m.cores} cores; {backends(b)}. "
             "Intervals are 95% (accuracy and per-class recall: Wilson; balanced accuracy, the mean recall over the "
             "classes: the spread of the mean of the classes' Jeffreys posteriors around it; Δ: Newcombe's paired interval against the run's most "

@@ -21,7 +21,8 @@ from zoolite.targets import Role
 # its pattern and the user groups in each split (SplitSizes.group_by, user_groups, user_group_photos, test_groups).
 # 7: each backbone's normalisation as the run used it (Backbone.normalisation), which model.json carries.
 # 8: a head fitted as a logistic regression (Training.head a LogisticFit, config.train.head).
-SCHEMA_VERSION = 8
+# 9: warm-up's time limit (config.latency.max_warmup_seconds; older runs had none).
+SCHEMA_VERSION = 9
 # The test split counts as imbalanced, and the budget is judged on balanced accuracy, when its
 # largest class has this many times the photos of its smallest.
 IMBALANCE_RATIO = 1.5

@@ -61,10 +61,17 @@ def _heads_by_the_recipe(obj: dict) -> dict:
     return obj
 
 
+def _warmup_without_a_limit(obj: dict) -> dict:
+    """Before schema 9 warm-up made every one of its calls, however long they took."""
+    obj["config"]["latency"]["max_warmup_seconds"] = None
+    return obj
+
+
 # An upgrade: the last version whose files need it, and what it does to their JSON object, oldest first.
 Upgrades = list[tuple[int, Callable[[dict], dict]]]
 RESULTS_UPGRADES: Upgrades = [(1, _upgrade_v1), (4, _target_under_target), (6, _normalisation_from_the_registry),
-                               (7, _heads_by_the_recipe)]
+                               (7, _heads_by_the_recipe),
+                               (8, _warmup_without_a_limit)]
 
 
 def upgraded(obj: dict, version, current: int, upgrades: Upgrades, path: Path, what: str) -> dict:

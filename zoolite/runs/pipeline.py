@@ -10,6 +10,7 @@ what ``--resume`` relies on. The run folder is marked complete only at the very 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -195,10 +196,11 @@ class _Measured:
         return self.files[0]
 
 
-def _run_stages(run: BackboneRun, spares: Spares) -> _Measured:
+def _run_stages(run: BackboneRun, spares: Spares, meanwhile: Callable[[], object]) -> _Measured:
     trained = stages.train(run)
     gated = stages.gate(run, trained)
-    return _Measured(run, trained, gated, stages.measure(run, trained, stages.convert(run, gated, spares)))
+    return _Measured(run, trained, gated,
+                     stages.measure(run, trained, stages.convert(run, gated, spares, meanwhile)))
 
 
 def _best_float(measured: list[_Measured], labels: np.ndarray) -> BestFloat:
@@ -292,18 +294,21 @@ def prepare(config: RunConfig | None = None, resume: str | Path | None = None, p
     return Prepared(config, layout, dataset, split, unlabelled, unlabelled_photos, specs, weights, extractors)
 
 
-def _measure_backbones(prepared: Prepared, progress: Progress, after_step, spares: Spares) -> dict[str, Backbone]:
-    """Every backbone's results, each variant with its paired evidence against the run's best float model."""
-    measured = [_run_stages(prepared.backbone_run(spec.name, progress, after_step), spares) for spec in prepared.specs]
+def _measure_backbones(prepared: Prepared, progress: Progress, after_step, spares: Spares,
+                       meanwhile: dict[str, Callable[[], object]]) -> dict[str, Backbone]:
+    """Every backbone's results, each variant with its paired evidence against the run's best float model;
+    ``meanwhile[name]()`` called once this process has converted its share of that backbone's targets, before it
+    waits for the spare processes."""
+    measured = [_run_stages(prepared.backbone_run(spec.name, progress, after_step), spares,
+                            meanwhile.get(spec.name, lambda: None)) for spec in prepared.specs]
     best = _best_float(measured, measured[0].run.photos.test.labels)
     return {m.run.spec.name: _backbone_results(m, best, prepared.config) for m in measured}
 
 
-def _suspect_labels(layout: RunLayout, dataset: Dataset, split: Split, specs: list, timings: dict,
+def _suspect_labels(layout: RunLayout, dataset: Dataset, split: Split, spec: BackboneSpec | None, timings: dict,
                     seed: int) -> SuspectLabels | None:
     """The suspect labels among the train and validation photos, from the frozen features the run saved for
-    its first pretrained backbone (None: none saved them, or fewer than two classes of two photos)."""
-    spec = next((spec for spec in specs if spec.pretrained), None)
+    ``spec``, its first pretrained backbone (None: none saved them, or fewer than two classes of two photos)."""
     saved = [layout.backbone(spec.name).features(subset) for subset in ("train", "val")] if spec else []
     files = split.train + split.val
     chosen = suspect_labels.suspect_candidates(files)
@@ -337,9 +342,13 @@ def _run(config: RunConfig | None, resume: str | Path | None, progress: Progress
     timings: dict[str, float] = {}
     prepared = prepare(config, resume, progress, timings)
     config, layout, split = prepared.config, prepared.layout, prepared.split
+    pretrained = next((spec for spec in prepared.specs if spec.pretrained), None)
+    # Found while spare processes convert that backbone's targets, from the features its training saved.
+    suspects = functools.cache(lambda: _suspect_labels(layout, prepared.dataset, split, pretrained, timings,
+                                                       config.seed))
     try:
-        backbones = _measure_backbones(prepared, progress, after_stage, spares)
-        suspects = _suspect_labels(layout, prepared.dataset, split, prepared.specs, timings, config.seed)
+        backbones = _measure_backbones(prepared, progress, after_stage, spares,
+                                       {pretrained.name: suspects} if pretrained else {})
         timings["total"] = round(time.perf_counter() - started, 3)
         results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),
                       config=config, dataset=prepared.dataset, split=split_sizes(split), timings=timings,
@@ -347,7 +356,7 @@ def _run(config: RunConfig | None, resume: str | Path | None, progress: Progress
                       unlabelled=prepared.unlabelled,
                       other=OtherPhotos(split.other.root, len(split.other.calibration), len(split.other.test))
                       if split.other else None,
-                      suspect_labels=suspects)
+                      suspect_labels=suspects())
         results.recommendation = recommend(results, config.budget)
         reporting.write_reports(results)
         storage.mark_complete(layout.root)

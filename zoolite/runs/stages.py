@@ -9,6 +9,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -220,16 +221,19 @@ def _warn_of_class_photos(run: BackboneRun, confident: int) -> None:
                     "the folder", other.root, stats.CONFIDENT, confident, len(other.calibration) + len(other.test))
 
 
-def convert(run: BackboneRun, gated: Gated, spares: Spares | None = None) -> dict[Target, Path]:
+def convert(run: BackboneRun, gated: Gated, spares: Spares | None = None,
+            meanwhile: Callable[[], object] = lambda: None) -> dict[Target, Path]:
     """Every chosen target of the run, converted unless already written (in this process and, where the cores
-    allow it, in ``spares``), each with the gate's threshold (and the labels and provenance of
-    :func:`zoolite.runs.provenance.model_about`) in its metadata; target -> file."""
+    allow it, in ``spares``; ``meanwhile()`` called once this process has converted its share, before it waits for
+    them: :func:`~zoolite.targets.parallel.convert_targets`),
+    each with the gate's threshold (and the labels and provenance of :func:`zoolite.runs.provenance.model_about`)
+    in its metadata; target -> file."""
     files = {target: run.layout.model(target) for target in chosen_targets(run.config.runtimes, run.config.modes)}
     missing = {target: path for target, path in files.items()
                if not all(file.exists() for file in target.family.files(path))}
     about = provenance.model_about(run.spec, run.weights, run.class_names, run.photos.train.root, gated.rejection)
     with ConversionSource(gated.model, run.layout.cache, run.representative, run.steps.step, about) as source:
-        convert_targets(source, missing, run.steps.record, spares)
+        convert_targets(source, missing, run.steps.record, spares, meanwhile)
     return {REFERENCE: run.layout.model(REFERENCE), **files}
 
 

@@ -96,10 +96,11 @@ class Spares:
 
 
 def convert_targets(source: ConversionSource, files: dict[Target, Path], record: Callable[[dict[str, float]], None],
-                    spares: Spares | None = None) -> None:
+                    spares: Spares | None = None, meanwhile: Callable[[], object] = lambda: None) -> None:
     """Write each target's file(s) to ``files[target]``, in this process and in ``spares`` (default: those
     of :class:`Spares`, started now). ``record`` gets the seconds of the steps timed in a spare process,
-    their names prefixed with :data:`PARALLEL`."""
+    their names prefixed with :data:`PARALLEL`. ``meanwhile()`` is called once this process has converted its
+    share, before it waits for the spare processes (work of the run's that would otherwise wait for a core)."""
     pending = deque(conversion_groups(files))
     with contextlib.ExitStack() as stack:
         spares = spares or stack.enter_context(Spares(files))
@@ -107,12 +108,14 @@ def convert_targets(source: ConversionSource, files: dict[Target, Path], record:
         if workers < 1:
             for group in pending:
                 convert_group(source, group, files)
+            meanwhile()
             return
-        _share(source, pending, files, record, spares, workers)
+        _share(source, pending, files, record, spares, workers, meanwhile)
 
 
 def _share(source: ConversionSource, pending: deque, files: dict[Target, Path],
-           record: Callable[[dict[str, float]], None], spares: Spares, workers: int) -> None:
+           record: Callable[[dict[str, float]], None], spares: Spares, workers: int,
+           meanwhile: Callable[[], object]) -> None:
     """The groups converted here from the back of ``pending`` and in ``workers`` spare processes from the front;
     the last group left is always this process's (a spare started for it would first import TensorFlow). A
     spare that ends without a result (killed, or TensorFlow would not import) leaves its group to this process."""
@@ -139,6 +142,7 @@ def _share(source: ConversionSource, pending: deque, files: dict[Target, Path],
                 busy[-1].convert(group, files, saved_model, source.workdir,
                                  source.representative() if _calibrates(group) else None, source.about)
             convert_group(source, pending.pop(), files)
+        meanwhile()
         if busy:
             names = ", ".join(spare.names for spare in busy)
             with source.stage(WAITING, len(busy), "process", title=f"converting {names} in a spare process") as done:
