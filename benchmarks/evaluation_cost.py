@@ -74,15 +74,23 @@ ARMS = {"before": before, "one": lambda r, i, c: predict_and_time(OneInterpreter
         "after": lambda r, i, c: predict_and_time(r, i, c)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_and_rounds(description: str) -> tuple[argparse.Namespace, Path, np.ndarray]:
+    """RUN_DIR and --rounds from the command line, the run's first backbone folder with test images, and them."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    layout = RunLayout(args.run_dir)
     backbone = next(p for p in sorted(args.run_dir.iterdir()) if (p / "cache" / "test_images.npy").exists())
-    folder = layout.backbone(backbone.name)
-    images = np.load(folder.images("test"))
+    return args, backbone, np.load(RunLayout(args.run_dir).backbone(backbone.name).images("test"))
+
+
+def median_cell(latency) -> str:
+    """A latency's median with its 95% interval, in ms."""
+    return f"{latency.median_ms:.2f} [{latency.median_interval.low:.2f}, {latency.median_interval.high:.2f}]"
+
+
+def main() -> None:
+    args, backbone, images = run_and_rounds(__doc__.split("\n")[0])
     files = sorted(p for p in (backbone / "models").iterdir() if p.suffix in (".tflite", ".onnx", ".xml"))
     config = LatencyConfig()
     print(f"{args.run_dir}: {len(images)} test images, {len(files)} files, {args.rounds} rounds")
@@ -98,8 +106,7 @@ def main() -> None:
                 seconds[name].append(time.perf_counter() - start)
                 samples[name] += latency.samples_ms
         pooled = {name: latency_stats(np.array(ms) / 1000.0) for name, ms in samples.items()}
-        cells = [f"{pooled[n].median_ms:7.2f} [{pooled[n].median_interval.low:.2f}, {pooled[n].median_interval.high:.2f}]"
-                 for n in ("before", "after")]
+        cells = [median_cell(pooled[n]) for n in ("before", "after")]
         b, o, a = (np.median(seconds[name]) for name in ARMS)
         same = outputs["before"].tobytes() == outputs["one"].tobytes() == outputs["after"].tobytes()
         print(f"{path.name:28} {b:9.2f} {o:6.2f} {a:8.2f} {b / a:13.2f} {o / a:10.2f}  {cells[0]:>26}  {cells[1]:>26}  "

@@ -31,7 +31,6 @@ their differences (up to 1.4 ms, intervals apart) are the machine's drift betwee
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -41,10 +40,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
 
+from evaluation_cost import median_cell, run_and_rounds  # noqa: E402
 from zoolite.config import LatencyConfig  # noqa: E402
 from zoolite.measure.evaluation import latency_stats, measure_latency  # noqa: E402
-from zoolite.runs.layout import RunLayout  # noqa: E402
 from zoolite.targets import open_model  # noqa: E402
 
 ARMS = {"before": replace(LatencyConfig(), max_warmup_seconds=None), "after": LatencyConfig()}
@@ -61,13 +61,7 @@ def calls(models: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    layout = RunLayout(args.run_dir)
-    backbone = next(path for path in sorted(layout.root.iterdir()) if (path / "models" / "model.keras").is_file())
-    images = np.load(backbone / "cache" / "test_images.npy", mmap_mode="r")
+    args, backbone, images = run_and_rounds(__doc__.split("\n")[0])
     print(f"{'call':28s} {'before s':>9s} {'after s':>8s} {'ratio':>6s} {'median ms before [95%]':>26s} "
           f"{'median ms after [95%]':>25s} {'after - before, ms':>19s}")
     for name, call in calls(backbone / "models").items():
@@ -81,8 +75,7 @@ def main() -> None:
         pooled = {arm: latency_stats(np.concatenate(samples[arm]) / 1000.0) for arm in ARMS}
         shift = statistics.median(np.median(a) - np.median(b) for a, b in zip(samples["after"], samples["before"]))
         before, after = (statistics.median(seconds[arm]) for arm in ARMS)
-        interval = {arm: f"{pooled[arm].median_ms:.2f} [{pooled[arm].median_interval.low:.2f}, "
-                         f"{pooled[arm].median_interval.high:.2f}]" for arm in ARMS}
+        interval = {arm: median_cell(pooled[arm]) for arm in ARMS}
         print(f"{name:28s} {before:9.2f} {after:8.2f} {before / after:6.2f} {interval['before']:>26s} "
               f"{interval['after']:>25s} {shift:19.2f}")
 
