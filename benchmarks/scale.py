@@ -136,14 +136,15 @@ against 0.49) and the suspect labels 23 s (1.03 ms).
 On the same VM, 2026-12-08, one invocation each with --repeats 1: at 8eb05c6 (the gate's faster k-means) animals10-dev
 2.28x and animals10-large 1.68x (199.3 / 118.3 s), 689 s projected against b2e6549's 783 s; at 0.9 (39fd048: warm-up's
 time limit, the suspect labels during the spare's conversions, the duplicate search's bounded chunks) 2.32x and 1.80x
-(212.4 / 118.0 s), 711 s against 963 s, and at 736cec9 (the same code on these folders) 2.47x and 1.63x (192.9 /
-118.7 s), 728 s against 782 s. b2e6549's large run took 193-212 s in them (its features 10-17 ms a photo), against
-163-191 s before, while the current one's took 118.0-118.7 s: at b2e6549's fastest large run yet the ratio would be
-1.38. The fitted costs at 0.9, per test photo: the Keras evaluation 10.61 ms against the features' 11.44 (measured in
-the large runs: 9.69 against 11.45), and the six LiteRT files 57.12 ms against the sum of their median latencies,
-72.65. Of the 711 s projected, the features take 255 s, the six files' evaluation 230 s and the Keras reference's 62
-s: 547 s at the machine's rate, above the 240 s goal before anything else; the duplicate search's 85 s is a straight
-line's, which understates its coarse pass (84 s alone at 26,179 photos: benchmarks/coarse_search.py).
+(212.4 / 118.0 s), 711 s against 963 s, and at 736cec9 (a withdrawn draft of 39fd048, whose code runs the same on
+these folders) 2.47x and 1.63x (192.9 / 118.7 s), 728 s against 782 s. b2e6549's large run took 193-212 s in them (its
+features 10-17 ms a photo), against 163-191 s before, while the current one's took 118.0-118.7 s: at b2e6549's fastest
+large run yet the ratio would be 1.38. The fitted costs at 0.9, per test photo: the Keras evaluation 10.61 ms against
+the features' 11.44 (measured in the large runs: 9.69 against 11.45), and the six LiteRT files 57.12 ms against the
+sum of their median latencies, 72.65. Of the 711 s projected, the features take 255 s, the six files' evaluation 230 s
+and the Keras reference's 62 s: 547 s at the machine's rate, above the 240 s goal before anything else; the duplicate
+search's 85 s is a straight line's, which understates its coarse pass (84 s alone at 26,179 photos:
+benchmarks/coarse_search.py).
 """
 
 from __future__ import annotations

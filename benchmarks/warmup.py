@@ -16,7 +16,7 @@ differences, after less before. A figure that moved would show as intervals apar
 
 Output (2-core AMD EPYC with AVX2, no AVX-512, 2026-12-07, on a default run of animals10-large at 8eb05c6, 381 test
 images, 3 rounds). Only the eager call's warm-up reaches the limit; the other arms are timed the same way in both, so
-their differences (up to 1.4 ms, intervals apart) are the machine's drift between two timings of one procedure:
+their differences (up to 2.4 ms between pooled medians, intervals apart) are the machine's drift between two timings of one procedure:
 
     call                          before s  after s  ratio     median ms before [95%]     median ms after [95%]  after - before, ms
     model.keras (eager)              13.16    10.04   1.31    394.72 [382.43, 418.28]   403.00 [392.47, 417.47]                5.47

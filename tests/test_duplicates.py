@@ -63,6 +63,9 @@ def test_the_coarse_search_finds_the_same_copies_a_photo_at_a_time(made_copies, 
     """Its memory is bounded by comparing fewer photos at once as the photos grow: down to one, nothing changes."""
     from zoolite.dataset import duplicates
 
+    windows = len(duplicates._windows())
+    assert [duplicates.coarse_chunk(2 * windows * photos * 4) for photos in (2_528, 6_898, 6_899, 26_179)] == \
+        [256, 256, 255, 67]  # float32 products of a photo's whole frame and mirror image against every window
     root, families = made_copies
     dataset = scan_dataset(root)
     monkeypatch.setattr(duplicates, "COARSE_BYTES", 1)

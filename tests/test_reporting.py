@@ -112,9 +112,9 @@ def test_report_html_has_the_tables_and_every_plot_embedded(small_run):
 
 
 def test_the_caption_tells_warm_ups_time_limit_where_it_can_apply():
-    assert tables.warmup(LatencyConfig()) == "10 warm-up (or 1 s of it)"
-    assert tables.warmup(LatencyConfig(warmup=1)) == "1 warm-up"  # the one call is made whatever it takes
-    assert tables.warmup(LatencyConfig(max_warmup_seconds=None)) == "10 warm-up"  # a run of zoolite 0.8
+    assert tables.warmup_caption(LatencyConfig()) == "10 warm-up (or 1 s of it)"
+    assert tables.warmup_caption(LatencyConfig(warmup=1)) == "1 warm-up"  # the one call is made whatever it takes
+    assert tables.warmup_caption(LatencyConfig(max_warmup_seconds=None)) == "10 warm-up"  # a run of zoolite 0.8
 
 
 def test_report_html_with_two_backbones(small_run, tmp_path):

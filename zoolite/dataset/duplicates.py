@@ -73,8 +73,8 @@ FINE, THUMB, FINE_THUMB = 32, 64, 96
 # score 0.954-0.999 aligned; different photos of similar layout at most 0.931.
 ALIGNED_THRESHOLD = 0.945
 CHUNK = 256  # photos (or pairs) compared at once
-# A chunk's coarse products take its photos x 2 x windows x every photo's float32s: at most this many bytes, so that
-# the search's memory stays flat as the photos grow (CHUNK photos a chunk up to 6,898 photos)
+# A chunk's coarse products take chunk x 2 x windows x photos float32s: at most this many bytes, so that the
+# search's memory stops growing with the square of the photos (CHUNK photos a chunk up to 6,898 photos)
 COARSE_BYTES = 256 * 2 ** 20
 
 
@@ -187,7 +187,7 @@ def _near_copies(descriptors: np.ndarray,
     copies, candidates = [np.zeros((0, 3), int)], [np.zeros((0, 3), int)]
     asking = np.arange(n)
     out_of_reach = -2 - np.arange(1, n + 1, dtype=np.float32) / n
-    chunk = max(1, min(CHUNK, COARSE_BYTES // (queries.shape[1] * index.shape[0] * index.itemsize)))
+    chunk = coarse_chunk(queries.shape[1] * index.shape[0] * index.itemsize)
     while len(asking) and k > 0:
         for start in range(0, len(asking), chunk):
             rows = asking[start:start + chunk]
@@ -207,6 +207,11 @@ def _near_copies(descriptors: np.ndarray,
         asking = np.flatnonzero(np.bincount(grown, minlength=n)[grown] != np.bincount(label, minlength=n)[label])
         label = grown
     return np.concatenate(copies), np.concatenate(candidates)
+
+
+def coarse_chunk(bytes_a_photo: int) -> int:
+    """How many photos the coarse pass compares at once, when each photo's products take ``bytes_a_photo``."""
+    return max(1, min(CHUNK, COARSE_BYTES // bytes_a_photo))
 
 
 def _closest_per_photo(photo: np.ndarray, similarity: np.ndarray, count: int) -> np.ndarray:

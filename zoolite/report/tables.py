@@ -159,7 +159,7 @@ def backends(backbone: Backbone) -> str:
     return "; ".join(parts)
 
 
-def warmup(latency: LatencyConfig) -> str:
+def warmup_caption(latency: LatencyConfig) -> str:
     if latency.max_warmup_seconds is None or latency.warmup <= 1:  # the first warm-up call is always made
         return f"{latency.warmup} warm-up"
     return f"{latency.warmup} warm-up (or {latency.max_warmup_seconds:g} s of it)"
@@ -172,7 +172,7 @@ def caption(results: Run, backbone: str) -> str:
     latency = results.config.latency
     features = "" if b.features_per_second is None else f"features at {b.features_per_second:.0f} images/s; "
     return (f"{backbone}, {b.input_size}px, weights: {b.weights}; {features}test split {results.split.test} "
-            f"images; latency: 1 image per call, {warmup(latency)} + up to {latency.runs} timed "
+            f"images; latency: 1 image per call, {warmup_caption(latency)} + up to {latency.runs} timed "
             f"calls, threads {', '.join(threads) or '-'}; {m.cpu}, {m.cores} cores; {backends(b)}. "
             "Intervals are 95% (accuracy and per-class recall: Wilson; balanced accuracy, the mean recall over the "
             "classes: the spread of the mean of the classes' Jeffreys posteriors around it; Δ: Newcombe's paired interval against the run's most "
