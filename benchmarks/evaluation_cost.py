@@ -47,6 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from zoolite.config import LatencyConfig  # noqa: E402
+from zoolite.report.tables import latency_cell  # noqa: E402
 from zoolite.measure.evaluation import latency_stats, measure_latency, predict_all, predict_and_time  # noqa: E402
 from zoolite.runs.layout import RunLayout  # noqa: E402
 from zoolite.targets import open_model  # noqa: E402
@@ -84,11 +85,6 @@ def run_and_rounds(description: str) -> tuple[argparse.Namespace, Path, np.ndarr
     return args, backbone, np.load(RunLayout(args.run_dir).backbone(backbone.name).images("test"))
 
 
-def median_cell(latency) -> str:
-    """A latency's median with its 95% interval, in ms."""
-    return f"{latency.median_ms:.2f} [{latency.median_interval.low:.2f}, {latency.median_interval.high:.2f}]"
-
-
 def main() -> None:
     args, backbone, images = run_and_rounds(__doc__.split("\n")[0])
     files = sorted(p for p in (backbone / "models").iterdir() if p.suffix in (".tflite", ".onnx", ".xml"))
@@ -106,7 +102,7 @@ def main() -> None:
                 seconds[name].append(time.perf_counter() - start)
                 samples[name] += latency.samples_ms
         pooled = {name: latency_stats(np.array(ms) / 1000.0) for name, ms in samples.items()}
-        cells = [median_cell(pooled[n]) for n in ("before", "after")]
+        cells = [latency_cell(pooled[n]) for n in ("before", "after")]
         b, o, a = (np.median(seconds[name]) for name in ARMS)
         same = outputs["before"].tobytes() == outputs["one"].tobytes() == outputs["after"].tobytes()
         print(f"{path.name:28} {b:9.2f} {o:6.2f} {a:8.2f} {b / a:13.2f} {o / a:10.2f}  {cells[0]:>26}  {cells[1]:>26}  "

@@ -42,9 +42,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from evaluation_cost import median_cell, run_and_rounds  # noqa: E402
+from evaluation_cost import run_and_rounds  # noqa: E402
 from zoolite.config import LatencyConfig  # noqa: E402
 from zoolite.measure.evaluation import latency_stats, measure_latency  # noqa: E402
+from zoolite.report.tables import latency_cell  # noqa: E402
 from zoolite.targets import open_model  # noqa: E402
 
 ARMS = {"before": replace(LatencyConfig(), max_warmup_seconds=None), "after": LatencyConfig()}
@@ -75,7 +76,7 @@ def main() -> None:
         pooled = {arm: latency_stats(np.concatenate(samples[arm]) / 1000.0) for arm in ARMS}
         shift = statistics.median(np.median(a) - np.median(b) for a, b in zip(samples["after"], samples["before"]))
         before, after = (statistics.median(seconds[arm]) for arm in ARMS)
-        interval = {arm: median_cell(pooled[arm]) for arm in ARMS}
+        interval = {arm: latency_cell(pooled[arm]) for arm in ARMS}
         print(f"{name:28s} {before:9.2f} {after:8.2f} {before / after:6.2f} {interval['before']:>26s} "
               f"{interval['after']:>25s} {shift:19.2f}")
 

@@ -59,21 +59,22 @@ def measure_latency(predict_one, images: np.ndarray, config: LatencyConfig, prog
         return seconds
 
     first = call()
-    warming = 0.0
-    for _ in range(config.warmup):
-        warming += call()
-        if config.max_warmup_seconds is not None and warming > config.max_warmup_seconds:
-            break
-    times = []
-    spent = 0.0
-    for _ in range(config.runs):
+    _calls(call, config.warmup, config.max_warmup_seconds, 1)
+    return latency_stats(_calls(call, config.runs, config.max_seconds, config.min_runs, progress), first * 1000.0)
+
+
+def _calls(call, count: int, max_seconds: float | None, minimum: int, progress=None) -> list[float]:
+    """The seconds of up to ``count`` calls, stopping once they have taken more than ``max_seconds`` (None: no
+    limit) with at least ``minimum`` made; ``progress`` told of each."""
+    times, spent = [], 0.0
+    for _ in range(count):
         times.append(call())
         spent += times[-1]
         if progress:
             progress(1)
-        if spent > config.max_seconds and len(times) >= config.min_runs:
+        if max_seconds is not None and spent > max_seconds and len(times) >= minimum:
             break
-    return latency_stats(times, first * 1000.0)
+    return times
 
 
 def predict_all(runtime: Runtime, images: np.ndarray, batch_size: int = 32, progress=None) -> np.ndarray:

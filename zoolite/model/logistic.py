@@ -78,21 +78,22 @@ def fit_logistic_head(head: keras.Model, train: tuple[np.ndarray, np.ndarray], v
     head.get_layer(UNIT_FEATURES)  # the fit is of unit-length features: Keras raises ValueError for a head without
     (x, labels), n_classes = train, head.output_shape[-1]
     photo_weights = np.ones(len(labels)) if weights is None else np.array([weights[label] for label in labels])
-    kernel, bias, iterations = fit_multinomial(unit(x), labels, n_classes, c, photo_weights / (1 + views))
+    x = unit(x)
+    kernel, bias, iterations = fit_multinomial(x, labels, n_classes, c, photo_weights / (1 + views))
     head.get_layer(PROBABILITIES).set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     if iterations >= MAX_ITERATIONS:
         log.warning("the logistic-regression head did not converge in %d iterations; its figures stand, but a "
                     "smaller --head-c (stronger regularisation) converges sooner", MAX_ITERATIONS)
 
-    def measured(features, true, sample_weight):
-        probabilities = softmax(unit(features) @ kernel + bias)
+    def measured(unit_features, true, sample_weight):
+        probabilities = softmax(unit_features @ kernel + bias)
         right = probabilities.argmax(1) == true
         loss = -np.log(np.maximum(probabilities[np.arange(len(true)), true], 1e-12))
         return float(np.average(loss, weights=sample_weight)), float(np.average(right, weights=sample_weight))
 
     loss, accuracy = measured(x, labels, photo_weights)
-    val_loss, val_accuracy = measured(*val, None if weights is None else [weights[label] for label in val[1]]) \
-        if len(val[1]) else (None, None)
+    val_loss, val_accuracy = measured(unit(val[0]), val[1], None if weights is None else
+                                      [weights[label] for label in val[1]]) if len(val[1]) else (None, None)
     return LogisticFit(c=c, iterations=iterations, converged=iterations < MAX_ITERATIONS, loss=loss,
                        accuracy=accuracy, val_loss=val_loss, val_accuracy=val_accuracy,
                        class_weights=None if weights is None else [weights[k] for k in sorted(weights)])

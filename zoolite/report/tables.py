@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from zoolite.config import LatencyConfig
 from zoolite.results.recommend import class_flags, fewer_kept_classes, lost_classes, rejection_lost
-from zoolite.results import Backbone, LogisticFit, Machine, Run, Variant
+from zoolite.results import Backbone, Latency, LogisticFit, Machine, Run, Variant
 from zoolite.measure.intervals import percent, share
 from zoolite.measure.stats import CONFIDENT, FidelityRow
 from zoolite.targets import FAMILIES
@@ -82,7 +82,7 @@ _COLUMNS = ["Variant", "Runtime", "Loss", "Accuracy [95% CI]", "Balanced [95% CI
 def _cells(v: Variant, reference: Variant) -> list[str]:
     """One variant's row: its figures, their 95% intervals, the paired evidence against the run's best float
     model, and ratios to its backbone's reference."""
-    paired, median = v.paired, v.latency.median_interval
+    paired = v.paired
     # 0.0 + x: no "-0.0" for a variant exactly as accurate as the reference
     delta = "-" if paired is None else (f"{0.0 + paired.difference * 100:+.1f} [{paired.difference_interval.low * 100:+.1f}, "
                                         f"{paired.difference_interval.high * 100:+.1f}]")
@@ -90,9 +90,15 @@ def _cells(v: Variant, reference: Variant) -> list[str]:
         f"{paired.only_variant_right}/{paired.only_reference_right} ({paired.mcnemar_p:.2g})"
     balanced = "-" if v.balanced_accuracy is None else percent(v.balanced_accuracy, v.balanced_accuracy_interval)
     return [v.target, runtime_label(v), f"{v.loss:.4f}", percent(v.accuracy, v.accuracy_interval), balanced, delta,
-            evidence, f"{v.latency.median_ms:.2f}" + ("" if median is None else f" [{median.low:.2f}, {median.high:.2f}]"),
+            evidence, latency_cell(v.latency),
             f"{v.latency.mean_ms:.2f}", f"{reference.latency.mean_ms / v.latency.mean_ms:.1f}x", f"{v.size_mb:.2f}",
             f"{v.size_bytes / reference.size_bytes * 100:.0f}%", "; ".join(class_flags(v).values())]
+
+
+def latency_cell(latency: Latency) -> str:
+    """The median latency in ms, with its 95% interval when it has one."""
+    interval = latency.median_interval
+    return f"{latency.median_ms:.2f}" + ("" if interval is None else f" [{interval.low:.2f}, {interval.high:.2f}]")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

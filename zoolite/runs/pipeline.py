@@ -295,12 +295,12 @@ def prepare(config: RunConfig | None = None, resume: str | Path | None = None, p
 
 
 def _measure_backbones(prepared: Prepared, progress: Progress, after_step, spares: Spares,
-                       meanwhile: dict[str, Callable[[], object]]) -> dict[str, Backbone]:
+                       meanwhile: Callable[[], object], during: BackboneSpec | None) -> dict[str, Backbone]:
     """Every backbone's results, each variant with its paired evidence against the run's best float model;
-    ``meanwhile[name]()`` called once this process has converted its share of that backbone's targets, before it
-    waits for the spare processes."""
+    ``meanwhile()`` called once this process has converted its share of ``during``'s targets, before it waits for
+    the spare processes."""
     measured = [_run_stages(prepared.backbone_run(spec.name, progress, after_step), spares,
-                            meanwhile.get(spec.name, lambda: None)) for spec in prepared.specs]
+                            meanwhile if spec is during else lambda: None) for spec in prepared.specs]
     best = _best_float(measured, measured[0].run.photos.test.labels)
     return {m.run.spec.name: _backbone_results(m, best, prepared.config) for m in measured}
 
@@ -347,8 +347,7 @@ def _run(config: RunConfig | None, resume: str | Path | None, progress: Progress
     suspects = functools.cache(lambda: _suspect_labels(layout, prepared.dataset, split, pretrained, timings,
                                                        config.seed))
     try:
-        backbones = _measure_backbones(prepared, progress, after_stage, spares,
-                                       {pretrained.name: suspects} if pretrained else {})
+        backbones = _measure_backbones(prepared, progress, after_stage, spares, suspects, pretrained)
         timings["total"] = round(time.perf_counter() - started, 3)
         results = Run(run_dir=str(layout.root), machine=provenance.machine_info(command, config.runtimes),
                       config=config, dataset=prepared.dataset, split=split_sizes(split), timings=timings,
