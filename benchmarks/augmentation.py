@@ -25,7 +25,6 @@ Its output on animals10-large with the defaults (seeds 0-2, the logistic head): 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -33,7 +32,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).parent))
+from rejection import cached_features, train_head  # noqa: E402  (sets the TensorFlow and thread environment first)
 
 import numpy as np  # noqa: E402
 
@@ -41,8 +41,8 @@ AUGMENTS = ("flip", "standard")
 
 
 class FeatureCache:
-    """Features of photo lists under ``folder`` (``name.npy``), each listed with the photos and the
-    seconds it took (``name.json``), computed once and reused while the list is the same."""
+    """Features of photo lists under ``folder`` by the pipeline's backbone (LiteRT), each with the seconds it took,
+    computed once and reused while the list is the same (``rejection.cached_features``)."""
 
     def __init__(self, folder: Path, root: Path):
         from zoolite.model.backbones import build_feature_extractor, get_backbone
@@ -56,40 +56,18 @@ class FeatureCache:
         """The features of ``photos`` (each made a ``view``, if given) and the seconds they took."""
         from zoolite.model.features import extract
 
-        out, listing = self.folder / f"{name}.npy", self.folder / f"{name}.json"
-        if not (out.exists() and listing.exists() and json.loads(listing.read_text())["photos"] == photos):
-            start = time.perf_counter()
-            extract(self.runtime, [self.root / p for p in photos], self.spec.input_size, out, view=view)
-            seconds = time.perf_counter() - start
-            listing.write_text(json.dumps({"photos": photos, "seconds": seconds}))
-            print(f"features {name}: {seconds:.1f} s", file=sys.stderr)
-        return np.load(out), json.loads(listing.read_text())["seconds"]
+        def compute(paths, out):
+            extract(self.runtime, paths, self.spec.input_size, out, view=view)
+        return cached_features(compute, name, self.root, photos, self.folder, verbose=True)
 
 
 def train_and_test(versions: list[np.ndarray], y_train, val, test, n_classes: int, weights: str, seed: int,
                    how: str) -> dict:
-    """The head trained as the pipeline trains it (``--head how``) on ``versions`` (original features first, then
-    the views'), measured on ``test``: classification_metrics plus each class's recall."""
-    import keras
-
-    from zoolite.model.augmentation import Views
-    from zoolite.config import TrainConfig
+    """The head trained as the pipeline trains it (``--head how``, ``rejection.train_head``) on ``versions`` (original
+    features first, then the views'), measured on ``test``: classification_metrics plus each class's recall."""
     from zoolite.measure.evaluation import classification_metrics
-    from zoolite.model.logistic import fit_logistic_head
-    from zoolite.model.training import build_head, class_weights, fit, one_hot
 
-    recipe = TrainConfig(head=how)
-    keras.utils.set_random_seed(seed)
-    by_class = class_weights(y_train, n_classes, weights)
-    if how == "logistic":  # as zoolite.runs.stages._train_head fits it: every view beside its photo
-        head = build_head(versions[0].shape[1], n_classes, 0.0, unit_features=True)
-        fit_logistic_head(head, (np.concatenate(versions), np.tile(y_train, len(versions))), val, recipe.head_c,
-                          by_class, len(versions) - 1)
-    else:
-        head = build_head(versions[0].shape[1], n_classes, recipe.dropout)
-        labels = one_hot(y_train, n_classes)
-        train = Views(versions, labels, recipe.batch_size, seed) if len(versions) > 1 else (versions[0], labels)
-        fit(head, train, (val[0], one_hot(val[1], n_classes)), recipe, verbose=0, weights=by_class)
+    head = train_head(versions[0], y_train, *val, n_classes, seed, how=how, weights=weights, views=versions[1:])
     x_test, y_test = test
     probabilities = head.predict(x_test, verbose=0)
     right = np.bincount(y_test[probabilities.argmax(1) == y_test], minlength=n_classes)

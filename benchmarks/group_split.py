@@ -57,7 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
         cache.mkdir(parents=True, exist_ok=True)
-        x_all = features(extractor, spec.input_size, f"{spec.name}-classes", dataset.root, photos, cache)
+        x_all = features(extractor, spec, "classes", dataset.root, photos, cache)
     print(f"{len(photos)} photos, {len(dataset.class_dirs)} classes; features in {time.perf_counter() - started:.0f} s")
     row_of, n = {p: i for i, p in enumerate(photos)}, len(dataset.class_dirs)
     scores: dict[str, list[float]] = {"ordinary": [], "group-by": []}

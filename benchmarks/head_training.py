@@ -72,8 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(args.cache or tmp)
         cache.mkdir(parents=True, exist_ok=True)
-        x_all = features(extractor, spec.input_size, f"{spec.name}-classes", dataset.root,
-                         [p for p, _ in dataset.files], cache)
+        x_all = features(extractor, spec, "classes", dataset.root, [p for p, _ in dataset.files], cache)
     row = {path: i for i, (path, _) in enumerate(dataset.files)}
     split = split_dataset(dataset, DEFAULT_FRACTIONS, 0)
 

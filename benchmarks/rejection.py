@@ -25,13 +25,13 @@ against a, the backbone's ImageNet probabilities scaled to unit length (``reject
 zoolite ships at 1.5:1. Methods ending "views of small classes" (or "of every class") add, to the prototypes of
 the classes with fewer gate photos than the median class (or of every class), each photo's augmented view, in its
 photo's fold (issue #24's candidate: prototypes enriched with augmented views of the small classes).
-The shipped method is ``zoolite.model.rejection.fit`` / ``scores`` called on the head, unchanged; the
-other methods are written here. With --other (the old gate and the shipped one), the gate is also
-fitted on the calibration half of one collection (``split.split_other``, seeded) and measured on
-the other collection entirely. Also: each method's scores at a threshold that rejects 92% of the
-pooled collections (separability, whatever the threshold rule), a sweep of the shipped method's
-keep rate, the winner by a stated rule, the kept share per class (and the share kept and answered right), and the
-size the gate adds.
+The shipped method is ``zoolite.model.rejection``'s ``score_class_photos`` (once a scenario), ``calibrate`` (per
+keep rate and --other) and ``scores``, called on the head as a run calls them; the other methods are written
+here. With --other (the old gate and the shipped one), the gate is also fitted on the calibration half of one
+collection (``split.split_other``, seeded) and measured on the other collection entirely. Also:
+each method's scores at a threshold that rejects 92% of the pooled collections (separability, whatever the
+threshold rule), a sweep of the shipped method's keep rate, the winner by a stated rule, the kept share per class
+(and the share kept and answered right), and the size the gate adds.
 
     .venv/bin/python benchmarks/rejection.py [DATA] [--imagenet DIR] [--caltech DIR]
         [--seeds 0,1,2] [--folds 5] [--keep-rate 0.90] [--keep-rates 0.85,0.9,0.92,0.95,0.97] [--cache DIR]
@@ -43,13 +43,14 @@ Its output with the defaults: benchmarks/rejection.txt.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy as pycopy
 import dataclasses
 import functools
+import json
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -72,16 +73,30 @@ SEPARATION = 0.92  # separability: kept shares at the threshold that rejects thi
 BAR = 0.90  # the winner rule: methods rejecting at least this share of each collection (no --other)
 
 
-def features(extractor, size: int, name: str, root: Path, photos: list[str], cache: Path, view=None) -> np.ndarray:
-    """The backbone features of ``photos`` under ``root`` (each made ``view``, if given), computed once into
-    ``cache``."""
+def cached_features(compute, name: str, root: Path, photos: list[str], cache: Path,
+                    verbose: bool = False) -> tuple[np.ndarray, float]:
+    """The features of ``photos`` under ``root`` and the seconds they took, computed once by ``compute(paths, out)``
+    (which writes the .npy ``out``) into ``cache``: ``name.npy``, listed with the photos and the seconds in
+    ``name.json``, computed again when the list changes. With ``verbose``, the seconds are said on stderr."""
+    out, listing = cache / f"{name}.npy", cache / f"{name}.json"
+    if not (out.exists() and listing.exists() and json.loads(listing.read_text())["photos"] == photos):
+        start = time.perf_counter()
+        compute([root / p for p in photos], out)
+        seconds = time.perf_counter() - start
+        listing.write_text(json.dumps({"photos": photos, "seconds": seconds}))
+        if verbose:
+            print(f"features {name}: {seconds:.1f} s", file=sys.stderr)
+    return np.load(out), json.loads(listing.read_text())["seconds"]
+
+
+def features(extractor, spec, name: str, root: Path, photos: list[str], cache: Path, view=None) -> np.ndarray:
+    """The features of ``photos`` under ``root`` (each made ``view``, if given) by the backbone ``spec``, Keras's
+    ``extractor()``, computed once into ``cache`` as ``{spec.name}-{name}`` (``cached_features``)."""
     from zoolite.model.features import extract_keras
 
-    out, listing = cache / f"{name}.npy", cache / f"{name}.txt"
-    if not (out.exists() and listing.exists() and listing.read_text().split("\n") == photos):
-        extract_keras(extractor(), [root / p for p in photos], size, out, view=view)
-        listing.write_text("\n".join(photos))
-    return np.asarray(np.load(out), np.float64)
+    def compute(paths, out):
+        extract_keras(extractor(), paths, spec.input_size, out, view=view)
+    return np.asarray(cached_features(compute, f"{spec.name}-{name}", root, photos, cache)[0], np.float64)
 
 
 def source(path: str) -> str:
@@ -90,25 +105,31 @@ def source(path: str) -> str:
     return next((s for s in HELD_OUT if name.startswith(f"{s}-")), "dev")
 
 
-def train_head(x, y, val_x, val_y, n_classes: int, seed: int, how: str | None = None):
-    """The head fitted on features as a run fits it (``--head`` ``how``, default: a run's; class weights as
-    configured)."""
+def train_head(x, y, val_x, val_y, n_classes: int, seed: int, how: str | None = None, weights: str | None = None,
+               views: Sequence[np.ndarray] = ()):
+    """The head fitted on features as a run fits it (``--head`` ``how``, default: a run's; class weights ``weights``,
+    default: as configured). ``views``: features of augmented views of the same photos (rows as ``x``), as
+    ``--augment`` makes them: the logistic head fits each beside its photo, the recipe's draws one version of each
+    photo an epoch (``augmentation.Views``)."""
     import keras
 
     from zoolite.config import TrainConfig
+    from zoolite.model.augmentation import Views
     from zoolite.model.logistic import fit_logistic_head
     from zoolite.model.training import build_head, class_weights, fit, one_hot
 
     keras.utils.set_random_seed(seed)
     recipe = TrainConfig(head=how or TrainConfig().head)
-    weights = class_weights(y, n_classes, recipe.class_weights)
-    if recipe.head == "logistic":
+    by_class = class_weights(y, n_classes, weights or recipe.class_weights)
+    if recipe.head == "logistic":  # as zoolite.runs.stages._train_head fits it: every view beside its photo
         head = build_head(x.shape[1], n_classes, 0.0, unit_features=True)
-        fit_logistic_head(head, (x, y), (val_x, val_y), recipe.head_c, weights)
+        fit_logistic_head(head, (np.concatenate([x, *views]), np.tile(y, 1 + len(views))), (val_x, val_y),
+                          recipe.head_c, by_class, len(views))
         return head
     head = build_head(x.shape[1], n_classes, recipe.dropout)
-    fit(head, (x.astype(np.float32), one_hot(y, n_classes)), (val_x.astype(np.float32), one_hot(val_y, n_classes)),
-        recipe, verbose=0, weights=weights)
+    labels, versions = one_hot(y, n_classes), [v.astype(np.float32) for v in (x, *views)]
+    train = Views(versions, labels, recipe.batch_size, seed) if len(views) else (versions[0], labels)
+    fit(head, train, (val_x.astype(np.float32), one_hot(val_y, n_classes)), recipe, verbose=0, weights=by_class)
     return head
 
 
@@ -226,6 +247,15 @@ class Scenario:
         return np.concatenate([self.y_tr, self.y_va])
 
     @functools.cached_property
+    def scored(self):
+        """zoolite's prototypes and out-of-sample class-photo scores (``rejection.score_class_photos``, as
+        the gate stage starts): the same for every keep rate and --other, so computed once."""
+        from zoolite.model import rejection
+
+        return rejection.score_class_photos(self.classifier, self.gate_x, self.gate_y, self.x_va, self.y_va,
+                                            self.seed, self.imagenet)
+
+    @functools.cached_property
     def logits(self):
         """The head's logits of features, as zoolite's gate computes them."""
         from zoolite.model import rejection
@@ -329,50 +359,19 @@ def z_plus_energy(sc: Scenario, keeps, other):
 
 
 def shipped(sc: Scenario, keeps, other):
-    """zoolite.model.rejection.fit / scores, unchanged: one fit per keep rate."""
+    """zoolite.model.rejection's calibrate / scores, unchanged, on the scenario's class-photo scores
+    (``Scenario.scored``): one calibration per keep rate."""
     from zoolite.model import rejection
 
     out = {}
     for keep in keeps:
-        prototypes, fitted = rejection.fit(sc.classifier, sc.gate_x, sc.gate_y, sc.x_va, sc.y_va, other, keep, sc.seed,
-                                           sc.imagenet)
+        fitted = rejection.calibrate(sc.scored, other, keep)
 
-        def score(x, prototypes=prototypes, fitted=fitted):
-            s = rejection.scores(sc.classifier, x, prototypes, fitted)
+        def score(x, fitted=fitted):
+            s = rejection.scores(sc.classifier, x, sc.scored.prototypes, fitted)
             return s.max(1), s.argmax(1)
         out[keep] = (score, fitted.threshold)
-    sc.prototypes = prototypes  # for the gate's size
     return out
-
-
-@contextlib.contextmanager
-def shared_prototypes():
-    """Within it, zoolite's fits on the same gate photos share their prototypes and out-of-fold
-    similarities: ``rejection.fit`` recomputes them for every keep rate and --other, though they depend
-    only on the gate photos, labels and seed (36 fits a seed: 6 minutes for three seeds instead of 40 s). zoolite's own
-    functions still compute them; a cache in front of each returns the first result again (a shallow
-    copy of the prototypes, whose normalisation ``fit`` sets). Each is cached only if zoolite has it."""
-    from zoolite.model import rejection
-
-    saved, memo = {}, {}
-
-    def cached(name, original, copy):
-        def call(features, labels, *args, **kwargs):
-            key = (name, id(features), id(labels), args, tuple(sorted(kwargs.items())))
-            if key not in memo:  # the arrays kept in the memo, so that their ids stay theirs
-                memo[key] = (features, labels, original(features, labels, *args, **kwargs))
-            return copy(memo[key][2])
-        return call
-    for name, copy in (("gate_vectors", lambda same: same), ("out_of_fold_similarity", np.copy),
-                       ("Prototypes", pycopy.copy)):
-        if hasattr(rejection, name):
-            saved[name] = getattr(rejection, name)
-            setattr(rejection, name, cached(name, saved[name], copy))
-    try:
-        yield
-    finally:
-        for name, original in saved.items():
-            setattr(rejection, name, original)
 
 
 SHIPPED, OLD = "zoolite (shipped)", "old: 16 centroids, global"
@@ -514,15 +513,14 @@ def main() -> None:
         cache.mkdir(parents=True, exist_ok=True)
         dataset = scan_dataset(args.data)
         photos = [p for p, _ in dataset.files]
-        x_all = features(extractor, spec.input_size, f"{spec.name}-classes", dataset.root, photos, cache)
+        x_all = features(extractor, spec, "classes", dataset.root, photos, cache)
         # one augmented view of each photo, by --augment standard's recipe ("views of ..." methods)
-        x_views = features(extractor, spec.input_size, f"{spec.name}-classes-standard1", dataset.root, photos, cache,
+        x_views = features(extractor, spec, "classes-standard1", dataset.root, photos, cache,
                            view_maker("standard", seed=1))
         others = {}
         for name, root in zip(COLLECTIONS, (Path(args.imagenet), Path(args.caltech))):
             listed = scan_photos(root)[0]
-            others[name] = (root, listed,
-                            features(extractor, spec.input_size, f"{spec.name}-{name}", root, listed, cache))
+            others[name] = (root, listed, features(extractor, spec, name, root, listed, cache))
     row_of = {p: i for i, p in enumerate(photos)}
     names, n = dataset.labels, len(dataset.class_dirs)
     sources = {p: source(p) for p in photos}
@@ -551,7 +549,7 @@ def main() -> None:
             clock = time.perf_counter()
             head = train_head(x_tr, y_tr, x_va, y_va, n, seed)
             inputs = keras.Input((x_tr.shape[1],))
-            classifier = keras.Model(inputs, head(inputs))  # rejection.fit reads the head as the last layer
+            classifier = keras.Model(inputs, head(inputs))  # rejection reads the head as the last layer
             timings["heads"] = timings.get("heads", 0) + time.perf_counter() - clock
             views = x_views[[row_of[p] for p, _ in split.train + split.val]]
             sc = Scenario(scenario, seed, x_tr, y_tr, x_va, y_va, classifier, imagenet, views)
@@ -572,21 +570,20 @@ def main() -> None:
             measured = sets["A10" if held is None else "held"][1]
             counts.setdefault(scenario, []).append((len(y_tr), len(y_va), len(measured)))
             memo: dict = {}
-            with shared_prototypes():
-                for direction in (None, *COLLECTIONS):
-                    # with --other: every keep rate in-source (rejection), the main one for held-out sources
-                    rates = keeps if direction is None or held is None else [args.keep_rate]
-                    other = None if direction is None else halves[direction][0]
-                    for name, (method, _, uses_other) in METHODS.items():
-                        if direction is not None and not uses_other:
-                            continue
-                        clock = time.perf_counter()
-                        for keep, (score, threshold) in method(sc, rates, other).items():
-                            record = results.setdefault((name, direction), {}).setdefault(keep, {}).setdefault(seed, {})
-                            measure(record, scenario, score, threshold, sets, memo)
-                        timings[name] = timings.get(name, 0) + time.perf_counter() - clock
+            for direction in (None, *COLLECTIONS):
+                # with --other: every keep rate in-source (rejection), the main one for held-out sources
+                rates = keeps if direction is None or held is None else [args.keep_rate]
+                other = None if direction is None else halves[direction][0]
+                for name, (method, _, uses_other) in METHODS.items():
+                    if direction is not None and not uses_other:
+                        continue
+                    clock = time.perf_counter()
+                    for keep, (score, threshold) in method(sc, rates, other).items():
+                        record = results.setdefault((name, direction), {}).setdefault(keep, {}).setdefault(seed, {})
+                        measure(record, scenario, score, threshold, sets, memo)
+                    timings[name] = timings.get(name, 0) + time.perf_counter() - clock
             if held is None:
-                prototypes = sc.prototypes
+                prototypes = sc.scored.prototypes
 
     # --- report --------------------------------------------------------------------------------------
     a10_class = np.array([[head_a10[seed]["top-1"][c][1] for c in range(n)] for seed in seeds])  # photos a class

@@ -172,7 +172,7 @@ def test_thousands_of_near_identical_frames_make_one_group_quickly(tmp_path):
 
 
 def test_box_descriptors_from_integral_images_are_exact_area_averages():
-    from zoolite.dataset.boxes import box_descriptors, integral
+    from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors
 
     image = np.random.default_rng(0).uniform(0, 255, (48, 48)).astype(np.float32)
     blocks = image.reshape(16, 3, 16, 3).mean(axis=(1, 3))[4:12, 2:10].ravel()  # an aligned box: x 2-10, y 4-12
@@ -190,7 +190,7 @@ def test_box_descriptors_from_integral_images_are_exact_area_averages():
 
 
 def test_the_same_boxes_of_many_photos_get_each_photos_own_descriptors():
-    from zoolite.dataset.boxes import box_descriptors, integral, shared_box_descriptors
+    from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors, shared_box_descriptors
 
     thumbnails = np.random.default_rng(0).uniform(0, 255, (5, 40, 40))
     # boxes that share a top and bottom (the first two), a left and right (the second and fourth), or nothing
@@ -207,7 +207,7 @@ def test_the_same_boxes_of_many_photos_get_each_photos_own_descriptors():
 
 
 def test_nudged_boxes_get_the_descriptors_of_the_boxes_they_move_to():
-    from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors
+    from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors, nudged_box_descriptors
 
     integrals = integral(np.random.default_rng(1).uniform(0, 255, (3, 40, 40)))
     boxes = np.array([[0.05, 0.1, 0.9, 0.95], [0.0, 0.0, 1.0, 1.0], [0.1, 0.02, 0.97, 0.9]])
@@ -218,6 +218,32 @@ def test_nudged_boxes_get_the_descriptors_of_the_boxes_they_move_to():
         np.testing.assert_allclose(nudged[i], box_descriptors(integrals, np.clip(boxes + nudge, 0, 1), 8), atol=5e-5)
     with pytest.raises(ValueError, match="nudge moves"):
         nudged_box_descriptors(integrals, boxes, np.array([[0.01, 0.01, 0.0, 0.0]]), 8)
+
+
+def test_the_aligned_check_moves_each_pair_until_no_move_improves_it():
+    """A crop whose box starts a few steps off is refined until no move of the finest step improves it, beside the
+    same crop starting further off (still moving when the first has settled) and a pair that fits from the start;
+    each pair gets what it gets alone, and the boxes it was given are left as they were."""
+    from PIL import ImageFilter
+
+    from zoolite.dataset.boxes import box_descriptors, integral, nudged_box_descriptors
+    from zoolite.dataset.duplicates import FINE, FINE_THUMB, _aligned_similarity, _frames, _thumbnail
+
+    noise = np.random.default_rng(0).uniform(0, 255, (300, 300)).astype(np.uint8)
+    whole = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(6))
+    cropped = whole.crop((21, 24, 279, 279))  # shares 0.07, 0.08, 0.93, 0.93 of each side
+    integrals = integral(np.stack([_thumbnail(image, FINE_THUMB) for image in (cropped, whole)]))
+    pairs = np.array([[0, 1, 0], [0, 1, 0], [1, 1, 0]])  # the crop against the whole, twice; the whole itself
+    start = np.array([[0.05, 0.1, 0.95, 0.9], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    queries, crops_of = _frames(integrals[pairs[:, 0]], pairs[:, 2], FINE), integrals[pairs[:, 1]]
+    unmoved = np.einsum("pd,pd->p", queries, box_descriptors(crops_of, start, FINE))
+    moved, boxes = _aligned_similarity(pairs, start, integrals)
+    assert moved.tolist() == [_aligned_similarity(pairs[[i]], start[[i]], integrals)[0][0] for i in range(3)]
+    assert (moved[:2] > 0.99).all() and (unmoved[:2] < 0.9).all() and moved[2] == unmoved[2] > 0.999
+    finest = 0.005 * np.concatenate([np.eye(4), -np.eye(4)])
+    nudged = np.einsum("pd,npd->np", queries[:1], nudged_box_descriptors(crops_of[:1], boxes[:1], finest, FINE))
+    assert (nudged <= moved[0]).all()
+    assert start.tolist() == [[0.05, 0.1, 0.95, 0.9], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]
 
 
 def test_component_labels_join_a_long_chain_and_keep_apart_what_no_edge_joins():

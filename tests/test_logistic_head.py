@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from zoolite.model import rejection
+from zoolite.model.gated_head import with_rejection
 from zoolite.model.layers import L2Normalize
 from zoolite.model.logistic import fit_logistic_head, softmax, unit
 from zoolite.model.training import assemble, build_head, class_weights, reads_unit_features
@@ -100,9 +101,10 @@ def test_the_gated_model_computes_what_numpy_does_on_either_head(unit_features):
         head.get_layer("probabilities").set_weights([np.random.default_rng(3).normal(size=(16, 3)).astype(np.float32),
                                                      np.zeros(3, np.float32)])
     assert reads_unit_features(classifier) == unit_features
-    prototypes, fitted = rejection.fit(classifier, features, y, features[::4], y[::4], None, 0.9)
+    scored = rejection.score_class_photos(classifier, features, y, features[::4], y[::4])
+    prototypes, fitted = scored.prototypes, rejection.calibrate(scored, None, 0.9)
     expected = rejection.scores(classifier, features, prototypes, fitted)
-    in_model = rejection.with_rejection(classifier, prototypes, fitted).predict(x.astype(np.float32), verbose=0)
+    in_model = with_rejection(classifier, prototypes, fitted).predict(x.astype(np.float32), verbose=0)
     np.testing.assert_allclose(in_model, expected, atol=1e-5)
     kernel, bias = head.get_layer("probabilities").get_weights()
     logits = (unit(features) if unit_features else features) @ kernel + bias

@@ -162,12 +162,14 @@ def test_fidelity_on_the_unlabelled_photos(small_run):
 
 
 @pytest.mark.slow
-def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
+def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog, monkeypatch):
     """docs/usage.md's notebook flow: prepare, then each stage with typed inputs and outputs; a stage called
     again loads what it saved rather than running again. With photos of the run's own classes in --other,
-    the gate stage says so in one warning, and one more for the classes too small for a gate of their own."""
+    the gate stage says so in one warning, and one more for the classes too small for a gate of their own;
+    it scores the class photos out of sample once, though it calibrates the gate without --other and with it."""
     from conftest import copy_sample
     from zoolite.config import RunConfig
+    from zoolite.model import rejection
     from zoolite.runs import pipeline, stages
     from zoolite.targets import REFERENCE
 
@@ -185,8 +187,12 @@ def test_the_stages_run_one_by_one_as_the_docs_show(tmp_path, caplog):
     trained = stages.train(run)
     assert trained.training.head.epochs_run == 4 and not trained.base_learned
     assert list(run.layout.tensorboard("head").glob("train/events.out.tfevents.*"))  # its epochs, logged
+    cross_fitted = []
+    monkeypatch.setattr(rejection, "out_of_fold_similarity",
+                        lambda *args, real=rejection.out_of_fold_similarity: cross_fitted.append(1) or real(*args))
     with caplog.at_level(logging.WARNING, logger="zoolite"):
         gated = stages.gate(run, trained)
+    assert len(cross_fitted) == 1
     warnings = [r.getMessage() for r in caplog.records if "--other" in r.getMessage()]
     assert len(warnings) == 1 and f"--other {other}: the float model is confident" in warnings[0]
     confident = int(warnings[0].split("that ")[1].split(" of ")[0])

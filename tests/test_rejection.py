@@ -19,6 +19,7 @@ from conftest import BACKBONE
 from conftest import FLOAT_RIGHT, made_run, paired_variant
 from zoolite.model import rejection
 from zoolite.model.calibration import scrambled
+from zoolite.model.gated_head import IMAGENET_VIEW
 from zoolite.model.logistic import softmax
 from zoolite.model.training import top_of
 from zoolite.report import reporting, tables
@@ -59,12 +60,13 @@ def test_the_rejection_is_computed_inside_the_model_as_numpy_says(small_run):
     train, val, other = (np.load(layout.features(name)) for name in ("train", "val", "other_calibration"))
     split = json.loads((Path(small_run.run_dir) / "split.json").read_text())
     labels = {name: np.array([label for _, label in split[name]]) for name in ("train", "val")}
-    prototypes, refitted = rejection.fit(classifier, np.concatenate([train, val]),
-                                         np.concatenate([labels["train"], labels["val"]]), val, labels["val"], other,
-                                         fitted.keep_rate, small_run.config.seed,
-                                         rejection.ImageNetView(*get_backbone(BACKBONE).imagenet_classifier()))
+    scored = rejection.score_class_photos(classifier, np.concatenate([train, val]),
+                                          np.concatenate([labels["train"], labels["val"]]), val, labels["val"],
+                                          small_run.config.seed,
+                                          rejection.ImageNetView(*get_backbone(BACKBONE).imagenet_classifier()))
+    prototypes, refitted = scored.prototypes, rejection.calibrate(scored, other, fitted.keep_rate)
     assert refitted.threshold == fitted.threshold and refitted.classes == fitted.classes
-    assert top_of(model).get_layer(rejection.IMAGENET_VIEW).output.shape == (None, 1000)
+    assert top_of(model).get_layer(IMAGENET_VIEW).output.shape == (None, 1000)
     images = np.concatenate([np.load(layout.images("test")), np.load(layout.images("other_test")),
                              np.full((1, 224, 224, 3), 128, np.uint8)]).astype(np.float32)
     features = model.get_layer(f"{BACKBONE}_features").predict(images, verbose=0)
@@ -249,7 +251,8 @@ def test_every_class_keeps_its_share_out_of_sample_whatever_its_spread():
     head = keras.Sequential([keras.layers.Dense(3, activation="softmax", name="probabilities")], name="head")
     classifier = keras.Model(inputs, head(inputs))
     head.get_layer("probabilities").set_weights([centres.T * 2, np.zeros(3)])
-    prototypes, fitted = rejection.fit(classifier, x, y, x, y, None, keep_rate, seed=0)
+    scored = rejection.score_class_photos(classifier, x, y, x, y, seed=0)
+    prototypes, fitted = scored.prototypes, rejection.calibrate(scored, None, keep_rate)
     kept = rejection.scores(classifier, new_x, prototypes, fitted).max(1) >= fitted.threshold
     per_class = [np.mean(kept[new_y == c]) for c in range(3)]
     assert min(per_class) >= keep_rate - 0.04, per_class

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import copy_sample, made_once
 from zoolite.model.backbones import BACKBONES, build_feature_extractor, describe_weights, get_backbone, resolve_weights
-from zoolite.model import rejection
+from zoolite.model.gated_head import IMAGENET_VIEW
 from zoolite.cli import main
 from zoolite.config import RunConfig
 from zoolite.results import LogisticFit
@@ -210,7 +210,7 @@ def test_fine_tuning_trains_only_the_top_base_layers(pair_run):
 
     model = load_keras_model(layout.backbone("efficientnet_lite0").model(TARGETS["keras"]))
     # The ImageNet classifier reads the frozen base's features: a tuned base's gate compares features alone.
-    assert rejection.IMAGENET_VIEW not in [layer.name for layer in top_of(model).layers]
+    assert IMAGENET_VIEW not in [layer.name for layer in top_of(model).layers]
     assert backbone.rejection.method.endswith("compared by their features")
     # The reference predicted the test photos from the features of the tuned backbone (converted in the run), as
     # the whole model does.

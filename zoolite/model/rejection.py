@@ -10,7 +10,7 @@ class with few or varied photos sits further from its own prototypes, so its pho
 rejected. So each class's similarity is *normalised*, z_c = (s_c - mean_c) / spread_c, with mean_c
 and spread_c measured out of sample (cross-fitted over the training and validation photos: each
 photo scored by prototypes fitted without it) and shrunk toward the pooled figures for a class with
-few photos. The model computes, with built-in layers only,
+few photos. The model computes, with built-in layers only (:mod:`zoolite.model.gated_head`),
 
     scores = softmax(logits / T) * gate,    gate = sigmoid(slope * (max_c z_c - centre))
 
@@ -21,12 +21,15 @@ the gate's centre is placed so that the threshold falls at :data:`THRESHOLD_AT`.
 It travels in the file's metadata (``ScoreThresholdingOptions``, which MediaPipe Tasks applies when
 the app sets no threshold) and in model.json, so every client rejects the same photos with no glue.
 
-With ``--other`` photos, their calibration half fits the gate's slope and centre (a one-feature
-logistic regression against the class photos' out-of-sample z); without them the gate is centred
+The class photos are scored once (:func:`score_class_photos`); the gate is then calibrated on those scores
+(:func:`calibrate`). With ``--other`` photos, their calibration half fits the gate's slope and centre (a
+one-feature logistic regression against the class photos' out-of-sample z); without them the gate is centred
 on the class photos', and the report says rejection was not measured against photos of other things.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,11 +58,6 @@ GATE_SLOPE = 4.0
 # The more the ImageNet part weighs, the fewer of the Caltech-101 photos of other things the gate
 # rejects at the default keep rate (at 0.90: 89.6% at 1.5 : 1, 85.2% for the ImageNet part alone).
 FEATURES_ANGLE = float(np.arctan2(1.0, 1.5))
-# The view is the ImageNet probabilities scaled to unit length, not their square root (the Hellinger
-# embedding, which weighs the many small probabilities more): both separated alike in the benchmark,
-# but an 8-bit softmax output rounds the small ones away, and with the square root the int8 files of a
-# run on animals10-large kept clearly fewer test photos than its float file (tried while building it).
-IMAGENET_VIEW = "imagenet_view"  # its layer in the gated head
 # The gate's centre is placed so that the threshold falls here: the integer files' 8-bit output has a
 # step of 1/255, and a threshold of a few thousandths (where a centre of z = 0 put it) sat within the
 # lowest step, so int8 and float files decided differently on the photos near it.
@@ -77,6 +75,10 @@ class ImageNetView:
     def __init__(self, kernel: np.ndarray, bias: np.ndarray):
         self.kernel, self.bias = np.asarray(kernel, np.float64), np.asarray(bias, np.float64)
 
+    # The probabilities scaled to unit length, not their square root (the Hellinger embedding, which weighs the
+    # many small probabilities more): both separated alike in the benchmark, but an 8-bit softmax output rounds the
+    # small ones away, and with the square root the int8 files of a run on animals10-large kept clearly fewer test
+    # photos than its float file (tried while building it).
     def __call__(self, features: np.ndarray) -> np.ndarray:
         return unit(softmax(np.asarray(features, np.float64) @ self.kernel + self.bias))
 
@@ -110,7 +112,7 @@ class Prototypes:
         # model takes each class's nearest one with one pooling layer.
         self.centroids = np.stack([np.resize(kmeans(vectors[labels == c], per_class, rng),
                                              (per_class, vectors.shape[1])) for c in range(n_classes)])
-        # The similarity's normalisation, measured out of sample by fit() (:func:`normalisation`).
+        # The similarity's normalisation, measured out of sample by :func:`score_class_photos`.
         self.mean, self.spread = np.zeros(n_classes), np.ones(n_classes)
 
     def similarity(self, vectors: np.ndarray) -> np.ndarray:
@@ -282,15 +284,25 @@ def _centre_for_threshold(probability: np.ndarray, best: np.ndarray, slope: floa
     return 0.5 * (low + high)
 
 
-def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_features: np.ndarray,
-        val_labels: np.ndarray, other_features: np.ndarray | None, keep_rate: float,
-        seed: int = 0, imagenet: ImageNetView | None = None) -> tuple[Prototypes, Rejection]:
-    """Fit the rejection of a trained ``classifier``: prototypes of the ``gate_*`` photos (the training
-    and validation photos), normalised and thresholded out of sample (cross-fitted over them); the
-    temperature on the validation photos; the gate's slope and centre on the class photos and, if
-    given, the calibration half of the other photos. With ``imagenet`` (the frozen backbone's
-    ImageNet classifier), the photos are compared by it too (:func:`gate_vectors`). Returns the
-    prototypes and how it rejects."""
+@dataclass(frozen=True, eq=False)
+class ClassScores:
+    """What calibrating the gate starts from, whatever photos of other things it is given
+    (:func:`score_class_photos`): the prototypes, the temperature, and each class photo's label, best class z and
+    top probability, out of sample."""
+
+    prototypes: Prototypes
+    labels: np.ndarray
+    temperature: float
+    best_z: np.ndarray
+    probability: np.ndarray
+
+
+def score_class_photos(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_features: np.ndarray,
+                       val_labels: np.ndarray, seed: int = 0, imagenet: ImageNetView | None = None) -> ClassScores:
+    """The prototypes of the ``gate_*`` photos (the training and validation photos), normalised out of sample
+    (cross-fitted over them), the temperature on the validation photos, and the class photos' scores. With
+    ``imagenet`` (the frozen backbone's ImageNet classifier), the photos are compared by it too
+    (:func:`gate_vectors`)."""
     logits, labels = _logits(classifier), np.asarray(gate_labels)
     gate_logits = logits(gate_features)
     n_classes, temperature = gate_logits.shape[1], fit_temperature(logits(val_features), np.asarray(val_labels))
@@ -298,20 +310,28 @@ def fit(classifier, gate_features: np.ndarray, gate_labels: np.ndarray, val_feat
     similarity = out_of_fold_similarity(vectors, labels, n_classes, seed)
     prototypes = Prototypes(vectors, labels, n_classes, seed=seed, imagenet=imagenet)
     prototypes.mean, prototypes.spread = normalisation(similarity[np.arange(len(labels)), labels], labels, n_classes)
-    best = ((similarity - prototypes.mean) / prototypes.spread).max(1)
+    best_z = ((similarity - prototypes.mean) / prototypes.spread).max(1)
+    return ClassScores(prototypes, labels, temperature, best_z, probability=softmax(gate_logits / temperature).max(1))
+
+
+def calibrate(scored: ClassScores, other_features: np.ndarray | None, keep_rate: float) -> Rejection:
+    """How the gate rejects: its slope and centre fitted on the class photos' scores and, if given, the
+    calibration half of the other photos, and the threshold at which every class is estimated to keep
+    ``keep_rate`` of its photos."""
+    prototypes, labels, n_classes = scored.prototypes, scored.labels, len(scored.prototypes.mean)
     other_best = None if other_features is None else prototypes.normalised(other_features).max(1)
-    slope, _ = fit_gate(best, other_best)
-    probability = softmax(gate_logits / temperature).max(1)
-    centre = _centre_for_threshold(probability, best, slope, labels, n_classes, keep_rate)
-    top = probability * gate(best, slope, centre)
+    slope, _ = fit_gate(scored.best_z, other_best)
+    centre = _centre_for_threshold(scored.probability, scored.best_z, slope, labels, n_classes, keep_rate)
+    top = scored.probability * gate(scored.best_z, slope, centre)
     threshold = choose_threshold(top, labels, n_classes, keep_rate)
     n_other = 0 if other_features is None else len(other_features)
-    return prototypes, Rejection(
+    return Rejection(
         method=f"top score of softmax(logits / T) x sigmoid(slope x (best class z - centre)), z = a class's "
                f"similarity (cosine to its mean and to the nearest of its {prototypes.centroids.shape[1]} "
                "centroids, averaged) normalised by its out-of-sample mean and spread; photos compared by their "
-               + ("features and what the backbone's ImageNet classifier sees in them" if imagenet else "features"),
-        temperature=temperature, centroids=int(np.prod(prototypes.centroids.shape[:2])), gate_slope=slope,
+               + ("features and what the backbone's ImageNet classifier sees in them" if prototypes.imagenet
+                  else "features"),
+        temperature=scored.temperature, centroids=int(np.prod(prototypes.centroids.shape[:2])), gate_slope=slope,
         gate_centre=centre, threshold=threshold, keep_rate=keep_rate,
         calibrated_on=f"{len(labels)} training and validation photos (cross-fitted"
                       + (f") and {n_other} --other photos" if n_other else "; no --other photos)"),
@@ -328,62 +348,3 @@ def scores(classifier, features: np.ndarray, prototypes: Prototypes, rejection: 
 def confident_class_photos(classifier, prototypes: Prototypes, rejection: Rejection, features: np.ndarray) -> int:
     """How many photos the float model is confident show one of its classes (top score >= stats.CONFIDENT)."""
     return int(np.sum(scores(classifier, features, prototypes, rejection).max(1) >= stats.CONFIDENT))
-
-
-# --- in the model (Keras) -----------------------------------------------------------------------
-
-def with_rejection(classifier, prototypes: Prototypes, rejection: Rejection):
-    """The trained ``classifier`` (pixels -> extractor -> head) with the temperature and the gate
-    folded in: pixels in, ``softmax(logits / T) * gate`` out. The extractor feeds the gated head, a model of its
-    own, so that the features can also be fed to it alone (:func:`zoolite.model.training.top_of`). Built-in layers
-    only, so the ``.keras`` file loads in safe mode and every converter takes it. Each class's normalisation and
-    the gate vector's part weights are folded into the weights of its similarities:
-    z_c = (0.5 cos(mean) + 0.5 max cos(centroids) - mean_c) / spread_c, and a positive scale commutes
-    with the max over a class's centroids."""
-    import keras
-
-    from zoolite.model.layers import L2Normalize
-    from zoolite.model.training import GATED_HEAD, extractor_of, head_weights, reads_unit_features
-
-    extractor, (kernel, bias) = extractor_of(classifier), head_weights(classifier)
-    n_classes, per_class, dim = prototypes.centroids.shape
-    imagenet = prototypes.imagenet
-    feature_dim = dim - (0 if imagenet is None else imagenet.kernel.shape[1])
-    scale = 0.5 / prototypes.spread[:, None] * part_weights(feature_dim, imagenet)
-    means, centroids = prototypes.means * scale, (prototypes.centroids * scale[:, None, :]).reshape(-1, dim)
-    features = keras.Input(extractor.output_shape[1:], name="features")
-    parts = [L2Normalize(name="unit_features")(features)]
-    if imagenet is not None:
-        imagenet_view = keras.layers.Dense(imagenet.kernel.shape[1], activation="softmax", name=IMAGENET_VIEW)
-        parts.append(L2Normalize(name="unit_imagenet_view")(imagenet_view(features)))
-    # Each part's similarities by a layer of its own, then added: concatenated, the parts would share
-    # one 8-bit range in the integer files, the view's (up to 1), leaving the features' entries (a few
-    # hundredths) a few steps of it.
-    rows = np.split(np.arange(dim), [feature_dim])[:len(parts)]
-
-    def similarity(name: str, weights: np.ndarray, offset: np.ndarray | None):
-        layers = [keras.layers.Dense(len(weights), use_bias=offset is not None and i == 0, name=f"{name}_{i}")
-                  for i in range(len(parts))]
-        out = [layer(part) for layer, part in zip(layers, parts)]
-        for i, (layer, part_rows) in enumerate(zip(layers, rows)):
-            layer.set_weights([weights[:, part_rows].T.astype(np.float32)]
-                              + ([offset.astype(np.float32)] if offset is not None and i == 0 else []))
-        return out[0] if len(out) == 1 else keras.layers.Add(name=name)(out)
-
-    probabilities = keras.layers.Dense(n_classes, activation="softmax", name="calibrated_probabilities")
-    to_means = similarity("class_mean_similarity", means, -prototypes.mean / prototypes.spread)
-    nearest = keras.layers.GlobalMaxPooling1D(data_format="channels_first", name="nearest_centroid")(
-        keras.layers.Reshape((n_classes, per_class))(similarity("centroid_similarity", centroids, None)))
-    z = keras.layers.Add(name="class_z")([to_means, nearest])
-    best = keras.layers.GlobalMaxPooling1D(name="best_class_z")(keras.layers.Reshape((n_classes, 1))(z))
-    shows_a_class = keras.layers.Dense(1, activation="sigmoid", name="shows_a_class")
-    head_reads = parts[0] if reads_unit_features(classifier) else features
-    scores = keras.layers.Multiply(name="scores")([probabilities(head_reads), shows_a_class(best)])
-    pixels = keras.Input(extractor.input_shape[1:], name="pixels")
-    model = keras.Model(pixels, keras.Model(features, scores, name=GATED_HEAD)(extractor(pixels)), name=classifier.name)
-    probabilities.set_weights([kernel / rejection.temperature, bias / rejection.temperature])
-    if imagenet is not None:
-        imagenet_view.set_weights([imagenet.kernel.astype(np.float32), imagenet.bias.astype(np.float32)])
-    shows_a_class.set_weights([np.array([[rejection.gate_slope]], np.float32),
-                               np.array([-rejection.gate_slope * rejection.gate_centre], np.float32)])
-    return model

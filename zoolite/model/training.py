@@ -138,14 +138,14 @@ def head_of(classifier: keras.Model) -> keras.Model:
 
 
 def extractor_of(classifier: keras.Model) -> keras.Model:
-    """The feature extractor inside a model :func:`assemble` or :func:`zoolite.model.rejection.with_rejection`
+    """The feature extractor inside a model :func:`assemble` or :func:`zoolite.model.gated_head.with_rejection`
     made: its one inner model besides the (gated) head."""
     return _inner_model(classifier, but=(HEAD, GATED_HEAD))
 
 
 def top_of(model: keras.Model) -> keras.Model | None:
     """The part of ``model`` that reads its extractor's features: the head of a model :func:`assemble` made, the
-    gated head of one :func:`zoolite.model.rejection.with_rejection` made (None in the reference model of a run
+    gated head of one :func:`zoolite.model.gated_head.with_rejection` made (None in the reference model of a run
     of zoolite 0.6 or older, whose gate lies flat beside the extractor)."""
     return next((layer for layer in model.layers if isinstance(layer, keras.Model)
                  and layer.name in (HEAD, GATED_HEAD)), None)

@@ -19,6 +19,7 @@ from zoolite.measure.evaluation import measure_variant, predict_all
 from zoolite.measure.evidence import ImageSets
 from zoolite.model import rejection
 from zoolite.model.augmentation import Views, random_views, view_maker
+from zoolite.model.gated_head import with_rejection
 from zoolite.model.logistic import fit_logistic_head
 from zoolite.model.training import (assemble, build_head, class_weights, extractor_of, fit, labelled_batches, one_hot,
                                     set_base_trainable, top_of)
@@ -186,20 +187,17 @@ def gate(run: BackboneRun, trained: Trained) -> Gated:
         # The ImageNet classifier reads the ImageNet weights' features: not those of a base that learned.
         imagenet = None if tuned or run.weights != "imagenet" or run.spec.imagenet_classifier is None \
             else rejection.ImageNetView(*run.spec.imagenet_classifier())
-
-        def fit_gate(other_features):
-            return rejection.fit(classifier, gate_features, gate_labels, fitted_on["val"], photos.val.labels,
-                                 other_features, run.config.keep_rate, run.config.seed, imagenet)
-
-        prototypes, fitted = fit_gate(None)
+        scored = rejection.score_class_photos(classifier, gate_features, gate_labels, fitted_on["val"],
+                                              photos.val.labels, run.config.seed, imagenet)
+        prototypes, fitted = scored.prototypes, rejection.calibrate(scored, None, run.config.keep_rate)
         if other:  # photos of the classes in --other would also bend the gate fitted on them: judge without
             confident = rejection.confident_class_photos(classifier, prototypes, fitted,
                                                          np.concatenate(list(other.values())))
             _warn_of_class_photos(run, confident)
-            prototypes, fitted = fit_gate(other["calibration"])
-            fitted = replace(fitted, other_class_photos=confident)
+            fitted = replace(rejection.calibrate(scored, other["calibration"], run.config.keep_rate),
+                             other_class_photos=confident)
         _warn_of_pooled_classes(run, fitted)
-        model = rejection.with_rejection(classifier, prototypes, fitted)
+        model = with_rejection(classifier, prototypes, fitted)
     storage.atomic_save_model(model, model_path)
     storage.write_json(rejection_path, asdict(fitted))
     return Gated(model, fitted)
