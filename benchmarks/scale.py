@@ -19,9 +19,12 @@ Every step the run timed (results.json ``timings`` and each backbone's) gets a f
 cost per photo, fitted over the two sizes, per the photos that drive it (from reading
 zoolite/runs/pipeline.py, stages.py and inputs.py):
 
-* every photo of the folder (results.json ``dataset.images``): ``scan``, ``duplicates`` (a line
-  understates ``duplicates`` beyond the large folder: it compares every pair of photos' descriptors,
-  by matrix products on a coarse descriptor, so a small part of it grows with the square of the photos);
+* every photo of the folder (results.json ``dataset.images``): ``scan``, ``duplicates``. A line understates
+  ``duplicates`` beyond the large folder: its coarse pass compares every pair of photos' descriptors, so it grows
+  with the square of the photos. So each version's coarse pass is also timed alone, in a subprocess of that
+  version, on random unit descriptors of the two folders' photo counts and of the projected count (as
+  benchmarks/coarse_search.py times it), and what it takes at the projected count above the line through the
+  other two is added to the projection (nothing for a version without the search);
 * the training + validation photos (``split``): ``hash_*`` and ``features_*`` (each photo through
   the backbone), ``training`` and ``fine_tuning`` (epochs over them), ``rejection`` (the gate fitted
   on their features), ``suspect_labels`` (out-of-fold logistic regression on their features: in the
@@ -174,9 +177,10 @@ SHARED = ROOT.parent / "shared" / "data"
 REFERENCE_PHOTOS = 26_179  # Animals-10
 FIXED = "fixed"
 
+DUPLICATES = "scan + duplicates"
 # (stage, the photos that drive its steps, the step-name prefixes), first match wins.
 RULES = [
-    ("scan + duplicates", "all", ("scan", "duplicates")),
+    (DUPLICATES, "all", ("scan", "duplicates")),
     ("features", FIXED, ("convert_backbone", "convert_trained_backbone")),
     ("features", "train+val", ("hash_", "features_")),
     ("head training + gate", "train+val", ("training", "fine_tuning", "rejection")),
@@ -189,6 +193,22 @@ RULES = [
 # of zoolite 0.8 (results schema 8); later ones find the suspect labels as the spare process converts
 BEFORE_REPORTS, BEFORE_REPORTS_UP_TO_SCHEMA = ("suspect_labels",), 8
 START_UP, REPORTS, OTHER = "start-up, imports, exit", "reports", "other (weights, backbone, folder)"
+DUPLICATE_SEARCH = Path("zoolite", "dataset", "duplicates.py")
+# Run with a version's PYTHONPATH: the file of its duplicate search, then the seconds of its coarse pass on random
+# unit descriptors (no copies among them, so one round, as on a real folder) of each photo count in argv.
+COARSE_PASS = """
+import sys, time
+import numpy as np
+from zoolite.dataset import duplicates
+print(duplicates.__file__)
+for n in map(int, sys.argv[1:]):
+    descriptors = np.random.default_rng(n).standard_normal((n, len(duplicates._windows()), duplicates.SIZE ** 2),
+                                                            np.float32)
+    descriptors /= np.linalg.norm(descriptors, axis=2, keepdims=True)
+    start = time.perf_counter()
+    duplicates._near_copies(descriptors)
+    print(time.perf_counter() - start)
+"""
 STAGES = [START_UP, *dict.fromkeys(stage for stage, _, _ in RULES), REPORTS, OTHER]
 
 
@@ -323,16 +343,34 @@ def reference_photos() -> dict[str, int]:
     return {"all": REFERENCE_PHOTOS, "train+val": REFERENCE_PHOTOS - test, "test": test}
 
 
-def stages(fits: dict[str, Fit]) -> dict[str, dict]:
+def coarse_growth(checkout: Path, counts: list[int]) -> dict[str, float]:
+    """The coarse pass of ``checkout``'s duplicate search timed at ``counts`` photos and at the reference's, and how
+    far the reference's time is above the line through the others' (what a line fitted to whole runs misses of it:
+    the part that grows with the square of the photos); zeros for a version without the search."""
+    if not (checkout / DUPLICATE_SEARCH).exists():
+        return {"seconds": 0.0, "above_line_s": 0.0}
+    reference = reference_photos()["all"]
+    done = subprocess.run([sys.executable, "-c", COARSE_PASS, *map(str, [*counts, reference])], cwd=checkout,
+                          env={**os.environ, "PYTHONPATH": str(checkout)}, capture_output=True, text=True, check=True)
+    imported, *lines = done.stdout.split()
+    if Path(imported) != checkout / DUPLICATE_SEARCH:
+        raise SystemExit(f"{checkout}: the duplicate search imported from {imported}, not from the checkout")
+    seconds = [float(line) for line in lines]
+    slope, intercept = statistics.linear_regression(counts, seconds[:-1])
+    return {"seconds": seconds[-1], "above_line_s": seconds[-1] - (intercept + slope * reference)}
+
+
+def stages(fits: dict[str, Fit], coarse_above_line: float = 0.0) -> dict[str, dict]:
     """Per stage, and in total: the photos that drive it, fixed seconds, seconds per photo, and the
-    projection on Animals-10's photos."""
+    projection on Animals-10's photos (the duplicate search's with ``coarse_above_line`` added)."""
     photos, out = reference_photos(), {}
     for stage in STAGES:
         mine = [f for f in fits.values() if f.stage == stage]
         driver = next((driver for name, driver, _ in RULES if name == stage and driver != FIXED), FIXED)
         fixed, per_photo = sum(f.fixed for f in mine), sum(f.per_photo for f in mine)
         out[stage] = {"driver": driver, "fixed_s": fixed, "per_photo_s": per_photo,
-                      "projected_s": fixed + per_photo * photos.get(driver, 0)}
+                      "projected_s": fixed + per_photo * photos.get(driver, 0)
+                      + (coarse_above_line if stage == DUPLICATES else 0.0)}
     out["total"] = {"driver": "", "fixed_s": sum(s["fixed_s"] for s in out.values()), "per_photo_s": 0.0,
                     "projected_s": sum(s["projected_s"] for s in out.values())}
     return out
@@ -378,6 +416,9 @@ def report(header: list[str], runs: list[Run], model: dict[str, dict]) -> None:
                      else " " * 16)
         print(f"{stage:<35}{a['driver']:<10}{a['fixed_s']:8.1f}{b['fixed_s']:8.1f}{per_photo}"
               f"{a['projected_s']:8.0f}{b['projected_s']:8.0f}")
+    print(f"{DUPLICATES}, projected: the line, plus what the coarse pass takes at {photos['all']:,} photos above its "
+          "own line (timed alone): " + ", ".join(f"{v} {model[v]['coarse_pass']['above_line_s']:.0f} s of "
+                                                 f"{model[v]['coarse_pass']['seconds']:.0f} s" for v in model))
     print(f"\n{'issue #27, ms per photo':<45}{'old':>8}{'new':>8}")
     for key, label in (("keras_eval_ms_per_test_photo", "Keras evaluation per test photo, fitted"),
                        ("features_ms_per_photo", "  target: <= features per photo, fitted"),
@@ -412,12 +453,14 @@ def main() -> None:
             for data in (Path(args.data_small).resolve(), Path(args.data_large).resolve()):
                 for i, (label, folder) in enumerate(versions.items()):
                     runs.append(run(label, folder, data, base / f"{data.name}-{repeat}-{i}-{label.split()[0]}"))
+        counts = sorted({r.photos["all"] for r in runs})
+        coarse = {label: coarse_growth(folder, counts) for label, folder in versions.items()}
     model = {}
     for label in versions:
         mine = [r for r in runs if r.version == label]
         fits = fit_steps(mine)
-        model[label] = {"steps": {name: asdict(f) for name, f in fits.items()}, "stages": stages(fits),
-                        "targets": targets(fits, mine)}
+        model[label] = {"steps": {name: asdict(f) for name, f in fits.items()}, "coarse_pass": coarse[label],
+                        "stages": stages(fits, coarse[label]["above_line_s"]), "targets": targets(fits, mine)}
     minutes = (time.perf_counter() - started) / 60
     if args.json:
         print(json.dumps({"machine": machine, "code": code, "minutes": minutes, "runs": [asdict(r) for r in runs],

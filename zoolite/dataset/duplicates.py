@@ -162,14 +162,15 @@ def _groups(label: np.ndarray) -> list[np.ndarray]:
 
 
 def _coarse(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The coarse descriptors of every window, window-major (windows * photos, COARSE * COARSE), and of
-    the whole frames and their mirror images (photos, 2, COARSE * COARSE): the fine ones pooled."""
+    """The coarse descriptors of every window, window-major, as columns (COARSE * COARSE, windows * photos: the
+    layout BLAS multiplies fastest), and of the whole frames and their mirror images (photos, 2, COARSE * COARSE):
+    the fine ones pooled."""
     n, windows, _ = descriptors.shape
     pooled = descriptors.reshape(n, windows, COARSE, SIZE // COARSE, COARSE, SIZE // COARSE).mean(axis=(3, 5))
     pooled -= pooled.mean(axis=(2, 3), keepdims=True)
     pooled /= np.maximum(np.linalg.norm(pooled, axis=(2, 3), keepdims=True), 1e-12)
     whole = pooled[:, 0]
-    return (pooled.transpose(1, 0, 2, 3).reshape(windows * n, -1),
+    return (np.ascontiguousarray(pooled.transpose(1, 0, 2, 3).reshape(windows * n, -1).T),
             np.stack([whole, whole[:, :, ::-1]], axis=1).reshape(n, 2, -1))
 
 
@@ -181,17 +182,20 @@ def _near_copies(descriptors: np.ndarray,
     the next round asks again for the photos whose group grew. So a long run of near-identical frames
     joins up whole in a few rounds, though each frame's nearest photos are frames of its own little run."""
     n = len(descriptors)
-    index, queries = _coarse(descriptors)
+    columns, queries = _coarse(descriptors)
     label = np.arange(n)
     k = min(NEIGHBOURS, n - 1)
     copies, candidates = [np.zeros((0, 3), int)], [np.zeros((0, 3), int)]
     asking = np.arange(n)
     out_of_reach = -2 - np.arange(1, n + 1, dtype=np.float32) / n
-    chunk = coarse_chunk(queries.shape[1] * index.shape[0] * index.itemsize)
+    chunk = coarse_chunk(queries.shape[1] * columns.nbytes // len(columns))
+    products = np.empty((chunk * queries.shape[1], columns.shape[1]), columns.dtype)  # reused: no page faults
     while len(asking) and k > 0:
         for start in range(0, len(asking), chunk):
             rows = asking[start:start + chunk]
-            similarity = (queries[rows].reshape(-1, index.shape[1]) @ index.T).reshape(len(rows), -1, n).max(axis=1)
+            chunk_products = np.matmul(queries[rows].reshape(-1, len(columns)), columns,
+                                       out=products[:len(rows) * queries.shape[1]])
+            similarity = chunk_products.reshape(len(rows), -1, n).max(axis=1)
             # the photo itself and its group so far: out, each below -2 by a different amount (ties slow the
             # partition down badly)
             similarity = np.where(label[rows, None] == label[None, :], out_of_reach, similarity)
