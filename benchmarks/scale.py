@@ -148,6 +148,16 @@ sum of their median latencies, 72.65. Of the 711 s projected, the features take 
 and the Keras reference's 62 s: 547 s at the machine's rate, above the 240 s goal before anything else; the duplicate
 search's 85 s is a straight line's, which understates its coarse pass (84 s alone at 26,179 photos:
 benchmarks/coarse_search.py).
+
+Since then the projection adds the coarse pass's growth above the line, timed alone (see above). Two invocations on
+the same VM, 2026-12-08, with --repeats 1: at 9507827 (the aligned check's refinement 2x faster) animals10-dev 141.9 /
+61.1 s = 2.32x, animals10-large 204.4 / 121.4 s = 1.68x, and 777 s projected for 26,179 photos against b2e6549's 823 s,
+of which the duplicate search 144 s (its coarse pass 76 s there, 62 s of it above the line); at 742383d (the coarse
+pass into one reused buffer) 115.9 / 62.9 s = 1.84x, 181.5 / 100.7 s = 1.80x, and 590 s against 779 s, the duplicate
+search 117 s (its coarse pass 55 s, 44 s above the line). The second invocation ran faster throughout, in steps this
+code does not touch too (the six LiteRT files' evaluation 33.6 ms a test photo against 47.8 in the first), so the two
+projections differ by more than the change. The recommended files on animals10-large: int8_fallback at 96.6% against
+b2e6549's int8 at 97.1% (the first); float32 at 97.1% against int8_fallback at 97.1% (the second).
 """
 
 from __future__ import annotations
