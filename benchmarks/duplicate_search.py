@@ -8,8 +8,10 @@ REV:zoolite/dataset/duplicates.py``, default c0875d7, the last commit of 0.9.0's
 --repeats times each (the median printed, and whether the two give the same numbers):
 
 * the coarse pass (``_near_copies``), which compares every photo with every photo's whole frame and crops by matrix
-  products, so it grows with the square of the photos: on random unit descriptors of --photos photos (no copies
-  among them, so one round, as on a real folder; its peak allocation too, by ``tracemalloc``);
+  products, so it grows with the square of the photos: on random unit descriptors of --photos photos, 1% of them
+  made copies of others and 1% made near others, so that it finds pairs to compare (the copies and the candidates
+  for the aligned check it returns are counted); its peak allocation too, by ``tracemalloc``, in a call of each
+  apart from the timed ones;
 * the aligned check's refinement (``_aligned_similarity``), which moves a crop box by coordinate descent until it
   fits: on the pairs the current search refines in each --data folder (default ../shared/data/animals10-large and
   ../shared/data/animals10-dev), recorded from one search; and the groups of copies each version's whole search
@@ -17,18 +19,16 @@ REV:zoolite/dataset/duplicates.py``, default c0875d7, the last commit of 0.9.0's
 
 Output (2-core AMD EPYC with AVX2, no AVX-512, 2026-12-08, default options):
 
-    coarse pass   photos   c0875d7 s   now s  ratio  MB then  MB now  same
-                    2528        1.05    1.07   0.99      122     126  True
-                   26179       71.73   58.78   1.22      436     443  True
+    coarse pass   photos   c0875d7 s   now s  ratio  MB then  MB now  same (copies, candidates)
+                    2528        1.12    1.16   0.97      122     126  True (50, 50)
+                   26179       70.66   60.39   1.17      436     443  True (522, 519)
     refinement   folder            pairs   c0875d7 s   now s  ratio  same  groups (same)
-                 animals10-large     207       1.234   0.594   2.08  True  16 (False)
-                 animals10-dev         6       0.064   0.060   1.06  True  1 (False)
+                 animals10-large     207       1.132   0.593   1.91  True  16 (True)
+                 animals10-dev         6       0.072   0.067   1.08  True  1 (True)
 
-(The groups' "False" was this script's: it compared the two modules' ``Duplicates`` objects, of two classes, as
-wholes; their fields are compared since. ``--photos 2528``, again: coarse pass 1.29 / 1.14 s at 2,528 photos,
-refinement 0.870 / 0.440 s on animals10-large and 0.048 / 0.045 s on animals10-dev, the same numbers, and the same
-groups of copies, 16 and 1.) The coarse pass gains where it matters, at scale: at 2,528 photos two timings of it
-differ by more than the change. The refinement's share grows with the photos, as the pairs it refines do.
+The coarse pass gains where it matters, at scale: at 2,528 photos two timings of it differ by more than the change
+(an earlier invocation, on descriptors without made copies, gave 1.05 / 1.07 s there and 71.73 / 58.78 s at 26,179
+photos; the refinement 1.234 / 0.594 s). The refinement's share grows with the photos, as the pairs it refines do.
 """
 
 from __future__ import annotations
@@ -82,23 +82,46 @@ def refined_pairs(dataset) -> list[tuple]:
     return calls
 
 
-def compared(arms: dict, calls: list[tuple], repeats: int, numbers, memory: bool = False) -> tuple[list[float], bool]:
-    """Each arm's median seconds (and, with ``memory``, peak MB allocated) over ``calls`` of its function,
-    alternating, and whether both give the same ``numbers(result)`` (a list of arrays) for every call."""
-    seconds, peaks, outputs = {arm: [] for arm in arms}, {arm: 0.0 for arm in arms}, {}
+def compared(arms: dict, calls: list[tuple], repeats: int, numbers) -> tuple[list[float], bool, list]:
+    """Each arm's median seconds over ``calls`` of its function, alternating, whether both give the same
+    ``numbers(result)`` (a list of arrays) for every call, and the last arm's numbers."""
+    seconds, outputs = {arm: [] for arm in arms}, {}
     for repeat in range(repeats):
         for arm in (list(arms) if repeat % 2 == 0 else list(arms)[::-1]):
-            if memory:
-                tracemalloc.start()
             start = time.perf_counter()
             outputs[arm] = [numbers(arms[arm](*call)) for call in calls]
             seconds[arm].append(time.perf_counter() - start)
-            if memory:
-                peaks[arm] = max(peaks[arm], tracemalloc.get_traced_memory()[1] / 1e6)
-                tracemalloc.stop()
     old, new = outputs.values()
-    same = all(np.array_equal(a, b) for in_old, in_new in zip(old, new) for a, b in zip(in_old, in_new))
-    return [statistics.median(seconds[arm]) for arm in arms] + ([peaks[arm] for arm in arms] if memory else []), same
+    same = all(np.array_equal(a, b) for in_old, in_new in zip(old, new, strict=True)
+               for a, b in zip(in_old, in_new, strict=True))
+    return [statistics.median(seconds[arm]) for arm in arms], same, new
+
+
+def similarities(refined) -> list[np.ndarray]:
+    """The refinement's similarities (it now returns its boxes beside them)."""
+    return [refined[0] if isinstance(refined, tuple) else refined]
+
+
+def peak_mb(function, *args) -> float:
+    """The peak of what NumPy allocated during one call (traced apart from the timed calls: tracing slows them)."""
+    tracemalloc.start()
+    function(*args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def descriptors_with_copies(n: int) -> np.ndarray:
+    """Random unit descriptors of ``n`` photos (at least 4), 1% of them another's with a little noise (copies) and 1%
+    another's with as much noise as signal (for the aligned check), so that the coarse pass's outputs are not empty."""
+    rng = np.random.default_rng(n)
+    descriptors = rng.standard_normal((n, len(duplicates._windows()), duplicates.SIZE ** 2), np.float32)
+    planted = rng.permutation(n)[:4 * max(1, n // 100)].reshape(2, -1, 2)  # (copies, others) x pairs x (made, its own)
+    for pairs, noise in zip(planted, (0.1, 1.0)):
+        made, own = pairs.T
+        descriptors[made] = descriptors[own] + noise * rng.standard_normal(descriptors[own].shape, np.float32)
+    descriptors /= np.linalg.norm(descriptors, axis=2, keepdims=True)
+    return descriptors
 
 
 def main() -> None:
@@ -110,23 +133,23 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         baseline = baseline_module(args.baseline, Path(folder))
-    windows, dim = len(duplicates._windows()), duplicates.SIZE ** 2
     label = f"{args.baseline} s"
-    print(f"coarse pass  {'photos':>7s} {label:>11s} {'now s':>7s} {'ratio':>6s} {'MB then':>8s} {'MB now':>7s}  same")
+    print(f"coarse pass  {'photos':>7s} {label:>11s} {'now s':>7s} {'ratio':>6s} {'MB then':>8s} {'MB now':>7s}  same "
+          "(copies, candidates)")
     for n in args.photos:
-        descriptors = np.random.default_rng(n).standard_normal((n, windows, dim), np.float32)
-        descriptors /= np.linalg.norm(descriptors, axis=2, keepdims=True)
+        descriptors = descriptors_with_copies(n)
         arms = {args.baseline: baseline._near_copies, "now": duplicates._near_copies}
-        (old, new, old_mb, new_mb), same = compared(arms, [(descriptors,)], args.repeats, list, memory=True)
-        print(f"{'':12s} {n:7d} {old:11.2f} {new:7.2f} {old / new:6.2f} {old_mb:8.0f} {new_mb:7.0f}  {same}")
+        (old, new), same, ((copies, candidates),) = compared(arms, [(descriptors,)], args.repeats, list)
+        old_mb, new_mb = (peak_mb(function, descriptors) for function in arms.values())
+        print(f"{'':12s} {n:7d} {old:11.2f} {new:7.2f} {old / new:6.2f} {old_mb:8.0f} {new_mb:7.0f}  {same} "
+              f"({len(copies)}, {len(candidates)})")
     print(f"refinement   {'folder':<16s} {'pairs':>6s} {label:>11s} {'now s':>7s} {'ratio':>6s}  same  groups (same)")
     for data in args.data:
         dataset = scan_dataset(data)
         found = [module.find_duplicates(dataset.root, dataset.files) for module in (baseline, duplicates)]
         calls = refined_pairs(dataset)
         arms = {args.baseline: baseline._aligned_similarity, "now": duplicates._aligned_similarity}
-        # the similarities: the refinement now returns its boxes beside them
-        (old, new), same = compared(arms, calls, args.repeats, lambda out: [out[0] if isinstance(out, tuple) else out])
+        (old, new), same, _ = compared(arms, calls, args.repeats, similarities)
         pairs = sum(len(call[0]) for call in calls)
         print(f"{'':12s} {data.name:<16s} {pairs:6d} {old:11.3f} {new:7.3f} {old / new:6.2f}  {same!s:5s} "
               f"{len(found[1].groups)} ({vars(found[0]) == vars(found[1])})")  # two modules' classes: compare fields

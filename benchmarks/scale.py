@@ -205,19 +205,27 @@ BEFORE_REPORTS, BEFORE_REPORTS_UP_TO_SCHEMA = ("suspect_labels",), 8
 START_UP, REPORTS, OTHER = "start-up, imports, exit", "reports", "other (weights, backbone, folder)"
 DUPLICATE_SEARCH = Path("zoolite", "dataset", "duplicates.py")
 # Run with a version's PYTHONPATH: the file of its duplicate search, then the seconds of its coarse pass on random
-# unit descriptors (no copies among them, so one round, as on a real folder) of each photo count in argv.
+# unit descriptors (no copies among them, so one round, as on a real folder) of each photo count in argv: after one
+# call that warms it up, the median of three at each but the last, which is timed once.
 COARSE_PASS = """
-import sys, time
+import statistics, sys, time
 import numpy as np
 from zoolite.dataset import duplicates
 print(duplicates.__file__)
-for n in map(int, sys.argv[1:]):
+
+def seconds(n):
     descriptors = np.random.default_rng(n).standard_normal((n, len(duplicates._windows()), duplicates.SIZE ** 2),
                                                             np.float32)
     descriptors /= np.linalg.norm(descriptors, axis=2, keepdims=True)
     start = time.perf_counter()
     duplicates._near_copies(descriptors)
-    print(time.perf_counter() - start)
+    return time.perf_counter() - start
+
+*counts, last = map(int, sys.argv[1:])
+seconds(counts[0])
+for n in counts:
+    print(statistics.median(seconds(n) for _ in range(3)))
+print(seconds(last))
 """
 STAGES = [START_UP, *dict.fromkeys(stage for stage, _, _ in RULES), REPORTS, OTHER]
 
@@ -362,8 +370,8 @@ def coarse_growth(checkout: Path, counts: list[int]) -> dict[str, float]:
     reference = reference_photos()["all"]
     done = subprocess.run([sys.executable, "-c", COARSE_PASS, *map(str, [*counts, reference])], cwd=checkout,
                           env={**os.environ, "PYTHONPATH": str(checkout)}, capture_output=True, text=True, check=True)
-    imported, *lines = done.stdout.split()
-    if Path(imported) != checkout / DUPLICATE_SEARCH:
+    imported, *lines = done.stdout.splitlines()
+    if Path(imported).resolve() != (checkout / DUPLICATE_SEARCH).resolve():
         raise SystemExit(f"{checkout}: the duplicate search imported from {imported}, not from the checkout")
     seconds = [float(line) for line in lines]
     slope, intercept = statistics.linear_regression(counts, seconds[:-1])
@@ -456,7 +464,7 @@ def main() -> None:
     started = time.perf_counter()
     machine, runs = f"{cpu()}, {os.cpu_count()} cores", []
     with tempfile.TemporaryDirectory(prefix="zoolite-scale-") as tmp:
-        base = Path(args.keep or tmp)
+        base = Path(args.keep or tmp).resolve()
         versions = checkouts(args.baseline, base)
         code = {label: imported_from(folder) for label, folder in versions.items()}
         for repeat in range(args.repeats):

@@ -170,7 +170,7 @@ def _coarse(descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pooled -= pooled.mean(axis=(2, 3), keepdims=True)
     pooled /= np.maximum(np.linalg.norm(pooled, axis=(2, 3), keepdims=True), 1e-12)
     whole = pooled[:, 0]
-    return (np.ascontiguousarray(pooled.transpose(1, 0, 2, 3).reshape(windows * n, -1).T),
+    return (pooled.transpose(2, 3, 1, 0).reshape(COARSE * COARSE, windows * n),
             np.stack([whole, whole[:, :, ::-1]], axis=1).reshape(n, 2, -1))
 
 
@@ -189,7 +189,7 @@ def _near_copies(descriptors: np.ndarray,
     asking = np.arange(n)
     out_of_reach = -2 - np.arange(1, n + 1, dtype=np.float32) / n
     chunk = coarse_chunk(queries.shape[1] * columns.nbytes // len(columns))
-    products = np.empty((chunk * queries.shape[1], columns.shape[1]), columns.dtype)  # reused: no page faults
+    products = np.empty((min(chunk, n) * queries.shape[1], columns.shape[1]), columns.dtype)  # reused: no page faults
     while len(asking) and k > 0:
         for start in range(0, len(asking), chunk):
             rows = asking[start:start + chunk]
