@@ -14,8 +14,8 @@ REV:zoolite/dataset/duplicates.py``, default c0875d7, the last commit of 0.9.0's
   apart from the timed ones;
 * the aligned check's refinement (``_aligned_similarity``), which moves a crop box by coordinate descent until it
   fits: on the pairs the current search refines in each --data folder (default ../shared/data/animals10-large and
-  ../shared/data/animals10-dev), recorded from one search; and the groups of copies each version's whole search
-  finds there.
+  ../shared/data/animals10-dev), recorded from the current version's search there; and the groups of copies each
+  version's whole search finds there.
 
 Output (2-core AMD EPYC with AVX2, no AVX-512, 2026-12-08, default options):
 
@@ -66,8 +66,9 @@ def baseline_module(revision: str, folder: Path):
     return module
 
 
-def refined_pairs(dataset) -> list[tuple]:
-    """The arguments of every call the current search makes to ``_aligned_similarity`` on ``dataset``."""
+def current_search(dataset) -> tuple[duplicates.Duplicates, list[tuple]]:
+    """The current search's groups of copies in ``dataset``, and the arguments of every call it made to
+    ``_aligned_similarity``."""
     calls, refine = [], duplicates._aligned_similarity
 
     def recording(pairs, boxes, integrals):
@@ -76,10 +77,9 @@ def refined_pairs(dataset) -> list[tuple]:
 
     duplicates._aligned_similarity = recording
     try:
-        duplicates.find_duplicates(dataset.root, dataset.files)
+        return duplicates.find_duplicates(dataset.root, dataset.files), calls
     finally:
         duplicates._aligned_similarity = refine
-    return calls
 
 
 def compared(arms: dict, calls: list[tuple], repeats: int, numbers) -> tuple[list[float], bool, list]:
@@ -146,13 +146,13 @@ def main() -> None:
     print(f"refinement   {'folder':<16s} {'pairs':>6s} {label:>11s} {'now s':>7s} {'ratio':>6s}  same  groups (same)")
     for data in args.data:
         dataset = scan_dataset(data)
-        found = [module.find_duplicates(dataset.root, dataset.files) for module in (baseline, duplicates)]
-        calls = refined_pairs(dataset)
+        found, calls = current_search(dataset)
+        then = baseline.find_duplicates(dataset.root, dataset.files)
         arms = {args.baseline: baseline._aligned_similarity, "now": duplicates._aligned_similarity}
         (old, new), same, _ = compared(arms, calls, args.repeats, similarities)
         pairs = sum(len(call[0]) for call in calls)
         print(f"{'':12s} {data.name:<16s} {pairs:6d} {old:11.3f} {new:7.3f} {old / new:6.2f}  {same!s:5s} "
-              f"{len(found[1].groups)} ({vars(found[0]) == vars(found[1])})")  # two modules' classes: compare fields
+              f"{len(found.groups)} ({vars(then) == vars(found)})")  # two modules' classes: compare fields
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Each row's softmax, in float64. Not ``scipy.special.softmax``: importing it takes a few tenths of a second, and ``zoolite
-    check`` imports this module (with the suspect labels) before it knows whether it will fit anything."""
+    """Each row's softmax, in float64. Not ``scipy.special.softmax``: importing it takes a few tenths of a second,
+    and ``zoolite check`` imports this module (with the suspect labels) before it knows whether it will fit
+    anything."""
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(1, keepdims=True))
     return z / z.sum(1, keepdims=True)
